@@ -1,0 +1,1400 @@
+/*
+ * mtprotod.conf: read with libconfig, checked completely before anything
+ * uses it (CONFIG.md is the interface; man/mtprotod.conf.5 documents it).
+ * Every error names FILE:LINE and the option's full path, because the
+ * supervisor refuses a bad file on reload and the operator has only that
+ * message to go on.
+ */
+#include "autoconf.h"
+
+#include <sys/stat.h>
+#include <netinet/in.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+/* Defaults, as CONFIG.md and mtprotod.conf(5) state them. */
+#define DEF_USER		"nobody"
+#define DEF_GROUP		"nogroup"
+#define DEF_PIDFILE_ROOT	"/run/mtprotod.pid"
+#define DEF_PIDFILE_USER	"./mtprotod.pid"
+#define DEF_STATE_DIR_ROOT	"/var/lib/mtprotod"
+#define DEF_STATE_DIR_USER	"./mtprotod-state"
+#define DEF_SHUTDOWN_TIMEOUT	60
+#define DEF_MAX_RESTARTS	10
+#define DEF_RESTART_PERIOD	60
+#define DEF_HANDSHAKE_TIMEOUT	10
+#define DEF_IDLE_TIMEOUT	600
+#define DEF_REPLAY_ENTRIES	1000000
+#define DEF_REPLAY_WINDOW	7200
+#define MIN_REPLAY_ENTRIES	1024
+/* PROTOCOL.md A.4.4: accept now - 600 <= ts <= now + 120. */
+#define DEF_TLS_SKEW_PAST	600
+#define DEF_TLS_SKEW_FUTURE	120
+/* PROTOCOL.md A.4.5: app-data length, random 2500..4700 if not learned. */
+#define DEF_TLS_CERT_LEN_MIN	2500
+#define DEF_TLS_CERT_LEN_MAX	4700
+/* A TLS record carries at most 2^14 bytes of plaintext. */
+#define TLS_RECORD_MAX		16384
+#define DEF_DEFAULT_DC		2
+#define DEF_PROXY_SECRET_URL	"https://core.telegram.org/getProxySecret"
+#define DEF_PROXY_CONFIG_URL	"https://core.telegram.org/getProxyConfig"
+#define DEF_PROXY_CONFIG_V6_URL \
+	"https://core.telegram.org/getProxyConfigV6"
+#define DEF_REFRESH		86400
+#define DEF_CONNECT_TIMEOUT	10
+#define DEF_METRICS_ADDRESS	"127.0.0.1"
+#define DEF_METRICS_PORT	9173
+#define DEF_LISTEN_ADDRESS	"0.0.0.0"
+#define DEF_FRONTING_PORT	443
+/* The built-in default listener (no config file). */
+#define DEF_BUILTIN_PORT_ROOT	443
+#define DEF_BUILTIN_PORT_USER	8443
+#define DEF_BUILTIN_TLS_DOMAIN	"www.google.com"
+#define DEF_BUILTIN_NAME	"default"
+/*
+ * PROTOCOL.md A.1.1: tdlib truncates the fake-TLS domain to 182 bytes and
+ * tdesktop needs at least 4, so a domain outside that range makes links
+ * some apps cannot use.
+ */
+#define TLS_DOMAIN_MIN		4
+#define TLS_DOMAIN_MAX		182
+
+#define PATH_BUF		160
+
+struct parser {
+	const char	*file;	/* when libconfig names none */
+	char		*err;
+	size_t		 errlen;
+};
+
+/* One looked-up option: the setting (NULL if absent) and its full path. */
+struct opt {
+	config_setting_t	*s;
+	char			 path[PATH_BUF];
+};
+
+static int perr(struct parser *, const config_setting_t *, const char *,
+    const char *, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+perr(struct parser *p, const config_setting_t *s, const char *path,
+    const char *fmt, ...)
+{
+	const char *file = NULL;
+	int line = 0, n;
+	va_list ap;
+
+	if (p->err == NULL || p->errlen == 0)
+		return -1;
+	if (s != NULL) {
+		file = config_setting_source_file(s);
+		line = config_setting_source_line(s);
+	}
+	if (file == NULL)
+		file = p->file;
+	/* The root group has no line; a made-up one would mislead. */
+	if (line > 0)
+		n = snprintf(p->err, p->errlen, "%s:%d: %s: ", file, line,
+		    path);
+	else
+		n = snprintf(p->err, p->errlen, "%s: %s: ", file, path);
+	if (n < 0 || (size_t)n >= p->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(p->err + n, p->errlen - n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Paths are short; a truncated one still names the option well enough. */
+static void
+join(char *out, const char *base, const char *name)
+{
+	int n;
+
+	if (base[0] == '\0')
+		n = snprintf(out, PATH_BUF, "%s", name);
+	else
+		n = snprintf(out, PATH_BUF, "%s.%s", base, name);
+	if (n < 0)
+		out[0] = '\0';
+}
+
+static void
+join_index(char *out, const char *base, size_t i)
+{
+	if (snprintf(out, PATH_BUF, "%s.[%zu]", base, i) < 0)
+		out[0] = '\0';
+}
+
+/* Unknown names are errors: a typo must not silently become a default. */
+static int
+check_known(struct parser *p, const config_setting_t *grp, const char *gpath,
+    const char *const *known)
+{
+	char path[PATH_BUF];
+	int n = config_setting_length(grp);
+
+	for (int i = 0; i < n; i++) {
+		config_setting_t *m = config_setting_get_elem(grp, i);
+		const char *name = config_setting_name(m);
+		size_t k;
+
+		if (name == NULL)
+			continue;
+		for (k = 0; known[k] != NULL; k++)
+			if (strcmp(name, known[k]) == 0)
+				break;
+		if (known[k] == NULL) {
+			join(path, gpath, name);
+			return perr(p, m, path, "unknown option");
+		}
+	}
+	return 0;
+}
+
+static int
+lookup(const config_setting_t *grp, const char *gpath, const char *name,
+    struct opt *o)
+{
+	join(o->path, gpath, name);
+	o->s = config_setting_get_member(grp, name);
+	return o->s != NULL;
+}
+
+/* 1 if present and copied, 0 if absent, -1 on error. */
+static int
+opt_str(struct parser *p, const config_setting_t *grp, const char *gpath,
+    const char *name, char *dst, size_t cap, struct opt *o)
+{
+	const char *v;
+	size_t len;
+
+	if (!lookup(grp, gpath, name, o))
+		return 0;
+	if (config_setting_type(o->s) != CONFIG_TYPE_STRING)
+		return perr(p, o->s, o->path, "must be a string");
+	v = config_setting_get_string(o->s);
+	len = strlen(v);
+	if (len >= cap)
+		return perr(p, o->s, o->path,
+		    "too long (at most %zu characters)", cap - 1);
+	memcpy(dst, v, len + 1);
+	return 1;
+}
+
+static int
+opt_int(struct parser *p, const config_setting_t *grp, const char *gpath,
+    const char *name, long long min, long long max, long long *dst,
+    struct opt *o)
+{
+	long long v;
+	int t;
+
+	if (!lookup(grp, gpath, name, o))
+		return 0;
+	t = config_setting_type(o->s);
+	if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+		return perr(p, o->s, o->path, "must be an integer");
+	v = config_setting_get_int64(o->s);
+	if (v < min || v > max) {
+		if (max >= INT_MAX)
+			return perr(p, o->s, o->path,
+			    "must be at least %lld", min);
+		return perr(p, o->s, o->path,
+		    "must be between %lld and %lld", min, max);
+	}
+	*dst = v;
+	return 1;
+}
+
+/* An int option into an int field. */
+static int
+opt_intf(struct parser *p, const config_setting_t *grp, const char *gpath,
+    const char *name, long long min, long long max, int *dst)
+{
+	struct opt o;
+	long long v;
+	int r;
+
+	if ((r = opt_int(p, grp, gpath, name, min, max, &v, &o)) == 1)
+		*dst = (int)v;
+	return r;
+}
+
+static int
+opt_group(struct parser *p, const config_setting_t *grp, const char *gpath,
+    const char *name, struct opt *o)
+{
+	if (!lookup(grp, gpath, name, o))
+		return 0;
+	if (config_setting_type(o->s) != CONFIG_TYPE_GROUP)
+		return perr(p, o->s, o->path, "must be a group { ... }");
+	return 1;
+}
+
+static int
+opt_list(struct parser *p, const config_setting_t *grp, const char *gpath,
+    const char *name, struct opt *o)
+{
+	if (!lookup(grp, gpath, name, o))
+		return 0;
+	if (config_setting_type(o->s) != CONFIG_TYPE_LIST)
+		return perr(p, o->s, o->path,
+		    "must be a list ( { ... }, ... )");
+	return 1;
+}
+
+static int
+missing(struct parser *p, const config_setting_t *grp, const char *gpath,
+    const char *name, const char *why)
+{
+	char path[PATH_BUF];
+
+	join(path, gpath, name);
+	return perr(p, grp, path, "missing%s%s", why ? ": " : "",
+	    why ? why : "");
+}
+
+static int
+is_hex_n(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++)
+		if (!isxdigit((unsigned char)s[i]))
+			return 0;
+	return i == n;
+}
+
+int
+config_parse_secret(const char *hex, uint8_t out[16])
+{
+	if (hex == NULL || !is_hex_n(hex, 2 * CONFIG_SECRET_LEN))
+		return -1;
+	return hex_decode(hex, out, CONFIG_SECRET_LEN) == 0 ? 0 : -1;
+}
+
+/* Names show up in logs, metrics labels and state files: keep them tame. */
+static int
+valid_name(const char *s)
+{
+	if (s[0] == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' &&
+		    *s != '.')
+			return 0;
+	return 1;
+}
+
+/* A DNS name (LDH labels) or an IP literal. */
+static int
+valid_host(const char *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	size_t label = 0, total = 0;
+
+	if (addr_from_ip_port(s, 1, &ss, &len) == 0)
+		return 1;
+	for (; *s != '\0'; s++, total++) {
+		if (*s == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+			return 0;
+		if (++label > 63)
+			return 0;
+	}
+	return label > 0 && total <= CONFIG_DOMAIN_MAX;
+}
+
+static int
+parse_backend(struct parser *p, struct opt *o, const char *v,
+    enum backend_mode *out)
+{
+	if (strcmp(v, "auto") == 0)
+		*out = BACKEND_AUTO;
+	else if (strcmp(v, "middle") == 0)
+		*out = BACKEND_MIDDLE;
+	else if (strcmp(v, "direct") == 0)
+		*out = BACKEND_DIRECT;
+	else
+		return perr(p, o->s, o->path,
+		    "must be \"auto\", \"middle\" or \"direct\"");
+	return 0;
+}
+
+static int
+parse_ad_tag(struct parser *p, struct opt *o, const char *v, int *has,
+    uint8_t tag[CONFIG_AD_TAG_LEN])
+{
+	if (v[0] == '\0') {
+		*has = 0;
+		return 0;
+	}
+	if (!is_hex_n(v, 2 * CONFIG_AD_TAG_LEN) ||
+	    hex_decode(v, tag, CONFIG_AD_TAG_LEN) != 0)
+		return perr(p, o->s, o->path,
+		    "must be 32 hex digits or \"\"");
+	*has = 1;
+	return 0;
+}
+
+/* "host:port", "[v6]:port", or a bare host (port 443). */
+static int
+parse_host_port(const char *text, char *host, size_t hostcap, uint16_t *port)
+{
+	const char *colon, *h = text, *portstr = NULL;
+	size_t hl;
+
+	if (text[0] == '[') {
+		const char *end = strchr(text, ']');
+		if (end == NULL)
+			return -1;
+		h = text + 1;
+		hl = (size_t)(end - h);
+		if (end[1] == ':')
+			portstr = end + 2;
+		else if (end[1] != '\0')
+			return -1;
+	} else {
+		colon = strrchr(text, ':');
+		if (colon != NULL && strchr(text, ':') != colon)
+			colon = NULL;	/* a bare IPv6 literal */
+		hl = colon ? (size_t)(colon - text) : strlen(text);
+		portstr = colon ? colon + 1 : NULL;
+	}
+	if (hl == 0 || hl >= hostcap)
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	if (!valid_host(host))
+		return -1;
+	*port = DEF_FRONTING_PORT;
+	if (portstr != NULL) {
+		char *end;
+		long v;
+
+		errno = 0;
+		v = strtol(portstr, &end, 10);
+		if (!isdigit((unsigned char)portstr[0]) || *end != '\0' ||
+		    errno != 0 || v < 1 || v > 65535)
+			return -1;
+		*port = (uint16_t)v;
+	}
+	return 0;
+}
+
+static const char *const user_opts[] = { "name", "secret", "ad_tag", NULL };
+
+static int
+parse_user(struct parser *p, struct config_listener *l, size_t i,
+    const config_setting_t *s, const char *path)
+{
+	struct config_user *u = &l->users[i];
+	char secret[80], tag[80];
+	struct opt o;
+	int r;
+
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+		return perr(p, s, path,
+		    "must be a group { name = ...; secret = ...; }");
+	if (check_known(p, s, path, user_opts) == -1)
+		return -1;
+
+	if ((r = opt_str(p, s, path, "name", u->name, sizeof(u->name),
+	    &o)) == -1)
+		return -1;
+	if (r == 0) {
+		snprintf(u->name, sizeof(u->name), "user%zu", i);
+		o.s = (config_setting_t *)s;
+	} else if (!valid_name(u->name))
+		return perr(p, o.s, o.path,
+		    "must be letters, digits, '.', '_' or '-' (not empty)");
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(l->users[j].name, u->name) == 0)
+			return perr(p, o.s, o.path,
+			    "duplicate user name \"%s\" (also users.[%zu])",
+			    u->name, j);
+
+	if ((r = opt_str(p, s, path, "secret", secret, sizeof(secret),
+	    &o)) == -1) {
+		if (o.s != NULL && config_setting_type(o.s) ==
+		    CONFIG_TYPE_STRING)
+			return perr(p, o.s, o.path, "must be 32 hex digits");
+		return -1;
+	}
+	if (r == 0)
+		return missing(p, s, path, "secret",
+		    "each user needs a secret of 32 hex digits");
+	if (config_parse_secret(secret, u->secret) == -1)
+		return perr(p, o.s, o.path, "must be 32 hex digits");
+	/* The proxy tells users apart by secret, so they must differ. */
+	for (size_t j = 0; j < i; j++)
+		if (memcmp(l->users[j].secret, u->secret,
+		    CONFIG_SECRET_LEN) == 0)
+			return perr(p, o.s, o.path,
+			    "same secret as users.[%zu] (\"%s\")", j,
+			    l->users[j].name);
+
+	if ((r = opt_str(p, s, path, "ad_tag", tag, sizeof(tag), &o)) == -1)
+		return perr(p, o.s, o.path, "must be 32 hex digits or \"\"");
+	if (r == 1 && parse_ad_tag(p, &o, tag, &u->has_ad_tag,
+	    u->ad_tag) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+parse_protocols(struct parser *p, struct opt *o, unsigned *out)
+{
+	static const unsigned bits[] = {
+		PROTO_CLASSIC, PROTO_SECURE, PROTO_FAKE_TLS
+	};
+	char path[PATH_BUF];
+	int t = config_setting_type(o->s), n;
+
+	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+		return perr(p, o->s, o->path,
+		    "must be an array of strings, e.g. [ \"fake_tls\" ]");
+	n = config_setting_length(o->s);
+	if (n == 0)
+		return perr(p, o->s, o->path,
+		    "must name at least one of \"classic\", \"secure\", "
+		    "\"fake_tls\"");
+	*out = 0;
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(o->s, i);
+		const char *v;
+		size_t k;
+
+		join_index(path, o->path, (size_t)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			return perr(p, e, path, "must be a string");
+		v = config_setting_get_string(e);
+		for (k = 0; k < nitems(bits); k++)
+			if (strcmp(v, config_proto_name(bits[k])) == 0)
+				break;
+		if (k == nitems(bits))
+			return perr(p, e, path, "unknown protocol \"%s\" "
+			    "(must be \"classic\", \"secure\" or \"fake_tls\")",
+			    v);
+		if (*out & bits[k])
+			return perr(p, e, path, "\"%s\" listed twice", v);
+		*out |= bits[k];
+	}
+	return 0;
+}
+
+static const char *const listener_opts[] = {
+	"name", "address", "port", "protocols", "tls_domain", "fronting",
+	"ad_tag", "backend", "users", NULL
+};
+
+static int
+same_sockaddr(const struct sockaddr_storage *a,
+    const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a;
+		const struct sockaddr_in *y = (const void *)b;
+		return x->sin_port == y->sin_port &&
+		    x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a;
+		const struct sockaddr_in6 *y = (const void *)b;
+		return x->sin6_port == y->sin6_port &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr,
+		    sizeof(x->sin6_addr)) == 0;
+	}
+	return 0;
+}
+
+static int
+parse_listener(struct parser *p, struct config *cfg, size_t idx,
+    const config_setting_t *s, const char *path)
+{
+	struct config_listener *l = &cfg->listeners[idx];
+	char buf[CONFIG_DOMAIN_MAX + 16];
+	struct opt o, oproto;
+	long long v;
+	int r, n;
+
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+		return perr(p, s, path, "must be a group { ... }");
+	if (check_known(p, s, path, listener_opts) == -1)
+		return -1;
+
+	if ((r = opt_str(p, s, path, "name", l->name, sizeof(l->name),
+	    &o)) == -1)
+		return -1;
+	if (r == 0) {
+		snprintf(l->name, sizeof(l->name), "listener%zu", idx);
+		o.s = (config_setting_t *)s;
+	} else if (!valid_name(l->name))
+		return perr(p, o.s, o.path,
+		    "must be letters, digits, '.', '_' or '-' (not empty)");
+	for (size_t j = 0; j < idx; j++)
+		if (strcmp(cfg->listeners[j].name, l->name) == 0)
+			return perr(p, o.s, o.path, "duplicate listener name "
+			    "\"%s\" (also listeners.[%zu])", l->name, j);
+
+	snprintf(l->address, sizeof(l->address), "%s", DEF_LISTEN_ADDRESS);
+	if ((r = opt_str(p, s, path, "address", l->address,
+	    sizeof(l->address), &o)) == -1)
+		return -1;
+	if (addr_from_ip_port(l->address, 1, &l->addr, &l->addrlen) == -1)
+		return perr(p, o.s ? o.s : s, o.path,
+		    "must be an IPv4 or IPv6 address literal");
+
+	if ((r = opt_int(p, s, path, "port", 1, 65535, &v, &o)) == -1)
+		return -1;
+	if (r == 0)
+		return missing(p, s, path, "port", NULL);
+	l->port = (uint16_t)v;
+	if (addr_from_ip_port(l->address, l->port, &l->addr,
+	    &l->addrlen) == -1)
+		return perr(p, s, path, "cannot use address");
+	for (size_t j = 0; j < idx; j++)
+		if (same_sockaddr(&cfg->listeners[j].addr, &l->addr))
+			return perr(p, o.s, o.path, "address %s port %u is "
+			    "already used by listeners.[%zu]", l->address,
+			    l->port, j);
+
+	if ((r = opt_str(p, s, path, "tls_domain", l->tls_domain,
+	    sizeof(l->tls_domain), &o)) == -1)
+		return -1;
+	if (r == 1 && l->tls_domain[0] != '\0') {
+		size_t dl = strlen(l->tls_domain);
+		if (!valid_host(l->tls_domain))
+			return perr(p, o.s, o.path, "must be a host name");
+		if (dl < TLS_DOMAIN_MIN || dl > TLS_DOMAIN_MAX)
+			return perr(p, o.s, o.path, "must be %d to %d "
+			    "characters long", TLS_DOMAIN_MIN, TLS_DOMAIN_MAX);
+	}
+
+	l->protocols = PROTO_CLASSIC | PROTO_SECURE | PROTO_FAKE_TLS;
+	if (lookup(s, path, "protocols", &oproto) &&
+	    parse_protocols(p, &oproto, &l->protocols) == -1)
+		return -1;
+	if ((l->protocols & PROTO_FAKE_TLS) && l->tls_domain[0] == '\0') {
+		char tpath[PATH_BUF];
+		join(tpath, path, "tls_domain");
+		return perr(p, oproto.s ? oproto.s : s, tpath,
+		    "missing: protocol fake_tls needs it%s",
+		    oproto.s ? "" : " (protocols defaults to all three)");
+	}
+
+	if (l->tls_domain[0] != '\0') {
+		snprintf(l->fronting_host, sizeof(l->fronting_host), "%s",
+		    l->tls_domain);
+		l->fronting_port = DEF_FRONTING_PORT;
+	}
+	if ((r = opt_str(p, s, path, "fronting", buf, sizeof(buf),
+	    &o)) == -1)
+		return -1;
+	if (r == 1 && parse_host_port(buf, l->fronting_host,
+	    sizeof(l->fronting_host), &l->fronting_port) == -1)
+		return perr(p, o.s, o.path,
+		    "must be \"host:port\" (host a name or an IP address)");
+
+	if ((r = opt_str(p, s, path, "ad_tag", buf, sizeof(buf), &o)) == -1)
+		return perr(p, o.s, o.path, "must be 32 hex digits or \"\"");
+	if (r == 1 && parse_ad_tag(p, &o, buf, &l->has_ad_tag,
+	    l->ad_tag) == -1)
+		return -1;
+
+	l->backend = BACKEND_INHERIT;
+	if ((r = opt_str(p, s, path, "backend", buf, sizeof(buf), &o)) == -1)
+		return -1;
+	if (r == 1 && parse_backend(p, &o, buf, &l->backend) == -1)
+		return -1;
+
+	if ((r = opt_list(p, s, path, "users", &o)) == -1)
+		return -1;
+	if (r == 0)
+		return missing(p, s, path, "users",
+		    "a listener needs at least one user");
+	n = config_setting_length(o.s);
+	if (n == 0)
+		return perr(p, o.s, o.path, "must contain at least one user");
+	if (n > CONFIG_MAX_USERS)
+		return perr(p, o.s, o.path, "too many users (at most %d)",
+		    CONFIG_MAX_USERS);
+	if ((l->users = calloc((size_t)n, sizeof(*l->users))) == NULL)
+		return perr(p, o.s, o.path, "out of memory");
+	for (int i = 0; i < n; i++) {
+		char upath[PATH_BUF];
+
+		join_index(upath, o.path, (size_t)i);
+		l->nusers = (size_t)i + 1;
+		if (parse_user(p, l, (size_t)i, config_setting_get_elem(o.s, i),
+		    upath) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static const char *const log_opts[] = { "target", "level", NULL };
+
+static int
+parse_log(struct parser *p, struct config *cfg, const config_setting_t *g,
+    const char *path)
+{
+	static const char *const levels[] = {
+		"debug", "info", "notice", "warning", "error", NULL
+	};
+	char buf[4096];
+	struct opt o;
+	int r;
+
+	if (check_known(p, g, path, log_opts) == -1)
+		return -1;
+	if ((r = opt_str(p, g, path, "target", buf, sizeof(buf), &o)) == -1)
+		return -1;
+	if (r == 1) {
+		if (strcmp(buf, "stderr") == 0)
+			cfg->log_target = LOG_TARGET_STDERR;
+		else if (strcmp(buf, "syslog") == 0)
+			cfg->log_target = LOG_TARGET_SYSLOG;
+		else if (buf[0] == '/') {
+			cfg->log_target = LOG_TARGET_FILE;
+			memcpy(cfg->log_file, buf, sizeof(cfg->log_file));
+		} else
+			return perr(p, o.s, o.path, "must be \"stderr\", "
+			    "\"syslog\" or an absolute file path");
+	}
+	if ((r = opt_str(p, g, path, "level", buf, 32, &o)) == -1)
+		return -1;
+	if (r == 1) {
+		size_t k;
+
+		for (k = 0; levels[k] != NULL; k++)
+			if (strcmp(buf, levels[k]) == 0)
+				break;
+		if (levels[k] == NULL || (r = log_level_from_name(buf)) < 0)
+			return perr(p, o.s, o.path, "must be \"debug\", "
+			    "\"info\", \"notice\", \"warning\" or \"error\"");
+		cfg->log_level = r;
+	}
+	return 0;
+}
+
+static const char *const replay_opts[] = { "entries", "window", NULL };
+
+static int
+parse_replay(struct parser *p, struct config *cfg, const config_setting_t *g,
+    const char *path)
+{
+	struct opt o;
+	long long v;
+	int r;
+
+	if (check_known(p, g, path, replay_opts) == -1)
+		return -1;
+	if ((r = opt_int(p, g, path, "entries", MIN_REPLAY_ENTRIES,
+	    INT_MAX, &v, &o)) == -1)
+		return -1;
+	if (r == 1)
+		cfg->replay_entries = (size_t)v;
+	return opt_intf(p, g, path, "window", 1, INT_MAX,
+	    &cfg->replay_window) == -1 ? -1 : 0;
+}
+
+static const char *const tls_opts[] = {
+	"time_skew_past", "time_skew_future", "cert_len_min", "cert_len_max",
+	NULL
+};
+
+static int
+parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
+    const char *path)
+{
+	struct opt o;
+
+	if (check_known(p, g, path, tls_opts) == -1 ||
+	    opt_intf(p, g, path, "time_skew_past", 0, INT_MAX,
+	    &cfg->tls_time_skew_past) == -1 ||
+	    opt_intf(p, g, path, "time_skew_future", 0, INT_MAX,
+	    &cfg->tls_time_skew_future) == -1 ||
+	    opt_intf(p, g, path, "cert_len_min", 1, TLS_RECORD_MAX,
+	    &cfg->tls_cert_len_min) == -1 ||
+	    opt_intf(p, g, path, "cert_len_max", 1, TLS_RECORD_MAX,
+	    &cfg->tls_cert_len_max) == -1)
+		return -1;
+	if (cfg->tls_cert_len_min > cfg->tls_cert_len_max) {
+		if (!lookup(g, path, "cert_len_max", &o))
+			lookup(g, path, "cert_len_min", &o);
+		return perr(p, o.s, o.path,
+		    "cert_len_min (%d) is larger than cert_len_max (%d)",
+		    cfg->tls_cert_len_min, cfg->tls_cert_len_max);
+	}
+	return 0;
+}
+
+static const char *const dc_opts[] = { "id", "address", NULL };
+
+static int
+parse_dcs(struct parser *p, struct config *cfg, struct opt *ol)
+{
+	int n = config_setting_length(ol->s);
+
+	if (n > CONFIG_MAX_DCS)
+		return perr(p, ol->s, ol->path, "too many entries (at most %d)",
+		    CONFIG_MAX_DCS);
+	if (n == 0)
+		return 0;
+	if ((cfg->dcs = calloc((size_t)n, sizeof(*cfg->dcs))) == NULL)
+		return perr(p, ol->s, ol->path, "out of memory");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(ol->s, i);
+		struct config_dc *d = &cfg->dcs[i];
+		char path[PATH_BUF];
+		struct opt o;
+		long long v;
+		int r;
+
+		cfg->ndcs = (size_t)i + 1;
+		join_index(path, ol->path, (size_t)i);
+		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+			return perr(p, e, path, "must be a group "
+			    "{ id = N; address = \"ip:port\"; }");
+		if (check_known(p, e, path, dc_opts) == -1)
+			return -1;
+		/* DC ids travel as a signed 16-bit value (A.2.4). */
+		if ((r = opt_int(p, e, path, "id", 1, 32767, &v, &o)) == -1)
+			return -1;
+		if (r == 0)
+			return missing(p, e, path, "id", NULL);
+		d->id = (int)v;
+		if ((r = opt_str(p, e, path, "address", d->address,
+		    sizeof(d->address), &o)) == -1)
+			return -1;
+		if (r == 0)
+			return missing(p, e, path, "address", NULL);
+		if (addr_parse(d->address, 0, &d->addr, &d->addrlen) == -1)
+			return perr(p, o.s, o.path, "must be \"ip:port\" "
+			    "(\"[ipv6]:port\" for IPv6)");
+	}
+	return 0;
+}
+
+static int
+opt_url(struct parser *p, const config_setting_t *g, const char *path,
+    const char *name, char *dst, size_t cap)
+{
+	struct opt o;
+	int r;
+
+	if ((r = opt_str(p, g, path, name, dst, cap, &o)) != 1)
+		return r;
+	if (strncmp(dst, "https://", 8) != 0 && strncmp(dst, "http://", 7) != 0)
+		return perr(p, o.s, o.path,
+		    "must be an http:// or https:// URL");
+	return 1;
+}
+
+static const char *const telegram_opts[] = {
+	"dc", "default_dc", "proxy_secret_url", "proxy_config_url",
+	"proxy_config_v6_url", "proxy_secret_file", "proxy_config_file",
+	"refresh", "nat_ip", "connect_timeout", NULL
+};
+
+static int
+parse_telegram(struct parser *p, struct config *cfg,
+    const config_setting_t *g, const char *path)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct opt o;
+	int r;
+
+	if (check_known(p, g, path, telegram_opts) == -1)
+		return -1;
+	if ((r = opt_list(p, g, path, "dc", &o)) == -1)
+		return -1;
+	if (r == 1 && parse_dcs(p, cfg, &o) == -1)
+		return -1;
+	if (opt_intf(p, g, path, "default_dc", 1, 32767,
+	    &cfg->default_dc) == -1 ||
+	    opt_url(p, g, path, "proxy_secret_url", cfg->proxy_secret_url,
+	    sizeof(cfg->proxy_secret_url)) == -1 ||
+	    opt_url(p, g, path, "proxy_config_url", cfg->proxy_config_url,
+	    sizeof(cfg->proxy_config_url)) == -1 ||
+	    opt_url(p, g, path, "proxy_config_v6_url",
+	    cfg->proxy_config_v6_url, sizeof(cfg->proxy_config_v6_url)) == -1 ||
+	    opt_str(p, g, path, "proxy_secret_file", cfg->proxy_secret_file,
+	    sizeof(cfg->proxy_secret_file), &o) == -1 ||
+	    opt_str(p, g, path, "proxy_config_file", cfg->proxy_config_file,
+	    sizeof(cfg->proxy_config_file), &o) == -1 ||
+	    opt_intf(p, g, path, "refresh", 1, INT_MAX, &cfg->refresh) == -1 ||
+	    opt_intf(p, g, path, "connect_timeout", 1, INT_MAX,
+	    &cfg->connect_timeout) == -1)
+		return -1;
+	if ((r = opt_str(p, g, path, "nat_ip", cfg->nat_ip,
+	    sizeof(cfg->nat_ip), &o)) == -1)
+		return -1;
+	if (r == 1 && cfg->nat_ip[0] != '\0' &&
+	    addr_from_ip_port(cfg->nat_ip, 1, &ss, &sl) == -1)
+		return perr(p, o.s, o.path,
+		    "must be an IPv4 or IPv6 address literal or \"\"");
+	return 0;
+}
+
+static const char *const metrics_opts[] = { "address", "port", NULL };
+
+static int
+parse_metrics(struct parser *p, struct config *cfg,
+    const config_setting_t *g, const char *path)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct opt o;
+	long long v;
+	int r;
+
+	if (check_known(p, g, path, metrics_opts) == -1)
+		return -1;
+	if ((r = opt_str(p, g, path, "address", cfg->metrics_address,
+	    sizeof(cfg->metrics_address), &o)) == -1)
+		return -1;
+	if (r == 1 && addr_from_ip_port(cfg->metrics_address, 1, &ss,
+	    &sl) == -1)
+		return perr(p, o.s, o.path,
+		    "must be an IPv4 or IPv6 address literal");
+	if ((r = opt_int(p, g, path, "port", 0, 65535, &v, &o)) == -1)
+		return -1;
+	if (r == 1)
+		cfg->metrics_port = (uint16_t)v;
+	return 0;
+}
+
+static const char *const root_opts[] = {
+	"user", "group", "chroot", "workers", "pidfile", "state_dir",
+	"shutdown_timeout", "max_restarts", "restart_period",
+	"handshake_timeout", "idle_timeout", "backend", "log", "listeners",
+	"replay", "tls", "telegram", "metrics", NULL
+};
+
+static int
+opt_nonempty(struct parser *p, const config_setting_t *g, const char *name,
+    char *dst, size_t cap)
+{
+	struct opt o;
+	int r;
+
+	if ((r = opt_str(p, g, "", name, dst, cap, &o)) == 1 &&
+	    dst[0] == '\0')
+		return perr(p, o.s, o.path, "must not be empty");
+	return r;
+}
+
+static int
+parse_workers(struct parser *p, struct config *cfg, const config_setting_t *g)
+{
+	struct opt o;
+	int t;
+
+	if (!lookup(g, "", "workers", &o))
+		return 0;
+	t = config_setting_type(o.s);
+	if (t == CONFIG_TYPE_STRING &&
+	    strcmp(config_setting_get_string(o.s), "auto") == 0)
+		return 0;
+	if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64) {
+		long long v = config_setting_get_int64(o.s);
+		if (v >= 1 && v <= CONFIG_MAX_WORKERS) {
+			cfg->workers = (int)v;
+			cfg->workers_auto = 0;
+			return 0;
+		}
+	}
+	return perr(p, o.s, o.path, "must be \"auto\" or an integer from 1 "
+	    "to %d", CONFIG_MAX_WORKERS);
+}
+
+static int
+parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
+{
+	char buf[32];
+	struct opt o;
+	int r, n;
+
+	if (check_known(p, root, "", root_opts) == -1)
+		return -1;
+	if (opt_nonempty(p, root, "user", cfg->user, sizeof(cfg->user)) == -1 ||
+	    opt_nonempty(p, root, "group", cfg->group,
+	    sizeof(cfg->group)) == -1 ||
+	    opt_str(p, root, "", "chroot", cfg->chroot, sizeof(cfg->chroot),
+	    &o) == -1)
+		return -1;
+	if (cfg->chroot[0] != '\0' && cfg->chroot[0] != '/')
+		return perr(p, o.s, o.path, "must be an absolute path or \"\"");
+	if (parse_workers(p, cfg, root) == -1 ||
+	    opt_nonempty(p, root, "pidfile", cfg->pidfile,
+	    sizeof(cfg->pidfile)) == -1 ||
+	    opt_nonempty(p, root, "state_dir", cfg->state_dir,
+	    sizeof(cfg->state_dir)) == -1 ||
+	    opt_intf(p, root, "", "shutdown_timeout", 1, INT_MAX,
+	    &cfg->shutdown_timeout) == -1 ||
+	    opt_intf(p, root, "", "max_restarts", 0, INT_MAX,
+	    &cfg->max_restarts) == -1 ||
+	    opt_intf(p, root, "", "restart_period", 1, INT_MAX,
+	    &cfg->restart_period) == -1 ||
+	    opt_intf(p, root, "", "handshake_timeout", 1, INT_MAX,
+	    &cfg->handshake_timeout) == -1 ||
+	    opt_intf(p, root, "", "idle_timeout", 1, INT_MAX,
+	    &cfg->idle_timeout) == -1)
+		return -1;
+	if ((r = opt_str(p, root, "", "backend", buf, sizeof(buf), &o)) == -1)
+		return -1;
+	if (r == 1 && parse_backend(p, &o, buf, &cfg->backend) == -1)
+		return -1;
+
+	if ((r = opt_group(p, root, "", "log", &o)) == -1 ||
+	    (r == 1 && parse_log(p, cfg, o.s, o.path) == -1))
+		return -1;
+	if ((r = opt_group(p, root, "", "replay", &o)) == -1 ||
+	    (r == 1 && parse_replay(p, cfg, o.s, o.path) == -1))
+		return -1;
+	if ((r = opt_group(p, root, "", "tls", &o)) == -1 ||
+	    (r == 1 && parse_tls(p, cfg, o.s, o.path) == -1))
+		return -1;
+	if ((r = opt_group(p, root, "", "telegram", &o)) == -1 ||
+	    (r == 1 && parse_telegram(p, cfg, o.s, o.path) == -1))
+		return -1;
+	if ((r = opt_group(p, root, "", "metrics", &o)) == -1 ||
+	    (r == 1 && parse_metrics(p, cfg, o.s, o.path) == -1))
+		return -1;
+
+	if ((r = opt_list(p, root, "", "listeners", &o)) == -1)
+		return -1;
+	if (r == 0)
+		return 0;	/* none: load() adds the built-in listener */
+	n = config_setting_length(o.s);
+	if (n == 0)
+		return perr(p, o.s, o.path,
+		    "must contain at least one listener");
+	if (n > CONFIG_MAX_LISTENERS)
+		return perr(p, o.s, o.path, "too many listeners (at most %d)",
+		    CONFIG_MAX_LISTENERS);
+	if ((cfg->listeners = calloc((size_t)n,
+	    sizeof(*cfg->listeners))) == NULL)
+		return perr(p, o.s, o.path, "out of memory");
+	for (int i = 0; i < n; i++) {
+		char lpath[PATH_BUF];
+
+		join_index(lpath, o.path, (size_t)i);
+		cfg->nlisteners = (size_t)i + 1;
+		if (parse_listener(p, cfg, (size_t)i,
+		    config_setting_get_elem(o.s, i), lpath) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int	default_listener(struct config *, char *, size_t);
+
+static void
+set_defaults(struct config *cfg)
+{
+	int root = geteuid() == 0;
+
+	snprintf(cfg->user, sizeof(cfg->user), "%s", DEF_USER);
+	snprintf(cfg->group, sizeof(cfg->group), "%s", DEF_GROUP);
+	cfg->workers = ncpus();
+	if (cfg->workers > CONFIG_MAX_WORKERS)
+		cfg->workers = CONFIG_MAX_WORKERS;
+	cfg->workers_auto = 1;
+	snprintf(cfg->pidfile, sizeof(cfg->pidfile), "%s",
+	    root ? DEF_PIDFILE_ROOT : DEF_PIDFILE_USER);
+	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s",
+	    root ? DEF_STATE_DIR_ROOT : DEF_STATE_DIR_USER);
+	cfg->shutdown_timeout = DEF_SHUTDOWN_TIMEOUT;
+	cfg->max_restarts = DEF_MAX_RESTARTS;
+	cfg->restart_period = DEF_RESTART_PERIOD;
+	cfg->handshake_timeout = DEF_HANDSHAKE_TIMEOUT;
+	cfg->idle_timeout = DEF_IDLE_TIMEOUT;
+	cfg->backend = BACKEND_AUTO;
+	cfg->log_target = LOG_TARGET_STDERR;
+	cfg->log_level = LOG_INFO;
+	cfg->replay_entries = DEF_REPLAY_ENTRIES;
+	cfg->replay_window = DEF_REPLAY_WINDOW;
+	cfg->tls_time_skew_past = DEF_TLS_SKEW_PAST;
+	cfg->tls_time_skew_future = DEF_TLS_SKEW_FUTURE;
+	cfg->tls_cert_len_min = DEF_TLS_CERT_LEN_MIN;
+	cfg->tls_cert_len_max = DEF_TLS_CERT_LEN_MAX;
+	cfg->default_dc = DEF_DEFAULT_DC;
+	snprintf(cfg->proxy_secret_url, sizeof(cfg->proxy_secret_url), "%s",
+	    DEF_PROXY_SECRET_URL);
+	snprintf(cfg->proxy_config_url, sizeof(cfg->proxy_config_url), "%s",
+	    DEF_PROXY_CONFIG_URL);
+	snprintf(cfg->proxy_config_v6_url, sizeof(cfg->proxy_config_v6_url),
+	    "%s", DEF_PROXY_CONFIG_V6_URL);
+	cfg->refresh = DEF_REFRESH;
+	cfg->connect_timeout = DEF_CONNECT_TIMEOUT;
+	snprintf(cfg->metrics_address, sizeof(cfg->metrics_address), "%s",
+	    DEF_METRICS_ADDRESS);
+	cfg->metrics_port = DEF_METRICS_PORT;
+}
+
+/* Runs libconfig over the text or file, then our checks. */
+static struct config *
+load(const char *path, const char *text, const char *name, char *err,
+    size_t errlen)
+{
+	struct parser p = { name, err, errlen };
+	struct config *cfg;
+	config_t lc;
+	FILE *f = NULL;
+	int ok;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (path != NULL && (f = fopen(path, "r")) == NULL) {
+		seterr(err, errlen, "%s: cannot open: %s", path,
+		    strerror(errno));
+		return NULL;
+	}
+	config_init(&lc);
+	if (path != NULL) {
+		/* @include "x" is relative to the including file's folder. */
+		char *copy = strdup(path);
+		if (copy != NULL)
+			config_set_include_dir(&lc, dirname(copy));
+		free(copy);
+		ok = config_read(&lc, f);
+		fclose(f);
+	} else
+		ok = config_read_string(&lc, text);
+	if (!ok) {
+		const char *file = config_error_file(&lc);
+
+		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+			seterr(err, errlen, "%s:%d: %s (an @include?)",
+			    file ? file : name, config_error_line(&lc),
+			    config_error_text(&lc));
+		else
+			seterr(err, errlen, "%s:%d: %s",
+			    file ? file : name, config_error_line(&lc),
+			    config_error_text(&lc));
+		config_destroy(&lc);
+		return NULL;
+	}
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL) {
+		seterr(err, errlen, "%s: out of memory", name);
+		config_destroy(&lc);
+		return NULL;
+	}
+	set_defaults(cfg);
+	if (path == NULL || realpath(path, cfg->path) == NULL)
+		snprintf(cfg->path, sizeof(cfg->path), "%s", name);
+	if (parse_root(&p, cfg, config_root_setting(&lc)) == -1) {
+		config_destroy(&lc);
+		config_free(cfg);
+		return NULL;
+	}
+	config_destroy(&lc);
+	/* A file without listeners (like the installed example, where all
+	 * is commented out) runs the built-in one, with its secret kept in
+	 * the file's state_dir. */
+	if (cfg->nlisteners == 0 && default_listener(cfg, err, errlen) == -1) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+struct config *
+config_load(const char *path, char *err, size_t errlen)
+{
+	return load(path, NULL, path, err, errlen);
+}
+
+struct config *
+config_load_string(const char *text, const char *name, char *err,
+    size_t errlen)
+{
+	return load(NULL, text, name ? name : "(string)", err, errlen);
+}
+
+/* mkdir -p with mode for the directories it creates. */
+static int
+mkdirs(const char *dir, mode_t mode)
+{
+	char buf[4096];
+	size_t len = strlen(dir);
+	struct stat st;
+
+	if (len == 0 || len >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, dir, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, mode) == -1 && errno != EEXIST)
+			return -1;
+		if (i < len)
+			buf[i] = '/';
+	}
+	if (stat(dir, &st) == -1)
+		return -1;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	return 0;
+}
+
+/* 0 read, 1 no such file, -1 error (in err). */
+static int
+read_secret(const char *path, uint8_t secret[16], char *err, size_t errlen)
+{
+	char buf[128];
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		if (errno == ENOENT)
+			return 1;
+		seterr(err, errlen, "%s: cannot open: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0) {
+		seterr(err, errlen, "%s: cannot read: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	while (n > 0 && isspace((unsigned char)buf[n - 1]))
+		n--;
+	buf[n] = '\0';
+	if (config_parse_secret(buf, secret) == -1) {
+		seterr(err, errlen, "%s: must hold 32 hex digits (remove it to "
+		    "have a new secret made)", path);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Made once and kept, so links handed out stay valid across restarts.
+ * Written to a temporary file and linked into place, so a reader never
+ * sees half a secret and two starting daemons agree on one.
+ */
+static int
+default_secret(const char *dir, uint8_t secret[16], char *err, size_t errlen)
+{
+	char path[4200], tmp[4200], hex[2 * CONFIG_SECRET_LEN + 2];
+	int r, fd;
+
+	if (mkdirs(dir, 0700) == -1) {
+		seterr(err, errlen, "%s: cannot create state directory: %s",
+		    dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, CONFIG_SECRET_FILE);
+	if ((r = read_secret(path, secret, err, errlen)) != 1)
+		return r;
+
+	random_bytes(secret, CONFIG_SECRET_LEN);
+	hex_encode(secret, CONFIG_SECRET_LEN, hex);
+	strcat(hex, "\n");
+	snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, CONFIG_SECRET_FILE);
+	if ((fd = mkstemp(tmp)) == -1) {
+		seterr(err, errlen, "%s: cannot create: %s", tmp,
+		    strerror(errno));
+		return -1;
+	}
+	if (fchmod(fd, 0600) == -1 ||
+	    write(fd, hex, strlen(hex)) != (ssize_t)strlen(hex) ||
+	    fsync(fd) == -1) {
+		seterr(err, errlen, "%s: cannot write: %s", tmp,
+		    strerror(errno));
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	close(fd);
+	if (link(tmp, path) == 0 || errno == EEXIST)
+		unlink(tmp);
+	else if (rename(tmp, path) == -1) {	/* no hard links here */
+		seterr(err, errlen, "%s: cannot create: %s", path,
+		    strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	/* Whoever won the race, the file now holds the secret to use. */
+	if ((r = read_secret(path, secret, err, errlen)) == 1) {
+		seterr(err, errlen, "%s: vanished after writing it", path);
+		return -1;
+	}
+	return r;
+}
+
+/*
+ * The built-in listener: fake TLS on 0.0.0.0:443 (8443 when not root),
+ * one user whose secret is generated once and kept in state_dir.
+ */
+static int
+default_listener(struct config *cfg, char *err, size_t errlen)
+{
+	struct config_listener *l;
+
+	if ((cfg->listeners = calloc(1, sizeof(*l))) == NULL) {
+		seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	cfg->nlisteners = 1;
+	l = &cfg->listeners[0];
+	snprintf(l->name, sizeof(l->name), "%s", DEF_BUILTIN_NAME);
+	snprintf(l->address, sizeof(l->address), "%s", DEF_LISTEN_ADDRESS);
+	l->port = geteuid() == 0 ? DEF_BUILTIN_PORT_ROOT :
+	    DEF_BUILTIN_PORT_USER;
+	if (addr_from_ip_port(l->address, l->port, &l->addr,
+	    &l->addrlen) == -1) {
+		seterr(err, errlen, "internal error: default address");
+		return -1;
+	}
+	l->protocols = PROTO_FAKE_TLS;
+	snprintf(l->tls_domain, sizeof(l->tls_domain), "%s",
+	    DEF_BUILTIN_TLS_DOMAIN);
+	snprintf(l->fronting_host, sizeof(l->fronting_host), "%s",
+	    DEF_BUILTIN_TLS_DOMAIN);
+	l->fronting_port = DEF_FRONTING_PORT;
+	l->backend = BACKEND_INHERIT;
+	if ((l->users = calloc(1, sizeof(*l->users))) == NULL) {
+		seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	l->nusers = 1;
+	snprintf(l->users[0].name, sizeof(l->users[0].name), "%s",
+	    DEF_BUILTIN_NAME);
+	return default_secret(cfg->state_dir, l->users[0].secret, err,
+	    errlen);
+}
+
+struct config *
+config_default_in(const char *state_dir, char *err, size_t errlen)
+{
+	struct config *cfg;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL) {
+		seterr(err, errlen, "out of memory");
+		return NULL;
+	}
+	set_defaults(cfg);
+	if (state_dir != NULL) {
+		if (state_dir[0] == '\0' ||
+		    strlen(state_dir) >= sizeof(cfg->state_dir)) {
+			seterr(err, errlen, "state directory: bad path");
+			goto fail;
+		}
+		snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s",
+		    state_dir);
+	}
+	if (default_listener(cfg, err, errlen) == -1)
+		goto fail;
+	return cfg;
+fail:
+	config_free(cfg);
+	return NULL;
+}
+
+struct config *
+config_default(char *err, size_t errlen)
+{
+	return config_default_in(NULL, err, errlen);
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		free(cfg->listeners[i].users);
+	free(cfg->listeners);
+	free(cfg->dcs);
+	free(cfg);
+}
+
+enum backend_mode
+config_listener_backend(const struct config *cfg,
+    const struct config_listener *l)
+{
+	enum backend_mode m = l->backend;
+
+	if (m == BACKEND_INHERIT)
+		m = cfg->backend;
+	if (m == BACKEND_MIDDLE || m == BACKEND_DIRECT)
+		return m;
+	/* AUTO: an ad tag only works through the middle proxies (B.2.7). */
+	if (l->has_ad_tag)
+		return BACKEND_MIDDLE;
+	for (size_t i = 0; i < l->nusers; i++)
+		if (l->users[i].has_ad_tag)
+			return BACKEND_MIDDLE;
+	return BACKEND_DIRECT;
+}
+
+const char *
+config_proto_name(unsigned proto_bit)
+{
+	switch (proto_bit) {
+	case PROTO_CLASSIC:
+		return "classic";
+	case PROTO_SECURE:
+		return "secure";
+	case PROTO_FAKE_TLS:
+		return "fake_tls";
+	}
+	return "unknown";
+}

@@ -1,0 +1,197 @@
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/time.h>
+
+#include "config.h"
+#include "log.h"
+
+static struct {
+	int	target;		/* LOG_TARGET_* */
+	int	level;
+	int	fd;		/* stderr or the file */
+	char	file[4096];
+	char	ident[64];
+} L = { LOG_TARGET_STDERR, LOG_INFO, 2, "", "mtprotod" };
+
+static const char *level_names[] = {
+	[LOG_EMERG] = "emerg", [LOG_ALERT] = "alert", [LOG_CRIT] = "crit",
+	[LOG_ERR] = "error", [LOG_WARNING] = "warning",
+	[LOG_NOTICE] = "notice", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+
+int
+log_level_from_name(const char *name)
+{
+	for (int i = LOG_ERR; i <= LOG_DEBUG; i++)
+		if (strcmp(name, level_names[i]) == 0)
+			return i;
+	if (strcmp(name, "warn") == 0)
+		return LOG_WARNING;
+	return -1;
+}
+
+const char *
+log_level_name(int level)
+{
+	if (level < 0 || level > LOG_DEBUG)
+		return "?";
+	return level_names[level];
+}
+
+static int
+open_file(void)
+{
+	int fd = open(L.file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd == -1)
+		return -1;
+	if (L.fd > 2)
+		close(L.fd);
+	L.fd = fd;
+	return 0;
+}
+
+int
+log_init(int target, const char *file, int level, const char *ident)
+{
+	if (L.target == LOG_TARGET_SYSLOG)
+		closelog();
+	L.target = target;
+	L.level = level;
+	if (ident)
+		log_set_ident(ident);
+	switch (target) {
+	case LOG_TARGET_SYSLOG:
+		openlog(L.ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		break;
+	case LOG_TARGET_FILE:
+		snprintf(L.file, sizeof(L.file), "%s", file);
+		return open_file();
+	default:
+		if (L.fd > 2)
+			close(L.fd);
+		L.fd = 2;
+	}
+	return 0;
+}
+
+void
+log_set_ident(const char *ident)
+{
+	snprintf(L.ident, sizeof(L.ident), "%s", ident);
+}
+
+void
+log_set_level(int level)
+{
+	L.level = level;
+}
+
+int
+log_get_level(void)
+{
+	return L.level;
+}
+
+int
+log_fd(void)
+{
+	return L.target == LOG_TARGET_SYSLOG ? -1 : L.fd;
+}
+
+int
+log_reopen(void)
+{
+	if (L.target != LOG_TARGET_FILE)
+		return 0;
+	return open_file();
+}
+
+void
+log_vmsg(int level, const char *fmt, va_list ap)
+{
+	char line[2048];
+	int n, saved = errno;
+
+	if (level > L.level)
+		return;
+	if (L.target == LOG_TARGET_SYSLOG) {
+		vsyslog(level, fmt, ap);
+		errno = saved;
+		return;
+	}
+	struct timeval tv;
+	struct tm tm;
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	n = (int)strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+	n += snprintf(line + n, sizeof(line) - n, ".%03d %s[%d] %s: ",
+	    (int)(tv.tv_usec / 1000), L.ident, (int)getpid(),
+	    log_level_name(level));
+	if (n < (int)sizeof(line)) {
+		int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+		n = m < 0 ? n : n + m;
+	}
+	if (n > (int)sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	/* One write per line so that processes sharing the fd interleave
+	 * whole lines only. */
+	ssize_t w = write(L.fd, line, n);
+	(void)w;
+	errno = saved;
+}
+
+void
+log_msg(int level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(level, fmt, ap);
+	va_end(ap);
+}
+
+static void
+vlog_errno(int level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	int saved = errno;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	log_msg(level, "%s: %s", buf, strerror(saved));
+	errno = saved;
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog_errno(LOG_WARNING, fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog_errno(LOG_CRIT, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(LOG_CRIT, fmt, ap);
+	va_end(ap);
+	exit(1);
+}

@@ -1,0 +1,311 @@
+#include "autoconf.h"
+
+#include <sys/mman.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <string.h>
+
+#include "log.h"
+#include "replay.h"
+#include "util.h"
+
+/*
+ * Layout of the one shared mapping:
+ *
+ *	struct replay_cache	header, read-only after creation
+ *	struct replay_stripe	nstripes locks, one cache line each
+ *	struct replay_bucket	nbuckets buckets of REPLAY_WAYS slots
+ *
+ * A key lives in exactly one bucket (a keyed hash picks it), so a lookup
+ * reads one 192-byte bucket (three cache lines) under one lock. Buckets map
+ * onto stripes by their low bits; with more stripes than workers two
+ * workers rarely contend.
+ */
+#define REPLAY_WAYS		8
+#define REPLAY_MAX_STRIPES	1024
+#define REPLAY_LINE		64
+
+struct replay_bucket {
+	alignas(REPLAY_LINE) uint8_t key[REPLAY_WAYS][REPLAY_KEY_LEN];
+	int64_t		ts[REPLAY_WAYS];	/* 0 = empty slot */
+};
+
+_Static_assert(sizeof(struct replay_bucket) == 3 * REPLAY_LINE,
+    "a bucket is three cache lines");
+
+struct replay_stripe {
+	alignas(REPLAY_LINE) pthread_mutex_t mu;
+	uint64_t	early_evictions;
+};
+
+struct replay_cache {
+	alignas(REPLAY_LINE) size_t mapsize;
+	size_t		nbuckets;
+	size_t		nstripes;		/* a power of two */
+	int64_t		window;
+	uint8_t		seed[16];		/* SipHash key */
+	struct replay_stripe *stripes;
+	struct replay_bucket *buckets;
+};
+
+static inline uint64_t
+rotl64(uint64_t x, int b)
+{
+	return (x << b) | (x >> (64 - b));
+}
+
+static inline uint64_t
+le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+#define SIPROUND do {							\
+	v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);	\
+	v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;			\
+	v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;			\
+	v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);	\
+} while (0)
+
+/*
+ * Keys are chosen by clients, so the bucket index must not be predictable
+ * without the per-daemon seed, or one client could flood a bucket and evict
+ * other clients' keys. OpenSSL has SipHash behind EVP_MAC, but that costs
+ * context allocations on every handshake; this fixed 16-byte case is a few
+ * lines and the unit test checks it against OpenSSL.
+ */
+uint64_t
+replay_siphash16(const uint8_t k[16], const uint8_t m[16])
+{
+	uint64_t k0 = le64(k), k1 = le64(k + 8);
+	uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
+	uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
+	uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
+	uint64_t v3 = k1 ^ 0x7465646279746573ULL;
+	uint64_t w;
+
+	for (int i = 0; i < 2; i++) {
+		w = le64(m + 8 * i);
+		v3 ^= w;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= w;
+	}
+	w = (uint64_t)16 << 56;		/* message length, no tail bytes */
+	v3 ^= w;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= w;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+struct replay_cache *
+replay_create(size_t entries, int window_seconds)
+{
+	struct replay_cache *rc;
+	pthread_mutexattr_t attr;
+	size_t nbuckets, nstripes, hdr, stripes_sz, size;
+	int e;
+
+	if (entries == 0 || window_seconds <= 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	nbuckets = entries / REPLAY_WAYS + (entries % REPLAY_WAYS != 0);
+	if (nbuckets > (SIZE_MAX / 2) / sizeof(struct replay_bucket)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	nstripes = 1;
+	while (nstripes < REPLAY_MAX_STRIPES && nstripes * 2 <= nbuckets)
+		nstripes *= 2;
+
+	hdr = sizeof(struct replay_cache);
+	stripes_sz = nstripes * sizeof(struct replay_stripe);
+	size = hdr + stripes_sz + nbuckets * sizeof(struct replay_bucket);
+
+	rc = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (rc == MAP_FAILED)
+		return NULL;
+	rc->mapsize = size;
+	rc->nbuckets = nbuckets;
+	rc->nstripes = nstripes;
+	rc->window = window_seconds;
+	random_bytes(rc->seed, sizeof(rc->seed));
+	rc->stripes = (struct replay_stripe *)((char *)rc + hdr);
+	rc->buckets = (struct replay_bucket *)((char *)rc + hdr + stripes_sz);
+
+	if ((e = pthread_mutexattr_init(&attr)) != 0)
+		goto fail;
+	if ((e = pthread_mutexattr_setpshared(&attr,
+	    PTHREAD_PROCESS_SHARED)) != 0 ||
+	    (e = pthread_mutexattr_setrobust(&attr,
+	    PTHREAD_MUTEX_ROBUST)) != 0) {
+		pthread_mutexattr_destroy(&attr);
+		goto fail;
+	}
+	for (size_t i = 0; i < nstripes; i++) {
+		if ((e = pthread_mutex_init(&rc->stripes[i].mu, &attr)) != 0) {
+			pthread_mutexattr_destroy(&attr);
+			goto fail;
+		}
+	}
+	pthread_mutexattr_destroy(&attr);
+	return rc;
+
+fail:
+	munmap(rc, size);
+	errno = e;
+	return NULL;
+}
+
+/*
+ * Unmaps in the calling process only. The mutexes are not destroyed: other
+ * processes may still use them, and a process-shared mutex in anonymous
+ * memory holds nothing beyond its bytes.
+ */
+void
+replay_destroy(struct replay_cache *rc)
+{
+	if (rc != NULL)
+		munmap(rc, rc->mapsize);
+}
+
+static size_t
+bucket_of(const struct replay_cache *rc, const uint8_t key[REPLAY_KEY_LEN])
+{
+	uint64_t h = replay_siphash16(rc->seed, key);
+
+#ifdef __SIZEOF_INT128__
+	/* Lemire's multiply-shift: uniform over any bucket count. */
+	return (size_t)(((unsigned __int128)h * rc->nbuckets) >> 64);
+#else
+	return (size_t)(h % rc->nbuckets);
+#endif
+}
+
+static struct replay_stripe *
+stripe_of(struct replay_cache *rc, size_t bucket)
+{
+	return &rc->stripes[bucket & (rc->nstripes - 1)];
+}
+
+/*
+ * A holder that died (EOWNERDEAD) left its bucket at worst with one slot
+ * whose key is half written: a key nobody will send, so harmless, and the
+ * lock is simply marked consistent again.
+ */
+static int
+stripe_lock(struct replay_stripe *s)
+{
+	int e = pthread_mutex_lock(&s->mu);
+
+	if (e == EOWNERDEAD)
+		e = pthread_mutex_consistent(&s->mu);
+	return e;
+}
+
+int
+replay_check_insert(struct replay_cache *rc,
+    const uint8_t key[REPLAY_KEY_LEN], int64_t now)
+{
+	static int lock_warned;
+	size_t bi = bucket_of(rc, key);
+	struct replay_bucket *b = &rc->buckets[bi];
+	struct replay_stripe *s = stripe_of(rc, bi);
+	int victim = 0, found = 0, e;
+
+	if (now < 1)
+		now = 1;	/* 0 marks an empty slot */
+	if ((e = stripe_lock(s)) != 0) {
+		/*
+		 * Only a holder killed between EOWNERDEAD and
+		 * pthread_mutex_consistent() gets here. Failing open keeps
+		 * serving honest clients; a replay merely goes unnoticed.
+		 */
+		if (!lock_warned) {
+			lock_warned = 1;
+			errno = e;
+			log_warn("replay cache lock");
+		}
+		return 0;
+	}
+	/* Evict an empty slot, else the oldest one, unless the key is here. */
+	for (int i = 0; i < REPLAY_WAYS; i++) {
+		int64_t ts = b->ts[i];
+
+		if (ts != 0 && memcmp(b->key[i], key, REPLAY_KEY_LEN) == 0) {
+			if (now - ts < rc->window) {
+				pthread_mutex_unlock(&s->mu);
+				return 1;
+			}
+			victim = i;
+			found = 1;
+			break;
+		}
+		if (b->ts[victim] != 0 && (ts == 0 || ts < b->ts[victim]))
+			victim = i;
+	}
+	if (!found && b->ts[victim] != 0 && now - b->ts[victim] < rc->window)
+		__atomic_fetch_add(&s->early_evictions, 1, __ATOMIC_RELAXED);
+	memcpy(b->key[victim], key, REPLAY_KEY_LEN);
+	__atomic_store_n(&b->ts[victim], now, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+/* Without locks: a metrics reading may be off by the inserts under way. */
+size_t
+replay_count(struct replay_cache *rc)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < rc->nbuckets; i++)
+		for (int j = 0; j < REPLAY_WAYS; j++)
+			if (__atomic_load_n(&rc->buckets[i].ts[j],
+			    __ATOMIC_RELAXED) != 0)
+				n++;
+	return n;
+}
+
+size_t
+replay_capacity(const struct replay_cache *rc)
+{
+	return rc->nbuckets * REPLAY_WAYS;
+}
+
+size_t
+replay_mapsize(const struct replay_cache *rc)
+{
+	return rc->mapsize;
+}
+
+uint64_t
+replay_early_evictions(struct replay_cache *rc)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < rc->nstripes; i++)
+		n += __atomic_load_n(&rc->stripes[i].early_evictions,
+		    __ATOMIC_RELAXED);
+	return n;
+}
+
+int
+replay_test_lock_bucket(struct replay_cache *rc,
+    const uint8_t key[REPLAY_KEY_LEN])
+{
+	return stripe_lock(stripe_of(rc, bucket_of(rc, key)));
+}

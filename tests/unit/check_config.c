@@ -1,0 +1,957 @@
+/*
+ * mtprotod.conf parsing: every option of CONFIG.md read back, the
+ * defaults, the built-in default config and its kept secret, and the
+ * exact "FILE:LINE: option: ..." message of every kind of error.
+ */
+#include "autoconf.h"
+
+#include <sys/stat.h>
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+#define SECRET_A	"00112233445566778899aabbccddeeff"
+#define SECRET_B	"5224c74533123f5d68c832d0dfec65ae"
+#define TAG		"0123456789abcdef0123456789abcdef"
+
+/* A small valid file (lines 1-6) to put errors before or after. */
+#define GOOD_LISTENERS \
+	"listeners = (\n" \
+	"  { name = \"a\"; port = 443; tls_domain = \"www.example.com\";\n" \
+	"    users = (\n" \
+	"      { name = \"u\"; secret = \"" SECRET_A "\"; }\n" \
+	"    ); }\n" \
+	");\n"
+
+static char tmpdir[PATH_MAX];
+
+static void
+setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_config.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void
+teardown(void)
+{
+	char cmd[PATH_MAX + 16];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fputs(text, f) >= 0, 1);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* The text must fail with a message starting with want. */
+static void
+expect_err(const char *text, const char *want)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config *cfg;
+
+	err[0] = '\0';
+	cfg = config_load_string(text, "t.conf", err, sizeof(err));
+	if (cfg != NULL)
+		config_free(cfg);
+	ck_assert_msg(cfg == NULL, "accepted, wanted error %s", want);
+	ck_assert_msg(strncmp(err, want, strlen(want)) == 0,
+	    "got \"%s\", wanted \"%s...\"", err, want);
+}
+
+static struct config *
+expect_ok(const char *text)
+{
+	char err[CONFIG_ERR_MAX] = "";
+	struct config *cfg = config_load_string(text, "t.conf", err,
+	    sizeof(err));
+
+	ck_assert_msg(cfg != NULL, "rejected: %s", err);
+	return cfg;
+}
+
+static const char full_conf[] =
+    "# every option of CONFIG.md, none at its default\n"
+    "user = \"mtp\";\n"
+    "group = \"mtpgroup\";\n"
+    "chroot = \"/var/empty\";\n"
+    "workers = 3;\n"
+    "pidfile = \"/tmp/x/mtprotod.pid\";\n"
+    "state_dir = \"/tmp/x/state\";\n"
+    "shutdown_timeout = 61;\n"
+    "max_restarts = 11;\n"
+    "restart_period = 62;\n"
+    "handshake_timeout = 12;\n"
+    "idle_timeout = 601;\n"
+    "backend = \"middle\";\n"
+    "log = {\n"
+    "  target = \"/var/log/mtprotod.log\";\n"
+    "  level = \"debug\";\n"
+    "};\n"
+    "listeners = (\n"
+    "  {\n"
+    "    name = \"main\";\n"
+    "    address = \"::\";\n"
+    "    port = 444;\n"
+    "    protocols = [ \"fake_tls\", \"secure\" ];\n"
+    "    tls_domain = \"www.example.com\";\n"
+    "    fronting = \"front.example.net:8443\";\n"
+    "    ad_tag = \"" TAG "\";\n"
+    "    backend = \"direct\";\n"
+    "    users = (\n"
+    "      { name = \"alice\"; secret = \"" SECRET_A "\"; },\n"
+    "      { name = \"bob\"; secret = \"" SECRET_B "\";\n"
+    "        ad_tag = \"ffeeddccbbaa99887766554433221100\"; }\n"
+    "    );\n"
+    "  },\n"
+    "  {\n"
+    "    name = \"second\";\n"
+    "    address = \"127.0.0.1\";\n"
+    "    port = 8443;\n"
+    "    protocols = [ \"classic\" ];\n"
+    "    users = ( { name = \"carol\"; secret = \"" SECRET_B "\"; } );\n"
+    "  }\n"
+    ");\n"
+    "replay = {\n"
+    "  entries = 2048;\n"
+    "  window = 3600;\n"
+    "};\n"
+    "tls = {\n"
+    "  time_skew_past = 300;\n"
+    "  time_skew_future = 30;\n"
+    "  cert_len_min = 1000;\n"
+    "  cert_len_max = 2000;\n"
+    "};\n"
+    "telegram = {\n"
+    "  dc = (\n"
+    "    { id = 2; address = \"149.154.167.51:443\"; },\n"
+    "    { id = 4; address = \"[2001:67c:4e8:f004::a]:443\"; }\n"
+    "  );\n"
+    "  default_dc = 4;\n"
+    "  proxy_secret_url = \"https://example.org/secret\";\n"
+    "  proxy_config_url = \"https://example.org/config\";\n"
+    "  proxy_config_v6_url = \"http://example.org/config6\";\n"
+    "  proxy_secret_file = \"/etc/mtprotod/proxy-secret\";\n"
+    "  proxy_config_file = \"/etc/mtprotod/proxy-multi.conf\";\n"
+    "  refresh = 3600;\n"
+    "  nat_ip = \"203.0.113.7\";\n"
+    "  connect_timeout = 5;\n"
+    "};\n"
+    "metrics = {\n"
+    "  address = \"::1\";\n"
+    "  port = 9999;\n"
+    "};\n";
+
+START_TEST(test_full_file)
+{
+	char path[PATH_MAX + 16], err[CONFIG_ERR_MAX] = "", buf[64];
+	struct config *c;
+	const struct config_listener *l;
+	uint8_t sa[16], sb[16], tag[16];
+
+	snprintf(path, sizeof(path), "%s/full.conf", tmpdir);
+	write_file(path, full_conf);
+	c = config_load(path, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_str_eq(c->path, path);
+	ck_assert_str_eq(c->user, "mtp");
+	ck_assert_str_eq(c->group, "mtpgroup");
+	ck_assert_str_eq(c->chroot, "/var/empty");
+	ck_assert_int_eq(c->workers, 3);
+	ck_assert_int_eq(c->workers_auto, 0);
+	ck_assert_str_eq(c->pidfile, "/tmp/x/mtprotod.pid");
+	ck_assert_str_eq(c->state_dir, "/tmp/x/state");
+	ck_assert_int_eq(c->shutdown_timeout, 61);
+	ck_assert_int_eq(c->max_restarts, 11);
+	ck_assert_int_eq(c->restart_period, 62);
+	ck_assert_int_eq(c->handshake_timeout, 12);
+	ck_assert_int_eq(c->idle_timeout, 601);
+	ck_assert_int_eq(c->backend, BACKEND_MIDDLE);
+	ck_assert_int_eq(c->log_target, LOG_TARGET_FILE);
+	ck_assert_str_eq(c->log_file, "/var/log/mtprotod.log");
+	ck_assert_int_eq(c->log_level, LOG_DEBUG);
+
+	ck_assert_uint_eq(c->nlisteners, 2);
+	hex_decode(SECRET_A, sa, 16);
+	hex_decode(SECRET_B, sb, 16);
+	l = &c->listeners[0];
+	ck_assert_str_eq(l->name, "main");
+	ck_assert_str_eq(l->address, "::");
+	ck_assert_uint_eq(l->port, 444);
+	ck_assert_str_eq(addr_str((const struct sockaddr *)&l->addr, buf,
+	    sizeof(buf)), "[::]:444");
+	ck_assert_uint_eq(l->protocols, PROTO_FAKE_TLS | PROTO_SECURE);
+	ck_assert_str_eq(l->tls_domain, "www.example.com");
+	ck_assert_str_eq(l->fronting_host, "front.example.net");
+	ck_assert_uint_eq(l->fronting_port, 8443);
+	ck_assert_int_eq(l->has_ad_tag, 1);
+	hex_decode(TAG, tag, 16);
+	ck_assert_mem_eq(l->ad_tag, tag, 16);
+	ck_assert_int_eq(l->backend, BACKEND_DIRECT);
+	ck_assert_int_eq(config_listener_backend(c, l), BACKEND_DIRECT);
+	ck_assert_uint_eq(l->nusers, 2);
+	ck_assert_str_eq(l->users[0].name, "alice");
+	ck_assert_mem_eq(l->users[0].secret, sa, 16);
+	ck_assert_int_eq(l->users[0].has_ad_tag, 0);
+	ck_assert_str_eq(l->users[1].name, "bob");
+	ck_assert_mem_eq(l->users[1].secret, sb, 16);
+	ck_assert_int_eq(l->users[1].has_ad_tag, 1);
+	hex_decode("ffeeddccbbaa99887766554433221100", tag, 16);
+	ck_assert_mem_eq(l->users[1].ad_tag, tag, 16);
+
+	l = &c->listeners[1];
+	ck_assert_str_eq(l->name, "second");
+	ck_assert_str_eq(addr_str((const struct sockaddr *)&l->addr, buf,
+	    sizeof(buf)), "127.0.0.1:8443");
+	ck_assert_uint_eq(l->protocols, PROTO_CLASSIC);
+	ck_assert_str_eq(l->tls_domain, "");
+	ck_assert_str_eq(l->fronting_host, "");
+	ck_assert_int_eq(l->backend, BACKEND_INHERIT);
+	ck_assert_int_eq(config_listener_backend(c, l), BACKEND_MIDDLE);
+	ck_assert_uint_eq(l->nusers, 1);
+	ck_assert_str_eq(l->users[0].name, "carol");
+
+	ck_assert_uint_eq(c->replay_entries, 2048);
+	ck_assert_int_eq(c->replay_window, 3600);
+	ck_assert_int_eq(c->tls_time_skew_past, 300);
+	ck_assert_int_eq(c->tls_time_skew_future, 30);
+	ck_assert_int_eq(c->tls_cert_len_min, 1000);
+	ck_assert_int_eq(c->tls_cert_len_max, 2000);
+
+	ck_assert_uint_eq(c->ndcs, 2);
+	ck_assert_int_eq(c->dcs[0].id, 2);
+	ck_assert_str_eq(c->dcs[0].address, "149.154.167.51:443");
+	ck_assert_str_eq(addr_str((const struct sockaddr *)&c->dcs[0].addr,
+	    buf, sizeof(buf)), "149.154.167.51:443");
+	ck_assert_int_eq(c->dcs[1].id, 4);
+	ck_assert_str_eq(addr_str((const struct sockaddr *)&c->dcs[1].addr,
+	    buf, sizeof(buf)), "[2001:67c:4e8:f004::a]:443");
+	ck_assert_int_eq(c->default_dc, 4);
+	ck_assert_str_eq(c->proxy_secret_url, "https://example.org/secret");
+	ck_assert_str_eq(c->proxy_config_url, "https://example.org/config");
+	ck_assert_str_eq(c->proxy_config_v6_url, "http://example.org/config6");
+	ck_assert_str_eq(c->proxy_secret_file, "/etc/mtprotod/proxy-secret");
+	ck_assert_str_eq(c->proxy_config_file,
+	    "/etc/mtprotod/proxy-multi.conf");
+	ck_assert_int_eq(c->refresh, 3600);
+	ck_assert_str_eq(c->nat_ip, "203.0.113.7");
+	ck_assert_int_eq(c->connect_timeout, 5);
+	ck_assert_str_eq(c->metrics_address, "::1");
+	ck_assert_uint_eq(c->metrics_port, 9999);
+	config_free(c);
+}
+END_TEST
+
+/* The installed example must load as it is. */
+START_TEST(test_example_file)
+{
+	char err[CONFIG_ERR_MAX] = "", path[PATH_MAX];
+	struct config *c;
+	const char *v = VECTORS_JSON, *end = strstr(v, "tests/vectors.json");
+
+	/* The source tree is where the vectors are. */
+	ck_assert_ptr_nonnull(end);
+	snprintf(path, sizeof(path), "%.*setc/mtprotod.conf", (int)(end - v),
+	    v);
+	/* As installed, all commented out, plus a private state_dir: it
+	 * runs the built-in fake-TLS listener. */
+	FILE *in = fopen(path, "r");
+	char copy[PATH_MAX + 16], line[1024];
+	ck_assert_ptr_nonnull(in);
+	snprintf(copy, sizeof(copy), "%s/example.conf", tmpdir);
+	FILE *out = fopen(copy, "w");
+	ck_assert_ptr_nonnull(out);
+	while (fgets(line, sizeof(line), in))
+		fputs(line, out);
+	fprintf(out, "state_dir = \"%s/state\";\n", tmpdir);
+	fclose(in);
+	ck_assert_int_eq(fclose(out), 0);
+	c = config_load(copy, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_uint_eq(c->nlisteners, 1);
+	ck_assert_uint_eq(c->listeners[0].nusers, 1);
+	ck_assert_uint_eq(c->listeners[0].protocols, PROTO_FAKE_TLS);
+	config_free(c);
+}
+END_TEST
+
+/* A file without listeners gets the built-in one, secret kept. */
+START_TEST(test_no_listeners_builtin)
+{
+	char text[PATH_MAX + 64], path[PATH_MAX + 16];
+	struct config *c, *c2;
+	struct stat st;
+
+	snprintf(text, sizeof(text), "state_dir = \"%s/st\";\nworkers = 1;\n",
+	    tmpdir);
+	c = expect_ok(text);
+	ck_assert_uint_eq(c->nlisteners, 1);
+	ck_assert_uint_eq(c->listeners[0].protocols, PROTO_FAKE_TLS);
+	ck_assert_int_eq(c->workers, 1);
+	snprintf(path, sizeof(path), "%s/st/secret", tmpdir);
+	ck_assert_int_eq(stat(path, &st), 0);
+	c2 = expect_ok(text);
+	ck_assert_mem_eq(c->listeners[0].users[0].secret,
+	    c2->listeners[0].users[0].secret, 16);
+	config_free(c);
+	config_free(c2);
+}
+END_TEST
+
+START_TEST(test_defaults)
+{
+	struct config *c = expect_ok(GOOD_LISTENERS);
+	const struct config_listener *l = &c->listeners[0];
+	int root = geteuid() == 0;
+	int n = ncpus();
+
+	ck_assert_str_eq(c->user, "nobody");
+	ck_assert_str_eq(c->group, "nogroup");
+	ck_assert_str_eq(c->chroot, "");
+	ck_assert_int_eq(c->workers_auto, 1);
+	ck_assert_int_eq(c->workers, n > CONFIG_MAX_WORKERS ?
+	    CONFIG_MAX_WORKERS : n);
+	ck_assert_str_eq(c->pidfile, root ? "/run/mtprotod.pid" :
+	    "./mtprotod.pid");
+	ck_assert_str_eq(c->state_dir, root ? "/var/lib/mtprotod" :
+	    "./mtprotod-state");
+	ck_assert_int_eq(c->shutdown_timeout, 60);
+	ck_assert_int_eq(c->max_restarts, 10);
+	ck_assert_int_eq(c->restart_period, 60);
+	ck_assert_int_eq(c->handshake_timeout, 10);
+	ck_assert_int_eq(c->idle_timeout, 600);
+	ck_assert_int_eq(c->backend, BACKEND_AUTO);
+	ck_assert_int_eq(c->log_target, LOG_TARGET_STDERR);
+	ck_assert_int_eq(c->log_level, LOG_INFO);
+	ck_assert_uint_eq(c->replay_entries, 1000000);
+	ck_assert_int_eq(c->replay_window, 7200);
+	ck_assert_int_eq(c->tls_time_skew_past, 600);
+	ck_assert_int_eq(c->tls_time_skew_future, 120);
+	ck_assert_int_eq(c->tls_cert_len_min, 2500);
+	ck_assert_int_eq(c->tls_cert_len_max, 4700);
+	ck_assert_uint_eq(c->ndcs, 0);
+	ck_assert_int_eq(c->default_dc, 2);
+	ck_assert_str_eq(c->proxy_secret_url,
+	    "https://core.telegram.org/getProxySecret");
+	ck_assert_str_eq(c->proxy_config_url,
+	    "https://core.telegram.org/getProxyConfig");
+	ck_assert_str_eq(c->proxy_config_v6_url,
+	    "https://core.telegram.org/getProxyConfigV6");
+	ck_assert_str_eq(c->proxy_secret_file, "");
+	ck_assert_str_eq(c->proxy_config_file, "");
+	ck_assert_int_eq(c->refresh, 86400);
+	ck_assert_str_eq(c->nat_ip, "");
+	ck_assert_int_eq(c->connect_timeout, 10);
+	ck_assert_str_eq(c->metrics_address, "127.0.0.1");
+	ck_assert_uint_eq(c->metrics_port, 9173);
+
+	ck_assert_str_eq(l->address, "0.0.0.0");
+	ck_assert_uint_eq(l->protocols,
+	    PROTO_CLASSIC | PROTO_SECURE | PROTO_FAKE_TLS);
+	ck_assert_str_eq(l->fronting_host, "www.example.com");
+	ck_assert_uint_eq(l->fronting_port, 443);
+	ck_assert_int_eq(l->has_ad_tag, 0);
+	ck_assert_int_eq(l->backend, BACKEND_INHERIT);
+	ck_assert_int_eq(config_listener_backend(c, l), BACKEND_DIRECT);
+	config_free(c);
+
+	/* Unnamed listeners and users get names from their position. */
+	c = expect_ok("listeners = ( { port = 1; protocols = [\"secure\"];\n"
+	    "users = ( { secret = \"" SECRET_A "\"; },\n"
+	    "{ secret = \"" SECRET_B "\"; } ); } );\n");
+	ck_assert_str_eq(c->listeners[0].name, "listener0");
+	ck_assert_str_eq(c->listeners[0].users[0].name, "user0");
+	ck_assert_str_eq(c->listeners[0].users[1].name, "user1");
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_workers_and_log)
+{
+	struct config *c;
+
+	c = expect_ok("workers = \"auto\";\nlog = { target = \"syslog\"; "
+	    "level = \"warning\"; };\n" GOOD_LISTENERS);
+	ck_assert_int_eq(c->workers_auto, 1);
+	ck_assert_int_ge(c->workers, 1);
+	ck_assert_int_eq(c->log_target, LOG_TARGET_SYSLOG);
+	ck_assert_int_eq(c->log_level, LOG_WARNING);
+	config_free(c);
+	c = expect_ok("workers = 256;\nlog = { target = \"stderr\"; "
+	    "level = \"error\"; };\n" GOOD_LISTENERS);
+	ck_assert_int_eq(c->workers, 256);
+	ck_assert_int_eq(c->log_target, LOG_TARGET_STDERR);
+	ck_assert_int_eq(c->log_level, LOG_ERR);
+	config_free(c);
+	c = expect_ok("log = { level = \"notice\"; };\n" GOOD_LISTENERS);
+	ck_assert_int_eq(c->log_level, LOG_NOTICE);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_upper_case_secret)
+{
+	struct config *c;
+	uint8_t want[16];
+
+	c = expect_ok("listeners = ( { port = 1; protocols = [\"secure\"];\n"
+	    "users = ( { secret = \"5224C74533123F5D68C832D0DFEC65AE\"; }"
+	    " ); } );\n");
+	hex_decode(SECRET_B, want, 16);
+	ck_assert_mem_eq(c->listeners[0].users[0].secret, want, 16);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_backend_resolution)
+{
+	struct config *c;
+
+	/* auto: middle as soon as the listener or one user has a tag. */
+	c = expect_ok("listeners = (\n"
+	    "{ name = \"plain\"; port = 1; protocols = [\"secure\"];\n"
+	    "  users = ( { secret = \"" SECRET_A "\"; } ); },\n"
+	    "{ name = \"ltag\"; port = 2; protocols = [\"secure\"];\n"
+	    "  ad_tag = \"" TAG "\";\n"
+	    "  users = ( { secret = \"" SECRET_A "\"; } ); },\n"
+	    "{ name = \"utag\"; port = 3; protocols = [\"secure\"];\n"
+	    "  users = ( { secret = \"" SECRET_A "\"; },\n"
+	    "    { secret = \"" SECRET_B "\"; ad_tag = \"" TAG "\"; } ); },\n"
+	    "{ name = \"emptytag\"; port = 4; protocols = [\"secure\"];\n"
+	    "  ad_tag = \"\";\n"
+	    "  users = ( { secret = \"" SECRET_A "\"; } ); },\n"
+	    "{ name = \"forced\"; port = 5; protocols = [\"secure\"];\n"
+	    "  ad_tag = \"" TAG "\"; backend = \"direct\";\n"
+	    "  users = ( { secret = \"" SECRET_A "\"; } ); }\n"
+	    ");\n");
+	ck_assert_int_eq(config_listener_backend(c, &c->listeners[0]),
+	    BACKEND_DIRECT);
+	ck_assert_int_eq(config_listener_backend(c, &c->listeners[1]),
+	    BACKEND_MIDDLE);
+	ck_assert_int_eq(config_listener_backend(c, &c->listeners[2]),
+	    BACKEND_MIDDLE);
+	ck_assert_int_eq(c->listeners[3].has_ad_tag, 0);
+	ck_assert_int_eq(config_listener_backend(c, &c->listeners[3]),
+	    BACKEND_DIRECT);
+	ck_assert_int_eq(config_listener_backend(c, &c->listeners[4]),
+	    BACKEND_DIRECT);
+	/* The global one is what INHERIT means. */
+	c->backend = BACKEND_DIRECT;
+	ck_assert_int_eq(config_listener_backend(c, &c->listeners[1]),
+	    BACKEND_DIRECT);
+	c->backend = BACKEND_MIDDLE;
+	ck_assert_int_eq(config_listener_backend(c, &c->listeners[0]),
+	    BACKEND_MIDDLE);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_parse_secret)
+{
+	uint8_t s[16], want[16];
+
+	hex_decode(SECRET_B, want, 16);
+	ck_assert_int_eq(config_parse_secret(SECRET_B, s), 0);
+	ck_assert_mem_eq(s, want, 16);
+	ck_assert_int_eq(config_parse_secret(
+	    "5224c74533123F5D68C832D0DFEC65AE", s), 0);
+	ck_assert_mem_eq(s, want, 16);
+	ck_assert_int_eq(config_parse_secret(
+	    "5224c74533123f5d68c832d0dfec65a", s), -1);
+	ck_assert_int_eq(config_parse_secret(
+	    "5224c74533123f5d68c832d0dfec65ae0", s), -1);
+	ck_assert_int_eq(config_parse_secret(
+	    "5224c74533123f5d68c832d0dfec65ag", s), -1);
+	ck_assert_int_eq(config_parse_secret(
+	    "dd5224c74533123f5d68c832d0dfec65", s), 0);
+	ck_assert_int_eq(config_parse_secret("", s), -1);
+	ck_assert_int_eq(config_parse_secret(NULL, s), -1);
+	ck_assert_str_eq(config_proto_name(PROTO_CLASSIC), "classic");
+	ck_assert_str_eq(config_proto_name(PROTO_SECURE), "secure");
+	ck_assert_str_eq(config_proto_name(PROTO_FAKE_TLS), "fake_tls");
+}
+END_TEST
+
+static void
+read_text(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	n = read(fd, buf, cap - 1);
+	ck_assert_int_ge(n, 0);
+	buf[n] = '\0';
+	close(fd);
+}
+
+START_TEST(test_builtin_default)
+{
+	char dir[PATH_MAX + 16], file[PATH_MAX + 32], err[CONFIG_ERR_MAX];
+	char text[128], hex[33];
+	struct config *a, *b;
+	const struct config_listener *l;
+	struct stat st;
+
+	/* A state dir two levels down that does not exist yet. */
+	snprintf(dir, sizeof(dir), "%s/state/sub", tmpdir);
+	snprintf(file, sizeof(file), "%s/" CONFIG_SECRET_FILE, dir);
+	a = config_default_in(dir, err, sizeof(err));
+	ck_assert_msg(a != NULL, "%s", err);
+	ck_assert_str_eq(a->path, "");
+	ck_assert_str_eq(a->state_dir, dir);
+	ck_assert_uint_eq(a->nlisteners, 1);
+	l = &a->listeners[0];
+	ck_assert_str_eq(l->name, "default");
+	ck_assert_str_eq(l->address, "0.0.0.0");
+	ck_assert_uint_eq(l->port, geteuid() == 0 ? 443 : 8443);
+	ck_assert_uint_eq(l->protocols, PROTO_FAKE_TLS);
+	ck_assert_str_eq(l->tls_domain, "www.google.com");
+	ck_assert_str_eq(l->fronting_host, "www.google.com");
+	ck_assert_uint_eq(l->fronting_port, 443);
+	ck_assert_uint_eq(l->nusers, 1);
+	ck_assert_str_eq(l->users[0].name, "default");
+	ck_assert_int_eq(a->workers_auto, 1);
+	ck_assert_int_eq(config_listener_backend(a, l), BACKEND_DIRECT);
+
+	ck_assert_int_eq(stat(dir, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0700);
+	ck_assert_int_eq(stat(file, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0600);
+	read_text(file, text, sizeof(text));
+	hex_encode(l->users[0].secret, 16, hex);
+	ck_assert_uint_eq(strlen(text), 33);
+	ck_assert_int_eq(strncmp(text, hex, 32), 0);
+	ck_assert_int_eq(text[32], '\n');
+
+	/* The second start hands out the same links. */
+	b = config_default_in(dir, err, sizeof(err));
+	ck_assert_msg(b != NULL, "%s", err);
+	ck_assert_mem_eq(b->listeners[0].users[0].secret, l->users[0].secret,
+	    16);
+	config_free(b);
+	config_free(a);
+
+	/* An owner-written upper-case secret without newline is used. */
+	write_file(file, "5224C74533123F5D68C832D0DFEC65AE");
+	a = config_default_in(dir, err, sizeof(err));
+	ck_assert_msg(a != NULL, "%s", err);
+	hex_encode(a->listeners[0].users[0].secret, 16, hex);
+	ck_assert_str_eq(hex, SECRET_B);
+	config_free(a);
+}
+END_TEST
+
+START_TEST(test_builtin_default_errors)
+{
+	char dir[PATH_MAX + 16], file[PATH_MAX + 32], err[CONFIG_ERR_MAX];
+	struct config *c;
+
+	snprintf(dir, sizeof(dir), "%s/st", tmpdir);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(file, sizeof(file), "%s/" CONFIG_SECRET_FILE, dir);
+	write_file(file, "not a secret\n");
+	c = config_default_in(dir, err, sizeof(err));
+	ck_assert_ptr_null(c);
+	ck_assert_msg(strncmp(err, file, strlen(file)) == 0, "%s", err);
+	ck_assert_ptr_nonnull(strstr(err, "32 hex digits"));
+
+	/* A state dir below a regular file cannot be made. */
+	snprintf(dir, sizeof(dir), "%s/st/" CONFIG_SECRET_FILE "/x", tmpdir);
+	c = config_default_in(dir, err, sizeof(err));
+	ck_assert_ptr_null(c);
+	ck_assert_msg(strncmp(err, dir, strlen(dir)) == 0, "%s", err);
+	ck_assert_ptr_nonnull(strstr(err, "cannot create state directory"));
+}
+END_TEST
+
+START_TEST(test_err_file_and_syntax)
+{
+	char path[PATH_MAX + 16], want[PATH_MAX + 64], err[CONFIG_ERR_MAX];
+	struct config *c;
+
+	/* Errors from a file name the file as given. */
+	snprintf(path, sizeof(path), "%s/bad.conf", tmpdir);
+	write_file(path, "# comment\n" GOOD_LISTENERS "\nworkerz = 2;\n");
+	c = config_load(path, err, sizeof(err));
+	ck_assert_ptr_null(c);
+	snprintf(want, sizeof(want), "%s:9: workerz: unknown option", path);
+	ck_assert_str_eq(err, want);
+
+	write_file(path,
+	    "user = \"x\";\n\nlisteners = (\n  { port = ; }\n);\n");
+	c = config_load(path, err, sizeof(err));
+	ck_assert_ptr_null(c);
+	snprintf(want, sizeof(want), "%s:4: ", path);
+	ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
+
+	snprintf(path, sizeof(path), "%s/missing.conf", tmpdir);
+	c = config_load(path, err, sizeof(err));
+	ck_assert_ptr_null(c);
+	snprintf(want, sizeof(want), "%s: cannot open: ", path);
+	ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
+
+	expect_err("user = \"x\";\ngroup = ;\n", "t.conf:2: syntax error");
+	expect_err("\n\nlisteners = (\n{ port = 1; ] }\n);\n",
+	    "t.conf:4: syntax error");
+	expect_err("a = 1;\na = 2;\n", "t.conf:2: ");
+}
+END_TEST
+
+START_TEST(test_err_unknown)
+{
+	expect_err("user = \"x\";\nbogus = 1;\n" GOOD_LISTENERS,
+	    "t.conf:2: bogus: unknown option");
+	expect_err("listeners = (\n"
+	    "  { name = \"a\"; port = 443; tls_domain = \"www.example.com\";\n"
+	    "    prot = 5;\n"
+	    "    users = ( { secret = \"" SECRET_A "\"; } ); }\n);\n",
+	    "t.conf:3: listeners.[0].prot: unknown option");
+	expect_err("listeners = (\n"
+	    "  { name = \"a\"; port = 443; tls_domain = \"www.example.com\";\n"
+	    "    users = (\n"
+	    "      { secret = \"" SECRET_A "\"; },\n"
+	    "      { secret = \"" SECRET_B "\";\n"
+	    "        password = \"x\"; }\n"
+	    "    ); }\n);\n",
+	    "t.conf:6: listeners.[0].users.[1].password: unknown option");
+	expect_err(GOOD_LISTENERS "log = {\n  lvl = \"info\";\n};\n",
+	    "t.conf:8: log.lvl: unknown option");
+	expect_err(GOOD_LISTENERS "telegram = {\n  dc = (\n"
+	    "    { id = 1; addr = \"1.2.3.4:443\"; }\n  );\n};\n",
+	    "t.conf:9: telegram.dc.[0].addr: unknown option");
+	expect_err(GOOD_LISTENERS "tls = { skew = 1; };\n",
+	    "t.conf:7: tls.skew: unknown option");
+	expect_err(GOOD_LISTENERS "metrics = { addr = \"::1\"; };\n",
+	    "t.conf:7: metrics.addr: unknown option");
+	expect_err(GOOD_LISTENERS "replay = { size = 4096; };\n",
+	    "t.conf:7: replay.size: unknown option");
+}
+END_TEST
+
+START_TEST(test_err_secret)
+{
+	/* 31 digits */
+	expect_err("listeners = (\n"
+	    "  { port = 443; protocols = [\"secure\"];\n"
+	    "    users = (\n"
+	    "      { name = \"ok\"; secret = \"" SECRET_A "\"; },\n"
+	    "      { name = \"short\";\n"
+	    "        secret = \"5224c74533123f5d68c832d0dfec65a\"; }\n"
+	    "    ); }\n);\n",
+	    "t.conf:6: listeners.[0].users.[1].secret: must be 32 hex digits");
+	/* not hex */
+	expect_err("listeners = (\n"
+	    "  { port = 443; protocols = [\"secure\"];\n"
+	    "    users = (\n"
+	    "      { secret = \"5224c74533123f5d68c832d0dfec65zz\"; }\n"
+	    "    ); }\n);\n",
+	    "t.conf:4: listeners.[0].users.[0].secret: must be 32 hex digits");
+	/* an ee link secret is not a config secret */
+	expect_err("listeners = ( { port = 443; protocols = [\"secure\"];\n"
+	    "users = ( { secret = \"dd" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].users.[0].secret: must be 32 hex digits");
+	/* not a string */
+	expect_err("listeners = ( { port = 443; protocols = [\"secure\"];\n"
+	    "users = ( { secret = 12; } ); } );\n",
+	    "t.conf:2: listeners.[0].users.[0].secret: must be a string");
+	expect_err("listeners = ( { port = 443; protocols = [\"secure\"];\n"
+	    "users = ( { name = \"x\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].users.[0].secret: missing");
+	expect_err("listeners = ( { port = 443; protocols = [\"secure\"];\n"
+	    "users = ( { secret = \"" SECRET_A "\"; },\n"
+	    "{ secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:3: listeners.[0].users.[1].secret: same secret as "
+	    "users.[0]");
+	expect_err("listeners = ( { port = 443; protocols = [\"secure\"];\n"
+	    "users = ( { secret = \"" SECRET_A "\";\n"
+	    "ad_tag = \"1234\"; } ); } );\n",
+	    "t.conf:3: listeners.[0].users.[0].ad_tag: must be 32 hex digits");
+}
+END_TEST
+
+static void
+two_listeners(char *buf, size_t cap, const char *second)
+{
+	snprintf(buf, cap, "listeners = (\n"
+	    "  { name = \"a\"; port = 443; protocols = [\"secure\"];\n"
+	    "    users = ( { secret = \"" SECRET_A "\"; } ); },\n"
+	    "  {\n%s"
+	    "    users = ( { secret = \"" SECRET_A "\"; } ); }\n"
+	    ");\n", second);
+}
+
+static void
+expect_listener_err(const char *second, const char *want)
+{
+	char buf[2048];
+
+	two_listeners(buf, sizeof(buf), second);
+	expect_err(buf, want);
+}
+
+START_TEST(test_err_listener_values)
+{
+	char buf[2048];
+	struct config *c;
+
+	/* The template itself is fine. */
+	two_listeners(buf, sizeof(buf),
+	    "    name = \"b\"; port = 444; protocols = [\"secure\"];\n");
+	c = expect_ok(buf);
+	ck_assert_uint_eq(c->nlisteners, 2);
+	config_free(c);
+
+	expect_listener_err("    name = \"a\"; port = 444;\n"
+	    "    protocols = [\"secure\"];\n",
+	    "t.conf:5: listeners.[1].name: duplicate listener name \"a\"");
+	expect_listener_err("    name = \"b\";\n    port = 443;\n"
+	    "    protocols = [\"secure\"];\n",
+	    "t.conf:6: listeners.[1].port: address 0.0.0.0 port 443 is "
+	    "already used by listeners.[0]");
+	expect_listener_err("    name = \"b\";\n"
+	    "    port = 0; protocols = [\"secure\"];\n",
+	    "t.conf:6: listeners.[1].port: must be between 1 and 65535");
+	expect_listener_err("    name = \"b\";\n"
+	    "    port = 65536; protocols = [\"secure\"];\n",
+	    "t.conf:6: listeners.[1].port: must be between 1 and 65535");
+	expect_listener_err("    name = \"b\";\n"
+	    "    port = \"444\"; protocols = [\"secure\"];\n",
+	    "t.conf:6: listeners.[1].port: must be an integer");
+	expect_listener_err("    name = \"b\"; protocols = [\"secure\"];\n",
+	    "t.conf:4: listeners.[1].port: missing");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    address = \"1.2.3\"; protocols = [\"secure\"];\n",
+	    "t.conf:6: listeners.[1].address: must be an IPv4 or IPv6 "
+	    "address literal");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    address = \"localhost\"; protocols = [\"secure\"];\n",
+	    "t.conf:6: listeners.[1].address: must be an IPv4 or IPv6 "
+	    "address literal");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    protocols = [\"secure\",\n      \"tls\"];\n",
+	    "t.conf:7: listeners.[1].protocols.[1]: unknown protocol \"tls\"");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    protocols = [];\n",
+	    "t.conf:6: listeners.[1].protocols: must name at least one");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    protocols = \"secure\";\n",
+	    "t.conf:6: listeners.[1].protocols: must be an array");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    protocols = [\"secure\", \"secure\"];\n",
+	    "t.conf:6: listeners.[1].protocols.[1]: \"secure\" listed twice");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    protocols = [\"fake_tls\"];\n",
+	    "t.conf:6: listeners.[1].tls_domain: missing: protocol fake_tls "
+	    "needs it");
+	/* protocols defaults to all three, fake_tls among them */
+	expect_listener_err("    name = \"b\"; port = 444;\n",
+	    "t.conf:4: listeners.[1].tls_domain: missing");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    tls_domain = \"a b\";\n",
+	    "t.conf:6: listeners.[1].tls_domain: must be a host name");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    tls_domain = \"a.b\";\n",
+	    "t.conf:6: listeners.[1].tls_domain: must be 4 to 182 characters");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    tls_domain = \"www.example.com\"; fronting = \"x:99999\";\n",
+	    "t.conf:6: listeners.[1].fronting: must be \"host:port\"");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    protocols = [\"secure\"]; ad_tag = \"xyz\";\n",
+	    "t.conf:6: listeners.[1].ad_tag: must be 32 hex digits or \"\"");
+	expect_listener_err("    name = \"b\"; port = 444;\n"
+	    "    protocols = [\"secure\"]; backend = \"fast\";\n",
+	    "t.conf:6: listeners.[1].backend: must be \"auto\", \"middle\" "
+	    "or \"direct\"");
+	expect_listener_err("    name = \"b c\"; port = 444;\n",
+	    "t.conf:5: listeners.[1].name: must be letters, digits");
+
+	/* The same port on another address is fine; fronting parsed. */
+	two_listeners(buf, sizeof(buf),
+	    "    name = \"b\"; port = 443; address = \"::\";\n"
+	    "    tls_domain = \"www.example.com\";\n"
+	    "    fronting = \"[2001:db8::1]:8443\";\n");
+	c = expect_ok(buf);
+	ck_assert_str_eq(c->listeners[1].fronting_host, "2001:db8::1");
+	ck_assert_uint_eq(c->listeners[1].fronting_port, 8443);
+	config_free(c);
+	two_listeners(buf, sizeof(buf),
+	    "    name = \"b\"; port = 444; tls_domain = \"www.example.com\";\n"
+	    "    fronting = \"127.0.0.1\";\n");
+	c = expect_ok(buf);
+	ck_assert_str_eq(c->listeners[1].fronting_host, "127.0.0.1");
+	ck_assert_uint_eq(c->listeners[1].fronting_port, 443);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_err_structure)
+{
+	expect_err("listeners = ();\n",
+	    "t.conf:1: listeners: must contain at least one listener");
+	expect_err("listeners = { port = 1; };\n",
+	    "t.conf:1: listeners: must be a list");
+	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"]; }"
+	    "\n);\n",
+	    "t.conf:2: listeners.[0].users: missing");
+	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"];\n"
+	    "    users = (); }\n);\n",
+	    "t.conf:3: listeners.[0].users: must contain at least one user");
+	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"];\n"
+	    "    users = ( \"x\" ); }\n);\n",
+	    "t.conf:3: listeners.[0].users.[0]: must be a group");
+	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"];\n"
+	    "    users = (\n"
+	    "      { name = \"u\"; secret = \"" SECRET_A "\"; },\n"
+	    "      { name = \"u\"; secret = \"" SECRET_B "\"; }\n"
+	    "    ); }\n);\n",
+	    "t.conf:5: listeners.[0].users.[1].name: duplicate user name "
+	    "\"u\"");
+	expect_err("log = \"syslog\";\n" GOOD_LISTENERS,
+	    "t.conf:1: log: must be a group");
+}
+END_TEST
+
+START_TEST(test_err_globals)
+{
+	expect_err("log = {\n  level = \"verbose\";\n};\n" GOOD_LISTENERS,
+	    "t.conf:2: log.level: must be \"debug\", \"info\", \"notice\", "
+	    "\"warning\" or \"error\"");
+	expect_err("log = {\n  level = \"warn\";\n};\n" GOOD_LISTENERS,
+	    "t.conf:2: log.level: must be");
+	expect_err("log = {\n  target = \"mtprotod.log\";\n};\n"
+	    GOOD_LISTENERS, "t.conf:2: log.target: must be \"stderr\", "
+	    "\"syslog\" or an absolute file path");
+	expect_err("workers = 0;\n" GOOD_LISTENERS,
+	    "t.conf:1: workers: must be \"auto\" or an integer from 1 to 256");
+	expect_err("workers = 257;\n" GOOD_LISTENERS,
+	    "t.conf:1: workers: must be \"auto\"");
+	expect_err("workers = \"all\";\n" GOOD_LISTENERS,
+	    "t.conf:1: workers: must be \"auto\"");
+	expect_err("\nhandshake_timeout = 0;\n" GOOD_LISTENERS,
+	    "t.conf:2: handshake_timeout: must be at least 1");
+	expect_err("idle_timeout = -5;\n" GOOD_LISTENERS,
+	    "t.conf:1: idle_timeout: must be at least 1");
+	expect_err("shutdown_timeout = 1.5;\n" GOOD_LISTENERS,
+	    "t.conf:1: shutdown_timeout: must be an integer");
+	expect_err("restart_period = 0;\n" GOOD_LISTENERS,
+	    "t.conf:1: restart_period: must be at least 1");
+	expect_err("max_restarts = -1;\n" GOOD_LISTENERS,
+	    "t.conf:1: max_restarts: must be at least 0");
+	expect_err("backend = \"relay\";\n" GOOD_LISTENERS,
+	    "t.conf:1: backend: must be \"auto\", \"middle\" or \"direct\"");
+	expect_err("user = \"\";\n" GOOD_LISTENERS,
+	    "t.conf:1: user: must not be empty");
+	expect_err("group = 5;\n" GOOD_LISTENERS,
+	    "t.conf:1: group: must be a string");
+	expect_err("chroot = \"jail\";\n" GOOD_LISTENERS,
+	    "t.conf:1: chroot: must be an absolute path");
+	expect_err("pidfile = \"\";\n" GOOD_LISTENERS,
+	    "t.conf:1: pidfile: must not be empty");
+	expect_err(GOOD_LISTENERS "replay = {\n  entries = 1023;\n};\n",
+	    "t.conf:8: replay.entries: must be at least 1024");
+	expect_err(GOOD_LISTENERS "replay = { window = 0; };\n",
+	    "t.conf:7: replay.window: must be at least 1");
+	expect_err(GOOD_LISTENERS "tls = {\n cert_len_min = 3000;\n"
+	    " cert_len_max = 2000;\n};\n",
+	    "t.conf:9: tls.cert_len_max: cert_len_min (3000) is larger");
+	expect_err(GOOD_LISTENERS "tls = { cert_len_max = 20000; };\n",
+	    "t.conf:7: tls.cert_len_max: must be between 1 and 16384");
+	expect_err(GOOD_LISTENERS "tls = { time_skew_past = -1; };\n",
+	    "t.conf:7: tls.time_skew_past: must be at least 0");
+	expect_err(GOOD_LISTENERS "telegram = {\n  dc = (\n"
+	    "    { id = 2; address = \"149.154.167.51\"; }\n  );\n};\n",
+	    "t.conf:9: telegram.dc.[0].address: must be \"ip:port\"");
+	expect_err(GOOD_LISTENERS "telegram = {\n  dc = (\n"
+	    "    { id = 0; address = \"149.154.167.51:443\"; }\n  );\n};\n",
+	    "t.conf:9: telegram.dc.[0].id: must be between 1 and 32767");
+	expect_err(GOOD_LISTENERS "telegram = {\n  dc = (\n"
+	    "    { address = \"149.154.167.51:443\"; }\n  );\n};\n",
+	    "t.conf:9: telegram.dc.[0].id: missing");
+	expect_err(GOOD_LISTENERS "telegram = { default_dc = 0; };\n",
+	    "t.conf:7: telegram.default_dc: must be between 1 and 32767");
+	expect_err(GOOD_LISTENERS "telegram = { refresh = 0; };\n",
+	    "t.conf:7: telegram.refresh: must be at least 1");
+	expect_err(GOOD_LISTENERS "telegram = { connect_timeout = 0; };\n",
+	    "t.conf:7: telegram.connect_timeout: must be at least 1");
+	expect_err(GOOD_LISTENERS "telegram = { nat_ip = \"my.host\"; };\n",
+	    "t.conf:7: telegram.nat_ip: must be an IPv4 or IPv6 address");
+	expect_err(GOOD_LISTENERS
+	    "telegram = { proxy_config_url = \"ftp://x\"; };\n",
+	    "t.conf:7: telegram.proxy_config_url: must be an http:// or "
+	    "https:// URL");
+	expect_err(GOOD_LISTENERS "metrics = { port = 70000; };\n",
+	    "t.conf:7: metrics.port: must be between 0 and 65535");
+	expect_err(GOOD_LISTENERS "metrics = { address = \"any\"; };\n",
+	    "t.conf:7: metrics.address: must be an IPv4 or IPv6 address");
+}
+END_TEST
+
+START_TEST(test_metrics_off)
+{
+	struct config *c;
+
+	c = expect_ok(GOOD_LISTENERS "metrics = { port = 0; };\n");
+
+	ck_assert_uint_eq(c->metrics_port, 0);
+	config_free(c);
+}
+END_TEST
+
+static Suite *
+config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("config");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_full_file);
+	tcase_add_test(tc, test_example_file);
+	tcase_add_test(tc, test_no_listeners_builtin);
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_workers_and_log);
+	tcase_add_test(tc, test_upper_case_secret);
+	tcase_add_test(tc, test_backend_resolution);
+	tcase_add_test(tc, test_parse_secret);
+	tcase_add_test(tc, test_builtin_default);
+	tcase_add_test(tc, test_builtin_default_errors);
+	tcase_add_test(tc, test_err_file_and_syntax);
+	tcase_add_test(tc, test_err_unknown);
+	tcase_add_test(tc, test_err_secret);
+	tcase_add_test(tc, test_err_listener_values);
+	tcase_add_test(tc, test_err_structure);
+	tcase_add_test(tc, test_err_globals);
+	tcase_add_test(tc, test_metrics_off);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(config_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
