@@ -1,0 +1,144 @@
+/*
+ * dcpool: the Telegram-facing control plane (DESIGN.md "dcpool"). It
+ * owns the DC table and, in middle-proxy mode, builds RPC links and hands
+ * them to workers. It is never on the data path.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "dcpool.h"
+#include "log.h"
+#include "msg.h"
+#include "supervisor/supervisor.h"
+#include "util.h"
+
+#define DCPOOL_MAX_PEERS	(2 * CONFIG_MAX_WORKERS)
+
+struct peer {
+	int		 fd;
+	int		 slot;
+	int		 generation;
+	struct event	*ev;
+};
+
+static struct {
+	struct event_base	*base;
+	struct dcpool_args	*a;
+	struct peer		 peers[DCPOOL_MAX_PEERS];
+} D;
+
+static void
+peer_close(struct peer *p)
+{
+	event_free(p->ev);
+	close(p->fd);
+	p->fd = -1;
+	p->ev = NULL;
+}
+
+static void
+peer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+	static struct msg m;
+	int r;
+
+	while ((r = msg_recv(fd, &m)) == 1) {
+		switch (m.type) {
+		default:
+			log_warnx("unexpected message %s from worker %d",
+			    msg_type_name(m.type), p->slot);
+		}
+		msg_done(&m);
+	}
+	if (r == 0 || (r == -1 && errno != EAGAIN))
+		peer_close(p);
+}
+
+static void
+add_peer(int fd, int slot, int generation)
+{
+	for (size_t i = 0; i < DCPOOL_MAX_PEERS; i++) {
+		struct peer *p = &D.peers[i];
+		if (p->ev)
+			continue;
+		p->fd = fd;
+		p->slot = slot;
+		p->generation = generation;
+		fd_set_nonblock(fd);
+		p->ev = event_new(D.base, fd, EV_READ | EV_PERSIST, peer_cb, p);
+		event_add(p->ev, NULL);
+		return;
+	}
+	log_warnx("too many workers; dropping the channel of worker %d", slot);
+	close(fd);
+}
+
+static void
+chan_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static struct msg m;
+	uint32_t slot, gen;
+	int r;
+
+	while ((r = msg_recv(fd, &m)) == 1) {
+		switch (m.type) {
+		case MSG_QUIT:
+		case MSG_DRAIN:
+			log_info("dcpool exiting");
+			exit(0);
+		case MSG_REOPEN_LOG:
+			if (log_reopen() == -1)
+				log_warn("reopening the log file");
+			break;
+		case MSG_DCPOOL_PEER:
+			msg_get_u32(&m, &slot);
+			msg_get_u32(&m, &gen);
+			if (msg_end(&m) == -1 || m.fd == -1) {
+				log_warnx("malformed %s", msg_type_name(m.type));
+				break;
+			}
+			add_peer(msg_take_fd(&m), (int)slot, (int)gen);
+			break;
+		default:
+			log_warnx("unexpected message %s from the supervisor",
+			    msg_type_name(m.type));
+		}
+		msg_done(&m);
+	}
+	if (r == 0) {
+		log_info("supervisor gone; dcpool exiting");
+		exit(0);
+	}
+}
+
+void
+dcpool_main(struct dcpool_args *a)
+{
+	struct event *chan_ev;
+
+	D.a = a;
+	log_init(a->cfg->log_target, a->cfg->log_file, a->cfg->log_level,
+	    "mtprotod");
+	proctitle_set("mtprotod: dcpool");
+	child_drop_privileges(a->cfg);
+	D.base = event_base_new();
+	if (D.base == NULL)
+		fatalx("event_base_new failed");
+	fd_set_nonblock(a->chan);
+	chan_ev = event_new(D.base, a->chan, EV_READ | EV_PERSIST, chan_cb,
+	    NULL);
+	event_add(chan_ev, NULL);
+	if (msg_send_simple(a->chan, MSG_READY) == -1)
+		log_warn("telling the supervisor we are ready");
+	log_info("dcpool serving (generation %d)", a->generation);
+	event_base_dispatch(D.base);
+	exit(0);
+}

@@ -1,0 +1,17 @@
+#ifndef MTP_DCPOOL_H
+#define MTP_DCPOOL_H
+
+#include "config.h"
+
+struct shm_metrics;
+
+struct dcpool_args {
+	struct config		*cfg;
+	int			 generation;
+	int			 chan;		/* to the supervisor */
+	struct shm_metrics	*metrics;	/* read for the metrics page */
+};
+
+void	dcpool_main(struct dcpool_args *) __attribute__((noreturn));
+
+#endif

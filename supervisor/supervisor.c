@@ -1,0 +1,814 @@
+/*
+ * The supervisor: holds the listening sockets and the shared memory,
+ * forks one dcpool and N workers, restarts them one-for-one (OTP style),
+ * and drives reload and shutdown (DESIGN.md "Processes", "Reload").
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "dcpool/dcpool.h"
+#include "links.h"
+#include "listener.h"
+#include "log.h"
+#include "msg.h"
+#include "replay.h"
+#include "shm.h"
+#include "supervisor.h"
+#include "util.h"
+#include "worker/worker.h"
+
+#define ROLE_WORKER	0
+#define ROLE_DCPOOL	1
+
+/* A child that lived this long is healthy: its slot's back-off resets. */
+#define HEALTHY_AFTER_MS	5000
+#define BACKOFF_MAX_MS		1000
+/* After a stop, children get this much more than shutdown_timeout. */
+#define KILL_GRACE_S		5
+#define QUIT_GRACE_S		3
+
+struct child {
+	struct child	*next;
+	pid_t		 pid;
+	int		 role;
+	int		 slot;		/* worker slot; 0 for the dcpool */
+	int		 generation;
+	int		 chan;		/* our end of the socketpair */
+	struct event	*ev;
+	int		 metrics_slot;
+	int		 ready;
+	int		 draining;
+	uint64_t	 started_ms;
+};
+
+enum sup_state { S_RUNNING, S_RELOADING, S_STOPPING };
+
+static struct {
+	struct event_base	*base;
+	struct config		*cfg;
+	const struct sup_options *opt;
+	struct lsock_set	 ls;
+	struct child		*children;
+	int			 generation;
+	enum sup_state		 state;
+	int			 reload_pending;
+	int			 exit_code;
+	struct shm_metrics	*metrics;
+	struct replay_cache	*replay;
+	uid_t			 uid;
+	gid_t			 gid;
+	int			 drop;		/* started as root */
+	uint64_t		*restarts;	/* ring of restart times (ms) */
+	int			 nrestarts;
+	int			 slot_failures[CONFIG_MAX_WORKERS + 1];
+	struct event		*stop_timer;
+	struct event		*sig[6];
+} S;
+
+static void	spawn(int role, int slot, int generation);
+static void	begin_stop(int immediate, int code);
+
+/* ------------------------------------------------------------ config */
+
+static void
+absolutize(char *path, size_t cap, const char *cwd)
+{
+	char buf[8192];
+
+	if (path[0] == '\0' || path[0] == '/')
+		return;
+	snprintf(buf, sizeof(buf), "%s/%s", cwd,
+	    strncmp(path, "./", 2) == 0 ? path + 2 : path);
+	if (strlen(buf) < cap)
+		snprintf(path, cap, "%s", buf);
+}
+
+void
+config_absolutize(struct config *cfg, const char *cwd)
+{
+	absolutize(cfg->pidfile, sizeof(cfg->pidfile), cwd);
+	absolutize(cfg->state_dir, sizeof(cfg->state_dir), cwd);
+	if (cfg->log_target == LOG_TARGET_FILE)
+		absolutize(cfg->log_file, sizeof(cfg->log_file), cwd);
+}
+
+/* ------------------------------------------------------------ children */
+
+void
+child_drop_privileges(const struct config *cfg)
+{
+	if (!S.drop)
+		return;
+	if (cfg->chroot[0]) {
+		if (chroot(cfg->chroot) == -1 || chdir("/") == -1)
+			fatal("chroot %s", cfg->chroot);
+	}
+	if (setgroups(1, &S.gid) == -1 || setgid(S.gid) == -1 ||
+	    setuid(S.uid) == -1)
+		fatal("cannot drop privileges to %s:%s", cfg->user, cfg->group);
+	if (setuid(0) != -1)
+		fatalx("privileges were not dropped");
+}
+
+static int
+resolve_ids(const struct config *cfg, uid_t *uid, gid_t *gid, char *err,
+    size_t errlen)
+{
+	struct passwd *pw;
+	struct group *gr;
+
+	if (geteuid() != 0)
+		return 0;
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		snprintf(err, errlen, "user \"%s\" not found", cfg->user);
+		return -1;
+	}
+	if ((gr = getgrnam(cfg->group)) == NULL) {
+		snprintf(err, errlen, "group \"%s\" not found", cfg->group);
+		return -1;
+	}
+	*uid = pw->pw_uid;
+	*gid = gr->gr_gid;
+	return 0;
+}
+
+static int
+int_cmp(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* Close every descriptor but those in keep (sorted in place). */
+static void
+close_fds_except(int *keep, size_t n)
+{
+	int lo = 3;
+	qsort(keep, n, sizeof(int), int_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (keep[i] < lo)
+			continue;
+		if (keep[i] > lo)
+			close_range(lo, keep[i] - 1, 0);
+		lo = keep[i] + 1;
+	}
+	close_range(lo, ~0U, 0);
+}
+
+static void
+child_reset_signals(void)
+{
+	struct sigaction sa;
+	sigset_t all;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (int s = 1; s < NSIG; s++)
+		sigaction(s, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+static struct child *
+child_find_pid(pid_t pid)
+{
+	for (struct child *c = S.children; c; c = c->next)
+		if (c->pid == pid)
+			return c;
+	return NULL;
+}
+
+static void
+child_unlink(struct child *dead)
+{
+	for (struct child **pp = &S.children; *pp; pp = &(*pp)->next)
+		if (*pp == dead) {
+			*pp = dead->next;
+			return;
+		}
+}
+
+static int
+count_children(int role, int generation, int only_ready)
+{
+	int n = 0;
+	for (struct child *c = S.children; c; c = c->next)
+		if (c->role == role &&
+		    (generation < 0 || c->generation == generation) &&
+		    (!only_ready || c->ready))
+			n++;
+	return n;
+}
+
+static struct child *
+current_dcpool(void)
+{
+	for (struct child *c = S.children; c; c = c->next)
+		if (c->role == ROLE_DCPOOL && c->generation == S.generation)
+			return c;
+	return NULL;
+}
+
+/*
+ * Connect a worker to a dcpool: a socketpair, one end to each, so that
+ * either can be restarted on its own (the other gets the new end).
+ */
+static void
+link_worker_dcpool(struct child *w, struct child *d)
+{
+	struct msgbuf mb;
+	int sv[2];
+
+	if (w == NULL || d == NULL)
+		return;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("socketpair for worker %d and dcpool", w->slot);
+		return;
+	}
+	msgbuf_init(&mb, MSG_DCPOOL_PEER);
+	msgbuf_put_u32(&mb, (uint32_t)w->slot);
+	msgbuf_put_u32(&mb, (uint32_t)w->generation);
+	if (msgbuf_send(w->chan, &mb, sv[0]) == -1 ||
+	    msgbuf_send(d->chan, &mb, sv[1]) == -1)
+		log_warn("passing the dcpool channel to worker %d", w->slot);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void
+send_all(int role, int generation, uint32_t type)
+{
+	for (struct child *c = S.children; c; c = c->next)
+		if ((role < 0 || c->role == role) &&
+		    (generation < 0 || c->generation == generation)) {
+			if (type == MSG_DRAIN)
+				c->draining = 1;
+			if (msg_send_simple(c->chan, type) == -1)
+				log_debug("send %s to pid %d: %s",
+				    msg_type_name(type), (int)c->pid,
+				    strerror(errno));
+		}
+}
+
+static void
+finish_reload(void)
+{
+	int old = S.generation - 1;
+	/* The new generation serves: the old one stops accepting and
+	 * drains its connections; removed listeners close now that no
+	 * new worker has them and the old ones let go. */
+	for (struct child *c = S.children; c; c = c->next)
+		if (c->generation < S.generation && !c->draining) {
+			c->draining = 1;
+			msg_send_simple(c->chan,
+			    c->role == ROLE_DCPOOL ? MSG_QUIT : MSG_DRAIN);
+		}
+	lsock_close_removed(&S.ls);
+	S.state = S_RUNNING;
+	log_notice("reload complete: generation %d serves, generation %d "
+	    "drains", S.generation, old);
+	if (S.reload_pending) {
+		S.reload_pending = 0;
+		kill(getpid(), SIGHUP);
+	}
+}
+
+static void
+check_reload_done(void)
+{
+	if (S.state != S_RELOADING)
+		return;
+	if (count_children(ROLE_WORKER, S.generation, 1) >= S.cfg->workers &&
+	    count_children(ROLE_DCPOOL, S.generation, 1) >= 1)
+		finish_reload();
+}
+
+static void
+child_chan_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct child *c = arg;
+	static struct msg m;
+	int r;
+
+	while ((r = msg_recv(fd, &m)) == 1) {
+		switch (m.type) {
+		case MSG_READY:
+			if (msg_end(&m) == -1)
+				goto bad;
+			c->ready = 1;
+			log_debug("%s %d (pid %d) ready",
+			    c->role == ROLE_WORKER ? "worker" : "dcpool",
+			    c->slot, (int)c->pid);
+			check_reload_done();
+			break;
+		default:
+bad:
+			log_warnx("unexpected message %s from pid %d",
+			    msg_type_name(m.type), (int)c->pid);
+		}
+		msg_done(&m);
+	}
+	if (r == -2)
+		log_warnx("malformed message from pid %d", (int)c->pid);
+	if (r == 0) {
+		/* The child is exiting; SIGCHLD does the bookkeeping. */
+		event_del(c->ev);
+	}
+}
+
+static void
+restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+	intptr_t v = (intptr_t)arg;
+	int role = (int)(v >> 16), slot = (int)(v & 0xffff);
+
+	if (S.state == S_STOPPING)
+		return;
+	if (role == ROLE_WORKER && slot >= S.cfg->workers)
+		return;		/* the slot went away in a reload */
+	/* Another restart of this slot may have run already. */
+	for (struct child *c = S.children; c; c = c->next)
+		if (c->role == role && c->slot == slot &&
+		    c->generation == S.generation)
+			return;
+	spawn(role, slot, S.generation);
+}
+
+/* Restart intensity, as an OTP supervisor: too many restarts stop us. */
+static int
+restart_allowed(void)
+{
+	uint64_t now = now_ms(), window = (uint64_t)S.cfg->restart_period *
+	    1000;
+	int n = 0, cap = S.cfg->max_restarts + 1;
+
+	if (S.restarts == NULL || S.nrestarts != cap) {
+		free(S.restarts);
+		S.restarts = calloc(cap, sizeof(uint64_t));
+		S.nrestarts = cap;
+		if (S.restarts == NULL)
+			fatal("calloc");
+	}
+	/* Shift in the new restart, count those within the period. */
+	memmove(S.restarts + 1, S.restarts, (cap - 1) * sizeof(uint64_t));
+	S.restarts[0] = now;
+	for (int i = 0; i < cap; i++)
+		if (S.restarts[i] && now - S.restarts[i] <= window)
+			n++;
+	return n <= S.cfg->max_restarts;
+}
+
+static void
+child_exited(struct child *c, int status)
+{
+	const char *what = c->role == ROLE_WORKER ? "worker" : "dcpool";
+	int expected = c->draining || S.state == S_STOPPING ||
+	    c->generation != S.generation;
+	uint64_t lived = now_ms() - c->started_ms;
+
+	if (WIFSIGNALED(status))
+		log_msg(expected ? LOG_INFO : LOG_ERR,
+		    "%s %d (pid %d) killed by signal %d (%s)", what, c->slot,
+		    (int)c->pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		log_msg(expected && WEXITSTATUS(status) == 0 ? LOG_INFO :
+		    LOG_ERR, "%s %d (pid %d) exited with status %d", what,
+		    c->slot, (int)c->pid, WEXITSTATUS(status));
+
+	shm_metrics_release(S.metrics, c->metrics_slot);
+	if (c->ev)
+		event_free(c->ev);
+	close(c->chan);
+	child_unlink(c);
+
+	if (!expected) {
+		int idx = c->role == ROLE_DCPOOL ? CONFIG_MAX_WORKERS : c->slot;
+		if (lived > HEALTHY_AFTER_MS)
+			S.slot_failures[idx] = 0;
+		if (!restart_allowed()) {
+			log_errorx("restart intensity exceeded: more than %d "
+			    "restarts in %d seconds; stopping mtprotod",
+			    S.cfg->max_restarts, S.cfg->restart_period);
+			begin_stop(1, 1);
+		} else {
+			int f = S.slot_failures[idx]++;
+			long delay = f == 0 ? 0 : 50L << (f > 5 ? 5 : f);
+			if (delay > BACKOFF_MAX_MS)
+				delay = BACKOFF_MAX_MS;
+			struct timeval tv = { delay / 1000,
+			    (delay % 1000) * 1000 };
+			log_notice("restarting %s %d in %ld ms", what,
+			    c->slot, delay);
+			event_base_once(S.base, -1, EV_TIMEOUT, restart_cb,
+			    (void *)(intptr_t)((c->role << 16) | c->slot), &tv);
+		}
+	}
+	free(c);
+
+	if (S.state == S_STOPPING) {
+		if (count_children(ROLE_WORKER, -1, 0) == 0 &&
+		    count_children(ROLE_DCPOOL, -1, 0) > 0)
+			send_all(ROLE_DCPOOL, -1, MSG_QUIT);
+		if (S.children == NULL)
+			event_base_loopbreak(S.base);
+	}
+}
+
+static void
+spawn(int role, int slot, int generation)
+{
+	struct config *cfg = S.cfg;
+	struct worker_listen *wl = NULL;
+	size_t nwl = 0, nkeep = 0;
+	int sv[2], *keep;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("socketpair");
+		return;
+	}
+	/* The listening sockets of this slot: slot k of every listener,
+	 * and the surplus slots k + N, k + 2N... when workers shrank. */
+	if (role == ROLE_WORKER) {
+		size_t total = 0;
+		for (size_t i = 0; i < S.ls.n; i++)
+			total += S.ls.v[i].nfds;
+		wl = calloc(total + 1, sizeof(*wl));
+		if (wl == NULL)
+			fatal("calloc");
+		for (size_t i = 0; i < S.ls.n; i++) {
+			struct lsock *ls = &S.ls.v[i];
+			if (ls->removed)
+				continue;
+			for (int k = slot; k < ls->nfds; k += cfg->workers) {
+				wl[nwl].fd = ls->fds[k];
+				wl[nwl].l = &cfg->listeners[ls->cfg_index];
+				nwl++;
+			}
+		}
+	}
+	keep = calloc(nwl + 3, sizeof(int));
+	if (keep == NULL)
+		fatal("calloc");
+	keep[nkeep++] = sv[1];
+	if (log_fd() > 2)
+		keep[nkeep++] = log_fd();
+	for (size_t i = 0; i < nwl; i++)
+		keep[nkeep++] = wl[i].fd;
+
+	int mslot = shm_metrics_alloc(S.metrics, 0, role, slot);
+	pid = fork();
+	if (pid == -1) {
+		log_warn("fork");
+		shm_metrics_release(S.metrics, mslot);
+		close(sv[0]);
+		close(sv[1]);
+		free(wl);
+		free(keep);
+		return;
+	}
+	if (pid == 0) {
+		child_reset_signals();
+		close_fds_except(keep, nkeep);
+		fd_set_cloexec(sv[1]);
+		if (role == ROLE_WORKER) {
+			struct worker_args wa = {
+				.cfg = cfg, .slot = slot,
+				.generation = generation, .chan = sv[1],
+				.listen = wl, .nlisten = nwl,
+				.metrics = shm_metrics_slot(S.metrics, mslot),
+				.replay = S.replay,
+			};
+			worker_main(&wa);
+		} else {
+			struct dcpool_args da = {
+				.cfg = cfg, .generation = generation,
+				.chan = sv[1], .metrics = S.metrics,
+			};
+			dcpool_main(&da);
+		}
+	}
+	free(wl);
+	free(keep);
+	close(sv[1]);
+
+	struct child *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		fatal("calloc");
+	c->pid = pid;
+	c->role = role;
+	c->slot = slot;
+	c->generation = generation;
+	c->chan = sv[0];
+	c->metrics_slot = mslot;
+	c->started_ms = now_ms();
+	struct shm_slot *ms = shm_metrics_slot(S.metrics, mslot);
+	if (ms)
+		ms->pid = pid;
+	fd_set_nonblock(c->chan);
+	c->ev = event_new(S.base, c->chan, EV_READ | EV_PERSIST,
+	    child_chan_cb, c);
+	event_add(c->ev, NULL);
+	c->next = S.children;
+	S.children = c;
+	log_info("started %s %d (pid %d, generation %d)",
+	    role == ROLE_WORKER ? "worker" : "dcpool", slot, (int)pid,
+	    generation);
+
+	/* Wire the new child to its counterpart(s). */
+	if (role == ROLE_WORKER) {
+		link_worker_dcpool(c, current_dcpool());
+	} else {
+		for (struct child *w = S.children; w; w = w->next)
+			if (w->role == ROLE_WORKER)
+				link_worker_dcpool(w, c);
+	}
+}
+
+/* ------------------------------------------------------------ signals */
+
+static void
+stop_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	for (struct child *c = S.children; c; c = c->next) {
+		log_warnx("pid %d did not stop in time; killing it",
+		    (int)c->pid);
+		kill(c->pid, SIGKILL);
+	}
+}
+
+static void
+begin_stop(int immediate, int code)
+{
+	struct timeval tv = { immediate ? QUIT_GRACE_S :
+	    S.cfg->shutdown_timeout + KILL_GRACE_S, 0 };
+
+	if (code > S.exit_code)
+		S.exit_code = code;
+	if (S.state == S_STOPPING && !immediate)
+		return;
+	S.state = S_STOPPING;
+	if (immediate) {
+		send_all(-1, -1, MSG_QUIT);
+	} else {
+		send_all(ROLE_WORKER, -1, MSG_DRAIN);
+		if (count_children(ROLE_WORKER, -1, 0) == 0)
+			send_all(ROLE_DCPOOL, -1, MSG_QUIT);
+	}
+	if (S.stop_timer == NULL)
+		S.stop_timer = evtimer_new(S.base, stop_timer_cb, NULL);
+	evtimer_add(S.stop_timer, &tv);
+	if (S.children == NULL)
+		event_base_loopbreak(S.base);
+}
+
+static void
+do_reload(void)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config *ncfg;
+	uid_t uid = S.uid;
+	gid_t gid = S.gid;
+
+	if (S.state == S_STOPPING)
+		return;
+	if (S.state == S_RELOADING) {
+		log_notice("reload requested while reloading; queued");
+		S.reload_pending = 1;
+		return;
+	}
+	log_notice("reloading configuration%s%s",
+	    S.opt->config_path ? " from " : "",
+	    S.opt->config_path ? S.opt->config_path : "");
+	if (S.opt->config_path)
+		ncfg = config_load(S.opt->config_path, err, sizeof(err));
+	else	/* the state_dir of the start, made absolute */
+		ncfg = config_default_in(S.cfg->state_dir, err, sizeof(err));
+	if (ncfg == NULL) {
+		log_errorx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		return;
+	}
+	config_absolutize(ncfg, S.opt->cwd);
+	if (resolve_ids(ncfg, &uid, &gid, err, sizeof(err)) == -1 ||
+	    lsock_sync(&S.ls, ncfg, ncfg->workers, err, sizeof(err)) == -1) {
+		log_errorx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		config_free(ncfg);
+		return;
+	}
+	if (ncfg->replay_entries != S.cfg->replay_entries)
+		log_notice("replay.entries changes at the next restart");
+	/* Children keep their own copy of the old config (fork). */
+	config_free(S.cfg);
+	S.cfg = ncfg;
+	S.uid = uid;
+	S.gid = gid;
+	log_set_level(ncfg->log_level);
+	S.generation++;
+	S.state = S_RELOADING;
+	memset(S.slot_failures, 0, sizeof(S.slot_failures));
+	spawn(ROLE_DCPOOL, 0, S.generation);
+	for (int i = 0; i < ncfg->workers; i++)
+		spawn(ROLE_WORKER, i, S.generation);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	switch (sig) {
+	case SIGHUP:
+		do_reload();
+		break;
+	case SIGTERM:
+	case SIGINT:
+		log_notice("%s: stopping gracefully (up to %d s)",
+		    strsignal(sig), S.cfg->shutdown_timeout);
+		begin_stop(0, 0);
+		break;
+	case SIGQUIT:
+		log_notice("SIGQUIT: stopping now");
+		begin_stop(1, 0);
+		break;
+	case SIGUSR1:
+		if (log_reopen() == -1)
+			log_warn("reopening the log file");
+		send_all(-1, -1, MSG_REOPEN_LOG);
+		break;
+	case SIGCHLD: {
+		int status;
+		pid_t pid;
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			struct child *c = child_find_pid(pid);
+			if (c)
+				child_exited(c, status);
+		}
+		break;
+	}
+	}
+}
+
+/* ------------------------------------------------------------ pidfile */
+
+static int
+pidfile_write(const char *path)
+{
+	char buf[32];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1)
+		return -1;
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, n) != n) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+/* The pid of a live daemon named in the pidfile, or 0. */
+static pid_t
+pidfile_running(const char *path)
+{
+	char buf[32] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	long pid = strtol(buf, NULL, 10);
+	if (pid <= 1 || (kill((pid_t)pid, 0) == -1 && errno == ESRCH))
+		return 0;
+	return (pid_t)pid;
+}
+
+static void
+libevent_log_cb(int severity, const char *msg)
+{
+	log_debug("libevent: %s", msg);
+}
+
+/* ------------------------------------------------------------ main */
+
+/* Give back what we hold, so leak checkers see a clean exit. */
+static void
+sup_cleanup(void)
+{
+	for (size_t i = 0; i < nitems(S.sig); i++)
+		if (S.sig[i])
+			event_free(S.sig[i]);
+	if (S.stop_timer)
+		event_free(S.stop_timer);
+	while (S.children) {
+		struct child *c = S.children;
+		S.children = c->next;
+		if (c->ev)
+			event_free(c->ev);
+		close(c->chan);
+		free(c);
+	}
+	if (S.base)
+		event_base_free(S.base);
+	lsock_close_all(&S.ls);
+	free(S.ls.v);
+	free(S.restarts);
+	shm_metrics_destroy(S.metrics);
+	replay_destroy(S.replay);
+	config_free(S.cfg);
+	memset(&S, 0, sizeof(S));
+}
+
+int
+supervisor_run(struct config *cfg, const struct sup_options *opt)
+{
+	char err[CONFIG_ERR_MAX];
+	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1,
+	    SIGCHLD };
+	pid_t other;
+
+	S.cfg = cfg;
+	S.opt = opt;
+	S.drop = geteuid() == 0;
+	if (resolve_ids(cfg, &S.uid, &S.gid, err, sizeof(err)) == -1) {
+		log_errorx("%s", err);
+		goto fail;
+	}
+	if ((other = pidfile_running(cfg->pidfile)) != 0) {
+		log_errorx("already running (pid %d, pidfile %s)", (int)other,
+		    cfg->pidfile);
+		goto fail;
+	}
+	if (lsock_sync(&S.ls, cfg, cfg->workers, err, sizeof(err)) == -1) {
+		log_errorx("%s", err);
+		goto fail;
+	}
+	S.metrics = shm_metrics_create(2 * CONFIG_MAX_WORKERS + 8);
+	S.replay = replay_create(cfg->replay_entries, cfg->replay_window);
+	if (S.metrics == NULL || S.replay == NULL) {
+		log_warn("creating shared memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < S.ls.n; i++)
+		log_notice("listening on %s (%d sockets)", S.ls.v[i].key,
+		    S.ls.v[i].nfds);
+
+	if (!opt->foreground) {
+		fflush(stdout);
+		if (daemon(0, 0) == -1) {
+			log_warn("daemon");
+			goto fail;
+		}
+		if (cfg->log_target == LOG_TARGET_STDERR)
+			log_init(LOG_TARGET_SYSLOG, NULL, cfg->log_level,
+			    "mtprotod");
+	}
+	if (pidfile_write(cfg->pidfile) == -1)
+		log_warn("cannot write pidfile %s", cfg->pidfile);
+
+	proctitle_set("mtprotod: supervisor");
+	event_set_log_callback(libevent_log_cb);
+	S.base = event_base_new();
+	if (S.base == NULL)
+		fatalx("event_base_new failed");
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < nitems(sigs); i++) {
+		S.sig[i] = evsignal_new(S.base, sigs[i], signal_cb, NULL);
+		evsignal_add(S.sig[i], NULL);
+	}
+	log_notice("mtprotod %s started: %d workers, %zu listeners",
+	    PACKAGE_VERSION, cfg->workers, cfg->nlisteners);
+
+	spawn(ROLE_DCPOOL, 0, S.generation);
+	for (int i = 0; i < cfg->workers; i++)
+		spawn(ROLE_WORKER, i, S.generation);
+
+	event_base_dispatch(S.base);
+
+	unlink(S.cfg->pidfile);
+	log_notice("mtprotod stopped%s", S.exit_code ? " with errors" : "");
+	int code = S.exit_code;
+	sup_cleanup();
+	return code;
+fail:
+	sup_cleanup();
+	return 1;
+}

@@ -1,0 +1,138 @@
+"""The process tree: supervisor, workers, dcpool; restarts; stop."""
+import os
+import signal
+import time
+
+from mtp import (Daemon, alive, check, connect, is_open, run_tests,
+                 socket_fds, wait_for)
+
+
+def test_process_tree_and_titles():
+    d = Daemon(workers=2).start()
+    try:
+        kids = d.kids()
+        titles = sorted(kids.values())
+        check(titles == ["mtprotod: dcpool", "mtprotod: worker 0",
+                         "mtprotod: worker 1"],
+              "children are %r" % titles)
+        from mtp import proc_title
+        check(proc_title(d.pid) == "mtprotod: supervisor",
+              "supervisor title is %r" % proc_title(d.pid))
+        check(open(d.pidfile).read().strip() == str(d.pid),
+              "pidfile does not hold the supervisor's pid")
+        # children run as nobody when started as root
+        if os.geteuid() == 0:
+            for pid in kids:
+                st = os.stat("/proc/%d" % pid)
+                check(st.st_uid != 0, "child %d runs as root" % pid)
+    finally:
+        d.kill_all()
+
+
+def test_connections_spread_over_workers():
+    d = Daemon(workers=2).start()
+    try:
+        ws = d.workers_now()
+        base = {pid: socket_fds(pid) for pid in ws}
+        conns = [connect(d.port) for _ in range(60)]
+        # every connection is accepted by some worker
+        def held():
+            return sum(socket_fds(p) - base[p] for p in ws) >= 60
+        wait_for(held, 10, what="60 connections accepted")
+        per = {p: socket_fds(p) - base[p] for p in ws}
+        check(all(n >= 5 for n in per.values()),
+              "connections not spread over both workers: %r" % per)
+        for c in conns:
+            c.close()
+    finally:
+        d.kill_all()
+
+
+def test_killed_children_come_back_in_their_slot():
+    d = Daemon(workers=2).start()
+    try:
+        slots = d.worker_slots()
+        victim = slots[1][0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: d.worker_slots().get(1, [victim]) != [victim]
+                 and len(d.worker_slots().get(1, [])) == 1, 10,
+                 what="worker 1 restarted")
+        check(d.worker_slots()[0] == slots[0], "worker 0 was disturbed")
+        d.wait_log("worker 1 (pid %d) killed by signal 9" % victim)
+        # the new worker serves
+        c = connect(d.port)
+        c.sendall(b"x" * 100)
+        check(is_open(c, 0.2), "connection closed after a restart")
+        c.close()
+        dc = d.dcpool_pid()
+        os.kill(dc, signal.SIGKILL)
+        wait_for(lambda: d.dcpool_pid() not in (None, dc), 10,
+                 what="dcpool restarted")
+        d.wait_log("dcpool 0 (pid %d) killed by signal 9" % dc)
+        check(d.stop() == 0, "daemon did not stop cleanly")
+    finally:
+        d.kill_all()
+
+
+def test_restart_intensity_stops_the_daemon():
+    d = Daemon(workers=2, extra="max_restarts = 2;\nrestart_period = 60;")
+    d.start()
+    try:
+        for _ in range(3):
+            ws = d.worker_slots()
+            pid = ws.get(0, [None])[0]
+            if pid is None:
+                time.sleep(0.2)
+                continue
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: d.proc.poll() is not None or
+                     d.worker_slots().get(0, [pid])[0] != pid, 10,
+                     what="restart")
+        rc = d.proc.wait(20)
+        check(rc != 0, "daemon exited 0 after too many restarts")
+        d.wait_log("restart intensity exceeded")
+        check(not d.kids(), "children left behind")
+    finally:
+        d.kill_all()
+
+
+def test_sigterm_stops_everything_and_removes_pidfile():
+    d = Daemon(workers=2).start()
+    kids = list(d.kids())
+    c = connect(d.port)
+    wait_for(lambda: sum(socket_fds(p) for p in d.workers_now()) > 0, 5)
+    d.signal(signal.SIGTERM)
+    # graceful: the worker holding a connection drains, it does not drop
+    time.sleep(1.0)
+    check(d.proc.poll() is None, "stopped without draining")
+    check(is_open(c), "open connection dropped by a graceful stop")
+    c.close()
+    rc = d.proc.wait(15)
+    check(rc == 0, "exit status %r" % rc)
+    for pid in kids:
+        check(not alive(pid), "child %d still alive" % pid)
+    check(not os.path.exists(d.pidfile), "pidfile left behind")
+    c.close()
+
+
+def test_sigquit_stops_now():
+    d = Daemon(workers=2).start()
+    kids = list(d.kids())
+    conns = [connect(d.port) for _ in range(5)]
+    t0 = time.time()
+    d.signal(signal.SIGQUIT)
+    d.proc.wait(10)
+    check(time.time() - t0 < 5, "SIGQUIT took too long")
+    for pid in kids:
+        check(not alive(pid), "child %d still alive" % pid)
+    for c in conns:
+        c.close()
+
+
+if __name__ == "__main__":
+    run_tests([test_process_tree_and_titles,
+               test_connections_spread_over_workers,
+               test_killed_children_come_back_in_their_slot,
+               test_restart_intensity_stops_the_daemon,
+               test_sigterm_stops_everything_and_removes_pidfile,
+               test_sigquit_stops_now])

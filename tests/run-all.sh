@@ -1,0 +1,99 @@
+#!/bin/bash
+# Builds mtprotod twice -- normally, and with AddressSanitizer +
+# UndefinedBehaviorSanitizer -- and runs every test (unit and end to end)
+# in both; then runs each fuzz target for a bounded time; then checks
+# that `make distcheck` works. Any failure or sanitizer report fails the
+# run. Prints "N passed, N failed" at the end.
+set -u
+cd "$(dirname "$0")/.."
+SRC=$(pwd)
+JOBS=$(nproc 2>/dev/null || echo 2)
+OUT=${OUT:-$SRC/build-tests}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+rm -rf "$OUT"
+mkdir -p "$OUT"
+passed=0
+failed=0
+failures=()
+
+step() { echo; echo "=== $*"; }
+ok() { passed=$((passed + 1)); echo "ok: $1"; }
+bad() { failed=$((failed + 1)); failures+=("$1"); echo "FAILED: $1"; }
+
+if [ ! -x configure ]; then
+	step "autoreconf"
+	autoreconf -fi || { echo "autoreconf failed"; exit 1; }
+fi
+
+# count_trs DIR: add the results of automake's .trs files to the totals.
+count_trs() {
+	local p f
+	p=$(grep -h '^:test-result: PASS' $(find "$1" -name '*.trs') 2>/dev/null | wc -l)
+	f=$(grep -h '^:test-result: \(FAIL\|ERROR\|XPASS\)' $(find "$1" -name '*.trs') 2>/dev/null | wc -l)
+	s=$(grep -h '^:test-result: SKIP' $(find "$1" -name '*.trs') 2>/dev/null | wc -l)
+	passed=$((passed + p))
+	failed=$((failed + f + s))
+	[ "$s" -eq 0 ] || failures+=("$1: $s skipped tests (a skip is a failure here)")
+}
+
+build_and_check() {
+	local name=$1; shift
+	local dir=$OUT/$name
+	step "$name build: configure $*"
+	mkdir -p "$dir"
+	if ! (cd "$dir" && "$SRC/configure" -q "$@" && make -j"$JOBS" >make.out 2>&1); then
+		tail -40 "$dir/make.out" 2>/dev/null
+		bad "$name build"
+		return
+	fi
+	ok "$name build"
+	step "$name: make check"
+	mkdir -p "$dir/sanitizer-reports"
+	(cd "$dir" && \
+	    ASAN_OPTIONS="log_path=$dir/sanitizer-reports/asan:detect_leaks=1:abort_on_error=1" \
+	    UBSAN_OPTIONS="log_path=$dir/sanitizer-reports/ubsan:print_stacktrace=1:halt_on_error=1" \
+	    make -j"$JOBS" check >check.out 2>&1)
+	local rc=$?
+	grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS|XFAIL):' "$dir/check.out"
+	if [ $rc -ne 0 ]; then
+		for log in $(grep -l -E '^(FAIL|ERROR)' $(find "$dir/tests" -name '*.log') 2>/dev/null); do
+			echo "--- $log"; tail -60 "$log"
+		done
+		failures+=("$name: make check exited $rc")
+	fi
+	count_trs "$dir"
+	if [ -n "$(ls -A "$dir/sanitizer-reports" 2>/dev/null)" ]; then
+		for r in "$dir"/sanitizer-reports/*; do echo "--- $r"; head -60 "$r"; done
+		bad "$name: sanitizer reports"
+	fi
+}
+
+build_and_check normal
+build_and_check sanitizers --enable-sanitizers
+
+step "fuzz targets, ${FUZZ_SECONDS}s each"
+if FUZZ_BUILD="$OUT/fuzz" tests/run-fuzz.sh "$FUZZ_SECONDS" >"$OUT/fuzz.out" 2>&1; then
+	grep '^fuzz ' "$OUT/fuzz.out"
+	ok "fuzzing"
+else
+	tail -60 "$OUT/fuzz.out"
+	bad "fuzzing"
+fi
+
+step "make distcheck"
+if (cd "$OUT/normal" && make -j"$JOBS" distcheck \
+    DISTCHECK_CONFIGURE_FLAGS="" >distcheck.out 2>&1); then
+	grep -E 'archives ready|\.tar\.gz' "$OUT/normal/distcheck.out" | head -3
+	ok "distcheck"
+else
+	tail -60 "$OUT/normal/distcheck.out"
+	bad "distcheck"
+fi
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+	echo "failures:"
+	printf '  %s\n' "${failures[@]}"
+fi
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ ${#failures[@]} -eq 0 ]

@@ -1,0 +1,247 @@
+/*
+ * A worker: one libevent loop that accepts on its slot's sockets and owns
+ * its client sessions end to end (DESIGN.md "Workers"). On MSG_DRAIN it
+ * stops accepting and exits when its last session closes, or when
+ * shutdown_timeout passes.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "msg.h"
+#include "session.h"
+#include "shm.h"
+#include "supervisor/supervisor.h"
+#include "util.h"
+#include "worker.h"
+
+struct worker W;
+
+static struct event **listen_ev;
+static struct event *chan_ev, *dcpool_ev, *drain_timer;
+
+static void worker_exit(int) __attribute__((noreturn));
+
+static void
+worker_exit(int code)
+{
+	log_info("exiting (%zu sessions open)", W.nsessions);
+	exit(code);
+}
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	const struct worker_listen *wl = arg;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd;
+
+	/* Bounded batch, so one busy listener cannot starve the loop. */
+	for (int i = 0; i < 64 && !W.draining; i++) {
+		sl = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE)
+				log_warn("accept on %s", wl->l->name);
+			return;
+		}
+		shm_add(W.metrics, M_ACCEPTED, 1);
+		session_accept(fd, (struct sockaddr *)&ss, sl, wl->l);
+	}
+}
+
+static void
+stop_accepting(void)
+{
+	for (size_t i = 0; i < W.a->nlisten; i++) {
+		if (listen_ev[i]) {
+			event_free(listen_ev[i]);
+			listen_ev[i] = NULL;
+		}
+		/* Our copy only: the supervisor keeps the socket, so its
+		 * queue goes to the other workers of the group. */
+		close(W.a->listen[i].fd);
+	}
+}
+
+static void
+drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_notice("shutdown_timeout: closing %zu remaining sessions",
+	    W.nsessions);
+	worker_exit(0);
+}
+
+static void
+begin_drain(void)
+{
+	struct timeval tv = { W.cfg->shutdown_timeout, 0 };
+
+	if (W.draining)
+		return;
+	W.draining = 1;
+	stop_accepting();
+	log_info("draining: %zu sessions open", W.nsessions);
+	if (W.nsessions == 0)
+		worker_exit(0);
+	drain_timer = evtimer_new(W.base, drain_timeout_cb, NULL);
+	evtimer_add(drain_timer, &tv);
+}
+
+void
+worker_session_opened(void)
+{
+	W.nsessions++;
+	shm_add(W.metrics, M_CURRENT, 1);
+}
+
+void
+worker_session_closed(void)
+{
+	W.nsessions--;
+	shm_sub(W.metrics, M_CURRENT, 1);
+	if (W.draining && W.nsessions == 0)
+		worker_exit(0);
+}
+
+static void
+dcpool_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static struct msg m;
+	int r;
+
+	while ((r = msg_recv(fd, &m)) == 1) {
+		switch (m.type) {
+		default:
+			log_warnx("unexpected message %s from dcpool",
+			    msg_type_name(m.type));
+		}
+		msg_done(&m);
+	}
+	if (r == 0 || (r == -1 && errno != EAGAIN)) {
+		/* dcpool restarting: the supervisor sends a new channel. */
+		event_free(dcpool_ev);
+		dcpool_ev = NULL;
+		close(W.dcpool_fd);
+		W.dcpool_fd = -1;
+	}
+}
+
+static void
+set_dcpool(int fd)
+{
+	if (dcpool_ev) {
+		event_free(dcpool_ev);
+		close(W.dcpool_fd);
+	}
+	W.dcpool_fd = fd;
+	fd_set_nonblock(fd);
+	dcpool_ev = event_new(W.base, fd, EV_READ | EV_PERSIST, dcpool_cb,
+	    NULL);
+	event_add(dcpool_ev, NULL);
+}
+
+static void
+chan_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static struct msg m;
+	uint32_t u;
+	int r;
+
+	while ((r = msg_recv(fd, &m)) == 1) {
+		switch (m.type) {
+		case MSG_DRAIN:
+			begin_drain();
+			break;
+		case MSG_QUIT:
+			worker_exit(0);
+			break;
+		case MSG_REOPEN_LOG:
+			if (log_reopen() == -1)
+				log_warn("reopening the log file");
+			break;
+		case MSG_DCPOOL_PEER:
+			msg_get_u32(&m, &u);
+			msg_get_u32(&m, &u);
+			if (msg_end(&m) == -1 || m.fd == -1) {
+				log_warnx("malformed %s",
+				    msg_type_name(m.type));
+				break;
+			}
+			set_dcpool(msg_take_fd(&m));
+			break;
+		default:
+			log_warnx("unexpected message %s from the supervisor",
+			    msg_type_name(m.type));
+		}
+		msg_done(&m);
+	}
+	if (r == 0) {
+		/* The supervisor is gone: finish what we have, then go. */
+		event_del(chan_ev);
+		begin_drain();
+	}
+}
+
+static void
+sig_cb(evutil_socket_t sig, short what, void *arg)
+{
+	/* A stray SIGTERM (e.g. from a process manager): drain. */
+	begin_drain();
+}
+
+void
+worker_main(struct worker_args *a)
+{
+	struct event *sigterm;
+
+	W.a = a;
+	W.cfg = a->cfg;
+	W.metrics = a->metrics;
+	W.dcpool_fd = -1;
+	log_init(a->cfg->log_target, a->cfg->log_file, a->cfg->log_level,
+	    "mtprotod");
+	proctitle_set("mtprotod: worker %d", a->slot);
+	child_drop_privileges(a->cfg);
+
+	W.base = event_base_new();
+	if (W.base == NULL)
+		fatalx("event_base_new failed");
+	W.dns = evdns_base_new(W.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (W.dns == NULL)
+		log_warnx("no DNS resolver: fronting hosts must be addresses");
+
+	listen_ev = calloc(a->nlisten + 1, sizeof(*listen_ev));
+	if (listen_ev == NULL)
+		fatal("calloc");
+	for (size_t i = 0; i < a->nlisten; i++) {
+		listen_ev[i] = event_new(W.base, a->listen[i].fd,
+		    EV_READ | EV_PERSIST, accept_cb, &a->listen[i]);
+		event_add(listen_ev[i], NULL);
+	}
+	fd_set_nonblock(a->chan);
+	chan_ev = event_new(W.base, a->chan, EV_READ | EV_PERSIST, chan_cb,
+	    NULL);
+	event_add(chan_ev, NULL);
+	sigterm = evsignal_new(W.base, SIGTERM, sig_cb, NULL);
+	evsignal_add(sigterm, NULL);
+
+	session_init();
+	if (msg_send_simple(a->chan, MSG_READY) == -1)
+		log_warn("telling the supervisor we are ready");
+	log_info("worker %d serving %zu sockets (generation %d)", a->slot,
+	    a->nlisten, a->generation);
+	event_base_dispatch(W.base);
+	worker_exit(0);
+}
