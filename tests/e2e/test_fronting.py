@@ -1,0 +1,181 @@
+"""Domain fronting against a real web server (nginx): whatever is not a
+valid fake-TLS client of ours reaches nginx untouched, and a prober sees
+nginx's site through mtprotod's port (spec A.4.8)."""
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+
+from mtp import (SECRET, WRONG_SECRET, Daemon, FakeDC, check, connect,
+                 free_port, listener_conf, read_until_close, run_tests,
+                 tclient, telegram_conf, wait_for)
+from nginx import PAGE_MARKER, Nginx
+
+DOMAIN = "www.example.com"
+
+
+class Setup:
+    """nginx, a fake DC, and a daemon with a fake-TLS-only listener
+    (.port) and a mixed one (.mixed) fronting to nginx, plus one whose
+    fronting points at itself (.loop)."""
+
+    def __init__(self):
+        self.nginx = Nginx(DOMAIN).start()
+        self.dc = FakeDC("packets")
+        self.port, self.mixed, self.loop = (free_port(), free_port(),
+                                            free_port())
+        front = "127.0.0.1:%d" % self.nginx.port
+        self.d = Daemon(workers=2, listeners=[
+            listener_conf("tlsonly", self.port, ["fake_tls"],
+                          tls_domain=DOMAIN, fronting=front),
+            listener_conf("mixed", self.mixed,
+                          ["classic", "secure", "fake_tls"],
+                          tls_domain=DOMAIN, fronting=front),
+            listener_conf("loop", self.loop, ["fake_tls"],
+                          tls_domain=DOMAIN,
+                          fronting="127.0.0.1:%d" % self.loop),
+        ], extra=telegram_conf({2: self.dc.port}) +
+            "handshake_timeout = 5;\n")
+        self.d.port = self.port
+        self.d.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, etype, *exc):
+        import sys
+        if etype is not None:
+            lines = [l for l in self.d.read_log().splitlines()
+                     if "libevent" not in l]
+            sys.stderr.write("--- daemon log\n%s\n--- nginx error log\n%s\n"
+                             % ("\n".join(lines[-30:]),
+                                self.nginx.error_log()[-3000:]))
+        try:
+            self.d.kill_all()
+        finally:
+            self.dc.stop()
+            self.nginx.stop()
+
+
+def curl(port, path="/"):
+    r = subprocess.run(
+        ["curl", "-sk", "--max-time", "10", "--resolve",
+         "%s:%d:127.0.0.1" % (DOMAIN, port),
+         "https://%s:%d%s" % (DOMAIN, port, path)],
+        capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout
+
+
+def handshakes_in(nginx):
+    return len(re.findall(r"SSL handshak", nginx.error_log()))
+
+
+def test_https_through_mtprotod_is_nginx():
+    with Setup() as s:
+        # control: nginx itself
+        rc, page = curl(s.nginx.port)
+        check(rc == 0 and PAGE_MARKER in page, "nginx direct: %r" % page)
+        for port in (s.port, s.mixed):
+            rc, page = curl(port, "/through-mtprotod-%d" % port)
+            check(rc == 0, "curl through mtprotod exited %d" % rc)
+            # nginx's 404 page for the path: still nginx answering
+            check("nginx" in page, "not nginx's answer: %r" % page)
+            rc, page = curl(port)
+            check(rc == 0 and PAGE_MARKER in page,
+                  "page through mtprotod port %d: %r" % (port, page))
+            wait_for(lambda: "/through-mtprotod-%d" % port in
+                     s.nginx.access_log(), 5,
+                     what="the request in nginx's access log")
+        # and the same port still serves Telegram clients
+        for port in (s.port, s.mixed):
+            r = tclient(port, "tls", "reqpq")
+            check(r.ok, str(r))
+        r = tclient(s.mixed, "secure", "reqpq")
+        check(r.ok, str(r))
+
+
+def test_wrong_secret_hello_reaches_nginx():
+    with Setup() as s:
+        for port in (s.port, s.mixed):
+            n0 = handshakes_in(s.nginx)
+            r = tclient(port, "tls", "probe", secret=WRONG_SECRET,
+                        timeout=3)
+            check(len(r.lines) == 1 and r.lines[0].startswith("GOT-DATA "),
+                  "wrong-secret hello: %s" % r)
+            n, data = r.lines[0].split()[1:3]
+            # a TLS handshake record from nginx: 16 03 03, and it is not
+            # our ServerHello (tclient would say GOT-SERVERHELLO)
+            check(data.startswith("160303"), "not a TLS answer: %s" % r)
+            check(int(n) > 200, "short answer: %s" % r)
+            wait_for(lambda: handshakes_in(s.nginx) > n0, 5,
+                     what="the handshake in nginx's error log")
+        # control: the right secret gets mtprotod's own ServerHello
+        r = tclient(s.port, "tls", "probe", timeout=3)
+        check(r.lines == ["GOT-SERVERHELLO"], "right secret: %s" % r)
+        # a hello from far in the past is fronted as well
+        r = tclient(s.port, "tls", "probe", ts_offset=-7200, timeout=3)
+        check(r.lines and r.lines[0].startswith("GOT-DATA 1") and
+              r.lines[0].split()[2].startswith("160303"),
+              "stale hello: %s" % r)
+
+
+def test_replayed_hello_reaches_nginx():
+    tmp = tempfile.mkdtemp(prefix="mtp-front-")
+    rec = os.path.join(tmp, "hello.bin")
+    with Setup() as s:
+        r = tclient(s.port, "tls", "reqpq", record=rec)
+        check(r.ok, str(r))
+        r = tclient(s.port, "tls", None, replay=rec, conns=6, timeout=3)
+        check(len(r.lines) == 6, "replay output: %s" % r)
+        for line in r.lines:
+            check(line.startswith("GOT-DATA ") and
+                  line.split()[2].startswith("160303"),
+                  "replayed hello not fronted to nginx: %s" % r)
+
+
+def test_plain_http_on_tls_port_reaches_nginx():
+    with Setup() as s:
+        for port in (s.port,):
+            c = connect(port)
+            c.sendall(b"GET / HTTP/1.1\r\nHost: " + DOMAIN.encode() +
+                      b"\r\nConnection: close\r\n\r\n")
+            got, closed = read_until_close(c, 10)
+            c.close()
+            text = got.decode(errors="replace")
+            check(text.startswith("HTTP/1.1 400"), "answer: %r" % text)
+            check("plain HTTP request was sent to HTTPS port" in text,
+                  "not nginx's answer: %r" % text)
+
+
+def test_fronting_loop_is_refused():
+    with Setup() as s:
+        t0 = time.time()
+        c = connect(s.loop)
+        c.sendall(b"GET / HTTP/1.1\r\nHost: " + DOMAIN.encode() +
+                  b"\r\n\r\n")
+        got, closed = read_until_close(c, 8)
+        c.close()
+        check(got == b"", "loop listener answered %r" % got)
+        check(closed is not None and closed < 3,
+              "loop listener did not close the client (%r)" % closed)
+        line = s.d.wait_log(re.compile(r"loop|itself"), 5)
+        check("loop" in s.d.read_log(), "log line: " + line)
+        # one client made one connection, not a storm
+        time.sleep(0.5)
+        accepted = len(re.findall(r"fronting loop", s.d.read_log()))
+        check(accepted <= 2, "%d loop log lines for one client" % accepted)
+        # the daemon still works
+        r = tclient(s.port, "tls", "reqpq")
+        check(r.ok, str(r))
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_https_through_mtprotod_is_nginx,
+        test_wrong_secret_hello_reaches_nginx,
+        test_replayed_hello_reaches_nginx,
+        test_plain_http_on_tls_port_reaches_nginx,
+        test_fronting_loop_is_refused,
+    ])
