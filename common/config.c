@@ -58,6 +58,16 @@
 	"https://core.telegram.org/getProxyConfigV6"
 #define DEF_REFRESH		86400
 #define DEF_CONNECT_TIMEOUT	10
+#define DEF_HTTP_TIMEOUT	10
+#define DEF_MIDDLE_MIN_LINKS	2
+#define DEF_MIDDLE_CLIENTS_PER_LINK 300
+#define DEF_MIDDLE_PING_INTERVAL 30
+#define DEF_MIDDLE_PING_TIMEOUT	90
+#define DEF_MIDDLE_CLIENT_QUEUE_MAX 1048576
+#define DEF_MIDDLE_CLIENT_QUEUE_TIMEOUT 10
+#define DEF_MIDDLE_LINK_QUEUE_MAX 8388608
+/* Smaller queue bounds than this would stall on one large packet. */
+#define MIN_MIDDLE_QUEUE	65536
 #define DEF_METRICS_ADDRESS	"127.0.0.1"
 #define DEF_METRICS_PORT	9173
 #define DEF_LISTEN_ADDRESS	"0.0.0.0"
@@ -252,6 +262,21 @@ opt_intf(struct parser *p, const config_setting_t *grp, const char *gpath,
 	if ((r = opt_int(p, grp, gpath, name, min, max, &v, &o)) == 1)
 		*dst = (int)v;
 	return r;
+}
+
+/* A boolean (true / false) into an int field. */
+static int
+opt_bool(struct parser *p, const config_setting_t *grp, const char *gpath,
+    const char *name, int *dst)
+{
+	struct opt o;
+
+	if (!lookup(grp, gpath, name, &o))
+		return 0;
+	if (config_setting_type(o.s) != CONFIG_TYPE_BOOL)
+		return perr(p, o.s, o.path, "must be true or false");
+	*dst = config_setting_get_bool(o.s) ? 1 : 0;
+	return 1;
 }
 
 static int
@@ -837,7 +862,8 @@ opt_url(struct parser *p, const config_setting_t *g, const char *path,
 static const char *const telegram_opts[] = {
 	"dc", "default_dc", "proxy_secret_url", "proxy_config_url",
 	"proxy_config_v6_url", "proxy_secret_file", "proxy_config_file",
-	"refresh", "nat_ip", "connect_timeout", NULL
+	"refresh", "nat_ip", "connect_timeout", "ca_file", "http_timeout",
+	"proxy_config_v6_file", NULL
 };
 
 static int
@@ -869,7 +895,14 @@ parse_telegram(struct parser *p, struct config *cfg,
 	    sizeof(cfg->proxy_config_file), &o) == -1 ||
 	    opt_intf(p, g, path, "refresh", 1, INT_MAX, &cfg->refresh) == -1 ||
 	    opt_intf(p, g, path, "connect_timeout", 1, INT_MAX,
-	    &cfg->connect_timeout) == -1)
+	    &cfg->connect_timeout) == -1 ||
+	    opt_str(p, g, path, "ca_file", cfg->ca_file,
+	    sizeof(cfg->ca_file), &o) == -1 ||
+	    opt_intf(p, g, path, "http_timeout", 1, INT_MAX,
+	    &cfg->http_timeout) == -1 ||
+	    opt_str(p, g, path, "proxy_config_v6_file",
+	    cfg->proxy_config_v6_file, sizeof(cfg->proxy_config_v6_file),
+	    &o) == -1)
 		return -1;
 	if ((r = opt_str(p, g, path, "nat_ip", cfg->nat_ip,
 	    sizeof(cfg->nat_ip), &o)) == -1)
@@ -878,6 +911,55 @@ parse_telegram(struct parser *p, struct config *cfg,
 	    addr_from_ip_port(cfg->nat_ip, 1, &ss, &sl) == -1)
 		return perr(p, o.s, o.path,
 		    "must be an IPv4 or IPv6 address literal or \"\"");
+	return 0;
+}
+
+static const char *const middle_opts[] = {
+	"min_links", "clients_per_link", "ping_interval", "ping_timeout",
+	"client_queue_max", "client_queue_timeout", "link_queue_max",
+	"fallback_direct", NULL
+};
+
+static int
+parse_middle(struct parser *p, struct config *cfg, const config_setting_t *g,
+    const char *path)
+{
+	struct opt o;
+	long long v;
+	int r;
+
+	if (check_known(p, g, path, middle_opts) == -1 ||
+	    opt_intf(p, g, path, "min_links", 0, INT_MAX,
+	    &cfg->middle_min_links) == -1 ||
+	    opt_intf(p, g, path, "clients_per_link", 1, INT_MAX,
+	    &cfg->middle_clients_per_link) == -1 ||
+	    opt_intf(p, g, path, "ping_interval", 1, INT_MAX,
+	    &cfg->middle_ping_interval) == -1 ||
+	    opt_intf(p, g, path, "ping_timeout", 1, INT_MAX,
+	    &cfg->middle_ping_timeout) == -1 ||
+	    opt_intf(p, g, path, "client_queue_timeout", 1, INT_MAX,
+	    &cfg->middle_client_queue_timeout) == -1 ||
+	    opt_bool(p, g, path, "fallback_direct",
+	    &cfg->middle_fallback_direct) == -1)
+		return -1;
+	/* A timeout within one ping interval would replace healthy links. */
+	if (cfg->middle_ping_timeout <= cfg->middle_ping_interval) {
+		if (!lookup(g, path, "ping_timeout", &o))
+			lookup(g, path, "ping_interval", &o);
+		return perr(p, o.s, o.path, "ping_timeout (%d) must be larger "
+		    "than ping_interval (%d)", cfg->middle_ping_timeout,
+		    cfg->middle_ping_interval);
+	}
+	if ((r = opt_int(p, g, path, "client_queue_max", MIN_MIDDLE_QUEUE,
+	    INT_MAX, &v, &o)) == -1)
+		return -1;
+	if (r == 1)
+		cfg->middle_client_queue_max = (size_t)v;
+	if ((r = opt_int(p, g, path, "link_queue_max", MIN_MIDDLE_QUEUE,
+	    INT_MAX, &v, &o)) == -1)
+		return -1;
+	if (r == 1)
+		cfg->middle_link_queue_max = (size_t)v;
 	return 0;
 }
 
@@ -913,7 +995,7 @@ static const char *const root_opts[] = {
 	"user", "group", "chroot", "workers", "pidfile", "state_dir",
 	"shutdown_timeout", "max_restarts", "restart_period",
 	"handshake_timeout", "idle_timeout", "backend", "log", "listeners",
-	"replay", "tls", "telegram", "metrics", NULL
+	"replay", "tls", "telegram", "metrics", "middle", NULL
 };
 
 static int
@@ -1006,6 +1088,9 @@ parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
 	if ((r = opt_group(p, root, "", "metrics", &o)) == -1 ||
 	    (r == 1 && parse_metrics(p, cfg, o.s, o.path) == -1))
 		return -1;
+	if ((r = opt_group(p, root, "", "middle", &o)) == -1 ||
+	    (r == 1 && parse_middle(p, cfg, o.s, o.path) == -1))
+		return -1;
 
 	if ((r = opt_list(p, root, "", "listeners", &o)) == -1)
 		return -1;
@@ -1076,6 +1161,15 @@ set_defaults(struct config *cfg)
 	snprintf(cfg->metrics_address, sizeof(cfg->metrics_address), "%s",
 	    DEF_METRICS_ADDRESS);
 	cfg->metrics_port = DEF_METRICS_PORT;
+	cfg->http_timeout = DEF_HTTP_TIMEOUT;
+	cfg->middle_min_links = DEF_MIDDLE_MIN_LINKS;
+	cfg->middle_clients_per_link = DEF_MIDDLE_CLIENTS_PER_LINK;
+	cfg->middle_ping_interval = DEF_MIDDLE_PING_INTERVAL;
+	cfg->middle_ping_timeout = DEF_MIDDLE_PING_TIMEOUT;
+	cfg->middle_client_queue_max = DEF_MIDDLE_CLIENT_QUEUE_MAX;
+	cfg->middle_client_queue_timeout = DEF_MIDDLE_CLIENT_QUEUE_TIMEOUT;
+	cfg->middle_link_queue_max = DEF_MIDDLE_LINK_QUEUE_MAX;
+	cfg->middle_fallback_direct = 0;
 }
 
 /* Runs libconfig over the text or file, then our checks. */

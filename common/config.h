@@ -113,6 +113,21 @@ struct config {
 	/* metrics */
 	char		metrics_address[64];
 	uint16_t	metrics_port;		/* 0 = off */
+
+	/* telegram: fetching the middle-proxy secret and lists */
+	char		ca_file[4096];		/* PEM CAs; "" = system store */
+	int		http_timeout;
+	char		proxy_config_v6_file[4096];
+
+	/* middle: the worker's link pool to the middle proxies */
+	int		middle_min_links;	/* per DC per worker */
+	int		middle_clients_per_link;
+	int		middle_ping_interval;
+	int		middle_ping_timeout;
+	size_t		middle_client_queue_max;	/* bytes */
+	int		middle_client_queue_timeout;
+	size_t		middle_link_queue_max;		/* bytes */
+	int		middle_fallback_direct;		/* bool */
 };
 
 /*

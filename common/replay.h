@@ -26,6 +26,12 @@ struct replay_cache;
  */
 struct replay_cache *replay_create(size_t entries, int window_seconds);
 void		 replay_destroy(struct replay_cache *);
+/*
+ * A forked process maps the shared table lazily, page by page, as it
+ * touches entries; calling this once after fork maps it all, so the
+ * fixed cost shows at start instead of growing with every client.
+ */
+void		 replay_prefault(const struct replay_cache *);
 
 /*
  * Atomically across processes: 1 if key was inserted less than the window

@@ -15,7 +15,10 @@
 
 #include "dcpool.h"
 #include "log.h"
+#include "metrics.h"
+#include "mplink.h"
 #include "msg.h"
+#include "tgconf.h"
 #include "supervisor/supervisor.h"
 #include "util.h"
 
@@ -32,11 +35,13 @@ static struct {
 	struct event_base	*base;
 	struct dcpool_args	*a;
 	struct peer		 peers[DCPOOL_MAX_PEERS];
+	struct tgconf		*tg;
 } D;
 
 static void
 peer_close(struct peer *p)
 {
+	mplink_peer_gone(p->fd);
 	event_free(p->ev);
 	close(p->fd);
 	p->fd = -1;
@@ -50,8 +55,20 @@ peer_cb(evutil_socket_t fd, short what, void *arg)
 	static struct msg m;
 	int r;
 
+	uint32_t dc, req;
+
 	while ((r = msg_recv(fd, &m)) == 1) {
 		switch (m.type) {
+		case MSG_LINK_REQUEST:
+			msg_get_u32(&m, &dc);
+			msg_get_u32(&m, &req);
+			if (msg_end(&m) == -1) {
+				log_warnx("malformed %s from worker %d",
+				    msg_type_name(m.type), p->slot);
+				break;
+			}
+			mplink_request(fd, (int16_t)(int32_t)dc, req);
+			break;
 		default:
 			log_warnx("unexpected message %s from worker %d",
 			    msg_type_name(m.type), p->slot);
@@ -79,6 +96,26 @@ add_peer(int fd, int slot, int generation)
 	}
 	log_warnx("too many workers; dropping the channel of worker %d", slot);
 	close(fd);
+}
+
+/* Does any listener use the middle proxies? Then Telegram's config is
+ * needed; direct mode alone never fetches it. */
+static int
+middle_wanted(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		if (config_listener_backend(cfg, &cfg->listeners[i]) ==
+		    BACKEND_MIDDLE)
+			return 1;
+	return 0;
+}
+
+static void
+tg_changed(void *arg, const struct tg_state *st)
+{
+	log_info("Telegram config in use (%s): %zu middle proxies (%zu "
+	    "IPv6), secret of %zu bytes", st->source, st->v4.n, st->v6.n,
+	    st->secret_len);
 }
 
 static void
@@ -132,6 +169,13 @@ dcpool_main(struct dcpool_args *a)
 	D.base = event_base_new();
 	if (D.base == NULL)
 		fatalx("event_base_new failed");
+	if (middle_wanted(a->cfg)) {
+		D.tg = tgconf_start(D.base, a->cfg, tg_changed, NULL);
+		if (D.tg == NULL)
+			log_warnx("cannot start fetching Telegram's config");
+	}
+	mplink_init(D.base, a->cfg, D.tg);
+	metrics_start(D.base, a->cfg, a->metrics);
 	fd_set_nonblock(a->chan);
 	chan_ev = event_new(D.base, a->chan, EV_READ | EV_PERSIST, chan_cb,
 	    NULL);

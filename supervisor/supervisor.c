@@ -108,6 +108,24 @@ config_absolutize(struct config *cfg, const char *cwd)
 		absolutize(cfg->log_file, sizeof(cfg->log_file), cwd);
 }
 
+/*
+ * The dcpool, unprivileged, keeps Telegram's config in state_dir: make
+ * sure it exists and belongs to the user the children run as.
+ */
+static void
+prepare_state_dir(const struct config *cfg)
+{
+	if (cfg->state_dir[0] == '\0')
+		return;
+	if (mkdir(cfg->state_dir, 0700) == -1 && errno != EEXIST) {
+		log_warn("cannot create state_dir %s", cfg->state_dir);
+		return;
+	}
+	if (S.drop && chown(cfg->state_dir, S.uid, S.gid) == -1)
+		log_warn("cannot give state_dir %s to %s", cfg->state_dir,
+		    cfg->user);
+}
+
 /* ------------------------------------------------------------ children */
 
 void
@@ -621,6 +639,7 @@ do_reload(void)
 	S.cfg = ncfg;
 	S.uid = uid;
 	S.gid = gid;
+	prepare_state_dir(ncfg);
 	log_set_level(ncfg->log_level);
 	S.generation++;
 	S.state = S_RELOADING;
@@ -752,6 +771,7 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 		log_errorx("%s", err);
 		goto fail;
 	}
+	prepare_state_dir(cfg);
 	if ((other = pidfile_running(cfg->pidfile)) != 0) {
 		log_errorx("already running (pid %d, pidfile %s)", (int)other,
 		    cfg->pidfile);

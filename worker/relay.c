@@ -152,6 +152,8 @@ relay_write_cb(evutil_socket_t fd, short what, void *arg)
 		q->off += w;
 		done += w;
 	}
+	if (s->mode == RELAY_MIDDLE && done)
+		middle_client_drained(s, done);
 	if (q->off < q->len)
 		return;
 	/* Low water: drained. Free the buffer, read the feeder again. */

@@ -50,7 +50,6 @@ static struct {
 	struct dc_table		*dcs;
 	struct sockaddr_storage	*local;		/* this host's addresses */
 	size_t			 nlocal;
-	int			 middle_warned;
 } SS;
 
 static void	hs_read_cb(evutil_socket_t, short, void *);
@@ -102,6 +101,7 @@ session_init(void)
 	if (SS.dcs == NULL)
 		fatalx("invalid DC table (telegram.dc, telegram.default_dc)");
 	collect_local_addresses();
+	middle_init();
 }
 
 static const struct listener_secrets *
@@ -157,6 +157,8 @@ session_close(struct session *s, const char *why)
 	    sizeof(a)), why);
 	if (s->dns_req)
 		evdns_getaddrinfo_cancel(s->dns_req);
+	if (s->mode == RELAY_MIDDLE)
+		middle_session_closed(s);
 	evtimer_del(&s->timer);
 	side_close(&s->c);
 	side_close(&s->s);
@@ -180,13 +182,12 @@ session_accept(int fd, const struct sockaddr *peer, socklen_t len,
     const struct config_listener *l)
 {
 	struct session *s = calloc(1, sizeof(*s));
-	int one = 1;
 
 	if (s == NULL) {
 		close(fd);
 		return;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP_NODELAY comes from the listening socket (Linux inherits it). */
 	s->l = l;
 	s->state = SS_HANDSHAKE;
 	s->c.fd = fd;
@@ -462,10 +463,16 @@ backend_connect(struct session *s, const struct sockaddr *sa, socklen_t len)
  * chosen so that the DC's bytes need no crypto on their way to the
  * client (B.1.4), then whatever the client sent after its header.
  */
-/* Returns -1 when the session was closed. */
+/*
+ * Direct mode (spec B.1): our own obfuscated2 header towards the DC,
+ * chosen so that the DC's bytes need no crypto on their way to the
+ * client (B.1.4), then what the client sent after its header (plain:
+ * already decrypted with the client's stream). Returns -1 when the
+ * session was closed.
+ */
 static int
-direct_start(struct session *s, struct o2_session *o2, uint8_t *rest,
-    size_t restlen)
+direct_connect(struct session *s, const uint8_t p2c_key[32],
+    const uint8_t p2c_iv[16], uint8_t *plain, size_t plainlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -473,39 +480,69 @@ direct_start(struct session *s, struct o2_session *o2, uint8_t *rest,
 	uint8_t hdr[O2_HEADER_LEN];
 	struct o2_session up;
 
-	if (dc_lookup(SS.dcs, o2->dc, 0, &ss, &len, &used_default) == -1) {
-		o2_session_free(o2);
+	if (dc_lookup(SS.dcs, s->dc, 0, &ss, &len, &used_default) == -1) {
 		session_close(s, "no address for the DC");
 		return -1;
 	}
-	if (used_default && dc_table_warn_once(SS.dcs, o2->dc))
-		log_notice("unknown DC %d: using default DC %d", o2->dc,
+	if (used_default && dc_table_warn_once(SS.dcs, s->dc))
+		log_notice("unknown DC %d: using default DC %d", s->dc,
 		    W.cfg->default_dc);
-	if (o2_connect_passthrough(hdr, o2->tag, o2->dc, o2->enc_key,
-	    o2->enc_iv, NULL, &up) == -1) {
-		o2_session_free(o2);
+	if (o2_connect_passthrough(hdr, s->tag, s->dc, p2c_key, p2c_iv, NULL,
+	    &up) == -1) {
 		session_close(s, "crypto failure");
 		return -1;
 	}
-	s->c_dec = o2->dec;
-	o2->dec = NULL;
 	s->s_enc = up.enc;
 	up.enc = NULL;
 	o2_session_free(&up);
-	o2_session_free(o2);
-	if (restlen && (crypto_stream_apply(s->c_dec, rest, rest, restlen) ||
-	    crypto_stream_apply(s->s_enc, rest, rest, restlen))) {
+	if (plainlen && crypto_stream_apply(s->s_enc, plain, plain,
+	    plainlen)) {
 		session_close(s, "crypto failure");
 		return -1;
 	}
 	if (side_queue(&s->s, hdr, sizeof(hdr)) == -1 ||
-	    (restlen && side_queue(&s->s, rest, restlen) == -1)) {
+	    (plainlen && side_queue(&s->s, plain, plainlen) == -1)) {
 		session_close(s, "out of memory");
 		return -1;
 	}
-	shm_add(W.metrics, M_BYTES_C2S, restlen);
+	shm_add(W.metrics, M_BYTES_C2S, plainlen);
 	s->mode = RELAY_DIRECT;
 	return backend_connect(s, (struct sockaddr *)&ss, len);
+}
+
+/* Returns -1 when the session was closed. */
+static int
+direct_start(struct session *s, struct o2_session *o2, uint8_t *rest,
+    size_t restlen)
+{
+	uint8_t key[32], iv[16];
+
+	memcpy(key, o2->enc_key, sizeof(key));
+	memcpy(iv, o2->enc_iv, sizeof(iv));
+	s->c_dec = o2->dec;
+	o2->dec = NULL;
+	o2_session_free(o2);
+	if (restlen && crypto_stream_apply(s->c_dec, rest, rest, restlen)) {
+		session_close(s, "crypto failure");
+		return -1;
+	}
+	int r = direct_connect(s, key, iv, rest, restlen);
+	explicit_bzero(key, sizeof(key));
+	return r;
+}
+
+int
+session_direct_fallback(struct session *s, uint8_t *plain, size_t len)
+{
+	char a[ADDR_STRLEN];
+
+	log_info("%s: no middle-proxy link for DC %d; going direct",
+	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)), s->dc);
+	middle_session_closed(s);	/* leaves the middle-mode structures */
+	s->mode = RELAY_DIRECT;
+	event_del(&s->c.rev);
+	s->c.reading = 0;
+	return direct_connect(s, s->p2c_key, s->p2c_iv, plain, len);
 }
 
 /* ------------------------------------------------------------ handshake */
@@ -562,13 +599,16 @@ o2_handshake(struct session *s)
 		    "secure" : "classic", s->l->name, s->l->users[idx].name,
 		    o2.dc);
 	}
-	if (config_listener_backend(W.cfg, s->l) == BACKEND_MIDDLE &&
-	    !SS.middle_warned) {
-		SS.middle_warned = 1;
-		log_warnx("listener %s: middle-proxy backend not available "
-		    "yet; using direct mode", s->l->name);
-	}
 	side_want_read(s, &s->c, 0);
+	if (config_listener_backend(W.cfg, s->l) == BACKEND_MIDDLE) {
+		if (middle_start(s, &o2, s->hs + O2_HEADER_LEN,
+		    s->hs_len - O2_HEADER_LEN) == -1)
+			return;		/* closed */
+		free(s->hs);
+		s->hs = NULL;
+		s->hs_len = s->hs_cap = 0;
+		return;
+	}
 	if (direct_start(s, &o2, s->hs + O2_HEADER_LEN,
 	    s->hs_len - O2_HEADER_LEN) == -1)
 		return;		/* closed */

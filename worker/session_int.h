@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <event2/event.h>
@@ -37,8 +38,17 @@ enum session_state {
 enum relay_mode {
 	RELAY_RAW,		/* fronting: bytes untouched both ways */
 	RELAY_DIRECT,		/* direct mode: re-encrypt up, passthrough down */
+	RELAY_MIDDLE,		/* middle mode: packets over a shared RPC link */
 };
 
+struct mlink;
+
+/* An IPv4 or IPv6 address, without sockaddr_storage's 100 spare bytes. */
+union sockaddr_any {
+	struct sockaddr		sa;
+	struct sockaddr_in	in;
+	struct sockaddr_in6	in6;
+};
 
 /* Bytes a socket did not take yet. */
 struct pending {
@@ -68,7 +78,7 @@ struct session {
 	struct side		 s;		/* DC or fronting site */
 	struct event		 timer;
 	uint64_t		 last_active_ms;
-	struct sockaddr_storage	 peer;
+	union sockaddr_any	 peer;
 	struct evdns_getaddrinfo_request *dns_req; /* fronting lookup */
 
 	/* handshake: every byte the client sent so far (for fronting) */
@@ -89,6 +99,25 @@ struct session {
 	uint32_t		 tag;
 	int			 user;		/* index in l->users */
 
+	/* middle mode (middle.c) */
+	crypto_stream		*c_enc;		/* proxy -> client */
+	struct mlink		*link;		/* NULL while waiting for one */
+	struct session		*link_next, *link_prev;
+	struct session		*hash_next;	/* conn_id table */
+	uint64_t		 conn_id;
+	uint64_t		 sent_mark;	/* link output offset of our
+						 * last packet's end */
+	uint8_t			*inbuf;		/* a partial client frame */
+	size_t			 inlen, incap;
+	uint64_t		 wait_since_ms;	/* waiting for a link */
+	unsigned		 waiting:1;	/* on its pool's wait list */
+	unsigned		 conn_id_dead:1; /* the ME forgot conn_id */
+	unsigned		 had_link:1;	/* its stream went through one */
+	uint64_t		 over_since_ms;	/* output over its bound */
+	union sockaddr_any	 local;		/* address the client used */
+	/* Client-facing key/IV, kept only while waiting for a link, for
+	 * a fallback to direct mode (passthrough needs them). */
+	uint8_t			 p2c_key[32], p2c_iv[16];
 };
 
 /* relay.c */
@@ -102,8 +131,24 @@ int	side_queue(struct side *, const uint8_t *, size_t);
 /* Write what can be written now of buf; queue the rest. -1 on error. */
 int	side_send(struct session *, struct side *, const uint8_t *, size_t);
 
+/* middle.c */
+void	middle_init(void);
+/* Takes over a client whose obfuscated2 header was accepted. -1: closed */
+int	middle_start(struct session *, struct o2_session *, uint8_t *rest,
+	    size_t restlen);
+void	middle_session_closed(struct session *);
+void	middle_client_drained(struct session *, size_t n);
+void	middle_dcpool_connected(void);
+struct msg;
+void	middle_dcpool_msg(struct msg *);
+
 /* session.c */
 void	session_close(struct session *, const char *why);
+/*
+ * Middle mode gave up on this waiting client's DC: go direct. plain is
+ * what the client sent so far, decrypted. -1: the session was closed.
+ */
+int	session_direct_fallback(struct session *, uint8_t *plain, size_t len);
 uint64_t coarse_now_ms(void);
 void	session_touch(struct session *);
 /* The worker's scratch buffer for reads and in-place transforms. */

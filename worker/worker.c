@@ -18,7 +18,9 @@
 
 #include "log.h"
 #include "msg.h"
+#include "replay.h"
 #include "session.h"
+#include "session_int.h"
 #include "shm.h"
 #include "supervisor/supervisor.h"
 #include "util.h"
@@ -122,11 +124,7 @@ dcpool_cb(evutil_socket_t fd, short what, void *arg)
 	int r;
 
 	while ((r = msg_recv(fd, &m)) == 1) {
-		switch (m.type) {
-		default:
-			log_warnx("unexpected message %s from dcpool",
-			    msg_type_name(m.type));
-		}
+		middle_dcpool_msg(&m);
 		msg_done(&m);
 	}
 	if (r == 0 || (r == -1 && errno != EAGAIN)) {
@@ -150,6 +148,7 @@ set_dcpool(int fd)
 	dcpool_ev = event_new(W.base, fd, EV_READ | EV_PERSIST, dcpool_cb,
 	    NULL);
 	event_add(dcpool_ev, NULL);
+	middle_dcpool_connected();
 }
 
 static void
@@ -215,7 +214,14 @@ worker_main(struct worker_args *a)
 	proctitle_set("mtprotod: worker %d", a->slot);
 	child_drop_privileges(a->cfg);
 
-	W.base = event_base_new();
+	/* The changelist folds the add/del pairs of one loop turn into
+	 * a single epoll_ctl each: sessions flip interest a lot. */
+	struct event_config *ec = event_config_new();
+	if (ec == NULL)
+		fatalx("event_config_new failed");
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	W.base = event_base_new_with_config(ec);
+	event_config_free(ec);
 	if (W.base == NULL)
 		fatalx("event_base_new failed");
 	W.dns = evdns_base_new(W.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
@@ -238,6 +244,7 @@ worker_main(struct worker_args *a)
 	evsignal_add(sigterm, NULL);
 
 	session_init();
+	replay_prefault(a->replay);
 	if (msg_send_simple(a->chan, MSG_READY) == -1)
 		log_warn("telling the supervisor we are ready");
 	log_info("worker %d serving %zu sockets (generation %d)", a->slot,

@@ -372,6 +372,167 @@ class FakeDC:
         self.stop()
 
 
+def write_proxy_secret(directory, nbytes=128):
+    """A random middle-proxy secret file (spec B.2.1) in directory, readable
+    by the dcpool (it runs as an unprivileged user). Returns its path."""
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "proxy-secret.bin")
+    with open(path, "wb") as f:
+        f.write(os.urandom(nbytes))
+    os.chmod(path, 0o644)
+    return path
+
+
+def write_proxy_config(directory, dcs, default_dc=2,
+                       name="proxy-multi.conf", host="127.0.0.1"):
+    """A proxy-multi.conf (spec B.2.1): dcs = {dc: port or [ports]}, one
+    proxy_for line per port of host (an IPv6 host goes in brackets), and
+    default default_dc. Returns its path."""
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(proxy_config_text(dcs, default_dc, host))
+    os.chmod(path, 0o644)
+    return path
+
+
+def proxy_config_text(dcs, default_dc=2, host="127.0.0.1"):
+    """The text of write_proxy_config()."""
+    if ":" in host and not host.startswith("["):
+        host = "[%s]" % host
+    lines = ["# written by tests/e2e"]
+    for dc, ports in sorted(dcs.items()):
+        for port in (ports if isinstance(ports, (list, tuple)) else
+                     [ports]):
+            lines.append("proxy_for %d %s:%d;" % (dc, host, port))
+    lines.append("default %d;" % default_dc)
+    return "\n".join(lines) + "\n"
+
+
+class FakeMP:
+    """tests/peers/fake_mp, a stand-in for Telegram's middle proxies:
+    .port (RPC links), .ctl_port (control), commands via .cmd() and the
+    helpers below. mode "echo" or "sink"."""
+
+    def __init__(self, secret_file, mode="echo", no_pong=False,
+                 verbose=False, tmp=None):
+        self.mode = mode
+        self.tmp = tmp or tempfile.mkdtemp(prefix="fake-mp-")
+        self.errfile = os.path.join(self.tmp, "fake_mp-%s-%d.log" % (
+            mode, id(self)))
+        args = [peer_bin("fake_mp"), "--port", "0", "--control-port", "0",
+                "--secret-file", secret_file, "--mode", mode]
+        if no_pong:
+            args.append("--no-pong")
+        if verbose:
+            args.append("--verbose")
+        self.err = open(self.errfile, "w")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
+                                     stderr=self.err,
+                                     stdin=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode()
+        m = re.match(r"READY (\d+) (\d+)", line)
+        check(m, "fake_mp did not start: %r %s" % (line, self.log()))
+        self.port = int(m.group(1))
+        self.ctl_port = int(m.group(2))
+
+    def log(self):
+        try:
+            with open(self.errfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cmd(self, line, timeout=10):
+        """One control command; its JSON answer as a dict."""
+        import json
+        with socket.create_connection(("127.0.0.1", self.ctl_port),
+                                      timeout=timeout) as s:
+            s.sendall(line.encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                d = s.recv(1 << 20)
+                if not d:
+                    break
+                buf += d
+        check(buf.endswith(b"\n"), "fake_mp: no answer to %r" % line)
+        return json.loads(buf.decode())
+
+    def ok(self, line):
+        r = self.cmd(line)
+        check(r.get("ok") is True or "closed" in r,
+              "fake_mp %r: %r" % (line, r))
+        return r
+
+    def stats(self):
+        return self.cmd("stats")
+
+    def conns(self):
+        """{conn_id hex: {...}} of every conn seen since the last reset."""
+        return self.stats()["conns"]
+
+    def rotate(self, which="all"):
+        return self.ok("rotate %s" % which)["closed"]
+
+    def ack(self, conn_id, confirm):
+        return self.ok("ack %s %08x" % (conn_id, confirm))
+
+    def close_ext(self, conn_id):
+        return self.ok("close_ext %s" % conn_id)
+
+    def ping(self):
+        return self.ok("ping")
+
+    def hold(self, on):
+        return self.ok("hold %d" % (1 if on else 0))
+
+    def reset(self):
+        return self.ok("reset")
+
+    def wait_links(self, n, timeout=10):
+        """Wait until at least n links are ready; the stats then."""
+        def ready():
+            st = self.stats()
+            up = [l for l in st["open_links"] if l["state"] == "ready"]
+            return st if len(up) >= n else None
+        return wait_for(ready, timeout, what="%d ready fake_mp links" % n)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def metrics(port, host="127.0.0.1", timeout=5):
+    """The daemon's Prometheus text at http://host:port/metrics as
+    {name: value} (unlabelled samples)."""
+    import urllib.request
+    with urllib.request.urlopen("http://%s:%d/metrics" % (host, port),
+                                timeout=timeout) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            pass
+    return out
+
+
 class TClientResult:
     def __init__(self, args, rc, out, err):
         self.args, self.rc, self.out, self.err = args, rc, out, err
@@ -393,14 +554,18 @@ class TClientResult:
 def tclient(port, proto, test="reqpq", secret=SECRET, timeout=30,
             wait=None, **opts):
     """Run tclient (opts: dc, conns, bytes, packet, record, replay,
-    ts_offset, hello_len, domain, host) and return a TClientResult.
+    ts_offset, hello_len, domain, host, interval, rounds, hold; a value
+    of True is a flag without argument, e.g. quickack=True) and return a
+    TClientResult.
     With wait=False returns the Popen (stdout/stderr pipes)."""
     args = ["--port", str(port), "--secret", secret, "--proto", proto,
             "--timeout", str(timeout)]
     if test and "replay" not in opts:
         args += ["--test", test]
     for k, v in opts.items():
-        if v is not None:
+        if v is True:
+            args.append("--" + k.replace("_", "-"))
+        elif v is not None and v is not False:
             args += ["--" + k.replace("_", "-"), str(v)]
     cmd = [peer_bin("tclient")] + args
     if wait is False:

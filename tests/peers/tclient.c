@@ -7,6 +7,7 @@
  *	    [--conns N] [--test reqpq|echo|upload|download|probe]
  *	    [--bytes N] [--packet N] [--timeout S]
  *	    [--record FILE | --replay FILE] [--ts-offset S] [--hello-len N]
+ *	    [--interval S] [--rounds N] [--hold S] [--quickack]
  *
  * Each connection is built as an app builds it (spec A.2, A.3, A.4): fake
  * TLS waits for and checks the ServerHello before it sends the
@@ -17,7 +18,24 @@
  *	upload	 --bytes raw, half-closes, expects fake_dc sink's count;
  *	download expects --bytes of fake_dc source's stream, then EOF;
  *	probe	 sends the first bytes only (ClientHello, or the header and a
- *		 req_pq_multi) and reports what came back, as --replay does.
+ *		 req_pq_multi) and reports what came back, as --replay does;
+ *	hold	 a long-lived idle client: a req_pq_multi right after the
+ *		 handshake and then one every --interval seconds (default 1),
+ *		 each answer checked, for --rounds rounds (default 3) or until
+ *		 --hold seconds have passed, whichever comes first; with
+ *		 --quickack every request asks for a quick ack. One line per
+ *		 event on stdout:
+ *		   RESPQ ok <conn> <round>
+ *		   QUICKACK <confirm> raw <wire> conn <conn>
+ *		 (confirm: the value frame_client_decode() reports, 8 hex
+ *		 digits; wire: the 4 bytes as they arrived, in hex) and
+ *		   CLOSED conn <conn> after <rounds> rounds
+ *		 when the proxy closes the connection first;
+ *	noread	 a client that never reads: packets of --packet bytes as fast
+ *		 as the socket takes them (echo data, answered by an echoing
+ *		 middle proxy) until the proxy closes the connection, then
+ *		   CLOSED after <payload bytes sent>
+ *		 success means the proxy closed it before --timeout.
  * With --conns N the connections run concurrently; the exit status is 0
  * only if all succeed, and one line sums them up:
  *	tclient: N/N ok, X bytes, T s
@@ -30,6 +48,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,8 +76,12 @@
 #define PROBE_QUIET_MS	700
 #define PROBE_HEX_MAX	32
 #define ECHO_SEED_BASE	0x6563686full
+/* noread: how often to look whether the proxy has closed the socket. */
+#define NOREAD_CHECK_MS	100
+#define HOLD_ROUNDS_DEFAULT	3
 
-enum test { T_REQPQ, T_ECHO, T_UPLOAD, T_DOWNLOAD, T_PROBE };
+enum test { T_REQPQ, T_ECHO, T_UPLOAD, T_DOWNLOAD, T_PROBE, T_HOLD,
+	T_NOREAD };
 
 enum state {
 	S_CONNECTING,
@@ -73,6 +96,7 @@ struct tconn {
 	enum state		 state;
 	struct bufferevent	*bev;
 	struct event		*quiet;		/* probe */
+	struct event		*tick;		/* hold, noread */
 	struct peer_client	 pc;
 	struct peer_buf		 hs;		/* ServerHello so far / probe */
 	struct peer_buf		 in;		/* plaintext from the proxy */
@@ -85,6 +109,10 @@ struct tconn {
 	uint8_t			 nonce[PEER_NONCE_LEN];
 	int			 shut;		/* upload: write side closed */
 	int			 ok;
+	long			 rounds;	/* hold: answers received */
+	int			 outstanding;	/* hold: a request unanswered */
+	double			 started;	/* hold: handshake done */
+	double			 sent_at;	/* hold: last request sent */
 };
 
 static struct {
@@ -105,6 +133,10 @@ static struct {
 	size_t			 replay_len;
 	long			 ts_offset;
 	long			 hello_len;
+	double			 interval;
+	long			 rounds;
+	double			 hold;
+	int			 quickack;
 
 	struct event_base	*base;
 	struct sockaddr_storage	 addr;
@@ -135,6 +167,9 @@ conn_end(struct tconn *c)
 	if (c->quiet)
 		event_free(c->quiet);
 	c->quiet = NULL;
+	if (c->tick)
+		event_free(c->tick);
+	c->tick = NULL;
 	peer_client_free(&c->pc);
 	peer_buf_free(&c->hs);
 	peer_buf_free(&c->in);
@@ -247,12 +282,115 @@ echo_packet_len(uint64_t k)
 	return G.bytes - off < G.packet ? G.bytes - off : G.packet;
 }
 
+/*
+ * A client-to-proxy frame like peer_client_frame(), but with the quick-ack
+ * bit when asked (spec A.3.1, A.3.2).
+ */
+static int
+frame_packet(struct tconn *c, const uint8_t *pkt, size_t pktlen,
+    int quickack)
+{
+	uint8_t hdr[4];
+	size_t padlen, hl;
+
+	hl = frame_client_encode_header(c->pc.kind, pktlen, quickack, hdr,
+	    &padlen);
+	if (hl == 0)
+		return -1;
+	uint8_t *p = peer_buf_reserve(&c->plain, hl + pktlen + padlen);
+	memcpy(p, hdr, hl);
+	memcpy(p + hl, pkt, pktlen);
+	if (padlen)
+		random_bytes(p + hl + pktlen, padlen);
+	peer_buf_commit(&c->plain, hl + pktlen + padlen);
+	return 0;
+}
+
+/* noread: packets, forever, while the socket takes them. */
+static void
+pump_noread(struct tconn *c)
+{
+	while (evbuffer_get_length(out_of(c)) < OUT_HIGH) {
+		peer_prng_fill(&c->tx, G.pkt, G.packet);
+		if (peer_client_frame(&c->pc, G.pkt, G.packet,
+		    &c->plain) == -1) {
+			conn_fail(c, "cannot frame %" PRIu64 " bytes",
+			    G.packet);
+			return;
+		}
+		c->sent += G.packet;
+		if (peer_buf_size(&c->plain) >= 65536 &&
+		    flush_plain(c, NULL, 0) == -1) {
+			conn_fail(c, "encryption failed");
+			return;
+		}
+	}
+	if (peer_buf_size(&c->plain) > 0 && flush_plain(c, NULL, 0) == -1)
+		conn_fail(c, "encryption failed");
+}
+
+/* hold: the next req_pq_multi, framed into c->plain. */
+static int
+hold_request(struct tconn *c)
+{
+	uint8_t req[PEER_REQ_PQ_LEN];
+
+	random_bytes(c->nonce, sizeof(c->nonce));
+	peer_req_pq(req, c->nonce);
+	if (frame_packet(c, req, sizeof(req), G.quickack) == -1)
+		return -1;
+	c->outstanding = 1;
+	c->sent_at = peer_now();
+	c->sent += sizeof(req);
+	return 0;
+}
+
+/* noread: report the end once the proxy closed (EOF, reset, error). */
+static void
+noread_closed(struct tconn *c)
+{
+	if (c->state == S_DONE)
+		return;
+	printf("CLOSED after %" PRIu64 "\n", c->sent);
+	fflush(stdout);
+	conn_ok(c);
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tconn *c = arg;
+
+	if (c->state != S_RUNNING)
+		return;
+	if (G.test == T_HOLD) {
+		if (c->outstanding)
+			return;
+		if (hold_request(c) == -1 || flush_plain(c, NULL, 0) == -1)
+			conn_fail(c, "cannot send a request");
+		return;
+	}
+	/* noread: the socket is never read, so look at it from outside. */
+	struct pollfd pfd = { bufferevent_getfd(c->bev), POLLRDHUP, 0 };
+	if (poll(&pfd, 1, 0) == 1 &&
+	    (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+		noread_closed(c);
+		return;
+	}
+	struct timeval tv = { 0, NOREAD_CHECK_MS * 1000 };
+	evtimer_add(c->tick, &tv);
+}
+
 /* Queue more test data while the output has room. */
 static void
 pump(struct tconn *c)
 {
 	if (c->state != S_RUNNING)
 		return;
+	if (G.test == T_NOREAD) {
+		pump_noread(c);
+		return;
+	}
 	while (c->sent < G.bytes && evbuffer_get_length(out_of(c)) < OUT_HIGH) {
 		size_t n;
 		if (G.test == T_ECHO) {
@@ -304,6 +442,18 @@ test_first(struct tconn *c)
 	case T_DOWNLOAD:
 		peer_prng_init(&c->rx, PEER_SOURCE_SEED);
 		break;
+	case T_HOLD:
+		c->started = peer_now();
+		if (hold_request(c) == -1)
+			conn_fail(c, "cannot frame a request");
+		break;
+	case T_NOREAD: {
+		struct timeval tv = { 0, NOREAD_CHECK_MS * 1000 };
+		peer_prng_init(&c->tx, ECHO_SEED_BASE + c->idx);
+		bufferevent_disable(c->bev, EV_READ);
+		evtimer_add(c->tick, &tv);
+		break;
+	}
 	}
 }
 
@@ -429,9 +579,46 @@ got_packet(struct tconn *c, const uint8_t *pkt, size_t len)
 		if (c->received == G.bytes)
 			conn_ok(c);
 		return;
+	case T_HOLD: {
+		if (!c->outstanding || !peer_is_res_pq(pkt, len, c->nonce)) {
+			conn_fail(c, "round %ld: not a resPQ for our nonce: "
+			    "%zu bytes %s", c->rounds + 1, len,
+			    peer_hex(pkt, len, 32));
+			return;
+		}
+		c->outstanding = 0;
+		c->rounds++;
+		c->received += len;
+		printf("RESPQ ok %d %ld\n", c->idx, c->rounds);
+		fflush(stdout);
+		double now = peer_now();
+		if ((G.rounds > 0 && c->rounds >= G.rounds) ||
+		    (G.hold > 0 && now - c->started >= G.hold)) {
+			conn_ok(c);
+			return;
+		}
+		double wait = c->sent_at + G.interval - now;
+		if (wait < 0)
+			wait = 0;
+		struct timeval tv = { (time_t)wait,
+		    (suseconds_t)((wait - (time_t)wait) * 1e6) };
+		evtimer_add(c->tick, &tv);
+		return;
+	}
 	default:
 		conn_fail(c, "unexpected packet");
 	}
+}
+
+/* hold: a quick-ack answer, reported with the bytes as they came. */
+static void
+got_quickack(struct tconn *c, const struct frame_info *fi)
+{
+	if (G.test != T_HOLD)
+		return;
+	printf("QUICKACK %08" PRIx32 " raw %s conn %d\n", fi->confirm,
+	    peer_hex(peer_buf_data(&c->in), 4, 4), c->idx);
+	fflush(stdout);
 }
 
 static void
@@ -484,7 +671,9 @@ got_plain(struct tconn *c)
 			    peer_buf_size(&c->in), 8));
 			return;
 		}
-		if (fi.pktlen > 0)
+		if (fi.quickack)
+			got_quickack(c, &fi);
+		else if (fi.pktlen > 0)
 			got_packet(c, peer_buf_data(&c->in) + fi.hdrlen,
 			    fi.pktlen);
 		if (c->state == S_DONE)
@@ -600,6 +789,16 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		on_connected(c);
 		return;
 	}
+	if (c->state == S_RUNNING && G.test == T_NOREAD &&
+	    (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
+		noread_closed(c);
+		return;
+	}
+	if (c->state == S_RUNNING && G.test == T_HOLD &&
+	    (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
+		printf("CLOSED conn %d after %ld rounds\n", c->idx, c->rounds);
+		fflush(stdout);
+	}
 	if (c->state == S_PROBE) {
 		if (peer_buf_size(&c->hs) == 0)
 			probe_report(c, "CLOSED");
@@ -669,8 +868,9 @@ conn_start(struct tconn *c, int idx)
 		memcpy(c->pc.client_random, G.replay_buf + TLS_RANDOM_OFF,
 		    TLS_RANDOM_LEN);
 	c->quiet = evtimer_new(G.base, quiet_cb, c);
+	c->tick = evtimer_new(G.base, tick_cb, c);
 	c->bev = bufferevent_socket_new(G.base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (c->quiet == NULL || c->bev == NULL)
+	if (c->quiet == NULL || c->tick == NULL || c->bev == NULL)
 		return -1;
 	bufferevent_set_max_single_read(c->bev, SCRATCH_LEN);
 	bufferevent_set_max_single_write(c->bev, SCRATCH_LEN);
@@ -693,10 +893,11 @@ usage(void)
 	fprintf(stderr, "usage: tclient --port P [--host H] --secret HEX32 "
 	    "--proto abridged|intermediate|secure|tls\n"
 	    "\t[--domain D] [--dc N] [--conns N] "
-	    "[--test reqpq|echo|upload|download|probe]\n"
+	    "[--test reqpq|echo|upload|download|probe|hold|noread]\n"
 	    "\t[--bytes N] [--packet N] [--timeout S] "
 	    "[--record FILE | --replay FILE]\n"
-	    "\t[--ts-offset S] [--hello-len N]\n");
+	    "\t[--ts-offset S] [--hello-len N] [--interval S] [--rounds N]\n"
+	    "\t[--hold S] [--quickack]\n");
 	exit(2);
 }
 
@@ -739,10 +940,14 @@ main(int argc, char **argv)
 		{ "replay", required_argument, NULL, 'R' },
 		{ "ts-offset", required_argument, NULL, 'o' },
 		{ "hello-len", required_argument, NULL, 'l' },
+		{ "interval", required_argument, NULL, 'I' },
+		{ "rounds", required_argument, NULL, 'N' },
+		{ "hold", required_argument, NULL, 'L' },
+		{ "quickack", no_argument, NULL, 'Q' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const tests[] = { "reqpq", "echo", "upload",
-	    "download", "probe" };
+	    "download", "probe", "hold", "noread" };
 	const char *secret = NULL;
 	struct rlimit rl;
 	int ch;
@@ -757,6 +962,7 @@ main(int argc, char **argv)
 	G.packet = 16384;
 	G.timeout = 60;
 	G.hello_len = TLS_HELLO_CLASSIC_LEN;
+	G.interval = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
@@ -809,6 +1015,18 @@ main(int argc, char **argv)
 		case 'l':
 			G.hello_len = strtol(optarg, NULL, 10);
 			break;
+		case 'I':
+			G.interval = strtod(optarg, NULL);
+			break;
+		case 'N':
+			G.rounds = strtol(optarg, NULL, 10);
+			break;
+		case 'L':
+			G.hold = strtod(optarg, NULL);
+			break;
+		case 'Q':
+			G.quickack = 1;
+			break;
 		default:
 			usage();
 		}
@@ -817,8 +1035,11 @@ main(int argc, char **argv)
 	    secret == NULL || hex_decode(secret, G.secret, 16) == -1 ||
 	    G.proto < 0 || G.conns < 1 || G.conns > 100000 ||
 	    G.dc < -32768 || G.dc > 32767 || G.timeout <= 0 ||
-	    (G.record && G.replay))
+	    (G.record && G.replay) || G.interval < 0 || G.rounds < 0 ||
+	    G.hold < 0)
 		usage();
+	if (G.test == T_HOLD && G.rounds == 0 && G.hold == 0)
+		G.rounds = HOLD_ROUNDS_DEFAULT;
 	/* Packets are whole 32-bit words (spec A.3). */
 	G.packet = (G.packet + 3) & ~(uint64_t)3;
 	G.bytes = (G.bytes + 3) & ~(uint64_t)3;

@@ -154,10 +154,23 @@ static const char full_conf[] =
     "  refresh = 3600;\n"
     "  nat_ip = \"203.0.113.7\";\n"
     "  connect_timeout = 5;\n"
+    "  ca_file = \"/etc/ssl/private-ca.pem\";\n"
+    "  http_timeout = 7;\n"
+    "  proxy_config_v6_file = \"/etc/mtprotod/proxy-multi-v6.conf\";\n"
     "};\n"
     "metrics = {\n"
     "  address = \"::1\";\n"
     "  port = 9999;\n"
+    "};\n"
+    "middle = {\n"
+    "  min_links = 0;\n"
+    "  clients_per_link = 50;\n"
+    "  ping_interval = 20;\n"
+    "  ping_timeout = 60;\n"
+    "  client_queue_max = 65536;\n"
+    "  client_queue_timeout = 5;\n"
+    "  link_queue_max = 4194304;\n"
+    "  fallback_direct = true;\n"
     "};\n";
 
 START_TEST(test_full_file)
@@ -254,8 +267,20 @@ START_TEST(test_full_file)
 	ck_assert_int_eq(c->refresh, 3600);
 	ck_assert_str_eq(c->nat_ip, "203.0.113.7");
 	ck_assert_int_eq(c->connect_timeout, 5);
+	ck_assert_str_eq(c->ca_file, "/etc/ssl/private-ca.pem");
+	ck_assert_int_eq(c->http_timeout, 7);
+	ck_assert_str_eq(c->proxy_config_v6_file,
+	    "/etc/mtprotod/proxy-multi-v6.conf");
 	ck_assert_str_eq(c->metrics_address, "::1");
 	ck_assert_uint_eq(c->metrics_port, 9999);
+	ck_assert_int_eq(c->middle_min_links, 0);
+	ck_assert_int_eq(c->middle_clients_per_link, 50);
+	ck_assert_int_eq(c->middle_ping_interval, 20);
+	ck_assert_int_eq(c->middle_ping_timeout, 60);
+	ck_assert_uint_eq(c->middle_client_queue_max, 65536);
+	ck_assert_int_eq(c->middle_client_queue_timeout, 5);
+	ck_assert_uint_eq(c->middle_link_queue_max, 4194304);
+	ck_assert_int_eq(c->middle_fallback_direct, 1);
 	config_free(c);
 }
 END_TEST
@@ -360,8 +385,19 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c->refresh, 86400);
 	ck_assert_str_eq(c->nat_ip, "");
 	ck_assert_int_eq(c->connect_timeout, 10);
+	ck_assert_str_eq(c->ca_file, "");
+	ck_assert_int_eq(c->http_timeout, 10);
+	ck_assert_str_eq(c->proxy_config_v6_file, "");
 	ck_assert_str_eq(c->metrics_address, "127.0.0.1");
 	ck_assert_uint_eq(c->metrics_port, 9173);
+	ck_assert_int_eq(c->middle_min_links, 2);
+	ck_assert_int_eq(c->middle_clients_per_link, 300);
+	ck_assert_int_eq(c->middle_ping_interval, 30);
+	ck_assert_int_eq(c->middle_ping_timeout, 90);
+	ck_assert_uint_eq(c->middle_client_queue_max, 1048576);
+	ck_assert_int_eq(c->middle_client_queue_timeout, 10);
+	ck_assert_uint_eq(c->middle_link_queue_max, 8388608);
+	ck_assert_int_eq(c->middle_fallback_direct, 0);
 
 	ck_assert_str_eq(l->address, "0.0.0.0");
 	ck_assert_uint_eq(l->protocols,
@@ -898,6 +934,13 @@ START_TEST(test_err_globals)
 	    "telegram = { proxy_config_url = \"ftp://x\"; };\n",
 	    "t.conf:7: telegram.proxy_config_url: must be an http:// or "
 	    "https:// URL");
+	expect_err(GOOD_LISTENERS "telegram = { http_timeout = 0; };\n",
+	    "t.conf:7: telegram.http_timeout: must be at least 1");
+	expect_err(GOOD_LISTENERS "telegram = { ca_file = 1; };\n",
+	    "t.conf:7: telegram.ca_file: must be a string");
+	expect_err(GOOD_LISTENERS
+	    "telegram = { proxy_config_v6_file = [ \"x\" ]; };\n",
+	    "t.conf:7: telegram.proxy_config_v6_file: must be a string");
 	expect_err(GOOD_LISTENERS "metrics = { port = 70000; };\n",
 	    "t.conf:7: metrics.port: must be between 0 and 65535");
 	expect_err(GOOD_LISTENERS "metrics = { address = \"any\"; };\n",
@@ -913,6 +956,38 @@ START_TEST(test_metrics_off)
 
 	ck_assert_uint_eq(c->metrics_port, 0);
 	config_free(c);
+}
+END_TEST
+
+START_TEST(test_err_middle)
+{
+	expect_err(GOOD_LISTENERS "middle = {\n  min_links = -1;\n};\n",
+	    "t.conf:8: middle.min_links: must be at least 0");
+	expect_err(GOOD_LISTENERS "middle = { clients_per_link = 0; };\n",
+	    "t.conf:7: middle.clients_per_link: must be at least 1");
+	expect_err(GOOD_LISTENERS "middle = { ping_interval = 0; };\n",
+	    "t.conf:7: middle.ping_interval: must be at least 1");
+	expect_err(GOOD_LISTENERS "middle = { ping_timeout = 0; };\n",
+	    "t.conf:7: middle.ping_timeout: must be at least 1");
+	expect_err(GOOD_LISTENERS "middle = {\n ping_interval = 40;\n"
+	    " ping_timeout = 40;\n};\n",
+	    "t.conf:9: middle.ping_timeout: ping_timeout (40) must be larger "
+	    "than ping_interval (40)");
+	expect_err(GOOD_LISTENERS "middle = { ping_interval = 100; };\n",
+	    "t.conf:7: middle.ping_interval: ping_timeout (90) must be larger "
+	    "than ping_interval (100)");
+	expect_err(GOOD_LISTENERS "middle = { client_queue_max = 65535; };\n",
+	    "t.conf:7: middle.client_queue_max: must be at least 65536");
+	expect_err(GOOD_LISTENERS "middle = { client_queue_timeout = 0; };\n",
+	    "t.conf:7: middle.client_queue_timeout: must be at least 1");
+	expect_err(GOOD_LISTENERS "middle = { link_queue_max = 1000; };\n",
+	    "t.conf:7: middle.link_queue_max: must be at least 65536");
+	expect_err(GOOD_LISTENERS "middle = { fallback_direct = 1; };\n",
+	    "t.conf:7: middle.fallback_direct: must be true or false");
+	expect_err(GOOD_LISTENERS "middle = { fallback = true; };\n",
+	    "t.conf:7: middle.fallback: unknown option");
+	expect_err(GOOD_LISTENERS "middle = 5;\n",
+	    "t.conf:7: middle: must be a group");
 }
 END_TEST
 
@@ -940,6 +1015,7 @@ config_suite(void)
 	tcase_add_test(tc, test_err_structure);
 	tcase_add_test(tc, test_err_globals);
 	tcase_add_test(tc, test_metrics_off);
+	tcase_add_test(tc, test_err_middle);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,119 @@
+#include "autoconf.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "shm.h"
+#include "util.h"
+
+static struct shm_metrics *zone;
+
+static const struct {
+	enum shm_counter	 c;
+	const char		*name, *type, *help;
+} metric[] = {
+	{ M_ACCEPTED, "mtprotod_connections_accepted_total", "counter",
+	    "Client connections accepted." },
+	{ M_HANDSHAKE_OK, "mtprotod_handshakes_ok_total", "counter",
+	    "Clients that passed the handshake." },
+	{ M_HANDSHAKE_BAD, "mtprotod_handshakes_bad_total", "counter",
+	    "Clients that failed the handshake." },
+	{ M_REPLAYS, "mtprotod_replays_total", "counter",
+	    "Replayed handshakes caught." },
+	{ M_FRONTED, "mtprotod_fronted_total", "counter",
+	    "Connections relayed to the fronting site." },
+	{ M_HANDSHAKE_TIMEOUT, "mtprotod_handshake_timeouts_total", "counter",
+	    "Connections closed by the handshake timeout." },
+	{ M_BYTES_C2S, "mtprotod_bytes_client_to_telegram_total", "counter",
+	    "Payload bytes from clients to Telegram." },
+	{ M_BYTES_S2C, "mtprotod_bytes_telegram_to_client_total", "counter",
+	    "Payload bytes from Telegram to clients." },
+	{ M_DC_CONNECT_FAIL, "mtprotod_dc_connect_failures_total", "counter",
+	    "Failed connections to Telegram DCs." },
+	{ M_LINKS_MIGRATED, "mtprotod_middle_clients_migrated_total",
+	    "counter", "Clients moved to another link when Telegram closed "
+	    "theirs." },
+	{ M_LINKS_DROPPED, "mtprotod_middle_clients_dropped_total", "counter",
+	    "Clients closed with their link (caught mid-packet)." },
+	{ M_CURRENT, "mtprotod_connections", "gauge",
+	    "Open client connections." },
+	{ M_CURRENT_DC, "mtprotod_telegram_connections", "gauge",
+	    "Open connections and links to Telegram." },
+};
+
+static void
+metrics_cb(struct evhttp_request *req, void *arg)
+{
+	uint64_t v[M_COUNTER_MAX];
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	shm_metrics_sum(zone, v);
+	for (size_t i = 0; i < sizeof(metric) / sizeof(metric[0]); i++)
+		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n",
+		    metric[i].name, metric[i].help, metric[i].name,
+		    metric[i].type, metric[i].name,
+		    (unsigned long long)v[metric[i].c]);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4");
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
+static void
+other_cb(struct evhttp_request *req, void *arg)
+{
+	evhttp_send_error(req, HTTP_NOTFOUND, "try /metrics");
+}
+
+int
+metrics_start(struct event_base *base, const struct config *cfg,
+    struct shm_metrics *z)
+{
+	struct evhttp *http;
+
+	if (cfg->metrics_port == 0)
+		return 0;
+	zone = z;
+	if ((http = evhttp_new(base)) == NULL)
+		return -1;
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_cb(http, "/metrics", metrics_cb, NULL);
+	evhttp_set_gencb(http, other_cb, NULL);
+	/*
+	 * SO_REUSEPORT: during a reload the old and the new dcpool overlap
+	 * for a moment, both serving the same shared counters.
+	 */
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd = -1, one = 1;
+	if (addr_from_ip_port(cfg->metrics_address, cfg->metrics_port, &ss,
+	    &len) == -1 ||
+	    (fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&ss, len) == -1 ||
+	    listen(fd, 64) == -1 || evhttp_accept_socket(http, fd) == -1) {
+		log_warn("metrics: cannot listen on %s port %u",
+		    cfg->metrics_address, cfg->metrics_port);
+		if (fd != -1)
+			close(fd);
+		evhttp_free(http);
+		return -1;
+	}
+	log_info("metrics on http://%s:%u/metrics", cfg->metrics_address,
+	    cfg->metrics_port);
+	return 0;
+}

@@ -1,0 +1,16 @@
+/*
+ * The metrics endpoint (Prometheus text format), served by the dcpool
+ * from the shared metric slots; never on the data path.
+ */
+#ifndef MTP_METRICS_H
+#define MTP_METRICS_H
+
+struct event_base;
+struct config;
+struct shm_metrics;
+
+/* 0, or -1 (logged) when the address cannot be bound. */
+int	metrics_start(struct event_base *, const struct config *,
+	    struct shm_metrics *);
+
+#endif

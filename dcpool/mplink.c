@@ -1,0 +1,411 @@
+/*
+ * Middle-proxy link building in the dcpool (spec B.2.3-B.2.6).
+ *
+ * One build per request: pick a middle proxy of the DC (the `default`
+ * DC when it has none), connect, send RPC_NONCE in the clear, check the
+ * answer, derive the AES-CBC keys from both nonces and both addresses,
+ * send RPC_HANDSHAKE encrypted, check the answer; then the socket and a
+ * snapshot of both CBC chains go to the worker, which runs the link.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "config.h"
+#include "log.h"
+#include "mplink.h"
+#include "msg.h"
+#include "proxyconf.h"
+#include "rpc.h"
+#include "tgconf.h"
+#include "util.h"
+
+#define BUILD_BUF	1024
+#define RETRY_MIN_MS	1000
+#define RETRY_MAX_MS	30000
+/* No state from Telegram yet: workers ask again after this. */
+#define RETRY_NO_CONFIG_MS 2000
+
+enum build_state { B_CONNECTING, B_NONCE, B_HANDSHAKE };
+
+struct build {
+	struct build		*next;
+	int			 peer;		/* the worker's channel */
+	int16_t			 dc;
+	uint32_t		 req;
+	enum build_state	 state;
+	int			 fd;
+	struct event		 ev, timer;
+	struct sockaddr_storage	 me, local, ours;	/* ours: for the KDF */
+	socklen_t		 melen;
+	uint32_t		 ts;
+	uint8_t			 nonce_clt[16];
+	uint8_t			 pid[RPC_PID_LEN];
+	struct rpc_link		 link;
+	int			 have_link;
+	uint8_t			 buf[BUILD_BUF];
+	size_t			 len, dec;	/* received; decrypted */
+	size_t			 stream_pos;	/* bytes of the ME's stream
+						 * consumed so far */
+};
+
+static struct {
+	struct event_base	*base;
+	const struct config	*cfg;
+	struct tgconf		*tg;
+	struct build		*builds;
+	uint32_t		 failures[65536];	/* per DC, as uint16 */
+	uint32_t		 start_time;
+} P;
+
+void
+mplink_init(struct event_base *base, const struct config *cfg,
+    struct tgconf *tg)
+{
+	P.base = base;
+	P.cfg = cfg;
+	P.tg = tg;
+	P.start_time = (uint32_t)now_unix();
+}
+
+static void
+reply_refused(int peer, int16_t dc, uint32_t req, uint32_t retry_ms)
+{
+	struct msgbuf mb;
+
+	msgbuf_init(&mb, MSG_LINK_REFUSED);
+	msgbuf_put_u32(&mb, (uint32_t)(int32_t)dc);
+	msgbuf_put_u32(&mb, req);
+	msgbuf_put_u32(&mb, retry_ms);
+	if (msgbuf_send(peer, &mb, -1) == -1)
+		log_debug("telling a worker there is no link: %s",
+		    strerror(errno));
+}
+
+static void
+build_free(struct build *b)
+{
+	for (struct build **pp = &P.builds; *pp; pp = &(*pp)->next)
+		if (*pp == b) {
+			*pp = b->next;
+			break;
+		}
+	event_del(&b->ev);
+	evtimer_del(&b->timer);
+	if (b->fd != -1)
+		close(b->fd);
+	if (b->have_link)
+		rpc_link_free(&b->link);
+	free(b);
+}
+
+static void
+build_fail(struct build *b, const char *why)
+{
+	char a[ADDR_STRLEN];
+	uint32_t *f = &P.failures[(uint16_t)b->dc];
+	uint32_t retry = RETRY_MIN_MS << (*f > 5 ? 5 : *f);
+
+	if (retry > RETRY_MAX_MS)
+		retry = RETRY_MAX_MS;
+	(*f)++;
+	log_warnx("link to DC %d via %s failed: %s; retry in %u ms", b->dc,
+	    addr_str((struct sockaddr *)&b->me, a, sizeof(a)), why, retry);
+	reply_refused(b->peer, b->dc, b->req, retry);
+	build_free(b);
+}
+
+static void
+build_done(struct build *b)
+{
+	struct rpc_link_keys keys;
+	struct msgbuf mb;
+	char a[ADDR_STRLEN];
+
+	rpc_link_capture(&b->link, &keys);
+	msgbuf_init(&mb, MSG_LINK_GRANT);
+	msgbuf_put_u32(&mb, (uint32_t)(int32_t)b->dc);
+	msgbuf_put_u32(&mb, b->req);
+	msgbuf_put_bytes(&mb, &keys, sizeof(keys));
+	msgbuf_put_u32(&mb, b->melen);
+	msgbuf_put_bytes(&mb, &b->me, sizeof(b->me));
+	if (msgbuf_send(b->peer, &mb, b->fd) == -1)
+		log_warn("handing a link to DC %d to a worker", b->dc);
+	else
+		log_info("link to DC %d via %s handed to a worker", b->dc,
+		    addr_str((struct sockaddr *)&b->me, a, sizeof(a)));
+	P.failures[(uint16_t)b->dc] = 0;
+	explicit_bzero(&keys, sizeof(keys));
+	build_free(b);		/* closes our copy of the socket */
+}
+
+static int
+send_all(int fd, const uint8_t *p, size_t n)
+{
+	/* A fresh socket takes a few hundred bytes at once. */
+	ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+	return w == (ssize_t)n ? 0 : -1;
+}
+
+static void
+send_handshake(struct build *b)
+{
+	const struct tg_state *st = tgconf_state(P.tg);
+	struct rpc_link_keys keys;
+	uint8_t payload[RPC_HANDSHAKE_LEN], peer_pid[RPC_PID_LEN];
+	uint8_t out[RPC_FRAME_SPACE(RPC_HANDSHAKE_LEN)];
+	struct rpc_kdf_params kp = {
+		.nonce_clt = b->nonce_clt, .clt_ts = b->ts,
+		.me_addr = (struct sockaddr *)&b->me,
+		.proxy_addr = (struct sockaddr *)&b->ours,
+		.secret = st->secret, .secret_len = st->secret_len,
+	};
+	struct rpc_nonce ans;
+	struct rpc_frame fr;
+	struct rpc_decoder rx;
+	const char *err;
+
+	/* The ME's nonce answer, in the clear. */
+	rpc_decoder_init(&rx, RPC_SEQ_NONCE, BUILD_BUF);
+	switch (rpc_frame_decode(&rx, b->buf, b->len, &fr)) {
+	case RPC_DECODE_NEED_MORE:
+		return;
+	case RPC_DECODE_ERROR:
+		build_fail(b, fr.error ? fr.error : "bad nonce frame");
+		return;
+	case RPC_DECODE_OK:
+		break;
+	}
+	if (rpc_nonce_parse(fr.payload, fr.len, &ans) == -1 ||
+	    rpc_nonce_check(&ans, st->secret, st->secret_len, b->ts,
+	    RPC_NONCE_MAX_SKEW, &err) == -1) {
+		build_fail(b, "bad nonce answer (wrong proxy secret, or "
+		    "clock off by more than 30 s?)");
+		return;
+	}
+	/* Plain fillers may pad it to a block; encryption starts at the
+	 * next block boundary or right after the frame. */
+	size_t pos = fr.consumed;
+	while (pos % RPC_BLOCK && pos + 4 <= b->len &&
+	    memcmp(b->buf + pos, "\x04\0\0\0", 4) == 0)
+		pos += 4;
+	if (pos % RPC_BLOCK && pos + 4 > b->len && pos < b->len)
+		return;		/* a filler may still be coming */
+	memmove(b->buf, b->buf + pos, b->len - pos);
+	b->len -= pos;
+	b->dec = 0;
+
+	kp.nonce_srv = ans.nonce;
+	if (rpc_link_keys_derive(&keys, &kp, 0) == -1 ||
+	    rpc_link_restore(&b->link, &keys, BUILD_BUF) == -1) {
+		build_fail(b, "key derivation failed");
+		return;
+	}
+	b->have_link = 1;
+	explicit_bzero(&keys, sizeof(keys));
+	rpc_pid_make(b->pid, (struct sockaddr *)&b->ours,
+	    (uint16_t)getpid(), P.start_time);
+	rpc_pid_make(peer_pid, (struct sockaddr *)&b->me, 0, 0);
+	size_t n = rpc_handshake_build(payload, sizeof(payload), 0, b->pid,
+	    peer_pid);
+	n = rpc_link_encode(&b->link, out, sizeof(out), payload, n);
+	if (n == 0 || send_all(b->fd, out, n) == -1) {
+		build_fail(b, "sending the handshake failed");
+		return;
+	}
+	b->state = B_HANDSHAKE;
+}
+
+static void
+check_handshake(struct build *b)
+{
+	struct rpc_frame fr;
+	struct rpc_handshake hs;
+	struct rpc_handshake_error he;
+	const char *err;
+	int crc32c = 0;
+
+	size_t dec = (b->len - b->dec) & ~(size_t)(RPC_BLOCK - 1);
+	if (dec && rpc_link_decrypt(&b->link, b->buf + b->dec, dec) == -1) {
+		build_fail(b, "decryption failed");
+		return;
+	}
+	b->dec += dec;
+	switch (rpc_link_decode(&b->link, b->buf, b->dec, &fr)) {
+	case RPC_DECODE_NEED_MORE:
+		return;
+	case RPC_DECODE_ERROR:
+		build_fail(b, fr.error ? fr.error : "bad handshake frame");
+		return;
+	case RPC_DECODE_OK:
+		break;
+	}
+	if (rpc_msg_type(fr.payload, fr.len) == RPC_HANDSHAKE_ERROR) {
+		char why[64];
+		rpc_handshake_error_parse(fr.payload, fr.len, &he);
+		snprintf(why, sizeof(why), "handshake refused (error %d)",
+		    he.code);
+		build_fail(b, why);
+		return;
+	}
+	if (rpc_handshake_parse(fr.payload, fr.len, &hs) == -1 ||
+	    rpc_handshake_check(&hs, 0, b->pid, &crc32c, &err) == -1) {
+		build_fail(b, "bad handshake answer");
+		return;
+	}
+	/* Only fillers may follow: the ME says nothing more until asked,
+	 * and the worker continues the chains from here. */
+	for (size_t p = fr.consumed; p < b->len; p += 4)
+		if (p + 4 > b->dec || memcmp(b->buf + p, "\x04\0\0\0", 4)) {
+			build_fail(b, "unexpected data after the handshake");
+			return;
+		}
+	build_done(b);
+}
+
+static void
+build_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct build *b = arg;
+
+	if (b->state == B_CONNECTING) {
+		const struct tg_state *st = tgconf_state(P.tg);
+		int err = 0;
+		socklen_t el = sizeof(err), sl = sizeof(b->local);
+		uint8_t payload[RPC_NONCE_LEN], out[64];
+
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == -1)
+			err = errno;
+		if (err) {
+			build_fail(b, strerror(err));
+			return;
+		}
+		getsockname(fd, (struct sockaddr *)&b->local, &sl);
+		/* Behind NAT the ME sees nat_ip, with our real port. */
+		b->ours = b->local;
+		if (P.cfg->nat_ip[0]) {
+			struct sockaddr_storage ss;
+			socklen_t l;
+			uint16_t port = b->local.ss_family == AF_INET ?
+			    ntohs(((struct sockaddr_in *)&b->local)->sin_port) :
+			    ntohs(((struct sockaddr_in6 *)&b->local)->sin6_port);
+			if (addr_from_ip_port(P.cfg->nat_ip, port, &ss, &l) == 0)
+				b->ours = ss;
+		}
+		b->ts = (uint32_t)now_unix();
+		random_bytes(b->nonce_clt, sizeof(b->nonce_clt));
+		size_t n = rpc_nonce_build(payload, sizeof(payload),
+		    st->secret, st->secret_len, b->ts, b->nonce_clt);
+		n = rpc_frame_encode(out, sizeof(out), RPC_SEQ_NONCE, payload,
+		    n, 0);
+		int pad = rpc_frame_pad(out + n, sizeof(out) - n, n);
+		if (n == 0 || pad < 0 || send_all(fd, out, n + pad) == -1) {
+			build_fail(b, "sending the nonce failed");
+			return;
+		}
+		b->state = B_NONCE;
+		event_del(&b->ev);
+		event_assign(&b->ev, P.base, fd, EV_READ | EV_PERSIST,
+		    build_read_cb, b);
+		event_add(&b->ev, NULL);
+		return;
+	}
+	ssize_t n = read(fd, b->buf + b->len, sizeof(b->buf) - b->len);
+	if (n == 0) {
+		build_fail(b, "closed by the middle proxy");
+		return;
+	}
+	if (n == -1) {
+		if (errno != EAGAIN && errno != EINTR)
+			build_fail(b, strerror(errno));
+		return;
+	}
+	b->len += n;
+	if (b->state == B_NONCE)
+		send_handshake(b);
+	else
+		check_handshake(b);
+	/* b may be gone now. */
+}
+
+static void
+build_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	build_fail(arg, "timed out");
+}
+
+void
+mplink_request(int peer, int16_t dc, uint32_t req)
+{
+	const struct tg_state *st = tgconf_state(P.tg);
+	const struct proxyconf_entry *e;
+	struct build *b;
+	size_t n;
+
+	if (st == NULL || st->secret_len == 0) {
+		reply_refused(peer, dc, req, RETRY_NO_CONFIG_MS);
+		return;
+	}
+	n = proxyconf_lookup(&st->v4, dc, &e);
+	if (n == 0)
+		n = proxyconf_lookup(&st->v6, dc, &e);
+	if (n == 0) {
+		log_warnx("no middle proxy known for DC %d", dc);
+		reply_refused(peer, dc, req, RETRY_MAX_MS);
+		return;
+	}
+	uint32_t r;
+	random_bytes(&r, sizeof(r));
+	e += r % n;
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		reply_refused(peer, dc, req, RETRY_MIN_MS);
+		return;
+	}
+	b->peer = peer;
+	b->dc = dc;
+	b->req = req;
+	memcpy(&b->me, &e->addr, e->addrlen);
+	b->melen = e->addrlen;
+	b->fd = socket(e->addr.sa.sa_family,
+	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	b->next = P.builds;
+	P.builds = b;
+	evtimer_assign(&b->timer, P.base, build_timeout_cb, b);
+	event_assign(&b->ev, P.base, b->fd, EV_WRITE, build_read_cb, b);
+	if (b->fd == -1) {
+		build_fail(b, strerror(errno));
+		return;
+	}
+	int one = 1;
+	setsockopt(b->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP keep-alive: an ME that vanishes is noticed by the worker. */
+	setsockopt(b->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	if (connect(b->fd, &e->addr.sa, e->addrlen) == -1 &&
+	    errno != EINPROGRESS) {
+		build_fail(b, strerror(errno));
+		return;
+	}
+	struct timeval tv = { P.cfg->connect_timeout, 0 };
+	evtimer_add(&b->timer, &tv);
+	event_add(&b->ev, NULL);
+}
+
+void
+mplink_peer_gone(int peer)
+{
+	struct build *b = P.builds, *next;
+	for (; b; b = next) {
+		next = b->next;
+		if (b->peer == peer)
+			build_free(b);
+	}
+}

@@ -1,0 +1,25 @@
+/*
+ * Building middle-proxy links for workers (spec B.2.4-B.2.6): connect,
+ * RPC_NONCE, key derivation, RPC_HANDSHAKE; then the socket and the CBC
+ * state go to the worker that asked (MSG_LINK_GRANT) and our copy closes.
+ */
+#ifndef MTP_MPLINK_H
+#define MTP_MPLINK_H
+
+#include <stdint.h>
+
+struct event_base;
+struct config;
+struct tgconf;
+
+void	mplink_init(struct event_base *, const struct config *,
+	    struct tgconf *);
+/*
+ * A worker on channel fd asks for a link to dc; the answer (grant or
+ * refusal) goes back on fd, tagged with req.
+ */
+void	mplink_request(int fd, int16_t dc, uint32_t req);
+/* The worker's channel closed: links being built for it are dropped. */
+void	mplink_peer_gone(int fd);
+
+#endif
