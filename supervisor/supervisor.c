@@ -767,6 +767,8 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 	S.cfg = cfg;
 	S.opt = opt;
 	S.drop = geteuid() == 0;
+	/* Before the pidfile names us, so whoever reads it sees the role. */
+	proctitle_set("mtprotod: supervisor");
 	if (resolve_ids(cfg, &S.uid, &S.gid, err, sizeof(err)) == -1) {
 		log_errorx("%s", err);
 		goto fail;
@@ -804,7 +806,6 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 	if (pidfile_write(cfg->pidfile) == -1)
 		log_warn("cannot write pidfile %s", cfg->pidfile);
 
-	proctitle_set("mtprotod: supervisor");
 	event_set_log_callback(libevent_log_cb);
 	S.base = event_base_new();
 	if (S.base == NULL)

@@ -129,8 +129,45 @@ def test_sigquit_stops_now():
         c.close()
 
 
+def test_daemonize_and_signal_commands():
+    """Without -f mtprotod detaches; -s reload and -s stop reach it
+    through the pidfile."""
+    import subprocess
+    from mtp import MTPROTOD, proc_title
+    d = Daemon(workers=1)
+    p = subprocess.run([MTPROTOD, "-c", d.conf], capture_output=True,
+                       timeout=20)
+    check(p.returncode == 0, "start exited %d: %s" % (p.returncode,
+                                                      p.stderr))
+    pid = wait_for(lambda: os.path.exists(d.pidfile) and
+                   int(open(d.pidfile).read().strip() or 0), 10,
+                   what="pidfile")
+    try:
+        check(proc_title(pid) == "mtprotod: supervisor",
+              "pidfile names %d, a %r" % (pid, proc_title(pid)))
+        check(os.getsid(pid) == pid, "daemon is not a session leader")
+        before = d.read_log().count("reload complete")
+        r = subprocess.run([MTPROTOD, "-c", d.conf, "-s", "reload"],
+                           capture_output=True, timeout=20)
+        check(r.returncode == 0, "-s reload failed: %s" % r.stderr)
+        wait_for(lambda: d.read_log().count("reload complete") > before,
+                 15, what="reload via -s")
+        r = subprocess.run([MTPROTOD, "-c", d.conf, "-s", "stop"],
+                           capture_output=True, timeout=20)
+        check(r.returncode == 0, "-s stop failed: %s" % r.stderr)
+        wait_for(lambda: not alive(pid), 20, what="daemon to stop")
+        check(not os.path.exists(d.pidfile), "pidfile left behind")
+        r = subprocess.run([MTPROTOD, "-c", d.conf, "-s", "stop"],
+                           capture_output=True, timeout=20)
+        check(r.returncode != 0, "-s stop without a daemon succeeded")
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 if __name__ == "__main__":
-    run_tests([test_process_tree_and_titles,
+    run_tests([
+               test_daemonize_and_signal_commands,test_process_tree_and_titles,
                test_connections_spread_over_workers,
                test_killed_children_come_back_in_their_slot,
                test_restart_intensity_stops_the_daemon,
