@@ -105,6 +105,18 @@ log_fd(void)
 	return L.target == LOG_TARGET_SYSLOG ? -1 : L.fd;
 }
 
+void
+log_set_fd(int fd)
+{
+	if (L.target != LOG_TARGET_FILE) {
+		close(fd);
+		return;
+	}
+	if (L.fd > 2)
+		close(L.fd);
+	L.fd = fd;
+}
+
 int
 log_reopen(void)
 {

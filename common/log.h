@@ -17,6 +17,9 @@ int	log_get_level(void);
 int	log_reopen(void);
 /* The fd log lines go to (-1 for syslog), to keep open across fork. */
 int	log_fd(void);
+/* Log to this already open file from now on (children get the
+ * supervisor's reopened log this way, as they may not open it). */
+void	log_set_fd(int fd);
 int	log_level_from_name(const char *name);	/* -1 if unknown */
 const char *log_level_name(int level);
 

@@ -18,7 +18,8 @@ enum msg_type {
 	MSG_DRAIN,		/* (none) stop accepting; exit when idle or
 				 * after shutdown_timeout */
 	MSG_QUIT,		/* (none) exit now */
-	MSG_REOPEN_LOG,		/* (none) reopen the log file (SIGUSR1) */
+	MSG_REOPEN_LOG,		/* (none); fd = the reopened log file
+				 * (SIGUSR1), none for syslog/stderr */
 	MSG_DCPOOL_PEER,	/* u32 slot, u32 generation; fd = a socket to
 				 * the dcpool (to a worker) or to the worker of
 				 * that slot (to the dcpool) */

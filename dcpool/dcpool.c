@@ -132,8 +132,8 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 			log_info("dcpool exiting");
 			exit(0);
 		case MSG_REOPEN_LOG:
-			if (log_reopen() == -1)
-				log_warn("reopening the log file");
+			if (m.fd != -1)
+				log_set_fd(msg_take_fd(&m));
 			break;
 		case MSG_DCPOOL_PEER:
 			msg_get_u32(&m, &slot);

@@ -667,9 +667,20 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		begin_stop(1, 0);
 		break;
 	case SIGUSR1:
-		if (log_reopen() == -1)
+		if (log_reopen() == -1) {
 			log_warn("reopening the log file");
-		send_all(-1, -1, MSG_REOPEN_LOG);
+			break;
+		}
+		log_notice("log file reopened");
+		/* Children run unprivileged and may not open the file
+		 * themselves: they get our new descriptor. */
+		for (struct child *c = S.children; c; c = c->next) {
+			struct msgbuf mb;
+			msgbuf_init(&mb, MSG_REOPEN_LOG);
+			if (msgbuf_send(c->chan, &mb, log_fd()) == -1)
+				log_warn("passing the log file to pid %d",
+				    (int)c->pid);
+		}
 		break;
 	case SIGCHLD: {
 		int status;

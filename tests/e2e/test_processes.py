@@ -165,8 +165,35 @@ def test_daemonize_and_signal_commands():
             os.kill(pid, signal.SIGKILL)
 
 
+def test_sigusr1_reopens_the_log_for_every_process():
+    """logrotate style: rename the file, SIGUSR1; the supervisor and the
+    unprivileged workers then write to the new file."""
+    d = Daemon(workers=2).start()
+    try:
+        os.rename(d.log, d.log + ".1")
+        d.signal(signal.SIGUSR1)
+        d.wait_log("log file reopened")
+        # a bad client makes a worker log a debug line
+        workers = set(d.workers_now())
+        for _ in range(6):
+            c = connect(d.port)
+            c.sendall(os.urandom(64).replace(b"\x16", b"\x17"))
+            time.sleep(0.05)
+            c.close()
+        line = d.wait_log("bad client", timeout=10)
+        pid = int(line.split("[")[1].split("]")[0])
+        check(pid in workers, "the line came from pid %d, not a worker "
+              "%r: %s" % (pid, workers, line))
+        old = open(d.log + ".1").read()
+        check("bad client" not in old, "a worker still writes to the "
+              "rotated file")
+    finally:
+        d.kill_all()
+
+
 if __name__ == "__main__":
     run_tests([
+               test_sigusr1_reopens_the_log_for_every_process,
                test_daemonize_and_signal_commands,test_process_tree_and_titles,
                test_connections_spread_over_workers,
                test_killed_children_come_back_in_their_slot,
