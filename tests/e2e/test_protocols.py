@@ -4,9 +4,13 @@ volume, concurrency over two workers, DC routing, per-listener protocol
 allow-lists, wrong secrets, replays and the fake-TLS clock window."""
 import os
 import re
+import sys
+import subprocess
 import tempfile
+import time
 
 from mtp import (PROTOS, SECRET, WRONG_SECRET, Daemon, FakeDC, FrontSite,
+                 vm_rss_kib,
                  check, free_port, listener_conf, log_pids, run_tests,
                  tclient, tclient_wait, telegram_conf, wait_for)
 
@@ -273,9 +277,55 @@ def test_fake_tls_clock_window():
         # bigger hellos (post-quantum key shares) are fine, spec A.4.1
         expect_ok(tclient(s.d.port, "tls", "reqpq", hello_len=1800))
 
+BARE_CLIENT = r"""
+import os, socket, sys
+port, n, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if (i + seed) % 3 == 0:
+        c.sendall(os.urandom(40))   # a bad client, held until it leaves
+    c.close()
+"""
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_no_fd_or_memory_leak_after_100k_connections():
+    """100,000 connections opened and closed (10,000 full sessions over
+    every transport, 90,000 bare or bad ones): every worker ends with
+    the descriptors it had and about the memory it had."""
+    with Setup(workers=2) as s:
+        ws = list(s.d.workers_now())
+        for proto in PROTOS:            # warm up allocator and caches
+            expect_ok(tclient(s.d.port, proto, "reqpq", conns=250), 250)
+        time.sleep(0.5)
+        fds0 = {w: fd_count(w) for w in ws}
+        rss0 = {w: vm_rss_kib(w) for w in ws}
+        for i in range(10):
+            proto = PROTOS[i % len(PROTOS)]
+            expect_ok(tclient(s.d.port, proto, "reqpq", conns=1000,
+                              timeout=90), 1000)
+        bare = [subprocess.Popen([sys.executable, "-c", BARE_CLIENT,
+                                  str(s.d.port), "22500", str(k)])
+                for k in range(4)]
+        for p in bare:
+            check(p.wait(300) == 0, "bare client process failed")
+        wait_for(lambda: all(fd_count(w) == fds0[w] for w in ws), 30,
+                 what="workers back to their descriptors %r (now %r)" % (
+                     fds0, {w: fd_count(w) for w in ws}))
+        check(set(s.d.workers_now()) == set(ws), "a worker restarted")
+        grown = {w: vm_rss_kib(w) - rss0[w] for w in ws}
+        # ASan keeps freed memory in quarantine; allow for it there.
+        limit = 64 * 1024 if "ASAN_OPTIONS" in os.environ else 4 * 1024
+        check(all(g < limit for g in grown.values()),
+              "worker memory grew by %r KiB over 100k connections" % grown)
+
 
 if __name__ == "__main__":
     run_tests([
+        test_no_fd_or_memory_leak_after_100k_connections,
         test_reqpq_every_transport,
         test_echo_1mib_byte_exact,
         test_tls_first_flight_larger_than_a_hello,
