@@ -33,25 +33,9 @@ static const uint32_t pkt_plain_constructors[] = {
 };
 
 static uint32_t
-le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
-}
-
-static uint32_t
 le24(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
-}
-
-static void
-put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = v & 0xff;
-	p[1] = (v >> 8) & 0xff;
-	p[2] = (v >> 16) & 0xff;
-	p[3] = (v >> 24) & 0xff;
 }
 
 /* Uniform random integer in [0, n), n <= 256. */
@@ -130,7 +114,7 @@ frame_decode(enum frame_kind kind, const uint8_t *buf, size_t len,
 	case FRAME_PADDED:
 		if (len < 4)
 			return FRAME_NEED_MORE;
-		l = le32(buf);
+		l = get_le32(buf);
 		fi->quickack = (l & INTERMEDIATE_QUICKACK) != 0;
 		l &= ~INTERMEDIATE_QUICKACK;
 		if (l == 0 || (l & INTERMEDIATE_BAD_BIT) ||
@@ -236,10 +220,10 @@ frame_packet_check(const uint8_t *pkt, size_t len)
 	if (memcmp(pkt, zero_id, sizeof(zero_id)) != 0)
 		return len >= PKT_MIN_ENCRYPTED_LEN;
 	/* Unencrypted: only the key exchange may come this way. */
-	msglen = le32(pkt + PKT_MSGLEN_OFF);
+	msglen = get_le32(pkt + PKT_MSGLEN_OFF);
 	if (msglen < PKT_MIN_MSGLEN || msglen > len - PKT_PLAIN_HDR_LEN)
 		return 0;
-	constructor = le32(pkt + PKT_CONSTRUCTOR_OFF);
+	constructor = get_le32(pkt + PKT_CONSTRUCTOR_OFF);
 	for (i = 0; i < nitems(pkt_plain_constructors); i++)
 		if (constructor == pkt_plain_constructors[i])
 			return 1;
@@ -257,7 +241,7 @@ frame_client_ack(struct frame_info *fi, const uint8_t *buf, size_t len,
 		return frame_complete(fi, 4, len);
 	fi->confirm = big_endian ? (uint32_t)buf[0] << 24 |
 	    (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3] :
-	    le32(buf);
+	    get_le32(buf);
 	return frame_complete(fi, 4, len);
 }
 
@@ -295,7 +279,7 @@ frame_client_decode(enum frame_kind kind, const uint8_t *buf, size_t len,
 	case FRAME_PADDED:
 		if (len < 4)
 			return FRAME_NEED_MORE;
-		l = le32(buf);
+		l = get_le32(buf);
 		if (l & INTERMEDIATE_QUICKACK)
 			return frame_client_ack(fi, buf, len, 0);
 		if (l == 0 || l > FRAME_CLIENT_MAX_PACKET ||

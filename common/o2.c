@@ -26,22 +26,6 @@ static const uint32_t o2_forbidden_first4[] = {
 #define O2_DC_IN_BLOCK		(O2_DC_OFF - O2_TAG_BLOCK_OFF)
 #define O2_MATERIAL_LEN		(O2_KEY_LEN + O2_IV_LEN)
 
-static uint32_t
-le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
-}
-
-static void
-put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = v & 0xff;
-	p[1] = (v >> 8) & 0xff;
-	p[2] = (v >> 16) & 0xff;
-	p[3] = (v >> 24) & 0xff;
-}
-
 /*
  * The CTR counter block n blocks after iv (128-bit big-endian add), so a
  * stream can start at block n without producing the keystream before it.
@@ -91,7 +75,7 @@ o2_tag_valid(uint32_t tag)
 int
 o2_header_allowed(const uint8_t first8[8])
 {
-	uint32_t first4 = le32(first8);
+	uint32_t first4 = get_le32(first8);
 	size_t i;
 
 	if (first8[0] == O2_FORBIDDEN_FIRST_BYTE)
@@ -99,7 +83,7 @@ o2_header_allowed(const uint8_t first8[8])
 	for (i = 0; i < nitems(o2_forbidden_first4); i++)
 		if (first4 == o2_forbidden_first4[i])
 			return 0;
-	if (le32(first8 + 4) == 0)
+	if (get_le32(first8 + 4) == 0)
 		return 0;
 	return 1;
 }
@@ -146,7 +130,7 @@ o2_accept(const uint8_t wire[O2_HEADER_LEN],
 			crypto_stream_free(dec);
 			goto done;
 		}
-		tag = le32(block + O2_TAG_IN_BLOCK);
+		tag = get_le32(block + O2_TAG_IN_BLOCK);
 		if (o2_tag_valid(tag))
 			break;
 		crypto_stream_free(dec);
@@ -204,7 +188,7 @@ o2_start(uint8_t wire[O2_HEADER_LEN], const uint8_t h[O2_HEADER_LEN],
 	memcpy(wire, h, O2_TAG_OFF);
 	memcpy(wire + O2_TAG_OFF, block + O2_TAG_IN_BLOCK,
 	    O2_HEADER_LEN - O2_TAG_OFF);
-	out->tag = le32(h + O2_TAG_OFF);
+	out->tag = get_le32(h + O2_TAG_OFF);
 	out->dc = (int16_t)(uint16_t)(h[O2_DC_OFF] | h[O2_DC_OFF + 1] << 8);
 	ret = 0;
 done:

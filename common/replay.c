@@ -57,16 +57,6 @@ rotl64(uint64_t x, int b)
 	return (x << b) | (x >> (64 - b));
 }
 
-static inline uint64_t
-le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 #define SIPROUND do {							\
 	v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);	\
 	v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;			\
@@ -84,7 +74,7 @@ le64(const uint8_t *p)
 uint64_t
 replay_siphash16(const uint8_t k[16], const uint8_t m[16])
 {
-	uint64_t k0 = le64(k), k1 = le64(k + 8);
+	uint64_t k0 = get_le64(k), k1 = get_le64(k + 8);
 	uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
 	uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
 	uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
@@ -92,7 +82,7 @@ replay_siphash16(const uint8_t k[16], const uint8_t m[16])
 	uint64_t w;
 
 	for (int i = 0; i < 2; i++) {
-		w = le64(m + 8 * i);
+		w = get_le64(m + 8 * i);
 		v3 ^= w;
 		SIPROUND;
 		SIPROUND;

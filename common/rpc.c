@@ -8,6 +8,7 @@
 
 #include "crypto.h"
 #include "rpc.h"
+#include "util.h"
 
 /* The KDF's purpose strings, B.2.5. */
 #define KDF_PURPOSE_LEN	6
@@ -42,19 +43,6 @@ put64(uint8_t *p, uint64_t v)
 {
 	put32(p, (uint32_t)v);
 	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static inline uint32_t
-get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t
-get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
 /* ---------------------------------------------------------------- CRCs */
@@ -202,12 +190,12 @@ rpc_frame_decode(struct rpc_decoder *d, const uint8_t *buf, size_t len,
 	int32_t seq;
 
 	memset(f, 0, sizeof(*f));
-	while (len - off >= 4 && get32(buf + off) == RPC_FILLER)
+	while (len - off >= 4 && get_le32(buf + off) == RPC_FILLER)
 		off += 4;
 	f->consumed = off;
 	if (len - off < 4)
 		return RPC_DECODE_NEED_MORE;
-	total = get32(buf + off);
+	total = get_le32(buf + off);
 	if (total % 4 != 0)
 		return decode_error(f, "frame length not a multiple of 4");
 	if (total < RPC_FRAME_MIN)
@@ -215,16 +203,16 @@ rpc_frame_decode(struct rpc_decoder *d, const uint8_t *buf, size_t len,
 	if (total > d->max_total)
 		return decode_error(f, "frame too long");
 	if (len - off >= RPC_FRAME_HDR) {
-		seq = (int32_t)get32(buf + off + 4);
+		seq = (int32_t)get_le32(buf + off + 4);
 		if (seq != d->seq)
 			return decode_error(f, "unexpected sequence number");
 	}
 	if (len - off < total)
 		return RPC_DECODE_NEED_MORE;
-	seq = (int32_t)get32(buf + off + 4);
+	seq = (int32_t)get_le32(buf + off + 4);
 	crc = d->crc32c && seq >= 0 ? rpc_crc32c(buf + off, total - 4) :
 	    rpc_crc32(buf + off, total - 4);
-	if (crc != get32(buf + off + total - 4))
+	if (crc != get_le32(buf + off + total - 4))
 		return decode_error(f, "frame CRC mismatch");
 	f->payload = buf + off + RPC_FRAME_HDR;
 	f->len = total - RPC_FRAME_OVERHEAD;
@@ -356,11 +344,11 @@ rpc_nonce_build(uint8_t *out, size_t cap, const uint8_t *secret,
 int
 rpc_nonce_parse(const uint8_t *p, size_t len, struct rpc_nonce *n)
 {
-	if (len != RPC_NONCE_LEN || get32(p) != RPC_NONCE)
+	if (len != RPC_NONCE_LEN || get_le32(p) != RPC_NONCE)
 		return -1;
 	memcpy(n->key_selector, p + 4, 4);
-	n->schema = get32(p + 8);
-	n->ts = get32(p + 12);
+	n->schema = get_le32(p + 8);
+	n->ts = get_le32(p + 12);
 	memcpy(n->nonce, p + 16, 16);
 	return 0;
 }
@@ -549,9 +537,9 @@ rpc_handshake_build(uint8_t *out, size_t cap, uint32_t flags,
 int
 rpc_handshake_parse(const uint8_t *p, size_t len, struct rpc_handshake *h)
 {
-	if (len != RPC_HANDSHAKE_LEN || get32(p) != RPC_HANDSHAKE)
+	if (len != RPC_HANDSHAKE_LEN || get_le32(p) != RPC_HANDSHAKE)
 		return -1;
-	h->flags = get32(p + 4);
+	h->flags = get_le32(p + 4);
 	memcpy(h->sender_pid, p + 8, RPC_PID_LEN);
 	memcpy(h->peer_pid, p + 20, RPC_PID_LEN);
 	return 0;
@@ -589,9 +577,9 @@ int
 rpc_handshake_error_parse(const uint8_t *p, size_t len,
     struct rpc_handshake_error *e)
 {
-	if (len != RPC_HANDSHAKE_ERROR_LEN || get32(p) != RPC_HANDSHAKE_ERROR)
+	if (len != RPC_HANDSHAKE_ERROR_LEN || get_le32(p) != RPC_HANDSHAKE_ERROR)
 		return -1;
-	e->code = (int32_t)get32(p + 4);
+	e->code = (int32_t)get_le32(p + 4);
 	memcpy(e->sender_pid, p + 8, RPC_PID_LEN);
 	return 0;
 }
@@ -601,7 +589,7 @@ rpc_handshake_error_parse(const uint8_t *p, size_t len,
 uint32_t
 rpc_msg_type(const uint8_t *p, size_t len)
 {
-	return len < 4 ? 0 : get32(p);
+	return len < 4 ? 0 : get_le32(p);
 }
 
 uint32_t
@@ -699,28 +687,28 @@ rpc_proxy_req_parse(const uint8_t *p, size_t len, struct rpc_proxy_req *r)
 	size_t off = RPC_PROXY_REQ_HDR;
 
 	memset(r, 0, sizeof(*r));
-	if (len < RPC_PROXY_REQ_HDR || get32(p) != RPC_PROXY_REQ)
+	if (len < RPC_PROXY_REQ_HDR || get_le32(p) != RPC_PROXY_REQ)
 		return -1;
-	r->flags = get32(p + 4);
-	r->conn_id = get64(p + 8);
+	r->flags = get_le32(p + 4);
+	r->conn_id = get_le64(p + 8);
 	memcpy(r->client_ip, p + 16, 16);
-	r->client_port = get32(p + 32);
+	r->client_port = get_le32(p + 32);
 	memcpy(r->proxy_ip, p + 36, 16);
-	r->proxy_port = get32(p + 52);
+	r->proxy_port = get_le32(p + 52);
 	if (r->flags & (RPC_FLAG_HAS_AD_TAG | RPC_FLAG_HTTP_QUERY)) {
 		const uint8_t *extra;
 		uint32_t extra_size;
 
 		if (len - off < 4)
 			return -1;
-		extra_size = get32(p + off);
+		extra_size = get_le32(p + off);
 		off += 4;
 		extra = p + off;
 		if (extra_size % 4 != 0 || extra_size > len - off)
 			return -1;
 		if (r->flags & RPC_FLAG_HAS_AD_TAG) {
 			if (extra_size < 5 + RPC_AD_TAG_LEN ||
-			    get32(extra) != RPC_TL_PROXY_TAG ||
+			    get_le32(extra) != RPC_TL_PROXY_TAG ||
 			    extra[4] != RPC_AD_TAG_LEN)
 				return -1;
 			memcpy(r->ad_tag, extra + 5, RPC_AD_TAG_LEN);
@@ -756,10 +744,10 @@ rpc_addr_from_ip16(const uint8_t ip[16], uint32_t port,
 int
 rpc_proxy_ans_parse(const uint8_t *p, size_t len, struct rpc_proxy_ans *a)
 {
-	if (len < RPC_PROXY_ANS_HDR || get32(p) != RPC_PROXY_ANS)
+	if (len < RPC_PROXY_ANS_HDR || get_le32(p) != RPC_PROXY_ANS)
 		return -1;
-	a->flags = get32(p + 4);
-	a->conn_id = get64(p + 8);
+	a->flags = get_le32(p + 4);
+	a->conn_id = get_le64(p + 8);
 	a->data = p + RPC_PROXY_ANS_HDR;
 	a->len = len - RPC_PROXY_ANS_HDR;
 	return 0;
@@ -783,10 +771,10 @@ int
 rpc_simple_ack_parse(const uint8_t *p, size_t len, uint64_t *conn_id,
     uint32_t *confirm)
 {
-	if (len != RPC_SIMPLE_ACK_LEN || get32(p) != RPC_SIMPLE_ACK)
+	if (len != RPC_SIMPLE_ACK_LEN || get_le32(p) != RPC_SIMPLE_ACK)
 		return -1;
-	*conn_id = get64(p + 4);
-	*confirm = get32(p + 12);
+	*conn_id = get_le64(p + 4);
+	*confirm = get_le32(p + 12);
 	return 0;
 }
 
@@ -806,9 +794,9 @@ rpc_simple_ack_build(uint8_t *out, size_t cap, uint64_t conn_id,
 static int
 id_parse(uint32_t type, const uint8_t *p, size_t len, uint64_t *id)
 {
-	if (len != 12 || get32(p) != type)
+	if (len != 12 || get_le32(p) != type)
 		return -1;
-	*id = get64(p + 4);
+	*id = get_le64(p + 4);
 	return 0;
 }
 

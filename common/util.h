@@ -26,6 +26,29 @@ int	addr_from_ip_port(const char *ip, uint16_t port,
 const char *addr_str(const struct sockaddr *sa, char *buf, size_t len);
 #define ADDR_STRLEN 64
 
+/* Little-endian integers on the wire (spec 0), at any alignment. */
+static inline uint32_t
+get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+get_le64(const uint8_t *p)
+{
+	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+static inline void
+put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = v & 0xff;
+	p[1] = (v >> 8) & 0xff;
+	p[2] = (v >> 16) & 0xff;
+	p[3] = (v >> 24) & 0xff;
+}
+
 /* Monotonic and wall clock, in milliseconds / seconds. */
 uint64_t now_ms(void);
 int64_t	now_unix(void);

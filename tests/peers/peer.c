@@ -358,22 +358,6 @@ static const uint8_t respq_fingerprint[8] = {
 	0x21, 0x6b, 0xe8, 0x6c, 0x02, 0x2b, 0xb4, 0xc3
 };
 
-static void
-put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = v & 0xff;
-	p[1] = (v >> 8) & 0xff;
-	p[2] = (v >> 16) & 0xff;
-	p[3] = (v >> 24) & 0xff;
-}
-
-static uint32_t
-get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
-}
-
 /* An MTProto msg_id: Unix time << 32, low bits as mod4 wants. */
 static void
 put_msg_id(uint8_t *p, unsigned mod4)

@@ -26,15 +26,6 @@ vh(const char *name, size_t *len)
 	return vec_hex(path, len);
 }
 
-static void
-put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = v & 0xff;
-	p[1] = (v >> 8) & 0xff;
-	p[2] = (v >> 16) & 0xff;
-	p[3] = (v >> 24) & 0xff;
-}
-
 /*
  * Every proper prefix of a complete frame needs more (knowing the total
  * once the header is in), the frame itself decodes, and bytes after it do
