@@ -36,6 +36,7 @@ static struct {
 	struct dcpool_args	*a;
 	struct peer		 peers[DCPOOL_MAX_PEERS];
 	struct tgconf		*tg;
+	struct event		*chan_ev;
 } D;
 
 static void
@@ -159,8 +160,6 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 void
 dcpool_main(struct dcpool_args *a)
 {
-	struct event *chan_ev;
-
 	D.a = a;
 	log_init(a->cfg->log_target, a->cfg->log_file, a->cfg->log_level,
 	    "mtprotod");
@@ -177,9 +176,9 @@ dcpool_main(struct dcpool_args *a)
 	mplink_init(D.base, a->cfg, D.tg);
 	metrics_start(D.base, a->cfg, a->metrics);
 	fd_set_nonblock(a->chan);
-	chan_ev = event_new(D.base, a->chan, EV_READ | EV_PERSIST, chan_cb,
+	D.chan_ev = event_new(D.base, a->chan, EV_READ | EV_PERSIST, chan_cb,
 	    NULL);
-	event_add(chan_ev, NULL);
+	event_add(D.chan_ev, NULL);
 	if (msg_send_simple(a->chan, MSG_READY) == -1)
 		log_warn("telling the supervisor we are ready");
 	log_info("dcpool serving (generation %d)", a->generation);

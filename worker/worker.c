@@ -29,7 +29,7 @@
 struct worker W;
 
 static struct event **listen_ev;
-static struct event *chan_ev, *dcpool_ev, *drain_timer;
+static struct event *chan_ev, *dcpool_ev, *drain_timer, *sigterm_ev;
 
 static void worker_exit(int) __attribute__((noreturn));
 
@@ -203,8 +203,6 @@ sig_cb(evutil_socket_t sig, short what, void *arg)
 void
 worker_main(struct worker_args *a)
 {
-	struct event *sigterm;
-
 	W.a = a;
 	W.cfg = a->cfg;
 	W.metrics = a->metrics;
@@ -240,8 +238,8 @@ worker_main(struct worker_args *a)
 	chan_ev = event_new(W.base, a->chan, EV_READ | EV_PERSIST, chan_cb,
 	    NULL);
 	event_add(chan_ev, NULL);
-	sigterm = evsignal_new(W.base, SIGTERM, sig_cb, NULL);
-	evsignal_add(sigterm, NULL);
+	sigterm_ev = evsignal_new(W.base, SIGTERM, sig_cb, NULL);
+	evsignal_add(sigterm_ev, NULL);
 
 	session_init();
 	replay_prefault(a->replay);

@@ -4,6 +4,7 @@ Each test starts the real daemon (the binary named by $MTPROTOD) on
 127.0.0.1 with a temporary config, and looks at it from the outside: its
 processes (/proc), its sockets, its log, and what a client sees.
 """
+import contextlib
 import os
 import re
 import signal
@@ -684,6 +685,34 @@ class FrontSite:
             self.sock.close()
         except OSError:
             pass
+
+
+def asan_build():
+    """True when the daemon under test is built with AddressSanitizer."""
+    try:
+        with open(MTPROTOD, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def asan_without_quarantine():
+    """ASan keeps freed memory in quarantine, which looks like growth to a
+    memory test; daemons started inside run without it. Yields whether
+    this is an ASan build (its allocator and shadow still cost more)."""
+    saved = os.environ.get("ASAN_OPTIONS")
+    asan = asan_build()
+    if asan:
+        os.environ["ASAN_OPTIONS"] = (saved + ":" if saved else "") + \
+            "quarantine_size_mb=0:thread_local_quarantine_size_kb=0"
+    try:
+        yield asan
+    finally:
+        if saved is None:
+            os.environ.pop("ASAN_OPTIONS", None)
+        else:
+            os.environ["ASAN_OPTIONS"] = saved
 
 
 def run_tests(tests):

@@ -11,19 +11,11 @@ import struct
 import tempfile
 import time
 
-from mtp import (MTPROTOD, PROTOS, SECRET, Daemon, FakeDC, FrontSite, check,
+from mtp import (asan_without_quarantine, MTPROTOD, PROTOS, SECRET, Daemon, FakeDC, FrontSite, check,
                  free_port, listener_conf, run_tests, socket_fds, tclient,
                  telegram_conf, vm_rss_kib, wait_for)
 
 HANDSHAKE_TIMEOUT = 2
-
-
-def asan_build():
-    try:
-        with open(MTPROTOD, "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
 
 
 class Setup:
@@ -296,15 +288,9 @@ def bad_batch(s, rng, n):
 
 
 def test_memory_does_not_grow_with_bad_clients():
-    saved = os.environ.get("ASAN_OPTIONS")
-    limit_kib = 2048
-    if asan_build():
-        # ASan keeps freed memory in quarantine; measure without it
-        os.environ["ASAN_OPTIONS"] = (saved + ":" if saved else "") + \
-            "quarantine_size_mb=0:thread_local_quarantine_size_kb=0"
-        limit_kib = 16384
     rng = random.Random(3)
-    try:
+    with asan_without_quarantine() as asan:
+        limit_kib = 16384 if asan else 2048
         with Setup() as s:
             bad_batch(s, rng, 400)          # warm up allocator and caches
             before = {p: vm_rss_kib(p) for p in s.workers}
@@ -315,12 +301,6 @@ def test_memory_does_not_grow_with_bad_clients():
                   "workers' RSS grew by %d KiB over 2000 bad connections:"
                   " %r -> %r" % (grew, before, after))
             s.healthy()
-    finally:
-        if saved is None:
-            os.environ.pop("ASAN_OPTIONS", None)
-        else:
-            os.environ["ASAN_OPTIONS"] = saved
-
 
 if __name__ == "__main__":
     run_tests([

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import https  # noqa: E402
-from mtp import (PROTOS, SECRET, Daemon, FakeDC, FakeMP,  # noqa: E402
+from mtp import (asan_without_quarantine, PROTOS, SECRET, Daemon, FakeDC, FakeMP,  # noqa: E402
                  TClientResult, check, free_port, log_pids, metrics,
                  proxy_config_text, run_tests, tclient, tclient_wait,
                  vm_rss_kib, wait_for, write_proxy_config,
@@ -169,7 +169,7 @@ def live(mp):
     return {k: c for k, c in mp.conns().items() if not c["closed"]}
 
 
-def wait_conns(mp, n, pred=lambda c: True, timeout=15, what=None):
+def wait_conns(mp, n, pred=lambda c: True, timeout=30, what=None):
     """At least n conns (closed or not) for which pred holds; returns
     them all."""
     def enough():
@@ -254,7 +254,7 @@ def conn_of_client(conns, pid, port):
         mine = {"127.0.0.1:%d" % p for p in local_ports(pid, port)}
         got = [(k, c) for k, c in conns().items() if c["client"] in mine]
         return got[0] if got else None
-    return wait_for(find, 10, 0.1, what="the conn of tclient %d" % pid)
+    return wait_for(find, 30, 0.1, what="the conn of tclient %d" % pid)
 
 
 # ------------------------------------------------------------ tests
@@ -701,8 +701,9 @@ def test_flow_control_upload_flood():
     # (64 KiB here, 1 MiB at most), 25 MiB; plus the process itself
     # (about 10 MiB idle): about 50 MiB, so 100 MiB leaves the allocator
     # room. Unbounded queues would take the gigabytes the clients send.
-    bound_kib = 100 * 1024
-    with MSetup(mode="sink") as s:
+    with asan_without_quarantine() as asan, MSetup(mode="sink") as s:
+        # ASan's allocator adds redzones and shadow memory
+        bound_kib = (200 if asan else 100) * 1024
         workers = set(s.d.workers_now())
         p = tclient(s.port, "intermediate", "noread", conns=50,
                     packet=65536, timeout=8, wait=False)

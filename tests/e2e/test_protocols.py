@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 
-from mtp import (PROTOS, SECRET, WRONG_SECRET, Daemon, FakeDC, FrontSite,
+from mtp import (asan_without_quarantine, PROTOS, SECRET, WRONG_SECRET, Daemon, FakeDC, FrontSite,
                  vm_rss_kib,
                  check, free_port, listener_conf, log_pids, run_tests,
                  tclient, tclient_wait, telegram_conf, wait_for)
@@ -296,7 +296,7 @@ def test_no_fd_or_memory_leak_after_100k_connections():
     """100,000 connections opened and closed (10,000 full sessions over
     every transport, 90,000 bare or bad ones): every worker ends with
     the descriptors it had and about the memory it had."""
-    with Setup(workers=2) as s:
+    with asan_without_quarantine() as asan, Setup(workers=2) as s:
         ws = list(s.d.workers_now())
         for proto in PROTOS:            # warm up allocator and caches
             expect_ok(tclient(s.d.port, proto, "reqpq", conns=250), 250)
@@ -317,8 +317,7 @@ def test_no_fd_or_memory_leak_after_100k_connections():
                      fds0, {w: fd_count(w) for w in ws}))
         check(set(s.d.workers_now()) == set(ws), "a worker restarted")
         grown = {w: vm_rss_kib(w) - rss0[w] for w in ws}
-        # ASan keeps freed memory in quarantine; allow for it there.
-        limit = 64 * 1024 if "ASAN_OPTIONS" in os.environ else 4 * 1024
+        limit = 16 * 1024 if asan else 4 * 1024
         check(all(g < limit for g in grown.values()),
               "worker memory grew by %r KiB over 100k connections" % grown)
 
