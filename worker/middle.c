@@ -40,7 +40,7 @@
 
 #define MAX_POOLS		64
 #define HASH_SIZE		(1 << 16)	/* conn_id buckets */
-#define LINK_RBUF_MIN		(64 * 1024)
+#define LINK_RBUF_MIN		(256 * 1024)	/* one read takes many frames */
 #define LINK_FRAME_MAX		(FRAME_MAX_PACKET + 4096)
 #define TICK_MS			1000
 /* A waiting client gets a link within this, or is closed. */
@@ -96,11 +96,13 @@ static struct {
 	struct event	 tick;
 	uint8_t		*out;
 	size_t		 outcap;
+	struct session	*dirty;		/* answers queued, not sent yet */
 } M;
 
 static void	link_dead(struct mlink *, const char *why);
 static void	link_maybe_resume(struct mlink *);
 static void	link_flush(struct mlink *);
+static void	link_kick(struct mlink *);
 static void	pool_maintain(struct mpool *);
 static void	client_read_cb(evutil_socket_t, short, void *);
 
@@ -263,7 +265,7 @@ link_send_small(struct mlink *l, const uint8_t *payload, size_t len)
 	memcpy(f + RPC_FRAME_HDR, payload, len);
 	if (link_queue_frame(l, f, RPC_FRAME_SPACE(len), len) == -1)
 		log_warnx("sealing an RPC frame failed");
-	link_flush(l);
+	link_kick(l);
 }
 
 static void
@@ -315,6 +317,21 @@ link_flush(struct mlink *l)
 		free(q->buf);
 		memset(q, 0, sizeof(*q));
 	}
+}
+
+/*
+ * Flush after queueing, unless the socket is known to be full: then its
+ * write event does it (no send that can only say EAGAIN).
+ */
+static void
+link_kick(struct mlink *l)
+{
+	if (!l->writing) {
+		link_flush(l);
+		return;
+	}
+	if (wq_pending(&l->wq) > W.cfg->middle_link_queue_max)
+		link_pause_clients(l, 1);
 }
 
 static void
@@ -385,26 +402,89 @@ client_send(struct session *s, const uint8_t *const *p, const size_t *n,
 			return -1;
 		left -= chunk;
 	}
-	size_t before = s->c.out.len - s->c.out.off;
-	if (side_send(s, &s->c, M.out, out) == -1)
-		return -1;
-	size_t after = s->c.out.len - s->c.out.off;
-	if (after > before && s->link) {
-		s->link->client_bytes += after - before;
-		if (s->link->client_bytes > W.cfg->middle_link_queue_max)
-			link_want_read(s->link, 0);
+	/*
+	 * Queue only: all answers a link read brings for this client go
+	 * out in one send when the read is done (client_flush_dirty).
+	 */
+	if (!s->dirty) {
+		s->dirty_mark = s->c.out.len - s->c.out.off;
+		s->dirty = 1;
+		s->dirty_prev = NULL;
+		s->dirty_next = M.dirty;
+		if (M.dirty)
+			M.dirty->dirty_prev = s;
+		M.dirty = s;
 	}
-	if (after > W.cfg->middle_client_queue_max) {
-		/*
-		 * Over its bound: read no more requests from this client, so
-		 * the ME's answers to it dry up; the link and the other
-		 * clients keep going.
-		 */
-		if (s->over_since_ms == 0)
-			s->over_since_ms = coarse_now_ms();
-		side_want_read(s, &s->c, 0);
+	return side_queue(&s->c, M.out, out);
+}
+
+static void
+dirty_remove(struct session *s)
+{
+	if (!s->dirty)
+		return;
+	if (s->dirty_prev)
+		s->dirty_prev->dirty_next = s->dirty_next;
+	else
+		M.dirty = s->dirty_next;
+	if (s->dirty_next)
+		s->dirty_next->dirty_prev = s->dirty_prev;
+	s->dirty_next = s->dirty_prev = NULL;
+	s->dirty = 0;
+}
+
+/* Send what the last link read queued for each client; account it. */
+static void
+client_flush_dirty(void)
+{
+	while (M.dirty) {
+		struct session *s = M.dirty;
+		struct pending *q = &s->c.out;
+		size_t mark = s->dirty_mark;
+
+		dirty_remove(s);
+		while (!s->c.writing && q->off < q->len) {
+			ssize_t w = send(s->c.fd, q->buf + q->off,
+			    q->len - q->off, MSG_NOSIGNAL);
+			if (w == -1) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN)
+					break;
+				session_close(s, "write error");
+				goto next;
+			}
+			q->off += w;
+		}
+		size_t after = q->len - q->off;
+		if (after == 0) {
+			free(q->buf);
+			memset(q, 0, sizeof(*q));
+		} else
+			side_want_write(s, &s->c, 1);
+		if (s->link) {
+			struct mlink *l = s->link;
+			if (after >= mark)
+				l->client_bytes += after - mark;
+			else
+				l->client_bytes -= l->client_bytes > mark - after ?
+				    mark - after : l->client_bytes;
+			if (l->client_bytes > W.cfg->middle_link_queue_max)
+				link_want_read(l, 0);
+		}
+		if (after > W.cfg->middle_client_queue_max) {
+			/*
+			 * Over its bound: read no more requests from this
+			 * client, so the ME's answers to it dry up; the link
+			 * and the other clients keep going.
+			 */
+			if (s->over_since_ms == 0)
+				s->over_since_ms = coarse_now_ms();
+			side_want_read(s, &s->c, 0);
+		}
+next:
+		;
 	}
-	return 0;
 }
 
 void
@@ -573,6 +653,7 @@ link_read_cb(evutil_socket_t fd, short what, void *arg)
 		/* Dispatch may close clients, never this link. */
 		link_dispatch(l, fr.payload, fr.len);
 	}
+	client_flush_dirty();
 	if (pos) {
 		memmove(l->rbuf, l->rbuf + pos, l->rlen - pos);
 		l->rlen -= pos;
@@ -765,7 +846,7 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	struct mlink *l = s->link;
 	if (client_packets(s, buf, len) == 0)
-		link_flush(l);
+		link_kick(l);
 }
 
 static struct mlink *
@@ -803,7 +884,7 @@ attach(struct session *s, struct mlink *l)
 		int r = client_packets(s, b, n);
 		free(b);
 		if (r == 0)
-			link_flush(l);
+			link_kick(l);
 	}
 }
 
@@ -919,6 +1000,7 @@ middle_session_closed(struct session *s)
 		if (p)
 			wait_remove(p, s);
 	}
+	dirty_remove(s);
 	if (l)
 		link_detach(s);
 	hash_remove(s);

@@ -113,6 +113,9 @@ struct session {
 	unsigned		 waiting:1;	/* on its pool's wait list */
 	unsigned		 conn_id_dead:1; /* the ME forgot conn_id */
 	unsigned		 had_link:1;	/* its stream went through one */
+	unsigned		 dirty:1;	/* answers queued, send pending */
+	struct session		*dirty_next, *dirty_prev;
+	size_t			 dirty_mark;	/* queue length when marked */
 	uint64_t		 over_since_ms;	/* output over its bound */
 	union sockaddr_any	 local;		/* address the client used */
 	/* Client-facing key/IV, kept only while waiting for a link, for
