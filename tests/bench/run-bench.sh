@@ -1,0 +1,419 @@
+#!/bin/sh
+# shellcheck disable=SC2086,SC2046 # word splitting of $BULK etc. is meant
+# Run every mtprotod benchmark against a throw-away daemon and fastdc
+# (direct mode) or fake_mp (middle mode), then print the table. See
+# tests/bench/README.md for what the numbers mean.
+#
+#   tests/bench/run-bench.sh [--mtprotod PATH] [--quick] [--keep]
+#       [--middle | --all]
+#
+# Default: direct mode. --middle: middle-proxy mode only; --all: both.
+# Binaries: $MTPROTOD, $MTBENCH, $FASTDC, $FAKE_MP if set, else
+# ./mtprotod, tests/bench/mtbench, tests/bench/fastdc and
+# tests/peers/fake_mp under the current directory (the build tree).
+# Nothing is built here.
+#
+# The daemon runs with one worker pinned to CPU 1; fastdc or fake_mp and
+# mtbench run on CPU 0 (when the machine has at least two CPUs).
+# Everything started here is stopped on exit, also on failure and ctrl-c.
+
+set -u
+
+QUICK=0
+KEEP=0
+DIRECT=1
+MIDDLE=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--mtprotod) MTPROTOD=$2; shift 2 ;;
+	--mtprotod=*) MTPROTOD=${1#*=}; shift ;;
+	--quick) QUICK=1; shift ;;
+	--keep) KEEP=1; shift ;;
+	--middle) DIRECT=0; MIDDLE=1; shift ;;
+	--direct) DIRECT=1; MIDDLE=0; shift ;;
+	--all) DIRECT=1; MIDDLE=1; shift ;;
+	-h|--help)
+		sed -n '3,19p' "$0"; exit 0 ;;
+	*) echo "run-bench.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+
+MTPROTOD=${MTPROTOD:-./mtprotod}
+MTBENCH=${MTBENCH:-tests/bench/mtbench}
+FASTDC=${FASTDC:-tests/bench/fastdc}
+FAKE_MP=${FAKE_MP:-tests/peers/fake_mp}
+NEED="$MTPROTOD $MTBENCH"
+[ $DIRECT = 1 ] && NEED="$NEED $FASTDC"
+[ $MIDDLE = 1 ] && NEED="$NEED $FAKE_MP"
+for b in $NEED; do
+	if [ ! -x "$b" ]; then
+		echo "run-bench.sh: $b not found or not executable" \
+		    "(build with 'make bench tests/peers/fake_mp'," \
+		    "or set MTPROTOD/MTBENCH/FASTDC/FAKE_MP)" >&2
+		exit 2
+	fi
+done
+
+SECRET=0123456789abcdef0123456789abcdef
+AD_TAG=00112233445566778899aabbccddeeff
+DOMAIN=www.example.com
+TMP=$(mktemp -d /tmp/mtbench.XXXXXX) || exit 1
+# The dcpool reads the middle-proxy files as nobody.
+chmod 755 "$TMP"
+RESULTS=$TMP/results.txt
+: > "$RESULTS"
+FASTDC_PID=
+MP_ECHO_PID=
+MP_SINK_PID=
+DAEMON_PID=
+PORT=
+BACKEND=direct
+PEER=
+FAILED=0
+
+if [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ] && command -v taskset \
+    >/dev/null 2>&1; then
+	PIN_LOAD="taskset -c 0"
+	PIN=1
+else
+	PIN_LOAD=
+	PIN=0
+fi
+
+say() {
+	echo "== $*" >&2
+}
+
+# The pids of a process's children.
+children() {
+	for d in /proc/[0-9]*; do
+		p=${d#/proc/}
+		pp=$(awk '{ sub(/.*\) /, ""); print $2 }' "$d/stat" 2>/dev/null)
+		[ "$pp" = "$1" ] && echo "$p"
+	done
+}
+
+stop_daemon() {
+	[ -n "$DAEMON_PID" ] || return 0
+	kids=$(children "$DAEMON_PID")
+	kill -TERM "$DAEMON_PID" 2>/dev/null
+	i=0
+	while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill -KILL "$DAEMON_PID" 2>/dev/null
+	for k in $kids; do
+		kill -KILL "$k" 2>/dev/null
+	done
+	wait "$DAEMON_PID" 2>/dev/null
+	DAEMON_PID=
+}
+
+cleanup() {
+	trap - EXIT INT TERM HUP
+	stop_daemon
+	for p in $FASTDC_PID $MP_ECHO_PID $MP_SINK_PID; do
+		kill -TERM "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	if [ "$KEEP" = 1 ] || [ "$FAILED" != 0 ]; then
+		echo "run-bench.sh: logs and results kept in $TMP" >&2
+	else
+		rm -rf "$TMP"
+	fi
+}
+trap cleanup EXIT
+trap 'FAILED=1; exit 130' INT TERM HUP
+
+# A port outside the ephemeral range that nobody listens on. The daemon
+# uses SO_REUSEPORT, so a port already taken by another daemon would
+# silently be shared: check before and after.
+listeners_on() {
+	ss -ltnH "sport = :$1" 2>/dev/null | wc -l
+}
+
+pick_port() {
+	while :; do
+		p=$(awk 'BEGIN { srand(); print 20000 + int(rand() * 12000) }')
+		[ "$(listeners_on "$p")" = 0 ] && { echo "$p"; return; }
+		sleep 0.01
+	done
+}
+
+# A peer program on CPU 0: waits for its READY line, which is left in
+# $TMP/$name.out. $1 = name, the rest = the command.
+start_peer() {
+	name=$1
+	shift
+	$PIN_LOAD "$@" > "$TMP/$name.out" 2> "$TMP/$name.err" &
+	PEER_PID=$!
+	i=0
+	while ! grep -q '^READY' "$TMP/$name.out" 2>/dev/null; do
+		if ! kill -0 "$PEER_PID" 2>/dev/null || [ $i -ge 50 ]; then
+			echo "run-bench.sh: $name did not start:" >&2
+			cat "$TMP/$name.err" >&2
+			FAILED=1
+			exit 1
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
+
+# ---------------------------------------------------------------- peers
+if [ $DIRECT = 1 ]; then
+	start_peer fastdc "$FASTDC" echo sink source
+	FASTDC_PID=$PEER_PID
+	set -- $(grep '^READY' "$TMP/fastdc.out")
+	ECHO_PORT=$2
+	SINK_PORT=$3
+	SOURCE_PORT=$4
+fi
+if [ $MIDDLE = 1 ]; then
+	# Both fake_mp and the dcpool use this as the proxy secret (B.2.1).
+	head -c 128 /dev/urandom > "$TMP/proxy-secret"
+	chmod 644 "$TMP/proxy-secret"
+	start_peer fake_mp-echo "$FAKE_MP" --port 0 --control-port 0 \
+	    --secret-file "$TMP/proxy-secret" --mode echo
+	MP_ECHO_PID=$PEER_PID
+	set -- $(grep '^READY' "$TMP/fake_mp-echo.out")
+	MP_ECHO_PORT=$2
+	MP_ECHO_CTL=$3
+	start_peer fake_mp-sink "$FAKE_MP" --port 0 --control-port 0 \
+	    --secret-file "$TMP/proxy-secret" --mode sink
+	MP_SINK_PID=$PEER_PID
+	set -- $(grep '^READY' "$TMP/fake_mp-sink.out")
+	MP_SINK_PORT=$2
+	MP_SINK_CTL=$3
+	# DC 2 to the echoing middle proxy, DC 3 to the sinking one.
+	printf 'proxy_for 2 127.0.0.1:%s;\nproxy_for 3 127.0.0.1:%s;\n%s\n' \
+	    "$MP_ECHO_PORT" "$MP_SINK_PORT" "default 2;" \
+	    > "$TMP/proxy-multi.conf"
+	chmod 644 "$TMP/proxy-multi.conf"
+fi
+
+write_config() {
+	if [ "$(id -u)" = 0 ]; then
+		ug='user = "nobody"; group = "nogroup";'
+		getent group nogroup >/dev/null 2>&1 || \
+		    ug='user = "nobody"; group = "nobody";'
+	else
+		ug=
+	fi
+	if [ "$BACKEND" = middle ]; then
+		tag="ad_tag = \"$AD_TAG\";"
+		tg="proxy_secret_file = \"$TMP/proxy-secret\";
+  proxy_config_file = \"$TMP/proxy-multi.conf\";"
+		mid='middle = { min_links = 1; clients_per_link = 300; };'
+	else
+		tag=
+		tg="dc = (
+    { id = 2; address = \"127.0.0.1:$ECHO_PORT\"; },
+    { id = 3; address = \"127.0.0.1:$SINK_PORT\"; },
+    { id = 4; address = \"127.0.0.1:$SOURCE_PORT\"; }
+  );"
+		mid=
+	fi
+	cat > "$TMP/mtprotod.conf" <<EOF
+# written by tests/bench/run-bench.sh
+$ug
+workers = 1;
+pidfile = "$TMP/mtprotod.pid";
+state_dir = "$TMP/state";
+shutdown_timeout = 2;
+backend = "$BACKEND";
+log = { target = "$TMP/mtprotod.log"; level = "warning"; };
+metrics = { port = 0; };
+listeners = (
+  {
+    name = "bench"; address = "127.0.0.1"; port = $PORT;
+    protocols = [ "classic", "secure", "fake_tls" ];
+    tls_domain = "$DOMAIN";
+    fronting = "127.0.0.1:9";
+    $tag
+    users = ( { name = "bench"; secret = "$SECRET"; } );
+  }
+);
+telegram = {
+  $tg
+  default_dc = 2;
+};
+$mid
+EOF
+}
+
+worker_pid() {
+	for k in $(children "$DAEMON_PID"); do
+		case "$(tr '\0' ' ' < "/proc/$k/cmdline" 2>/dev/null)" in
+		"mtprotod: worker"*) echo "$k"; return ;;
+		esac
+	done
+}
+
+# Start a fresh daemon: new port, config, pinning.
+start_daemon() {
+	stop_daemon
+	tries=0
+	while :; do
+		PORT=$(pick_port)
+		write_config
+		"$MTPROTOD" -f -c "$TMP/mtprotod.conf" \
+		    >> "$TMP/mtprotod.out" 2>&1 < /dev/null &
+		DAEMON_PID=$!
+		i=0
+		W=
+		while [ $i -lt 100 ]; do
+			kill -0 "$DAEMON_PID" 2>/dev/null || break
+			W=$(worker_pid)
+			[ -n "$W" ] && [ "$(listeners_on "$PORT")" -ge 1 ] &&
+			    break
+			sleep 0.1
+			i=$((i + 1))
+		done
+		if [ -z "$W" ]; then
+			echo "run-bench.sh: mtprotod did not start:" >&2
+			tail -20 "$TMP/mtprotod.out" "$TMP/mtprotod.log" >&2 \
+			    2>/dev/null
+			FAILED=1
+			exit 1
+		fi
+		# Exactly our one listening socket on that port?
+		[ "$(listeners_on "$PORT")" = 1 ] && break
+		tries=$((tries + 1))
+		[ $tries -lt 5 ] || { echo "run-bench.sh: port clash" >&2;
+		    FAILED=1; exit 1; }
+		stop_daemon
+	done
+	if [ $PIN = 1 ]; then
+		taskset -p 2 "$W" > /dev/null
+		for k in $(children "$DAEMON_PID"); do
+			[ "$k" = "$W" ] || taskset -p 1 "$k" > /dev/null 2>&1
+		done
+		taskset -p 1 "$DAEMON_PID" > /dev/null 2>&1
+	fi
+	say "mtprotod pid $DAEMON_PID (worker $W) on port $PORT"
+}
+
+# Middle mode: the worker creates a DC's link pool on that DC's first
+# client; one round trip through DC 2 and DC 3 each, so that no scenario
+# measures the pools' set-up (and idle's growth is per client only).
+prime() {
+	if ! $PIN_LOAD "$MTBENCH" -p "127.0.0.1:$PORT" -s "$SECRET" \
+	    --middle prime 2> "$TMP/last.err"; then
+		echo "run-bench.sh: no round trip through the middle" \
+		    "proxies:" >&2
+		cat "$TMP/last.err" >&2
+		tail -20 "$TMP/mtprotod.log" >&2 2>/dev/null
+		FAILED=1
+		exit 1
+	fi
+}
+
+# One mtbench run; result lines go to the results file.
+bench() {
+	say "mtbench $*"
+	if $PIN_LOAD "$MTBENCH" -p "127.0.0.1:$PORT" -s "$SECRET" \
+	    -D "$DOMAIN" --daemon "$DAEMON_PID" $PEER \
+	    "$@" > "$TMP/last.out" 2> "$TMP/last.err"; then
+		grep '^scenario=' "$TMP/last.out" | tee -a "$RESULTS"
+	else
+		echo "run-bench.sh: FAILED: mtbench $*" >&2
+		cat "$TMP/last.err" >&2
+		FAILED=1
+	fi
+	grep -v '^mtbench: ' "$TMP/last.err" >&2 || true
+}
+
+if [ $QUICK = 1 ]; then
+	BULK="-t 1 -w 0.3"
+	HS="-t 1.5 -w 0.5"
+	LAT="-t 1.5 -w 0.3"
+	IDLE="-c 1000"
+	IDLE_PROTOS="tls"
+	CRYPTO="-t 0.5"
+else
+	BULK="-t 8 -w 1"
+	HS="-t 8 -w 1"
+	LAT="-t 10 -w 1"
+	IDLE="-c 5000"
+	IDLE_PROTOS="classic secure tls"
+	CRYPTO="-t 1"
+fi
+PROTOS="classic secure tls"
+
+say "results in $RESULTS"
+# CPU speed of this machine, for scale: the per-byte work of each mode.
+bench $CRYPTO openssl
+bench $CRYPTO aes
+if [ $MIDDLE = 1 ]; then
+	for a in cbc-enc cbc-dec crc32; do
+		bench $CRYPTO --algo "$a" aes
+	done
+fi
+
+if [ $DIRECT = 1 ]; then
+	BACKEND=direct
+	PEER="--fastdc $FASTDC_PID"
+	# Idle memory first, each on a fresh daemon: a worker that has
+	# already served traffic reuses freed heap and would look cheaper
+	# than it is.
+	for p in $IDLE_PROTOS; do
+		start_daemon
+		bench -P "$p" $IDLE idle
+	done
+
+	start_daemon
+	for p in $PROTOS; do
+		bench -P "$p" $LAT latency
+	done
+	# For comparison only: the worker on the load's CPU, so no packet
+	# needs a cross-CPU wake-up (expensive in VMs).
+	if [ $PIN = 1 ]; then
+		taskset -p 1 "$W" > /dev/null
+		bench -P classic $LAT --label worker-on-cpu0 latency
+		taskset -p 2 "$W" > /dev/null
+	fi
+	for p in $PROTOS; do
+		bench -P "$p" $HS handshake
+	done
+	for m in upload download echo; do
+		for p in $PROTOS; do
+			bench -P "$p" -m "$m" $BULK bulk
+		done
+	done
+	stop_daemon
+fi
+
+if [ $MIDDLE = 1 ]; then
+	BACKEND=middle
+	MP_ECHO="--mp $MP_ECHO_PID --mp-ctl $MP_ECHO_CTL"
+	MP_SINK="--mp $MP_SINK_PID --mp-ctl $MP_SINK_CTL"
+	PEER=$MP_ECHO
+	for p in $IDLE_PROTOS; do
+		start_daemon
+		prime
+		bench --middle -P "$p" $IDLE idle
+	done
+
+	start_daemon
+	prime
+	for p in $PROTOS; do
+		bench --middle -P "$p" $HS handshake
+	done
+	for p in $PROTOS; do
+		bench --middle -P "$p" -m echo $BULK bulk
+	done
+	PEER=$MP_SINK
+	for p in $PROTOS; do
+		bench --middle -P "$p" -m upload $BULK bulk
+	done
+	stop_daemon
+fi
+
+if [ -s "$TMP/mtprotod.log" ]; then
+	say "daemon log (warnings):"
+	tail -20 "$TMP/mtprotod.log" >&2
+fi
+"$MTBENCH" table "$RESULTS"
+exit $FAILED
