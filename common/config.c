@@ -29,74 +29,73 @@
 #include "util.h"
 
 /* Defaults, as CONFIG.md and mtprotod.conf(5) state them. */
-#define DEF_USER		"nobody"
-#define DEF_GROUP		"nogroup"
-#define DEF_PIDFILE_ROOT	"/run/mtprotod.pid"
-#define DEF_PIDFILE_USER	"./mtprotod.pid"
-#define DEF_STATE_DIR_ROOT	"/var/lib/mtprotod"
-#define DEF_STATE_DIR_USER	"./mtprotod-state"
-#define DEF_SHUTDOWN_TIMEOUT	60
-#define DEF_MAX_RESTARTS	10
-#define DEF_RESTART_PERIOD	60
-#define DEF_HANDSHAKE_TIMEOUT	10
-#define DEF_IDLE_TIMEOUT	600
-#define DEF_REPLAY_ENTRIES	1000000
-#define DEF_REPLAY_WINDOW	7200
-#define MIN_REPLAY_ENTRIES	1024
+#define DEF_USER              "nobody"
+#define DEF_GROUP             "nogroup"
+#define DEF_PIDFILE_ROOT      "/run/mtprotod.pid"
+#define DEF_PIDFILE_USER      "./mtprotod.pid"
+#define DEF_STATE_DIR_ROOT    "/var/lib/mtprotod"
+#define DEF_STATE_DIR_USER    "./mtprotod-state"
+#define DEF_SHUTDOWN_TIMEOUT  60
+#define DEF_MAX_RESTARTS      10
+#define DEF_RESTART_PERIOD    60
+#define DEF_HANDSHAKE_TIMEOUT 10
+#define DEF_IDLE_TIMEOUT      600
+#define DEF_REPLAY_ENTRIES    1000000
+#define DEF_REPLAY_WINDOW     7200
+#define MIN_REPLAY_ENTRIES    1024
 /* PROTOCOL.md A.4.4: accept now - 600 <= ts <= now + 120. */
-#define DEF_TLS_SKEW_PAST	600
-#define DEF_TLS_SKEW_FUTURE	120
+#define DEF_TLS_SKEW_PAST   600
+#define DEF_TLS_SKEW_FUTURE 120
 /* PROTOCOL.md A.4.5: app-data length, random 2500..4700 if not learned. */
-#define DEF_TLS_CERT_LEN_MIN	2500
-#define DEF_TLS_CERT_LEN_MAX	4700
+#define DEF_TLS_CERT_LEN_MIN 2500
+#define DEF_TLS_CERT_LEN_MAX 4700
 /* A TLS record carries at most 2^14 bytes of plaintext. */
-#define TLS_RECORD_MAX		16384
-#define DEF_DEFAULT_DC		2
-#define DEF_PROXY_SECRET_URL	"https://core.telegram.org/getProxySecret"
-#define DEF_PROXY_CONFIG_URL	"https://core.telegram.org/getProxyConfig"
-#define DEF_PROXY_CONFIG_V6_URL \
-	"https://core.telegram.org/getProxyConfigV6"
-#define DEF_REFRESH		86400
-#define DEF_CONNECT_TIMEOUT	10
-#define DEF_HTTP_TIMEOUT	10
-#define DEF_MIDDLE_MIN_LINKS	2
-#define DEF_MIDDLE_CLIENTS_PER_LINK 300
-#define DEF_MIDDLE_PING_INTERVAL 30
-#define DEF_MIDDLE_PING_TIMEOUT	90
-#define DEF_MIDDLE_CLIENT_QUEUE_MAX 1048576
+#define TLS_RECORD_MAX                  16384
+#define DEF_DEFAULT_DC                  2
+#define DEF_PROXY_SECRET_URL            "https://core.telegram.org/getProxySecret"
+#define DEF_PROXY_CONFIG_URL            "https://core.telegram.org/getProxyConfig"
+#define DEF_PROXY_CONFIG_V6_URL         "https://core.telegram.org/getProxyConfigV6"
+#define DEF_REFRESH                     86400
+#define DEF_CONNECT_TIMEOUT             10
+#define DEF_HTTP_TIMEOUT                10
+#define DEF_MIDDLE_MIN_LINKS            2
+#define DEF_MIDDLE_CLIENTS_PER_LINK     300
+#define DEF_MIDDLE_PING_INTERVAL        30
+#define DEF_MIDDLE_PING_TIMEOUT         90
+#define DEF_MIDDLE_CLIENT_QUEUE_MAX     1048576
 #define DEF_MIDDLE_CLIENT_QUEUE_TIMEOUT 10
-#define DEF_MIDDLE_LINK_QUEUE_MAX 8388608
+#define DEF_MIDDLE_LINK_QUEUE_MAX       8388608
 /* Smaller queue bounds than this would stall on one large packet. */
-#define MIN_MIDDLE_QUEUE	65536
-#define DEF_METRICS_ADDRESS	"127.0.0.1"
-#define DEF_METRICS_PORT	9173
-#define DEF_LISTEN_ADDRESS	"0.0.0.0"
-#define DEF_FRONTING_PORT	443
+#define MIN_MIDDLE_QUEUE    65536
+#define DEF_METRICS_ADDRESS "127.0.0.1"
+#define DEF_METRICS_PORT    9173
+#define DEF_LISTEN_ADDRESS  "0.0.0.0"
+#define DEF_FRONTING_PORT   443
 /* The built-in default listener (no config file). */
-#define DEF_BUILTIN_PORT_ROOT	443
-#define DEF_BUILTIN_PORT_USER	8443
-#define DEF_BUILTIN_TLS_DOMAIN	"www.google.com"
-#define DEF_BUILTIN_NAME	"default"
+#define DEF_BUILTIN_PORT_ROOT  443
+#define DEF_BUILTIN_PORT_USER  8443
+#define DEF_BUILTIN_TLS_DOMAIN "www.google.com"
+#define DEF_BUILTIN_NAME       "default"
 /*
  * PROTOCOL.md A.1.1: tdlib truncates the fake-TLS domain to 182 bytes and
  * tdesktop needs at least 4, so a domain outside that range makes links
  * some apps cannot use.
  */
-#define TLS_DOMAIN_MIN		4
-#define TLS_DOMAIN_MAX		182
+#define TLS_DOMAIN_MIN 4
+#define TLS_DOMAIN_MAX 182
 
-#define PATH_BUF		160
+#define PATH_BUF 160
 
 struct parser {
-	const char	*file;	/* when libconfig names none */
-	char		*err;
-	size_t		 errlen;
+	const char *file; /* when libconfig names none */
+	char *err;
+	size_t errlen;
 };
 
 /* One looked-up option: the setting (NULL if absent) and its full path. */
 struct opt {
-	config_setting_t	*s;
-	char			 path[PATH_BUF];
+	config_setting_t *s;
+	char path[PATH_BUF];
 };
 
 static int perr(struct parser *, const config_setting_t *, const char *,
@@ -120,8 +119,8 @@ perr(struct parser *p, const config_setting_t *s, const char *path,
 		file = p->file;
 	/* The root group has no line; a made-up one would mislead. */
 	if (line > 0)
-		n = snprintf(p->err, p->errlen, "%s:%d: %s: ", file, line,
-		    path);
+		n = snprintf(
+		    p->err, p->errlen, "%s:%d: %s: ", file, line, path);
 	else
 		n = snprintf(p->err, p->errlen, "%s: %s: ", file, path);
 	if (n < 0 || (size_t)n >= p->errlen)
@@ -132,8 +131,7 @@ perr(struct parser *p, const config_setting_t *s, const char *path,
 	return -1;
 }
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -241,10 +239,10 @@ opt_int(struct parser *p, const config_setting_t *grp, const char *gpath,
 	v = config_setting_get_int64(o->s);
 	if (v < min || v > max) {
 		if (max >= INT_MAX)
-			return perr(p, o->s, o->path,
-			    "must be at least %lld", min);
-		return perr(p, o->s, o->path,
-		    "must be between %lld and %lld", min, max);
+			return perr(
+			    p, o->s, o->path, "must be at least %lld", min);
+		return perr(p, o->s, o->path, "must be between %lld and %lld",
+		    min, max);
 	}
 	*dst = v;
 	return 1;
@@ -297,8 +295,8 @@ opt_list(struct parser *p, const config_setting_t *grp, const char *gpath,
 	if (!lookup(grp, gpath, name, o))
 		return 0;
 	if (config_setting_type(o->s) != CONFIG_TYPE_LIST)
-		return perr(p, o->s, o->path,
-		    "must be a list ( { ... }, ... )");
+		return perr(
+		    p, o->s, o->path, "must be a list ( { ... }, ... )");
 	return 1;
 }
 
@@ -309,8 +307,8 @@ missing(struct parser *p, const config_setting_t *grp, const char *gpath,
 	char path[PATH_BUF];
 
 	join(path, gpath, name);
-	return perr(p, grp, path, "missing%s%s", why ? ": " : "",
-	    why ? why : "");
+	return perr(
+	    p, grp, path, "missing%s%s", why ? ": " : "", why ? why : "");
 }
 
 static int
@@ -371,8 +369,8 @@ valid_host(const char *s)
 }
 
 static int
-parse_backend(struct parser *p, struct opt *o, const char *v,
-    enum backend_mode *out)
+parse_backend(
+    struct parser *p, struct opt *o, const char *v, enum backend_mode *out)
 {
 	if (strcmp(v, "auto") == 0)
 		*out = BACKEND_AUTO;
@@ -396,8 +394,7 @@ parse_ad_tag(struct parser *p, struct opt *o, const char *v, int *has,
 	}
 	if (!is_hex_n(v, 2 * CONFIG_AD_TAG_LEN) ||
 	    hex_decode(v, tag, CONFIG_AD_TAG_LEN) != 0)
-		return perr(p, o->s, o->path,
-		    "must be 32 hex digits or \"\"");
+		return perr(p, o->s, o->path, "must be 32 hex digits or \"\"");
 	*has = 1;
 	return 0;
 }
@@ -422,7 +419,7 @@ parse_host_port(const char *text, char *host, size_t hostcap, uint16_t *port)
 	} else {
 		colon = strrchr(text, ':');
 		if (colon != NULL && strchr(text, ':') != colon)
-			colon = NULL;	/* a bare IPv6 literal */
+			colon = NULL; /* a bare IPv6 literal */
 		hl = colon ? (size_t)(colon - text) : strlen(text);
 		portstr = colon ? colon + 1 : NULL;
 	}
@@ -464,8 +461,8 @@ parse_user(struct parser *p, struct config_listener *l, size_t i,
 	if (check_known(p, s, path, user_opts) == -1)
 		return -1;
 
-	if ((r = opt_str(p, s, path, "name", u->name, sizeof(u->name),
-	    &o)) == -1)
+	if ((r = opt_str(p, s, path, "name", u->name, sizeof(u->name), &o)) ==
+	    -1)
 		return -1;
 	if (r == 0) {
 		snprintf(u->name, sizeof(u->name), "user%zu", i);
@@ -479,10 +476,10 @@ parse_user(struct parser *p, struct config_listener *l, size_t i,
 			    "duplicate user name \"%s\" (also users.[%zu])",
 			    u->name, j);
 
-	if ((r = opt_str(p, s, path, "secret", secret, sizeof(secret),
-	    &o)) == -1) {
-		if (o.s != NULL && config_setting_type(o.s) ==
-		    CONFIG_TYPE_STRING)
+	if ((r = opt_str(p, s, path, "secret", secret, sizeof(secret), &o)) ==
+	    -1) {
+		if (o.s != NULL &&
+		    config_setting_type(o.s) == CONFIG_TYPE_STRING)
 			return perr(p, o.s, o.path, "must be 32 hex digits");
 		return -1;
 	}
@@ -493,16 +490,15 @@ parse_user(struct parser *p, struct config_listener *l, size_t i,
 		return perr(p, o.s, o.path, "must be 32 hex digits");
 	/* The proxy tells users apart by secret, so they must differ. */
 	for (size_t j = 0; j < i; j++)
-		if (memcmp(l->users[j].secret, u->secret,
-		    CONFIG_SECRET_LEN) == 0)
+		if (memcmp(l->users[j].secret, u->secret, CONFIG_SECRET_LEN) ==
+		    0)
 			return perr(p, o.s, o.path,
 			    "same secret as users.[%zu] (\"%s\")", j,
 			    l->users[j].name);
 
 	if ((r = opt_str(p, s, path, "ad_tag", tag, sizeof(tag), &o)) == -1)
 		return perr(p, o.s, o.path, "must be 32 hex digits or \"\"");
-	if (r == 1 && parse_ad_tag(p, &o, tag, &u->has_ad_tag,
-	    u->ad_tag) == -1)
+	if (r == 1 && parse_ad_tag(p, &o, tag, &u->has_ad_tag, u->ad_tag) == -1)
 		return -1;
 	return 0;
 }
@@ -510,9 +506,8 @@ parse_user(struct parser *p, struct config_listener *l, size_t i,
 static int
 parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 {
-	static const unsigned bits[] = {
-		PROTO_CLASSIC, PROTO_SECURE, PROTO_FAKE_TLS
-	};
+	static const unsigned bits[] = { PROTO_CLASSIC, PROTO_SECURE,
+		PROTO_FAKE_TLS };
 	char path[PATH_BUF];
 	int t = config_setting_type(o->s), n;
 
@@ -538,7 +533,8 @@ parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 			if (strcmp(v, config_proto_name(bits[k])) == 0)
 				break;
 		if (k == nitems(bits))
-			return perr(p, e, path, "unknown protocol \"%s\" "
+			return perr(p, e, path,
+			    "unknown protocol \"%s\" "
 			    "(must be \"classic\", \"secure\" or \"fake_tls\")",
 			    v);
 		if (*out & bits[k])
@@ -548,14 +544,13 @@ parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 	return 0;
 }
 
-static const char *const listener_opts[] = {
-	"name", "address", "port", "protocols", "tls_domain", "fronting",
-	"ad_tag", "backend", "users", NULL
-};
+static const char *const listener_opts[] = { "name", "address", "port",
+	"protocols", "tls_domain", "fronting", "ad_tag", "backend", "users",
+	NULL };
 
 static int
-same_sockaddr(const struct sockaddr_storage *a,
-    const struct sockaddr_storage *b)
+same_sockaddr(
+    const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
 	if (a->ss_family != b->ss_family)
 		return 0;
@@ -570,7 +565,7 @@ same_sockaddr(const struct sockaddr_storage *a,
 		const struct sockaddr_in6 *y = (const void *)b;
 		return x->sin6_port == y->sin6_port &&
 		    memcmp(&x->sin6_addr, &y->sin6_addr,
-		    sizeof(x->sin6_addr)) == 0;
+		        sizeof(x->sin6_addr)) == 0;
 	}
 	return 0;
 }
@@ -590,8 +585,8 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	if (check_known(p, s, path, listener_opts) == -1)
 		return -1;
 
-	if ((r = opt_str(p, s, path, "name", l->name, sizeof(l->name),
-	    &o)) == -1)
+	if ((r = opt_str(p, s, path, "name", l->name, sizeof(l->name), &o)) ==
+	    -1)
 		return -1;
 	if (r == 0) {
 		snprintf(l->name, sizeof(l->name), "listener%zu", idx);
@@ -601,12 +596,14 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 		    "must be letters, digits, '.', '_' or '-' (not empty)");
 	for (size_t j = 0; j < idx; j++)
 		if (strcmp(cfg->listeners[j].name, l->name) == 0)
-			return perr(p, o.s, o.path, "duplicate listener name "
-			    "\"%s\" (also listeners.[%zu])", l->name, j);
+			return perr(p, o.s, o.path,
+			    "duplicate listener name "
+			    "\"%s\" (also listeners.[%zu])",
+			    l->name, j);
 
 	snprintf(l->address, sizeof(l->address), "%s", DEF_LISTEN_ADDRESS);
-	if ((r = opt_str(p, s, path, "address", l->address,
-	    sizeof(l->address), &o)) == -1)
+	if ((r = opt_str(p, s, path, "address", l->address, sizeof(l->address),
+	         &o)) == -1)
 		return -1;
 	if (addr_from_ip_port(l->address, 1, &l->addr, &l->addrlen) == -1)
 		return perr(p, o.s ? o.s : s, o.path,
@@ -617,25 +614,27 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	if (r == 0)
 		return missing(p, s, path, "port", NULL);
 	l->port = (uint16_t)v;
-	if (addr_from_ip_port(l->address, l->port, &l->addr,
-	    &l->addrlen) == -1)
+	if (addr_from_ip_port(l->address, l->port, &l->addr, &l->addrlen) == -1)
 		return perr(p, s, path, "cannot use address");
 	for (size_t j = 0; j < idx; j++)
 		if (same_sockaddr(&cfg->listeners[j].addr, &l->addr))
-			return perr(p, o.s, o.path, "address %s port %u is "
-			    "already used by listeners.[%zu]", l->address,
-			    l->port, j);
+			return perr(p, o.s, o.path,
+			    "address %s port %u is "
+			    "already used by listeners.[%zu]",
+			    l->address, l->port, j);
 
 	if ((r = opt_str(p, s, path, "tls_domain", l->tls_domain,
-	    sizeof(l->tls_domain), &o)) == -1)
+	         sizeof(l->tls_domain), &o)) == -1)
 		return -1;
 	if (r == 1 && l->tls_domain[0] != '\0') {
 		size_t dl = strlen(l->tls_domain);
 		if (!valid_host(l->tls_domain))
 			return perr(p, o.s, o.path, "must be a host name");
 		if (dl < TLS_DOMAIN_MIN || dl > TLS_DOMAIN_MAX)
-			return perr(p, o.s, o.path, "must be %d to %d "
-			    "characters long", TLS_DOMAIN_MIN, TLS_DOMAIN_MAX);
+			return perr(p, o.s, o.path,
+			    "must be %d to %d "
+			    "characters long",
+			    TLS_DOMAIN_MIN, TLS_DOMAIN_MAX);
 	}
 
 	l->protocols = PROTO_CLASSIC | PROTO_SECURE | PROTO_FAKE_TLS;
@@ -655,18 +654,17 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 		    l->tls_domain);
 		l->fronting_port = DEF_FRONTING_PORT;
 	}
-	if ((r = opt_str(p, s, path, "fronting", buf, sizeof(buf),
-	    &o)) == -1)
+	if ((r = opt_str(p, s, path, "fronting", buf, sizeof(buf), &o)) == -1)
 		return -1;
-	if (r == 1 && parse_host_port(buf, l->fronting_host,
-	    sizeof(l->fronting_host), &l->fronting_port) == -1)
+	if (r == 1 &&
+	    parse_host_port(buf, l->fronting_host, sizeof(l->fronting_host),
+	        &l->fronting_port) == -1)
 		return perr(p, o.s, o.path,
 		    "must be \"host:port\" (host a name or an IP address)");
 
 	if ((r = opt_str(p, s, path, "ad_tag", buf, sizeof(buf), &o)) == -1)
 		return perr(p, o.s, o.path, "must be 32 hex digits or \"\"");
-	if (r == 1 && parse_ad_tag(p, &o, buf, &l->has_ad_tag,
-	    l->ad_tag) == -1)
+	if (r == 1 && parse_ad_tag(p, &o, buf, &l->has_ad_tag, l->ad_tag) == -1)
 		return -1;
 
 	l->backend = BACKEND_INHERIT;
@@ -678,8 +676,8 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	if ((r = opt_list(p, s, path, "users", &o)) == -1)
 		return -1;
 	if (r == 0)
-		return missing(p, s, path, "users",
-		    "a listener needs at least one user");
+		return missing(
+		    p, s, path, "users", "a listener needs at least one user");
 	n = config_setting_length(o.s);
 	if (n == 0)
 		return perr(p, o.s, o.path, "must contain at least one user");
@@ -694,7 +692,7 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 		join_index(upath, o.path, (size_t)i);
 		l->nusers = (size_t)i + 1;
 		if (parse_user(p, l, (size_t)i, config_setting_get_elem(o.s, i),
-		    upath) == -1)
+		        upath) == -1)
 			return -1;
 	}
 	return 0;
@@ -706,9 +704,8 @@ static int
 parse_log(struct parser *p, struct config *cfg, const config_setting_t *g,
     const char *path)
 {
-	static const char *const levels[] = {
-		"debug", "info", "notice", "warning", "error", NULL
-	};
+	static const char *const levels[] = { "debug", "info", "notice",
+		"warning", "error", NULL };
 	char buf[4096];
 	struct opt o;
 	int r;
@@ -726,7 +723,8 @@ parse_log(struct parser *p, struct config *cfg, const config_setting_t *g,
 			cfg->log_target = LOG_TARGET_FILE;
 			memcpy(cfg->log_file, buf, sizeof(cfg->log_file));
 		} else
-			return perr(p, o.s, o.path, "must be \"stderr\", "
+			return perr(p, o.s, o.path,
+			    "must be \"stderr\", "
 			    "\"syslog\" or an absolute file path");
 	}
 	if ((r = opt_str(p, g, path, "level", buf, 32, &o)) == -1)
@@ -738,7 +736,8 @@ parse_log(struct parser *p, struct config *cfg, const config_setting_t *g,
 			if (strcmp(buf, levels[k]) == 0)
 				break;
 		if (levels[k] == NULL || (r = log_level_from_name(buf)) < 0)
-			return perr(p, o.s, o.path, "must be \"debug\", "
+			return perr(p, o.s, o.path,
+			    "must be \"debug\", "
 			    "\"info\", \"notice\", \"warning\" or \"error\"");
 		cfg->log_level = r;
 	}
@@ -757,19 +756,19 @@ parse_replay(struct parser *p, struct config *cfg, const config_setting_t *g,
 
 	if (check_known(p, g, path, replay_opts) == -1)
 		return -1;
-	if ((r = opt_int(p, g, path, "entries", MIN_REPLAY_ENTRIES,
-	    INT_MAX, &v, &o)) == -1)
+	if ((r = opt_int(p, g, path, "entries", MIN_REPLAY_ENTRIES, INT_MAX, &v,
+	         &o)) == -1)
 		return -1;
 	if (r == 1)
 		cfg->replay_entries = (size_t)v;
-	return opt_intf(p, g, path, "window", 1, INT_MAX,
-	    &cfg->replay_window) == -1 ? -1 : 0;
+	return opt_intf(
+	           p, g, path, "window", 1, INT_MAX, &cfg->replay_window) == -1
+	    ? -1
+	    : 0;
 }
 
-static const char *const tls_opts[] = {
-	"time_skew_past", "time_skew_future", "cert_len_min", "cert_len_max",
-	NULL
-};
+static const char *const tls_opts[] = { "time_skew_past", "time_skew_future",
+	"cert_len_min", "cert_len_max", NULL };
 
 static int
 parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
@@ -779,13 +778,13 @@ parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
 
 	if (check_known(p, g, path, tls_opts) == -1 ||
 	    opt_intf(p, g, path, "time_skew_past", 0, INT_MAX,
-	    &cfg->tls_time_skew_past) == -1 ||
+	        &cfg->tls_time_skew_past) == -1 ||
 	    opt_intf(p, g, path, "time_skew_future", 0, INT_MAX,
-	    &cfg->tls_time_skew_future) == -1 ||
+	        &cfg->tls_time_skew_future) == -1 ||
 	    opt_intf(p, g, path, "cert_len_min", 1, TLS_RECORD_MAX,
-	    &cfg->tls_cert_len_min) == -1 ||
+	        &cfg->tls_cert_len_min) == -1 ||
 	    opt_intf(p, g, path, "cert_len_max", 1, TLS_RECORD_MAX,
-	    &cfg->tls_cert_len_max) == -1)
+	        &cfg->tls_cert_len_max) == -1)
 		return -1;
 	if (cfg->tls_cert_len_min > cfg->tls_cert_len_max) {
 		if (!lookup(g, path, "cert_len_max", &o))
@@ -822,7 +821,8 @@ parse_dcs(struct parser *p, struct config *cfg, struct opt *ol)
 		cfg->ndcs = (size_t)i + 1;
 		join_index(path, ol->path, (size_t)i);
 		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
-			return perr(p, e, path, "must be a group "
+			return perr(p, e, path,
+			    "must be a group "
 			    "{ id = N; address = \"ip:port\"; }");
 		if (check_known(p, e, path, dc_opts) == -1)
 			return -1;
@@ -833,12 +833,13 @@ parse_dcs(struct parser *p, struct config *cfg, struct opt *ol)
 			return missing(p, e, path, "id", NULL);
 		d->id = (int)v;
 		if ((r = opt_str(p, e, path, "address", d->address,
-		    sizeof(d->address), &o)) == -1)
+		         sizeof(d->address), &o)) == -1)
 			return -1;
 		if (r == 0)
 			return missing(p, e, path, "address", NULL);
 		if (addr_parse(d->address, 0, &d->addr, &d->addrlen) == -1)
-			return perr(p, o.s, o.path, "must be \"ip:port\" "
+			return perr(p, o.s, o.path,
+			    "must be \"ip:port\" "
 			    "(\"[ipv6]:port\" for IPv6)");
 	}
 	return 0;
@@ -854,21 +855,20 @@ opt_url(struct parser *p, const config_setting_t *g, const char *path,
 	if ((r = opt_str(p, g, path, name, dst, cap, &o)) != 1)
 		return r;
 	if (strncmp(dst, "https://", 8) != 0 && strncmp(dst, "http://", 7) != 0)
-		return perr(p, o.s, o.path,
-		    "must be an http:// or https:// URL");
+		return perr(
+		    p, o.s, o.path, "must be an http:// or https:// URL");
 	return 1;
 }
 
-static const char *const telegram_opts[] = {
-	"dc", "default_dc", "proxy_secret_url", "proxy_config_url",
-	"proxy_config_v6_url", "proxy_secret_file", "proxy_config_file",
-	"refresh", "nat_ip", "connect_timeout", "ca_file", "http_timeout",
-	"proxy_config_v6_file", NULL
-};
+static const char *const telegram_opts[] = { "dc", "default_dc",
+	"proxy_secret_url", "proxy_config_url", "proxy_config_v6_url",
+	"proxy_secret_file", "proxy_config_file", "refresh", "nat_ip",
+	"connect_timeout", "ca_file", "http_timeout", "proxy_config_v6_file",
+	NULL };
 
 static int
-parse_telegram(struct parser *p, struct config *cfg,
-    const config_setting_t *g, const char *path)
+parse_telegram(struct parser *p, struct config *cfg, const config_setting_t *g,
+    const char *path)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -881,31 +881,31 @@ parse_telegram(struct parser *p, struct config *cfg,
 		return -1;
 	if (r == 1 && parse_dcs(p, cfg, &o) == -1)
 		return -1;
-	if (opt_intf(p, g, path, "default_dc", 1, 32767,
-	    &cfg->default_dc) == -1 ||
+	if (opt_intf(p, g, path, "default_dc", 1, 32767, &cfg->default_dc) ==
+	        -1 ||
 	    opt_url(p, g, path, "proxy_secret_url", cfg->proxy_secret_url,
-	    sizeof(cfg->proxy_secret_url)) == -1 ||
+	        sizeof(cfg->proxy_secret_url)) == -1 ||
 	    opt_url(p, g, path, "proxy_config_url", cfg->proxy_config_url,
-	    sizeof(cfg->proxy_config_url)) == -1 ||
-	    opt_url(p, g, path, "proxy_config_v6_url",
-	    cfg->proxy_config_v6_url, sizeof(cfg->proxy_config_v6_url)) == -1 ||
+	        sizeof(cfg->proxy_config_url)) == -1 ||
+	    opt_url(p, g, path, "proxy_config_v6_url", cfg->proxy_config_v6_url,
+	        sizeof(cfg->proxy_config_v6_url)) == -1 ||
 	    opt_str(p, g, path, "proxy_secret_file", cfg->proxy_secret_file,
-	    sizeof(cfg->proxy_secret_file), &o) == -1 ||
+	        sizeof(cfg->proxy_secret_file), &o) == -1 ||
 	    opt_str(p, g, path, "proxy_config_file", cfg->proxy_config_file,
-	    sizeof(cfg->proxy_config_file), &o) == -1 ||
+	        sizeof(cfg->proxy_config_file), &o) == -1 ||
 	    opt_intf(p, g, path, "refresh", 1, INT_MAX, &cfg->refresh) == -1 ||
 	    opt_intf(p, g, path, "connect_timeout", 1, INT_MAX,
-	    &cfg->connect_timeout) == -1 ||
-	    opt_str(p, g, path, "ca_file", cfg->ca_file,
-	    sizeof(cfg->ca_file), &o) == -1 ||
+	        &cfg->connect_timeout) == -1 ||
+	    opt_str(p, g, path, "ca_file", cfg->ca_file, sizeof(cfg->ca_file),
+	        &o) == -1 ||
 	    opt_intf(p, g, path, "http_timeout", 1, INT_MAX,
-	    &cfg->http_timeout) == -1 ||
+	        &cfg->http_timeout) == -1 ||
 	    opt_str(p, g, path, "proxy_config_v6_file",
-	    cfg->proxy_config_v6_file, sizeof(cfg->proxy_config_v6_file),
-	    &o) == -1)
+	        cfg->proxy_config_v6_file, sizeof(cfg->proxy_config_v6_file),
+	        &o) == -1)
 		return -1;
-	if ((r = opt_str(p, g, path, "nat_ip", cfg->nat_ip,
-	    sizeof(cfg->nat_ip), &o)) == -1)
+	if ((r = opt_str(p, g, path, "nat_ip", cfg->nat_ip, sizeof(cfg->nat_ip),
+	         &o)) == -1)
 		return -1;
 	if (r == 1 && cfg->nat_ip[0] != '\0' &&
 	    addr_from_ip_port(cfg->nat_ip, 1, &ss, &sl) == -1)
@@ -914,11 +914,9 @@ parse_telegram(struct parser *p, struct config *cfg,
 	return 0;
 }
 
-static const char *const middle_opts[] = {
-	"min_links", "clients_per_link", "ping_interval", "ping_timeout",
-	"client_queue_max", "client_queue_timeout", "link_queue_max",
-	"fallback_direct", NULL
-};
+static const char *const middle_opts[] = { "min_links", "clients_per_link",
+	"ping_interval", "ping_timeout", "client_queue_max",
+	"client_queue_timeout", "link_queue_max", "fallback_direct", NULL };
 
 static int
 parse_middle(struct parser *p, struct config *cfg, const config_setting_t *g,
@@ -930,33 +928,34 @@ parse_middle(struct parser *p, struct config *cfg, const config_setting_t *g,
 
 	if (check_known(p, g, path, middle_opts) == -1 ||
 	    opt_intf(p, g, path, "min_links", 0, INT_MAX,
-	    &cfg->middle_min_links) == -1 ||
+	        &cfg->middle_min_links) == -1 ||
 	    opt_intf(p, g, path, "clients_per_link", 1, INT_MAX,
-	    &cfg->middle_clients_per_link) == -1 ||
+	        &cfg->middle_clients_per_link) == -1 ||
 	    opt_intf(p, g, path, "ping_interval", 1, INT_MAX,
-	    &cfg->middle_ping_interval) == -1 ||
+	        &cfg->middle_ping_interval) == -1 ||
 	    opt_intf(p, g, path, "ping_timeout", 1, INT_MAX,
-	    &cfg->middle_ping_timeout) == -1 ||
+	        &cfg->middle_ping_timeout) == -1 ||
 	    opt_intf(p, g, path, "client_queue_timeout", 1, INT_MAX,
-	    &cfg->middle_client_queue_timeout) == -1 ||
+	        &cfg->middle_client_queue_timeout) == -1 ||
 	    opt_bool(p, g, path, "fallback_direct",
-	    &cfg->middle_fallback_direct) == -1)
+	        &cfg->middle_fallback_direct) == -1)
 		return -1;
 	/* A timeout within one ping interval would replace healthy links. */
 	if (cfg->middle_ping_timeout <= cfg->middle_ping_interval) {
 		if (!lookup(g, path, "ping_timeout", &o))
 			lookup(g, path, "ping_interval", &o);
-		return perr(p, o.s, o.path, "ping_timeout (%d) must be larger "
-		    "than ping_interval (%d)", cfg->middle_ping_timeout,
-		    cfg->middle_ping_interval);
+		return perr(p, o.s, o.path,
+		    "ping_timeout (%d) must be larger "
+		    "than ping_interval (%d)",
+		    cfg->middle_ping_timeout, cfg->middle_ping_interval);
 	}
 	if ((r = opt_int(p, g, path, "client_queue_max", MIN_MIDDLE_QUEUE,
-	    INT_MAX, &v, &o)) == -1)
+	         INT_MAX, &v, &o)) == -1)
 		return -1;
 	if (r == 1)
 		cfg->middle_client_queue_max = (size_t)v;
 	if ((r = opt_int(p, g, path, "link_queue_max", MIN_MIDDLE_QUEUE,
-	    INT_MAX, &v, &o)) == -1)
+	         INT_MAX, &v, &o)) == -1)
 		return -1;
 	if (r == 1)
 		cfg->middle_link_queue_max = (size_t)v;
@@ -966,8 +965,8 @@ parse_middle(struct parser *p, struct config *cfg, const config_setting_t *g,
 static const char *const metrics_opts[] = { "address", "port", NULL };
 
 static int
-parse_metrics(struct parser *p, struct config *cfg,
-    const config_setting_t *g, const char *path)
+parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
+    const char *path)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -978,12 +977,12 @@ parse_metrics(struct parser *p, struct config *cfg,
 	if (check_known(p, g, path, metrics_opts) == -1)
 		return -1;
 	if ((r = opt_str(p, g, path, "address", cfg->metrics_address,
-	    sizeof(cfg->metrics_address), &o)) == -1)
+	         sizeof(cfg->metrics_address), &o)) == -1)
 		return -1;
-	if (r == 1 && addr_from_ip_port(cfg->metrics_address, 1, &ss,
-	    &sl) == -1)
-		return perr(p, o.s, o.path,
-		    "must be an IPv4 or IPv6 address literal");
+	if (r == 1 &&
+	    addr_from_ip_port(cfg->metrics_address, 1, &ss, &sl) == -1)
+		return perr(
+		    p, o.s, o.path, "must be an IPv4 or IPv6 address literal");
 	if ((r = opt_int(p, g, path, "port", 0, 65535, &v, &o)) == -1)
 		return -1;
 	if (r == 1)
@@ -991,12 +990,10 @@ parse_metrics(struct parser *p, struct config *cfg,
 	return 0;
 }
 
-static const char *const root_opts[] = {
-	"user", "group", "chroot", "workers", "pidfile", "state_dir",
-	"shutdown_timeout", "max_restarts", "restart_period",
-	"handshake_timeout", "idle_timeout", "backend", "log", "listeners",
-	"replay", "tls", "telegram", "metrics", "middle", NULL
-};
+static const char *const root_opts[] = { "user", "group", "chroot", "workers",
+	"pidfile", "state_dir", "shutdown_timeout", "max_restarts",
+	"restart_period", "handshake_timeout", "idle_timeout", "backend", "log",
+	"listeners", "replay", "tls", "telegram", "metrics", "middle", NULL };
 
 static int
 opt_nonempty(struct parser *p, const config_setting_t *g, const char *name,
@@ -1005,8 +1002,7 @@ opt_nonempty(struct parser *p, const config_setting_t *g, const char *name,
 	struct opt o;
 	int r;
 
-	if ((r = opt_str(p, g, "", name, dst, cap, &o)) == 1 &&
-	    dst[0] == '\0')
+	if ((r = opt_str(p, g, "", name, dst, cap, &o)) == 1 && dst[0] == '\0')
 		return perr(p, o.s, o.path, "must not be empty");
 	return r;
 }
@@ -1031,8 +1027,10 @@ parse_workers(struct parser *p, struct config *cfg, const config_setting_t *g)
 			return 0;
 		}
 	}
-	return perr(p, o.s, o.path, "must be \"auto\" or an integer from 1 "
-	    "to %d", CONFIG_MAX_WORKERS);
+	return perr(p, o.s, o.path,
+	    "must be \"auto\" or an integer from 1 "
+	    "to %d",
+	    CONFIG_MAX_WORKERS);
 }
 
 static int
@@ -1045,28 +1043,28 @@ parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
 	if (check_known(p, root, "", root_opts) == -1)
 		return -1;
 	if (opt_nonempty(p, root, "user", cfg->user, sizeof(cfg->user)) == -1 ||
-	    opt_nonempty(p, root, "group", cfg->group,
-	    sizeof(cfg->group)) == -1 ||
+	    opt_nonempty(p, root, "group", cfg->group, sizeof(cfg->group)) ==
+	        -1 ||
 	    opt_str(p, root, "", "chroot", cfg->chroot, sizeof(cfg->chroot),
-	    &o) == -1)
+	        &o) == -1)
 		return -1;
 	if (cfg->chroot[0] != '\0' && cfg->chroot[0] != '/')
 		return perr(p, o.s, o.path, "must be an absolute path or \"\"");
 	if (parse_workers(p, cfg, root) == -1 ||
-	    opt_nonempty(p, root, "pidfile", cfg->pidfile,
-	    sizeof(cfg->pidfile)) == -1 ||
+	    opt_nonempty(
+	        p, root, "pidfile", cfg->pidfile, sizeof(cfg->pidfile)) == -1 ||
 	    opt_nonempty(p, root, "state_dir", cfg->state_dir,
-	    sizeof(cfg->state_dir)) == -1 ||
+	        sizeof(cfg->state_dir)) == -1 ||
 	    opt_intf(p, root, "", "shutdown_timeout", 1, INT_MAX,
-	    &cfg->shutdown_timeout) == -1 ||
+	        &cfg->shutdown_timeout) == -1 ||
 	    opt_intf(p, root, "", "max_restarts", 0, INT_MAX,
-	    &cfg->max_restarts) == -1 ||
+	        &cfg->max_restarts) == -1 ||
 	    opt_intf(p, root, "", "restart_period", 1, INT_MAX,
-	    &cfg->restart_period) == -1 ||
+	        &cfg->restart_period) == -1 ||
 	    opt_intf(p, root, "", "handshake_timeout", 1, INT_MAX,
-	    &cfg->handshake_timeout) == -1 ||
+	        &cfg->handshake_timeout) == -1 ||
 	    opt_intf(p, root, "", "idle_timeout", 1, INT_MAX,
-	    &cfg->idle_timeout) == -1)
+	        &cfg->idle_timeout) == -1)
 		return -1;
 	if ((r = opt_str(p, root, "", "backend", buf, sizeof(buf), &o)) == -1)
 		return -1;
@@ -1095,16 +1093,16 @@ parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
 	if ((r = opt_list(p, root, "", "listeners", &o)) == -1)
 		return -1;
 	if (r == 0)
-		return 0;	/* none: load() adds the built-in listener */
+		return 0; /* none: load() adds the built-in listener */
 	n = config_setting_length(o.s);
 	if (n == 0)
-		return perr(p, o.s, o.path,
-		    "must contain at least one listener");
+		return perr(
+		    p, o.s, o.path, "must contain at least one listener");
 	if (n > CONFIG_MAX_LISTENERS)
 		return perr(p, o.s, o.path, "too many listeners (at most %d)",
 		    CONFIG_MAX_LISTENERS);
-	if ((cfg->listeners = calloc((size_t)n,
-	    sizeof(*cfg->listeners))) == NULL)
+	if ((cfg->listeners = calloc((size_t)n, sizeof(*cfg->listeners))) ==
+	    NULL)
 		return perr(p, o.s, o.path, "out of memory");
 	for (int i = 0; i < n; i++) {
 		char lpath[PATH_BUF];
@@ -1112,13 +1110,13 @@ parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
 		join_index(lpath, o.path, (size_t)i);
 		cfg->nlisteners = (size_t)i + 1;
 		if (parse_listener(p, cfg, (size_t)i,
-		    config_setting_get_elem(o.s, i), lpath) == -1)
+		        config_setting_get_elem(o.s, i), lpath) == -1)
 			return -1;
 	}
 	return 0;
 }
 
-static int	default_listener(struct config *, char *, size_t);
+static int default_listener(struct config *, char *, size_t);
 
 static void
 set_defaults(struct config *cfg)
@@ -1186,8 +1184,8 @@ load(const char *path, const char *text, const char *name, char *err,
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (path != NULL && (f = fopen(path, "r")) == NULL) {
-		seterr(err, errlen, "%s: cannot open: %s", path,
-		    strerror(errno));
+		seterr(
+		    err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return NULL;
 	}
 	config_init(&lc);
@@ -1209,9 +1207,8 @@ load(const char *path, const char *text, const char *name, char *err,
 			    file ? file : name, config_error_line(&lc),
 			    config_error_text(&lc));
 		else
-			seterr(err, errlen, "%s:%d: %s",
-			    file ? file : name, config_error_line(&lc),
-			    config_error_text(&lc));
+			seterr(err, errlen, "%s:%d: %s", file ? file : name,
+			    config_error_line(&lc), config_error_text(&lc));
 		config_destroy(&lc);
 		return NULL;
 	}
@@ -1246,8 +1243,7 @@ config_load(const char *path, char *err, size_t errlen)
 }
 
 struct config *
-config_load_string(const char *text, const char *name, char *err,
-    size_t errlen)
+config_load_string(const char *text, const char *name, char *err, size_t errlen)
 {
 	return load(NULL, text, name ? name : "(string)", err, errlen);
 }
@@ -1294,23 +1290,25 @@ read_secret(const char *path, uint8_t secret[16], char *err, size_t errlen)
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		if (errno == ENOENT)
 			return 1;
-		seterr(err, errlen, "%s: cannot open: %s", path,
-		    strerror(errno));
+		seterr(
+		    err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0) {
-		seterr(err, errlen, "%s: cannot read: %s", path,
-		    strerror(errno));
+		seterr(
+		    err, errlen, "%s: cannot read: %s", path, strerror(errno));
 		return -1;
 	}
 	while (n > 0 && isspace((unsigned char)buf[n - 1]))
 		n--;
 	buf[n] = '\0';
 	if (config_parse_secret(buf, secret) == -1) {
-		seterr(err, errlen, "%s: must hold 32 hex digits (remove it to "
-		    "have a new secret made)", path);
+		seterr(err, errlen,
+		    "%s: must hold 32 hex digits (remove it to "
+		    "have a new secret made)",
+		    path);
 		return -1;
 	}
 	return 0;
@@ -1341,15 +1339,15 @@ default_secret(const char *dir, uint8_t secret[16], char *err, size_t errlen)
 	strcat(hex, "\n");
 	snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, CONFIG_SECRET_FILE);
 	if ((fd = mkstemp(tmp)) == -1) {
-		seterr(err, errlen, "%s: cannot create: %s", tmp,
-		    strerror(errno));
+		seterr(
+		    err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
 		return -1;
 	}
 	if (fchmod(fd, 0600) == -1 ||
 	    write(fd, hex, strlen(hex)) != (ssize_t)strlen(hex) ||
 	    fsync(fd) == -1) {
-		seterr(err, errlen, "%s: cannot write: %s", tmp,
-		    strerror(errno));
+		seterr(
+		    err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
 		return -1;
@@ -1357,7 +1355,7 @@ default_secret(const char *dir, uint8_t secret[16], char *err, size_t errlen)
 	close(fd);
 	if (link(tmp, path) == 0 || errno == EEXIST)
 		unlink(tmp);
-	else if (rename(tmp, path) == -1) {	/* no hard links here */
+	else if (rename(tmp, path) == -1) { /* no hard links here */
 		seterr(err, errlen, "%s: cannot create: %s", path,
 		    strerror(errno));
 		unlink(tmp);
@@ -1388,16 +1386,16 @@ default_listener(struct config *cfg, char *err, size_t errlen)
 	l = &cfg->listeners[0];
 	snprintf(l->name, sizeof(l->name), "%s", DEF_BUILTIN_NAME);
 	snprintf(l->address, sizeof(l->address), "%s", DEF_LISTEN_ADDRESS);
-	l->port = geteuid() == 0 ? DEF_BUILTIN_PORT_ROOT :
-	    DEF_BUILTIN_PORT_USER;
-	if (addr_from_ip_port(l->address, l->port, &l->addr,
-	    &l->addrlen) == -1) {
+	l->port =
+	    geteuid() == 0 ? DEF_BUILTIN_PORT_ROOT : DEF_BUILTIN_PORT_USER;
+	if (addr_from_ip_port(l->address, l->port, &l->addr, &l->addrlen) ==
+	    -1) {
 		seterr(err, errlen, "internal error: default address");
 		return -1;
 	}
 	l->protocols = PROTO_FAKE_TLS;
-	snprintf(l->tls_domain, sizeof(l->tls_domain), "%s",
-	    DEF_BUILTIN_TLS_DOMAIN);
+	snprintf(
+	    l->tls_domain, sizeof(l->tls_domain), "%s", DEF_BUILTIN_TLS_DOMAIN);
 	snprintf(l->fronting_host, sizeof(l->fronting_host), "%s",
 	    DEF_BUILTIN_TLS_DOMAIN);
 	l->fronting_port = DEF_FRONTING_PORT;
@@ -1407,10 +1405,9 @@ default_listener(struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	l->nusers = 1;
-	snprintf(l->users[0].name, sizeof(l->users[0].name), "%s",
-	    DEF_BUILTIN_NAME);
-	return default_secret(cfg->state_dir, l->users[0].secret, err,
-	    errlen);
+	snprintf(
+	    l->users[0].name, sizeof(l->users[0].name), "%s", DEF_BUILTIN_NAME);
+	return default_secret(cfg->state_dir, l->users[0].secret, err, errlen);
 }
 
 struct config *
@@ -1431,8 +1428,8 @@ config_default_in(const char *state_dir, char *err, size_t errlen)
 			seterr(err, errlen, "state directory: bad path");
 			goto fail;
 		}
-		snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s",
-		    state_dir);
+		snprintf(
+		    cfg->state_dir, sizeof(cfg->state_dir), "%s", state_dir);
 	}
 	if (default_listener(cfg, err, errlen) == -1)
 		goto fail;
@@ -1461,8 +1458,8 @@ config_free(struct config *cfg)
 }
 
 enum backend_mode
-config_listener_backend(const struct config *cfg,
-    const struct config_listener *l)
+config_listener_backend(
+    const struct config *cfg, const struct config_listener *l)
 {
 	enum backend_mode m = l->backend;
 

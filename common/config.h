@@ -10,24 +10,24 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#define CONFIG_SECRET_LEN	16
-#define CONFIG_AD_TAG_LEN	16
-#define CONFIG_MAX_WORKERS	256
-#define CONFIG_MAX_LISTENERS	64
-#define CONFIG_MAX_USERS	1024
-#define CONFIG_MAX_DCS		64
-#define CONFIG_NAME_MAX		64
-#define CONFIG_DOMAIN_MAX	253
-#define CONFIG_ERR_MAX		512
+#define CONFIG_SECRET_LEN    16
+#define CONFIG_AD_TAG_LEN    16
+#define CONFIG_MAX_WORKERS   256
+#define CONFIG_MAX_LISTENERS 64
+#define CONFIG_MAX_USERS     1024
+#define CONFIG_MAX_DCS       64
+#define CONFIG_NAME_MAX      64
+#define CONFIG_DOMAIN_MAX    253
+#define CONFIG_ERR_MAX       512
 
 /* Protocols a listener accepts (bit set). */
-#define PROTO_CLASSIC	0x1	/* obfuscated2, tags ef / ee */
-#define PROTO_SECURE	0x2	/* obfuscated2, tag dd ("dd" secrets) */
-#define PROTO_FAKE_TLS	0x4	/* fake TLS, tag dd inside ("ee" secrets) */
+#define PROTO_CLASSIC  0x1 /* obfuscated2, tags ef / ee */
+#define PROTO_SECURE   0x2 /* obfuscated2, tag dd ("dd" secrets) */
+#define PROTO_FAKE_TLS 0x4 /* fake TLS, tag dd inside ("ee" secrets) */
 
 enum backend_mode {
-	BACKEND_INHERIT = 0,	/* listener: use the global one */
-	BACKEND_AUTO,		/* middle if an ad_tag is set, else direct */
+	BACKEND_INHERIT = 0, /* listener: use the global one */
+	BACKEND_AUTO, /* middle if an ad_tag is set, else direct */
 	BACKEND_MIDDLE,
 	BACKEND_DIRECT,
 };
@@ -35,130 +35,130 @@ enum backend_mode {
 enum log_target_kind { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG, LOG_TARGET_FILE };
 
 struct config_user {
-	char		name[CONFIG_NAME_MAX];
-	uint8_t		secret[CONFIG_SECRET_LEN];
-	int		has_ad_tag;
-	uint8_t		ad_tag[CONFIG_AD_TAG_LEN];
+	char name[CONFIG_NAME_MAX];
+	uint8_t secret[CONFIG_SECRET_LEN];
+	int has_ad_tag;
+	uint8_t ad_tag[CONFIG_AD_TAG_LEN];
 };
 
 struct config_listener {
-	char			name[CONFIG_NAME_MAX];
-	char			address[64];	/* literal, as written */
-	uint16_t		port;
-	struct sockaddr_storage	addr;		/* parsed address:port */
-	socklen_t		addrlen;
-	unsigned		protocols;	/* PROTO_* bits */
-	char			tls_domain[CONFIG_DOMAIN_MAX + 1];
-	char			fronting_host[CONFIG_DOMAIN_MAX + 1];
-	uint16_t		fronting_port;
-	int			has_ad_tag;
-	uint8_t			ad_tag[CONFIG_AD_TAG_LEN];
-	enum backend_mode	backend;
-	struct config_user	*users;
-	size_t			nusers;
+	char name[CONFIG_NAME_MAX];
+	char address[64]; /* literal, as written */
+	uint16_t port;
+	struct sockaddr_storage addr; /* parsed address:port */
+	socklen_t addrlen;
+	unsigned protocols; /* PROTO_* bits */
+	char tls_domain[CONFIG_DOMAIN_MAX + 1];
+	char fronting_host[CONFIG_DOMAIN_MAX + 1];
+	uint16_t fronting_port;
+	int has_ad_tag;
+	uint8_t ad_tag[CONFIG_AD_TAG_LEN];
+	enum backend_mode backend;
+	struct config_user *users;
+	size_t nusers;
 };
 
 struct config_dc {
-	int			id;		/* 1..5, 203, 10001.. test */
-	char			address[80];	/* "host:port" as written */
-	struct sockaddr_storage	addr;
-	socklen_t		addrlen;
+	int id; /* 1..5, 203, 10001.. test */
+	char address[80]; /* "host:port" as written */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
 };
 
 struct config {
-	char		path[4096];		/* file it came from, "" = built-in */
-	char		user[CONFIG_NAME_MAX];
-	char		group[CONFIG_NAME_MAX];
-	char		chroot[4096];
-	int		workers;		/* resolved: >= 1 */
-	int		workers_auto;
-	char		pidfile[4096];
-	char		state_dir[4096];
-	int		shutdown_timeout;
-	int		max_restarts;
-	int		restart_period;
-	int		handshake_timeout;
-	int		idle_timeout;
+	char path[4096]; /* file it came from, "" = built-in */
+	char user[CONFIG_NAME_MAX];
+	char group[CONFIG_NAME_MAX];
+	char chroot[4096];
+	int workers; /* resolved: >= 1 */
+	int workers_auto;
+	char pidfile[4096];
+	char state_dir[4096];
+	int shutdown_timeout;
+	int max_restarts;
+	int restart_period;
+	int handshake_timeout;
+	int idle_timeout;
 	enum backend_mode backend;
 
 	enum log_target_kind log_target;
-	char		log_file[4096];
-	int		log_level;		/* LOG_DEBUG .. LOG_ERR (syslog.h) */
+	char log_file[4096];
+	int log_level; /* LOG_DEBUG .. LOG_ERR (syslog.h) */
 
 	struct config_listener *listeners;
-	size_t		nlisteners;
+	size_t nlisteners;
 
-	size_t		replay_entries;
-	int		replay_window;
+	size_t replay_entries;
+	int replay_window;
 
 	/* fake TLS */
-	int		tls_time_skew_past;	/* accept ts >= now - this */
-	int		tls_time_skew_future;	/* accept ts <= now + this */
-	int		tls_cert_len_min;	/* app-data record length range */
-	int		tls_cert_len_max;
+	int tls_time_skew_past; /* accept ts >= now - this */
+	int tls_time_skew_future; /* accept ts <= now + this */
+	int tls_cert_len_min; /* app-data record length range */
+	int tls_cert_len_max;
 
 	/* telegram */
-	struct config_dc *dcs;			/* overrides of the built-in table */
-	size_t		ndcs;
-	int		default_dc;
-	char		proxy_secret_url[1024];
-	char		proxy_config_url[1024];
-	char		proxy_config_v6_url[1024];
-	char		proxy_secret_file[4096];
-	char		proxy_config_file[4096];
-	int		refresh;
-	char		nat_ip[64];
-	int		connect_timeout;
+	struct config_dc *dcs; /* overrides of the built-in table */
+	size_t ndcs;
+	int default_dc;
+	char proxy_secret_url[1024];
+	char proxy_config_url[1024];
+	char proxy_config_v6_url[1024];
+	char proxy_secret_file[4096];
+	char proxy_config_file[4096];
+	int refresh;
+	char nat_ip[64];
+	int connect_timeout;
 
 	/* metrics */
-	char		metrics_address[64];
-	uint16_t	metrics_port;		/* 0 = off */
+	char metrics_address[64];
+	uint16_t metrics_port; /* 0 = off */
 
 	/* telegram: fetching the middle-proxy secret and lists */
-	char		ca_file[4096];		/* PEM CAs; "" = system store */
-	int		http_timeout;
-	char		proxy_config_v6_file[4096];
+	char ca_file[4096]; /* PEM CAs; "" = system store */
+	int http_timeout;
+	char proxy_config_v6_file[4096];
 
 	/* middle: the worker's link pool to the middle proxies */
-	int		middle_min_links;	/* per DC per worker */
-	int		middle_clients_per_link;
-	int		middle_ping_interval;
-	int		middle_ping_timeout;
-	size_t		middle_client_queue_max;	/* bytes */
-	int		middle_client_queue_timeout;
-	size_t		middle_link_queue_max;		/* bytes */
-	int		middle_fallback_direct;		/* bool */
+	int middle_min_links; /* per DC per worker */
+	int middle_clients_per_link;
+	int middle_ping_interval;
+	int middle_ping_timeout;
+	size_t middle_client_queue_max; /* bytes */
+	int middle_client_queue_timeout;
+	size_t middle_link_queue_max; /* bytes */
+	int middle_fallback_direct; /* bool */
 };
 
 /*
  * Parse and validate a config file. On error returns NULL and writes
  * "FILE:LINE: option: what is wrong" into err.
  */
-struct config	*config_load(const char *path, char *err, size_t errlen);
+struct config *config_load(const char *path, char *err, size_t errlen);
 /* Parse from a string (tests); name is used in error messages. */
-struct config	*config_load_string(const char *text, const char *name,
-		    char *err, size_t errlen);
+struct config *config_load_string(
+    const char *text, const char *name, char *err, size_t errlen);
 /*
  * The built-in default used when no config file exists: one fake-TLS
  * listener (443 as root, else 8443) with a secret kept in state_dir.
  */
-struct config	*config_default(char *err, size_t errlen);
-void		 config_free(struct config *);
+struct config *config_default(char *err, size_t errlen);
+void config_free(struct config *);
 
 /* "0123..." (32 hex digits, any case) -> 16 bytes; -1 if malformed. */
-int		 config_parse_secret(const char *hex, uint8_t out[16]);
+int config_parse_secret(const char *hex, uint8_t out[16]);
 /* The effective backend of a listener (resolves INHERIT and AUTO). */
-enum backend_mode config_listener_backend(const struct config *,
-		    const struct config_listener *);
-const char	*config_proto_name(unsigned proto_bit);
+enum backend_mode
+config_listener_backend(const struct config *, const struct config_listener *);
+const char *config_proto_name(unsigned proto_bit);
 
 /*
  * config_default() with an explicit state directory (tests; also for a
  * --state-dir option). The secret is kept in STATE_DIR/secret.
  */
-struct config	*config_default_in(const char *state_dir, char *err,
-		    size_t errlen);
+struct config *
+config_default_in(const char *state_dir, char *err, size_t errlen);
 /* Name of the file that holds the built-in default's secret. */
-#define CONFIG_SECRET_FILE	"secret"
+#define CONFIG_SECRET_FILE "secret"
 
 #endif

@@ -28,12 +28,13 @@ crypto_fetch(void)
 	hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 	if (!ctr_cipher || !cbc_cipher || !md_sha256 || !md_md5 || !md_sha1 ||
 	    !hmac)
-		fatalx("OpenSSL: cannot fetch AES-256-CTR/CBC, SHA256, MD5, SHA1");
+		fatalx(
+		    "OpenSSL: cannot fetch AES-256-CTR/CBC, SHA256, MD5, SHA1");
 }
 
 static crypto_stream *
-stream_new(const EVP_CIPHER *c, const uint8_t key[32], const uint8_t iv[16],
-    int enc)
+stream_new(
+    const EVP_CIPHER *c, const uint8_t key[32], const uint8_t iv[16], int enc)
 {
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 	if (ctx == NULL)
@@ -61,8 +62,8 @@ crypto_cbc_new(const uint8_t key[32], const uint8_t iv[16], int enc)
 }
 
 int
-crypto_stream_apply(crypto_stream *s, const uint8_t *in, uint8_t *out,
-    size_t len)
+crypto_stream_apply(
+    crypto_stream *s, const uint8_t *in, uint8_t *out, size_t len)
 {
 	while (len > 0) {
 		int chunk = len > (1u << 30) ? (1 << 30) : (int)len, outl;
@@ -97,8 +98,8 @@ digest2(const EVP_MD *md, const void *a, size_t alen, const void *b,
 }
 
 void
-crypto_sha256(const void *a, size_t alen, const void *b, size_t blen,
-    uint8_t out[32])
+crypto_sha256(
+    const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32])
 {
 	crypto_fetch();
 	digest2(md_sha256, a, alen, b, blen, out);

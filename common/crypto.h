@@ -14,26 +14,26 @@
 typedef EVP_CIPHER_CTX crypto_stream;
 
 /* AES-256-CTR; the IV is the first counter block (128-bit BE counter). */
-crypto_stream	*crypto_ctr_new(const uint8_t key[32], const uint8_t iv[16]);
+crypto_stream *crypto_ctr_new(const uint8_t key[32], const uint8_t iv[16]);
 /* AES-256-CBC without padding; enc = 1 encrypts, 0 decrypts. */
-crypto_stream	*crypto_cbc_new(const uint8_t key[32], const uint8_t iv[16],
-		    int enc);
+crypto_stream *
+crypto_cbc_new(const uint8_t key[32], const uint8_t iv[16], int enc);
 /*
  * Transform len bytes in place (out may equal in). For CBC, len must be a
  * multiple of 16. Returns 0, or -1 on an OpenSSL error.
  */
-int		 crypto_stream_apply(crypto_stream *, const uint8_t *in,
-		    uint8_t *out, size_t len);
-void		 crypto_stream_free(crypto_stream *);
+int crypto_stream_apply(
+    crypto_stream *, const uint8_t *in, uint8_t *out, size_t len);
+void crypto_stream_free(crypto_stream *);
 
-void	crypto_sha256(const void *a, size_t alen, const void *b, size_t blen,
-	    uint8_t out[32]);
-void	crypto_md5(const void *in, size_t len, uint8_t out[16]);
-void	crypto_sha1(const void *in, size_t len, uint8_t out[20]);
+void crypto_sha256(
+    const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]);
+void crypto_md5(const void *in, size_t len, uint8_t out[16]);
+void crypto_sha1(const void *in, size_t len, uint8_t out[20]);
 /* HMAC-SHA256 over the concatenation a || b (b may be NULL). */
-void	crypto_hmac_sha256(const uint8_t *key, size_t keylen, const void *a,
-	    size_t alen, const void *b, size_t blen, uint8_t out[32]);
+void crypto_hmac_sha256(const uint8_t *key, size_t keylen, const void *a,
+    size_t alen, const void *b, size_t blen, uint8_t out[32]);
 /* Constant-time comparison: 0 if equal. */
-int	crypto_memcmp(const void *a, const void *b, size_t len);
+int crypto_memcmp(const void *a, const void *b, size_t len);
 
 #endif

@@ -10,13 +10,13 @@
 #include "util.h"
 
 /* abs() of an i16 index lies in 0..32768. */
-#define DC_INDEX_SPAN	(INT16_MAX + 2)
+#define DC_INDEX_SPAN (INT16_MAX + 2)
 
 /* B.1.1, from tdesktop's built-in list; test DCs at DC_TEST_OFFSET + n. */
 static const struct {
-	int		 id;
-	const char	*ipv4;
-	const char	*ipv6;
+	int id;
+	const char *ipv4;
+	const char *ipv6;
 } dc_builtin[] = {
 	{ 1, "149.154.175.50", "2001:b28:f23d:f001::a" },
 	{ 2, "149.154.167.51", "2001:67c:4e8:f002::a" },
@@ -30,17 +30,17 @@ static const struct {
 };
 
 struct dc_entry {
-	int			id;
-	struct sockaddr_storage	v4, v6;
-	socklen_t		v4len, v6len;	/* 0 = none */
+	int id;
+	struct sockaddr_storage v4, v6;
+	socklen_t v4len, v6len; /* 0 = none */
 };
 
 struct dc_table {
-	struct dc_entry	*entries;
-	size_t		 nentries;
-	int		 default_dc;
+	struct dc_entry *entries;
+	size_t nentries;
+	int default_dc;
 	/* Indexes already reported by dc_table_warn_once(). */
-	uint8_t		 warned[(DC_INDEX_SPAN + 7) / 8];
+	uint8_t warned[(DC_INDEX_SPAN + 7) / 8];
 };
 
 static struct dc_entry *
@@ -53,8 +53,8 @@ dc_find(const struct dc_table *t, int id)
 }
 
 static int
-dc_set_addr(struct dc_entry *e, const struct sockaddr_storage *ss,
-    socklen_t len)
+dc_set_addr(
+    struct dc_entry *e, const struct sockaddr_storage *ss, socklen_t len)
 {
 	if (ss->ss_family == AF_INET && len >= sizeof(struct sockaddr_in) &&
 	    len <= sizeof(*ss)) {
@@ -84,8 +84,8 @@ dc_table_new(const struct config_dc *over, size_t n, int default_dc)
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		return NULL;
 	if (n > SIZE_MAX / sizeof(struct dc_entry) - nitems(dc_builtin) ||
-	    (t->entries = calloc(nitems(dc_builtin) + n,
-	    sizeof(struct dc_entry))) == NULL) {
+	    (t->entries = calloc(
+	         nitems(dc_builtin) + n, sizeof(struct dc_entry))) == NULL) {
 		free(t);
 		errno = ENOMEM;
 		return NULL;
@@ -96,10 +96,10 @@ dc_table_new(const struct config_dc *over, size_t n, int default_dc)
 		struct dc_entry *e = &t->entries[t->nentries++];
 
 		e->id = dc_builtin[i].id;
-		if (addr_from_ip_port(dc_builtin[i].ipv4, DC_PORT, &e->v4,
-		    &e->v4len) == -1 ||
-		    addr_from_ip_port(dc_builtin[i].ipv6, DC_PORT, &e->v6,
-		    &e->v6len) == -1)
+		if (addr_from_ip_port(
+		        dc_builtin[i].ipv4, DC_PORT, &e->v4, &e->v4len) == -1 ||
+		    addr_from_ip_port(
+		        dc_builtin[i].ipv6, DC_PORT, &e->v6, &e->v6len) == -1)
 			goto invalid;
 	}
 	for (i = 0; i < n; i++) {

@@ -14,9 +14,9 @@
 #include "config.h"
 
 /* A.2.4: apps send 10000 + n for test DC n. */
-#define DC_TEST_OFFSET	10000
+#define DC_TEST_OFFSET 10000
 /* B.1.1: every built-in DC listens on 443. */
-#define DC_PORT		443
+#define DC_PORT 443
 
 struct dc_table;
 
@@ -27,9 +27,9 @@ struct dc_table;
  * in the result. NULL with errno EINVAL (bad id, family or default_dc) or
  * ENOMEM.
  */
-struct dc_table	*dc_table_new(const struct config_dc *over, size_t n,
-		    int default_dc);
-void		 dc_table_free(struct dc_table *);
+struct dc_table *
+dc_table_new(const struct config_dc *over, size_t n, int default_dc);
+void dc_table_free(struct dc_table *);
 
 /*
  * The address for a client's DC index: abs(index), so media (negative)
@@ -39,15 +39,14 @@ void		 dc_table_free(struct dc_table *);
  * only by one family yields that family either way. Returns 0, or -1 if
  * there is no address at all.
  */
-int		 dc_lookup(const struct dc_table *, int16_t dc_index,
-		    int prefer_ipv6, struct sockaddr_storage *out,
-		    socklen_t *len, int *used_default);
+int dc_lookup(const struct dc_table *, int16_t dc_index, int prefer_ipv6,
+    struct sockaddr_storage *out, socklen_t *len, int *used_default);
 
 /*
  * 1 the first time an index without an entry of its own (0 or unknown)
  * is seen, so the caller logs one line per id; 0 afterwards and for known
  * ids. Media and main indexes of a DC count as one id.
  */
-int		 dc_table_warn_once(struct dc_table *, int16_t dc_index);
+int dc_table_warn_once(struct dc_table *, int16_t dc_index);
 
 #endif

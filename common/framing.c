@@ -7,29 +7,29 @@
 #include "util.h"
 
 /* Abridged, spec A.3.1. */
-#define ABRIDGED_QUICKACK	0x80	/* bit 7 of the first byte */
-#define ABRIDGED_LONG		0x7f	/* then a LE24 word count */
-#define ABRIDGED_MAX_WORDS	0xffffffu
+#define ABRIDGED_QUICKACK  0x80 /* bit 7 of the first byte */
+#define ABRIDGED_LONG      0x7f /* then a LE24 word count */
+#define ABRIDGED_MAX_WORDS 0xffffffu
 /* Intermediate and padded, spec A.3.2 and A.3.3. */
-#define INTERMEDIATE_QUICKACK	0x80000000u
-#define INTERMEDIATE_BAD_BIT	0x40000000u	/* C rejects it */
-#define INTERMEDIATE_MAX_LEN	0x3fffffffu	/* neither bit 30 nor 31 */
-#define PADDED_CLIENT_MAXPAD	15	/* tdlib: 0..15 bytes, spec A.3.3 */
-#define PADDED_PROXY_MAXPAD	3	/* ours: 1..3 bytes, spec A.3.3 */
+#define INTERMEDIATE_QUICKACK 0x80000000u
+#define INTERMEDIATE_BAD_BIT  0x40000000u /* C rejects it */
+#define INTERMEDIATE_MAX_LEN  0x3fffffffu /* neither bit 30 nor 31 */
+#define PADDED_CLIENT_MAXPAD  15 /* tdlib: 0..15 bytes, spec A.3.3 */
+#define PADDED_PROXY_MAXPAD   3 /* ours: 1..3 bytes, spec A.3.3 */
 
 /* Content checks of a client packet in middle mode, spec A.3.4. */
-#define PKT_MIN_LEN		28
-#define PKT_MIN_ENCRYPTED_LEN	56	/* auth_key_id, msg_key, header */
-#define PKT_AUTH_KEY_ID_LEN	8
-#define PKT_MSGLEN_OFF		16	/* unencrypted: message_length */
-#define PKT_CONSTRUCTOR_OFF	20	/* unencrypted: first constructor */
-#define PKT_MIN_MSGLEN		20
-#define PKT_PLAIN_HDR_LEN	20	/* auth_key_id, msg_id, length */
+#define PKT_MIN_LEN           28
+#define PKT_MIN_ENCRYPTED_LEN 56 /* auth_key_id, msg_key, header */
+#define PKT_AUTH_KEY_ID_LEN   8
+#define PKT_MSGLEN_OFF        16 /* unencrypted: message_length */
+#define PKT_CONSTRUCTOR_OFF   20 /* unencrypted: first constructor */
+#define PKT_MIN_MSGLEN        20
+#define PKT_PLAIN_HDR_LEN     20 /* auth_key_id, msg_id, length */
 static const uint32_t pkt_plain_constructors[] = {
-	0x60469778u,	/* req_pq */
-	0xbe7e8ef1u,	/* req_pq_multi */
-	0xd712e4beu,	/* req_DH_params */
-	0xf5045f1fu,	/* set_client_DH_params */
+	0x60469778u, /* req_pq */
+	0xbe7e8ef1u, /* req_pq_multi */
+	0xd712e4beu, /* req_DH_params */
+	0xf5045f1fu, /* set_client_DH_params */
 };
 
 static uint32_t
@@ -82,8 +82,8 @@ frame_error(struct frame_info *fi)
 }
 
 int
-frame_decode(enum frame_kind kind, const uint8_t *buf, size_t len,
-    struct frame_info *fi)
+frame_decode(
+    enum frame_kind kind, const uint8_t *buf, size_t len, struct frame_info *fi)
 {
 	uint32_t words, l;
 
@@ -159,43 +159,43 @@ frame_header(enum frame_kind kind, size_t pktlen, int quickack, size_t padlen,
 	case FRAME_PADDED:
 		if (pktlen > INTERMEDIATE_MAX_LEN - padlen)
 			return 0;
-		put_le32(hdr, (uint32_t)(pktlen + padlen) |
-		    (quickack ? INTERMEDIATE_QUICKACK : 0));
+		put_le32(hdr,
+		    (uint32_t)(pktlen + padlen) |
+		        (quickack ? INTERMEDIATE_QUICKACK : 0));
 		return 4;
 	}
 	return 0;
 }
 
 size_t
-frame_encode_header(enum frame_kind kind, size_t pktlen, uint8_t hdr[4],
-    size_t *padlen)
+frame_encode_header(
+    enum frame_kind kind, size_t pktlen, uint8_t hdr[4], size_t *padlen)
 {
 	size_t n;
 
 	/* Never 0 bytes, so the length alone says the frame is padded. */
-	*padlen = kind == FRAME_PADDED ?
-	    1 + random_below(PADDED_PROXY_MAXPAD) : 0;
+	*padlen =
+	    kind == FRAME_PADDED ? 1 + random_below(PADDED_PROXY_MAXPAD) : 0;
 	if ((n = frame_header(kind, pktlen, 0, *padlen, hdr)) == 0)
 		*padlen = 0;
 	return n;
 }
 
 size_t
-frame_client_encode_header(enum frame_kind kind, size_t pktlen,
-    int quickack, uint8_t hdr[4], size_t *padlen)
+frame_client_encode_header(enum frame_kind kind, size_t pktlen, int quickack,
+    uint8_t hdr[4], size_t *padlen)
 {
 	size_t n;
 
-	*padlen = kind == FRAME_PADDED ?
-	    random_below(PADDED_CLIENT_MAXPAD + 1) : 0;
+	*padlen =
+	    kind == FRAME_PADDED ? random_below(PADDED_CLIENT_MAXPAD + 1) : 0;
 	if ((n = frame_header(kind, pktlen, quickack, *padlen, hdr)) == 0)
 		*padlen = 0;
 	return n;
 }
 
 void
-frame_quickack(enum frame_kind kind, const uint8_t confirm[4],
-    uint8_t out[4])
+frame_quickack(enum frame_kind kind, const uint8_t confirm[4], uint8_t out[4])
 {
 	int i;
 
@@ -232,22 +232,22 @@ frame_packet_check(const uint8_t *pkt, size_t len)
 
 /* A quick-ack answer: 4 raw bytes, the value in either byte order. */
 static int
-frame_client_ack(struct frame_info *fi, const uint8_t *buf, size_t len,
-    int big_endian)
+frame_client_ack(
+    struct frame_info *fi, const uint8_t *buf, size_t len, int big_endian)
 {
 	fi->quickack = 1;
 	fi->hdrlen = 4;
 	if (len < 4)
 		return frame_complete(fi, 4, len);
 	fi->confirm = big_endian ? (uint32_t)buf[0] << 24 |
-	    (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3] :
-	    get_le32(buf);
+	        (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3]
+	                         : get_le32(buf);
 	return frame_complete(fi, 4, len);
 }
 
 int
-frame_client_decode(enum frame_kind kind, const uint8_t *buf, size_t len,
-    struct frame_info *fi)
+frame_client_decode(
+    enum frame_kind kind, const uint8_t *buf, size_t len, struct frame_info *fi)
 {
 	uint32_t words, l;
 

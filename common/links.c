@@ -24,26 +24,25 @@
 #include "util.h"
 
 /* A.1.1: link prefixes in front of the 16-byte secret. */
-#define LINK_PREFIX_SECURE	0xdd
-#define LINK_PREFIX_FAKE_TLS	0xee
+#define LINK_PREFIX_SECURE   0xdd
+#define LINK_PREFIX_FAKE_TLS 0xee
 /* A.1.1: tdlib truncates the fake-TLS domain to this many bytes. */
-#define LINK_DOMAIN_MAX		182
+#define LINK_DOMAIN_MAX 182
 
 /* Quiet zone, in modules, around the QR code. */
-#define QR_MARGIN		2
+#define QR_MARGIN 2
 /* Half blocks: light modules are ink on a light-on-dark terminal. */
-#define QR_BOTH_LIGHT		"\xe2\x96\x88"	/* U+2588 full */
-#define QR_TOP_LIGHT		"\xe2\x96\x80"	/* U+2580 upper */
-#define QR_BOTTOM_LIGHT		"\xe2\x96\x84"	/* U+2584 lower */
-#define QR_BOTH_DARK		" "
+#define QR_BOTH_LIGHT   "\xe2\x96\x88" /* U+2588 full */
+#define QR_TOP_LIGHT    "\xe2\x96\x80" /* U+2580 upper */
+#define QR_BOTTOM_LIGHT "\xe2\x96\x84" /* U+2584 lower */
+#define QR_BOTH_DARK    " "
 /* On a terminal, force white on black so light themes show it right. */
-#define QR_ANSI_ON		"\033[40;97m"
-#define QR_ANSI_OFF		"\033[0m"
+#define QR_ANSI_ON  "\033[40;97m"
+#define QR_ANSI_OFF "\033[0m"
 
 /* Print order: the form hardest to detect first. */
-static const unsigned link_protos[] = {
-	PROTO_FAKE_TLS, PROTO_SECURE, PROTO_CLASSIC
-};
+static const unsigned link_protos[] = { PROTO_FAKE_TLS, PROTO_SECURE,
+	PROTO_CLASSIC };
 
 static int
 put(char *out, size_t cap, size_t *pos, const char *s, size_t len)
@@ -84,8 +83,8 @@ links_secret(char *out, size_t cap, unsigned proto_bit,
 	memcpy(raw + rawlen, secret, CONFIG_SECRET_LEN);
 	rawlen += CONFIG_SECRET_LEN;
 	if (proto_bit == PROTO_FAKE_TLS) {
-		if (tls_domain == NULL ||
-		    (dl = strlen(tls_domain)) == 0 || dl > LINK_DOMAIN_MAX)
+		if (tls_domain == NULL || (dl = strlen(tls_domain)) == 0 ||
+		    dl > LINK_DOMAIN_MAX)
 			return -1;
 		memcpy(raw + rawlen, tls_domain, dl);
 		rawlen += dl;
@@ -103,8 +102,9 @@ links_secret(char *out, size_t cap, unsigned proto_bit,
 	if (n >= cap)
 		return -1;
 	for (size_t i = 0; i < n; i++)
-		out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' :
-		    (char)b64[i];
+		out[i] = b64[i] == '+' ? '-'
+		    : b64[i] == '/'    ? '_'
+		                       : (char)b64[i];
 	out[n] = '\0';
 	return (int)n;
 }
@@ -135,9 +135,9 @@ put_server(char *out, size_t cap, size_t *pos, const char *server)
 }
 
 int
-links_format(char *out, size_t cap, const char *scheme_host,
-    const char *server, uint16_t port, unsigned proto_bit,
-    const uint8_t secret[16], const char *tls_domain, int base64)
+links_format(char *out, size_t cap, const char *scheme_host, const char *server,
+    uint16_t port, unsigned proto_bit, const uint8_t secret[16],
+    const char *tls_domain, int base64)
 {
 	char sec[2 * (1 + CONFIG_SECRET_LEN + LINK_DOMAIN_MAX) + 1];
 	char num[32];
@@ -147,8 +147,8 @@ links_format(char *out, size_t cap, const char *scheme_host,
 	if (cap == 0)
 		return -1;
 	out[0] = '\0';
-	if (links_secret(sec, sizeof(sec), proto_bit, secret, tls_domain,
-	    base64) == -1)
+	if (links_secret(
+	        sec, sizeof(sec), proto_bit, secret, tls_domain, base64) == -1)
 		return -1;
 	n = snprintf(num, sizeof(num), "&port=%u&secret=", (unsigned)port);
 	if (put(out, cap, &pos, scheme_host, strlen(scheme_host)) == -1 ||
@@ -166,11 +166,12 @@ static int
 is_wildcard(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)(const void *)ss)->
-		    sin_addr.s_addr == htonl(INADDR_ANY);
+		return ((const struct sockaddr_in *)(const void *)ss)
+		           ->sin_addr.s_addr == htonl(INADDR_ANY);
 	if (ss->ss_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)
-		    (const void *)ss)->sin6_addr);
+		return IN6_IS_ADDR_UNSPECIFIED(
+		    &((const struct sockaddr_in6 *)(const void *)ss)
+		         ->sin6_addr);
 	return 1;
 }
 
@@ -303,9 +304,10 @@ links_print(FILE *f, const struct config *cfg, const char *server, int qr)
 		if (server != NULL)
 			snprintf(host, sizeof(host), "%s", server);
 		else if (links_guess_server(l, host, sizeof(host)))
-			fprintf(f, "# listener %s: server address %s guessed "
-			    "(give the public one if it differs)\n", l->name,
-			    host);
+			fprintf(f,
+			    "# listener %s: server address %s guessed "
+			    "(give the public one if it differs)\n",
+			    l->name, host);
 		for (size_t u = 0; u < l->nusers; u++) {
 			const struct config_user *cu = &l->users[u];
 
@@ -314,22 +316,26 @@ links_print(FILE *f, const struct config *cfg, const char *server, int qr)
 
 				if (!(l->protocols & proto))
 					continue;
-				fprintf(f, "# listener %s, user %s, "
-				    "protocol %s\n", l->name, cu->name,
+				fprintf(f,
+				    "# listener %s, user %s, "
+				    "protocol %s\n",
+				    l->name, cu->name,
 				    config_proto_name(proto));
 				if (links_format(link, sizeof(link),
-				    LINKS_SCHEME_TG, host, l->port, proto,
-				    cu->secret, l->tls_domain, 0) > 0)
+				        LINKS_SCHEME_TG, host, l->port, proto,
+				        cu->secret, l->tls_domain, 0) > 0)
 					fprintf(f, "%s\n", link);
 				if (proto == PROTO_FAKE_TLS &&
 				    links_format(link, sizeof(link),
-				    LINKS_SCHEME_HTTPS, host, l->port, proto,
-				    cu->secret, l->tls_domain, 1) > 0)
+				        LINKS_SCHEME_HTTPS, host, l->port,
+				        proto, cu->secret, l->tls_domain,
+				        1) > 0)
 					fprintf(f, "%s\n", link);
 				/* Hex last: it is the one the QR code holds. */
 				if (links_format(link, sizeof(link),
-				    LINKS_SCHEME_HTTPS, host, l->port, proto,
-				    cu->secret, l->tls_domain, 0) <= 0)
+				        LINKS_SCHEME_HTTPS, host, l->port,
+				        proto, cu->secret, l->tls_domain,
+				        0) <= 0)
 					continue;
 				fprintf(f, "%s\n", link);
 				if (qr)
@@ -356,8 +362,9 @@ links_print_secret(FILE *f, const uint8_t secret[16], const char *tls_domain)
 	char buf[2 * (1 + CONFIG_SECRET_LEN + LINK_DOMAIN_MAX) + 1];
 	int tls = tls_domain != NULL && tls_domain[0] != '\0';
 
-	if (tls && links_secret(buf, sizeof(buf), PROTO_FAKE_TLS, secret,
-	    tls_domain, 0) == -1)
+	if (tls &&
+	    links_secret(
+	        buf, sizeof(buf), PROTO_FAKE_TLS, secret, tls_domain, 0) == -1)
 		return -1;
 	links_secret(buf, sizeof(buf), PROTO_CLASSIC, secret, NULL, 0);
 	fprintf(f, "# in mtprotod.conf: secret = \"%s\";\n", buf);

@@ -13,11 +13,11 @@
 struct config;
 struct config_listener;
 
-#define LINKS_SCHEME_TG		"tg://proxy"
-#define LINKS_SCHEME_HTTPS	"https://t.me/proxy"
+#define LINKS_SCHEME_TG    "tg://proxy"
+#define LINKS_SCHEME_HTTPS "https://t.me/proxy"
 /* Enough for any link: a percent-encoded host and a 182-byte domain. */
-#define LINKS_MAX		2048
-#define LINKS_UNKNOWN_SERVER	"YOUR_SERVER_IP"
+#define LINKS_MAX            2048
+#define LINKS_UNKNOWN_SERVER "YOUR_SERVER_IP"
 
 /*
  * The secret as the link carries it (A.1.1): 32 hex digits for classic,
@@ -27,17 +27,17 @@ struct config_listener;
  * length written (NUL not counted) or -1 if it does not fit in cap, the
  * protocol is unknown, or fake_tls has no domain.
  */
-int	links_secret(char *out, size_t cap, unsigned proto_bit,
-	    const uint8_t secret[16], const char *tls_domain, int base64);
+int links_secret(char *out, size_t cap, unsigned proto_bit,
+    const uint8_t secret[16], const char *tls_domain, int base64);
 
 /*
  * "<scheme_host>?server=<server>&port=<port>&secret=<secret>", the secret
  * as links_secret() makes it; server is percent-encoded where needed.
  * Same return convention.
  */
-int	links_format(char *out, size_t cap, const char *scheme_host,
-	    const char *server, uint16_t port, unsigned proto_bit,
-	    const uint8_t secret[16], const char *tls_domain, int base64);
+int links_format(char *out, size_t cap, const char *scheme_host,
+    const char *server, uint16_t port, unsigned proto_bit,
+    const uint8_t secret[16], const char *tls_domain, int base64);
 
 /*
  * The host clients should connect to for a listener: its address unless
@@ -46,8 +46,7 @@ int	links_format(char *out, size_t cap, const char *scheme_host,
  * Returns 1 if the result is a guess from the interfaces (or unknown),
  * 0 if it is the listener's own address.
  */
-int	links_guess_server(const struct config_listener *, char *out,
-	    size_t cap);
+int links_guess_server(const struct config_listener *, char *out, size_t cap);
 
 /*
  * A QR code of text drawn with Unicode half blocks, two module rows per
@@ -55,7 +54,7 @@ int	links_guess_server(const struct config_listener *, char *out,
  * quiet zone around it. Malloc'd, NUL-terminated, lines end in "\n";
  * NULL on failure.
  */
-char	*links_qr_text(const char *text);
+char *links_qr_text(const char *text);
 
 /*
  * For every listener, user and allowed protocol (fake_tls, secure,
@@ -63,18 +62,17 @@ char	*links_qr_text(const char *text);
  * and https://t.me links (fake_tls also as base64url), and with qr a QR
  * code of the https://t.me link. server NULL: links_guess_server().
  */
-void	links_print(FILE *, const struct config *, const char *server,
-	    int qr);
+void links_print(FILE *, const struct config *, const char *server, int qr);
 
 /* A random secret as 32 lower-case hex digits (and a NUL). */
-int	links_gen_secret(char out[33]);
+int links_gen_secret(char out[33]);
 
 /*
  * For --gen-secret: the secret for the config file and its link-ready
  * forms (plain, dd, and ee when tls_domain is not NULL or "").
  * Returns 0, or -1 if tls_domain is unusable.
  */
-int	links_print_secret(FILE *, const uint8_t secret[16],
-	    const char *tls_domain);
+int
+links_print_secret(FILE *, const uint8_t secret[16], const char *tls_domain);
 
 #endif

@@ -13,17 +13,22 @@
 #include "log.h"
 
 static struct {
-	int	target;		/* LOG_TARGET_* */
-	int	level;
-	int	fd;		/* stderr or the file */
-	char	file[4096];
-	char	ident[64];
+	int target; /* LOG_TARGET_* */
+	int level;
+	int fd; /* stderr or the file */
+	char file[4096];
+	char ident[64];
 } L = { LOG_TARGET_STDERR, LOG_INFO, 2, "", "mtprotod" };
 
 static const char *level_names[] = {
-	[LOG_EMERG] = "emerg", [LOG_ALERT] = "alert", [LOG_CRIT] = "crit",
-	[LOG_ERR] = "error", [LOG_WARNING] = "warning",
-	[LOG_NOTICE] = "notice", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+	[LOG_EMERG] = "emerg",
+	[LOG_ALERT] = "alert",
+	[LOG_CRIT] = "crit",
+	[LOG_ERR] = "error",
+	[LOG_WARNING] = "warning",
+	[LOG_NOTICE] = "notice",
+	[LOG_INFO] = "info",
+	[LOG_DEBUG] = "debug",
 };
 
 int
@@ -143,9 +148,9 @@ log_vmsg(int level, const char *fmt, va_list ap)
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	n = (int)strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
-	n += snprintf(line + n, sizeof(line) - n, ".%03d %s[%d] %s: ",
-	    (int)(tv.tv_usec / 1000), L.ident, (int)getpid(),
-	    log_level_name(level));
+	n += snprintf(line + n, sizeof(line) - n,
+	    ".%03d %s[%d] %s: ", (int)(tv.tv_usec / 1000), L.ident,
+	    (int)getpid(), log_level_name(level));
 	if (n < (int)sizeof(line)) {
 		int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 		n = m < 0 ? n : n + m;

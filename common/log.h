@@ -10,30 +10,33 @@
 
 #define LOG_ATTR(f, a) __attribute__((format(printf, f, a)))
 
-int	log_init(int target, const char *file, int level, const char *ident);
-void	log_set_ident(const char *ident);
-void	log_set_level(int level);
-int	log_get_level(void);
-int	log_reopen(void);
+int log_init(int target, const char *file, int level, const char *ident);
+void log_set_ident(const char *ident);
+void log_set_level(int level);
+int log_get_level(void);
+int log_reopen(void);
 /* The fd log lines go to (-1 for syslog), to keep open across fork. */
-int	log_fd(void);
+int log_fd(void);
 /* Log to this already open file from now on (children get the
  * supervisor's reopened log this way, as they may not open it). */
-void	log_set_fd(int fd);
-int	log_level_from_name(const char *name);	/* -1 if unknown */
+void log_set_fd(int fd);
+int log_level_from_name(const char *name); /* -1 if unknown */
 const char *log_level_name(int level);
 
-void	log_msg(int level, const char *fmt, ...) LOG_ATTR(2, 3);
-void	log_vmsg(int level, const char *fmt, va_list ap);
-#define log_debug(...)	do { if (log_get_level() >= LOG_DEBUG) \
-	log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
-#define log_info(...)	log_msg(LOG_INFO, __VA_ARGS__)
-#define log_notice(...)	log_msg(LOG_NOTICE, __VA_ARGS__)
-#define log_warnx(...)	log_msg(LOG_WARNING, __VA_ARGS__)
-#define log_errorx(...)	log_msg(LOG_ERR, __VA_ARGS__)
+void log_msg(int level, const char *fmt, ...) LOG_ATTR(2, 3);
+void log_vmsg(int level, const char *fmt, va_list ap);
+#define log_debug(...) \
+	do { \
+		if (log_get_level() >= LOG_DEBUG) \
+			log_msg(LOG_DEBUG, __VA_ARGS__); \
+	} while (0)
+#define log_info(...)   log_msg(LOG_INFO, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
+#define log_warnx(...)  log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_errorx(...) log_msg(LOG_ERR, __VA_ARGS__)
 /* As above, with ": strerror(errno)" appended. */
-void	log_warn(const char *fmt, ...) LOG_ATTR(1, 2);
-void	fatal(const char *fmt, ...) LOG_ATTR(1, 2) __attribute__((noreturn));
-void	fatalx(const char *fmt, ...) LOG_ATTR(1, 2) __attribute__((noreturn));
+void log_warn(const char *fmt, ...) LOG_ATTR(1, 2);
+void fatal(const char *fmt, ...) LOG_ATTR(1, 2) __attribute__((noreturn));
+void fatalx(const char *fmt, ...) LOG_ATTR(1, 2) __attribute__((noreturn));
 
 #endif

@@ -10,8 +10,8 @@
 
 /* On the wire: u32 type, u32 payload length, payload. */
 struct msg_wire_hdr {
-	uint32_t	type;
-	uint32_t	len;
+	uint32_t type;
+	uint32_t len;
 };
 
 static const char *type_names[MSG_TYPE_MAX] = {
@@ -75,8 +75,8 @@ msgbuf_send(int sock, const struct msgbuf *mb, int fd)
 		{ (void *)mb->data, mb->len },
 	};
 	union {
-		struct cmsghdr	align;
-		char		buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
 	} cm;
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 	ssize_t n;
@@ -127,12 +127,14 @@ msg_recv(int sock, struct msg *m)
 		{ m->data, sizeof(m->data) },
 	};
 	union {
-		struct cmsghdr	align;
-		char		buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
 	} cm;
 	struct msghdr mh = {
-		.msg_iov = iov, .msg_iovlen = 2,
-		.msg_control = cm.buf, .msg_controllen = sizeof(cm.buf),
+		.msg_iov = iov,
+		.msg_iovlen = 2,
+		.msg_control = cm.buf,
+		.msg_controllen = sizeof(cm.buf),
 	};
 	ssize_t n;
 	int bad = 0;
@@ -150,7 +152,8 @@ msg_recv(int sock, struct msg *m)
 	if (n == 0)
 		return 0;
 	/* Collect every passed fd so none leaks; keep only a single one. */
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c;
+	     c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
 		size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);

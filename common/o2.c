@@ -14,17 +14,22 @@
  * and padded tags, and a TLS ClientHello record start (16 03 01 02).
  */
 static const uint32_t o2_forbidden_first4[] = {
-	0x44414548u, 0x54534f50u, 0x20544547u, 0x4954504fu,
-	O2_TAG_PADDED, O2_TAG_INTERMEDIATE, 0x02010316u,
+	0x44414548u,
+	0x54534f50u,
+	0x20544547u,
+	0x4954504fu,
+	O2_TAG_PADDED,
+	O2_TAG_INTERMEDIATE,
+	0x02010316u,
 };
-#define O2_FORBIDDEN_FIRST_BYTE	0xef	/* plain abridged, spec A.2.5 */
+#define O2_FORBIDDEN_FIRST_BYTE 0xef /* plain abridged, spec A.2.5 */
 
 /* Keystream block that covers the encrypted tag and DC (bytes 48..63). */
-#define O2_TAG_BLOCK		3
-#define O2_TAG_BLOCK_OFF	(O2_TAG_BLOCK * 16)
-#define O2_TAG_IN_BLOCK		(O2_TAG_OFF - O2_TAG_BLOCK_OFF)
-#define O2_DC_IN_BLOCK		(O2_DC_OFF - O2_TAG_BLOCK_OFF)
-#define O2_MATERIAL_LEN		(O2_KEY_LEN + O2_IV_LEN)
+#define O2_TAG_BLOCK     3
+#define O2_TAG_BLOCK_OFF (O2_TAG_BLOCK * 16)
+#define O2_TAG_IN_BLOCK  (O2_TAG_OFF - O2_TAG_BLOCK_OFF)
+#define O2_DC_IN_BLOCK   (O2_DC_OFF - O2_TAG_BLOCK_OFF)
+#define O2_MATERIAL_LEN  (O2_KEY_LEN + O2_IV_LEN)
 
 /*
  * The CTR counter block n blocks after iv (128-bit big-endian add), so a
@@ -56,8 +61,8 @@ o2_derive_key(const uint8_t material[O2_KEY_LEN], const uint8_t *secret,
 
 /* The 48 key/IV bytes read backwards: the reply direction (spec A.2.2). */
 static void
-o2_reverse_material(const uint8_t header[O2_HEADER_LEN],
-    uint8_t rev[O2_MATERIAL_LEN])
+o2_reverse_material(
+    const uint8_t header[O2_HEADER_LEN], uint8_t rev[O2_MATERIAL_LEN])
 {
 	int i;
 
@@ -120,13 +125,12 @@ o2_accept(const uint8_t wire[O2_HEADER_LEN],
 	 */
 	ctr_advance(ctr, wire + O2_KEY_OFF + O2_KEY_LEN, O2_TAG_BLOCK);
 	for (i = 0; i < n; i++) {
-		secret = (secrets == NULL || nsecrets == 0) ? NULL :
-		    secrets[i];
+		secret = (secrets == NULL || nsecrets == 0) ? NULL : secrets[i];
 		o2_derive_key(wire + O2_KEY_OFF, secret, key);
 		if ((dec = crypto_ctr_new(key, ctr)) == NULL)
 			goto done;
 		if (crypto_stream_apply(dec, wire + O2_TAG_BLOCK_OFF, block,
-		    sizeof(block)) != 0) {
+		        sizeof(block)) != 0) {
 			crypto_stream_free(dec);
 			goto done;
 		}
@@ -179,8 +183,8 @@ o2_start(uint8_t wire[O2_HEADER_LEN], const uint8_t h[O2_HEADER_LEN],
 	/* Bytes 0..55 go in clear (spec A.2.3); only 56..63 need the key. */
 	ctr_advance(ctr, out->enc_iv, O2_TAG_BLOCK);
 	if ((out->enc = crypto_ctr_new(out->enc_key, ctr)) == NULL ||
-	    crypto_stream_apply(out->enc, h + O2_TAG_BLOCK_OFF, block,
-	    sizeof(block)) != 0)
+	    crypto_stream_apply(
+	        out->enc, h + O2_TAG_BLOCK_OFF, block, sizeof(block)) != 0)
 		goto done;
 	if (want_dec &&
 	    (out->dec = crypto_ctr_new(out->dec_key, out->dec_iv)) == NULL)
@@ -240,10 +244,9 @@ o2_connect(uint8_t wire[O2_HEADER_LEN], uint32_t tag, int16_t dc,
 }
 
 int
-o2_connect_passthrough(uint8_t wire[O2_HEADER_LEN], uint32_t tag,
-    int16_t dc, const uint8_t p2c_key[O2_KEY_LEN],
-    const uint8_t p2c_iv[O2_IV_LEN], const uint8_t *random64,
-    struct o2_session *out)
+o2_connect_passthrough(uint8_t wire[O2_HEADER_LEN], uint32_t tag, int16_t dc,
+    const uint8_t p2c_key[O2_KEY_LEN], const uint8_t p2c_iv[O2_IV_LEN],
+    const uint8_t *random64, struct o2_session *out)
 {
 	uint8_t h[O2_HEADER_LEN];
 	int i, ret;

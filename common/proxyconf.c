@@ -9,21 +9,20 @@
 #include "proxyconf.h"
 
 /* Longer than any statement word or address of the grammar (B.2.1). */
-#define TOKEN_MAX	96
+#define TOKEN_MAX 96
 
 struct lexer {
-	const char	*text;
-	size_t		 len;
-	size_t		 pos;
-	int		 line;
-	char		*err;
-	size_t		 errlen;
-	int		 failed;
+	const char *text;
+	size_t len;
+	size_t pos;
+	int line;
+	char *err;
+	size_t errlen;
+	int failed;
 };
 
-static void
-fail(struct lexer *lx, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void fail(struct lexer *lx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 fail(struct lexer *lx, const char *fmt, ...)
@@ -130,7 +129,7 @@ parse_int(const char *s, long min, long max, long *out)
 		if (*p < '0' || *p > '9')
 			return -1;
 		v = v * 10 + (*p - '0');
-		if (v > 1000000000L)	/* beyond any range we accept */
+		if (v > 1000000000L) /* beyond any range we accept */
 			return -1;
 	}
 	if (neg)
@@ -175,8 +174,8 @@ parse_addr(const char *s, struct proxyconf_entry *e)
 		e->addr.sin.sin_family = AF_INET;
 		e->addrlen = sizeof(e->addr.sin);
 	}
-	if (parse_int(colon + 1, 1, 65535, &port) == -1 ||
-	    colon[1] == '-' || colon[1] == '+')
+	if (parse_int(colon + 1, 1, 65535, &port) == -1 || colon[1] == '-' ||
+	    colon[1] == '+')
 		return -1;
 	if (e->addr.sa.sa_family == AF_INET)
 		e->addr.sin.sin_port = htons((uint16_t)port);
@@ -264,8 +263,8 @@ statement(struct lexer *lx, struct proxyconf *pc, const char *kw)
 }
 
 int
-proxyconf_parse(const char *text, size_t len, struct proxyconf *pc,
-    char *err, size_t errlen)
+proxyconf_parse(const char *text, size_t len, struct proxyconf *pc, char *err,
+    size_t errlen)
 {
 	struct lexer lx = { text, len, 0, 1, err, errlen, 0 };
 	char kw[TOKEN_MAX + 1];
@@ -276,7 +275,7 @@ proxyconf_parse(const char *text, size_t len, struct proxyconf *pc,
 		err[0] = '\0';
 	while ((rc = next_token(&lx, kw)) == 1) {
 		if (strcmp(kw, ";") == 0)
-			continue;	/* an empty statement */
+			continue; /* an empty statement */
 		if (statement(&lx, pc, kw) == -1) {
 			rc = -1;
 			break;
@@ -294,8 +293,8 @@ proxyconf_parse(const char *text, size_t len, struct proxyconf *pc,
 }
 
 size_t
-proxyconf_lookup(const struct proxyconf *pc, int dc,
-    const struct proxyconf_entry **out)
+proxyconf_lookup(
+    const struct proxyconf *pc, int dc, const struct proxyconf_entry **out)
 {
 	size_t i, j;
 

@@ -20,25 +20,25 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#define PROXYCONF_MAX_ENTRIES	512
+#define PROXYCONF_MAX_ENTRIES 512
 
 struct proxyconf_entry {
-	int16_t			dc;	/* negative: media */
-	uint16_t		pad;
-	socklen_t		addrlen;
+	int16_t dc; /* negative: media */
+	uint16_t pad;
+	socklen_t addrlen;
 	union {
-		struct sockaddr		sa;
-		struct sockaddr_in	sin;
-		struct sockaddr_in6	sin6;
-	}			addr;
+		struct sockaddr sa;
+		struct sockaddr_in sin;
+		struct sockaddr_in6 sin6;
+	} addr;
 };
 
 struct proxyconf {
-	size_t			n;	/* entries, sorted by dc, file order
+	size_t n; /* entries, sorted by dc, file order
 					 * within a dc */
-	int			has_default;
-	int16_t			default_dc;
-	struct proxyconf_entry	entries[PROXYCONF_MAX_ENTRIES];
+	int has_default;
+	int16_t default_dc;
+	struct proxyconf_entry entries[PROXYCONF_MAX_ENTRIES];
 };
 
 /*
@@ -47,13 +47,13 @@ struct proxyconf {
  * Several texts (the IPv4 and IPv6 files) can be parsed as one, joined by
  * a newline; a repeated `default` keeps the last.
  */
-int	proxyconf_parse(const char *text, size_t len, struct proxyconf *,
-	    char *err, size_t errlen);
+int proxyconf_parse(
+    const char *text, size_t len, struct proxyconf *, char *err, size_t errlen);
 /*
  * The entries for dc (*out, count returned); if it has none, those of the
  * default DC; 0 if neither has any.
  */
-size_t	proxyconf_lookup(const struct proxyconf *, int dc,
-	    const struct proxyconf_entry **out);
+size_t proxyconf_lookup(
+    const struct proxyconf *, int dc, const struct proxyconf_entry **out);
 
 #endif

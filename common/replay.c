@@ -24,13 +24,13 @@
  * onto stripes by their low bits; with more stripes than workers two
  * workers rarely contend.
  */
-#define REPLAY_WAYS		8
-#define REPLAY_MAX_STRIPES	1024
-#define REPLAY_LINE		64
+#define REPLAY_WAYS        8
+#define REPLAY_MAX_STRIPES 1024
+#define REPLAY_LINE        64
 
 struct replay_bucket {
 	alignas(REPLAY_LINE) uint8_t key[REPLAY_WAYS][REPLAY_KEY_LEN];
-	int64_t		ts[REPLAY_WAYS];	/* 0 = empty slot */
+	int64_t ts[REPLAY_WAYS]; /* 0 = empty slot */
 };
 
 _Static_assert(sizeof(struct replay_bucket) == 3 * REPLAY_LINE,
@@ -38,15 +38,15 @@ _Static_assert(sizeof(struct replay_bucket) == 3 * REPLAY_LINE,
 
 struct replay_stripe {
 	alignas(REPLAY_LINE) pthread_mutex_t mu;
-	uint64_t	early_evictions;
+	uint64_t early_evictions;
 };
 
 struct replay_cache {
 	alignas(REPLAY_LINE) size_t mapsize;
-	size_t		nbuckets;
-	size_t		nstripes;		/* a power of two */
-	int64_t		window;
-	uint8_t		seed[16];		/* SipHash key */
+	size_t nbuckets;
+	size_t nstripes; /* a power of two */
+	int64_t window;
+	uint8_t seed[16]; /* SipHash key */
 	struct replay_stripe *stripes;
 	struct replay_bucket *buckets;
 };
@@ -57,12 +57,23 @@ rotl64(uint64_t x, int b)
 	return (x << b) | (x >> (64 - b));
 }
 
-#define SIPROUND do {							\
-	v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);	\
-	v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;			\
-	v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;			\
-	v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);	\
-} while (0)
+#define SIPROUND \
+	do { \
+		v0 += v1; \
+		v1 = rotl64(v1, 13); \
+		v1 ^= v0; \
+		v0 = rotl64(v0, 32); \
+		v2 += v3; \
+		v3 = rotl64(v3, 16); \
+		v3 ^= v2; \
+		v0 += v3; \
+		v3 = rotl64(v3, 21); \
+		v3 ^= v0; \
+		v2 += v1; \
+		v1 = rotl64(v1, 17); \
+		v1 ^= v2; \
+		v2 = rotl64(v2, 32); \
+	} while (0)
 
 /*
  * Keys are chosen by clients, so the bucket index must not be predictable
@@ -88,7 +99,7 @@ replay_siphash16(const uint8_t k[16], const uint8_t m[16])
 		SIPROUND;
 		v0 ^= w;
 	}
-	w = (uint64_t)16 << 56;		/* message length, no tail bytes */
+	w = (uint64_t)16 << 56; /* message length, no tail bytes */
 	v3 ^= w;
 	SIPROUND;
 	SIPROUND;
@@ -145,10 +156,10 @@ replay_create(size_t entries, int window_seconds)
 
 	if ((e = pthread_mutexattr_init(&attr)) != 0)
 		goto fail;
-	if ((e = pthread_mutexattr_setpshared(&attr,
-	    PTHREAD_PROCESS_SHARED)) != 0 ||
-	    (e = pthread_mutexattr_setrobust(&attr,
-	    PTHREAD_MUTEX_ROBUST)) != 0) {
+	if ((e = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED)) !=
+	        0 ||
+	    (e = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) !=
+	        0) {
 		pthread_mutexattr_destroy(&attr);
 		goto fail;
 	}
@@ -226,8 +237,8 @@ stripe_lock(struct replay_stripe *s)
 }
 
 int
-replay_check_insert(struct replay_cache *rc,
-    const uint8_t key[REPLAY_KEY_LEN], int64_t now)
+replay_check_insert(
+    struct replay_cache *rc, const uint8_t key[REPLAY_KEY_LEN], int64_t now)
 {
 	static int lock_warned;
 	size_t bi = bucket_of(rc, key);
@@ -236,7 +247,7 @@ replay_check_insert(struct replay_cache *rc,
 	int victim = 0, found = 0, e;
 
 	if (now < 1)
-		now = 1;	/* 0 marks an empty slot */
+		now = 1; /* 0 marks an empty slot */
 	if ((e = stripe_lock(s)) != 0) {
 		/*
 		 * Only a holder killed between EOWNERDEAD and
@@ -282,8 +293,8 @@ replay_count(struct replay_cache *rc)
 
 	for (size_t i = 0; i < rc->nbuckets; i++)
 		for (int j = 0; j < REPLAY_WAYS; j++)
-			if (__atomic_load_n(&rc->buckets[i].ts[j],
-			    __ATOMIC_RELAXED) != 0)
+			if (__atomic_load_n(
+			        &rc->buckets[i].ts[j], __ATOMIC_RELAXED) != 0)
 				n++;
 	return n;
 }
@@ -306,14 +317,14 @@ replay_early_evictions(struct replay_cache *rc)
 	uint64_t n = 0;
 
 	for (size_t i = 0; i < rc->nstripes; i++)
-		n += __atomic_load_n(&rc->stripes[i].early_evictions,
-		    __ATOMIC_RELAXED);
+		n += __atomic_load_n(
+		    &rc->stripes[i].early_evictions, __ATOMIC_RELAXED);
 	return n;
 }
 
 int
-replay_test_lock_bucket(struct replay_cache *rc,
-    const uint8_t key[REPLAY_KEY_LEN])
+replay_test_lock_bucket(
+    struct replay_cache *rc, const uint8_t key[REPLAY_KEY_LEN])
 {
 	return stripe_lock(stripe_of(rc, bucket_of(rc, key)));
 }

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bytes of a handshake key (spec A.5: 16 bytes of the client random etc.). */
-#define REPLAY_KEY_LEN	16
+#define REPLAY_KEY_LEN 16
 
 struct replay_cache;
 
@@ -25,13 +25,13 @@ struct replay_cache;
  * Call before fork(); the children inherit the mapping.
  */
 struct replay_cache *replay_create(size_t entries, int window_seconds);
-void		 replay_destroy(struct replay_cache *);
+void replay_destroy(struct replay_cache *);
 /*
  * A forked process maps the shared table lazily, page by page, as it
  * touches entries; calling this once after fork maps it all, so the
  * fixed cost shows at start instead of growing with every client.
  */
-void		 replay_prefault(const struct replay_cache *);
+void replay_prefault(const struct replay_cache *);
 
 /*
  * Atomically across processes: 1 if key was inserted less than the window
@@ -39,29 +39,29 @@ void		 replay_prefault(const struct replay_cache *);
  * return 0. Of two processes racing with the same key exactly one gets 0.
  * A replay does not refresh the entry's time.
  */
-int		 replay_check_insert(struct replay_cache *,
-		    const uint8_t key[REPLAY_KEY_LEN], int64_t now);
+int replay_check_insert(
+    struct replay_cache *, const uint8_t key[REPLAY_KEY_LEN], int64_t now);
 
 /* Occupied slots, expired ones included (metrics, tests). */
-size_t		 replay_count(struct replay_cache *);
+size_t replay_count(struct replay_cache *);
 /* Slots in the table (>= the entries asked for). */
-size_t		 replay_capacity(const struct replay_cache *);
+size_t replay_capacity(const struct replay_cache *);
 /* Bytes of the shared mapping. */
-size_t		 replay_mapsize(const struct replay_cache *);
+size_t replay_mapsize(const struct replay_cache *);
 /*
  * Entries evicted while still inside the window: nonzero means the cache
  * is too small for the load (replay.entries in the config).
  */
-uint64_t	 replay_early_evictions(struct replay_cache *);
+uint64_t replay_early_evictions(struct replay_cache *);
 
 /* Exposed for the unit tests only. */
 /* SipHash-2-4 of a 16-byte message under a 16-byte key. */
-uint64_t	 replay_siphash16(const uint8_t k[16], const uint8_t m[16]);
+uint64_t replay_siphash16(const uint8_t k[16], const uint8_t m[16]);
 /*
  * Take the lock covering key and return without releasing it, so a test
  * can kill the holder; 0 or an errno value.
  */
-int		 replay_test_lock_bucket(struct replay_cache *,
-		    const uint8_t key[REPLAY_KEY_LEN]);
+int replay_test_lock_bucket(
+    struct replay_cache *, const uint8_t key[REPLAY_KEY_LEN]);
 
 #endif

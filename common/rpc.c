@@ -11,16 +11,15 @@
 #include "util.h"
 
 /* The KDF's purpose strings, B.2.5. */
-#define KDF_PURPOSE_LEN	6
+#define KDF_PURPOSE_LEN 6
 static const char kdf_purpose[2][KDF_PURPOSE_LEN + 1] = {
 	[RPC_KDF_CLIENT] = "CLIENT",
 	[RPC_KDF_SERVER] = "SERVER",
 };
 
 /* An IPv4 address as IPv6, B.2.7: 10 zero bytes, ff ff, the 4 octets. */
-static const uint8_t v4mapped_prefix[12] = {
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
-};
+static const uint8_t v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
+	0xff };
 
 static inline void
 put16(uint8_t *p, uint16_t v)
@@ -55,57 +54,261 @@ rpc_crc32(const uint8_t *p, size_t len)
 
 /* Reflected Castagnoli polynomial 0x82f63b78, one byte per step. */
 static const uint32_t crc32c_table[256] = {
-	0x00000000, 0xf26b8303, 0xe13b70f7, 0x1350f3f4, 0xc79a971f,
-	0x35f1141c, 0x26a1e7e8, 0xd4ca64eb, 0x8ad958cf, 0x78b2dbcc,
-	0x6be22838, 0x9989ab3b, 0x4d43cfd0, 0xbf284cd3, 0xac78bf27,
-	0x5e133c24, 0x105ec76f, 0xe235446c, 0xf165b798, 0x030e349b,
-	0xd7c45070, 0x25afd373, 0x36ff2087, 0xc494a384, 0x9a879fa0,
-	0x68ec1ca3, 0x7bbcef57, 0x89d76c54, 0x5d1d08bf, 0xaf768bbc,
-	0xbc267848, 0x4e4dfb4b, 0x20bd8ede, 0xd2d60ddd, 0xc186fe29,
-	0x33ed7d2a, 0xe72719c1, 0x154c9ac2, 0x061c6936, 0xf477ea35,
-	0xaa64d611, 0x580f5512, 0x4b5fa6e6, 0xb93425e5, 0x6dfe410e,
-	0x9f95c20d, 0x8cc531f9, 0x7eaeb2fa, 0x30e349b1, 0xc288cab2,
-	0xd1d83946, 0x23b3ba45, 0xf779deae, 0x05125dad, 0x1642ae59,
-	0xe4292d5a, 0xba3a117e, 0x4851927d, 0x5b016189, 0xa96ae28a,
-	0x7da08661, 0x8fcb0562, 0x9c9bf696, 0x6ef07595, 0x417b1dbc,
-	0xb3109ebf, 0xa0406d4b, 0x522bee48, 0x86e18aa3, 0x748a09a0,
-	0x67dafa54, 0x95b17957, 0xcba24573, 0x39c9c670, 0x2a993584,
-	0xd8f2b687, 0x0c38d26c, 0xfe53516f, 0xed03a29b, 0x1f682198,
-	0x5125dad3, 0xa34e59d0, 0xb01eaa24, 0x42752927, 0x96bf4dcc,
-	0x64d4cecf, 0x77843d3b, 0x85efbe38, 0xdbfc821c, 0x2997011f,
-	0x3ac7f2eb, 0xc8ac71e8, 0x1c661503, 0xee0d9600, 0xfd5d65f4,
-	0x0f36e6f7, 0x61c69362, 0x93ad1061, 0x80fde395, 0x72966096,
-	0xa65c047d, 0x5437877e, 0x4767748a, 0xb50cf789, 0xeb1fcbad,
-	0x197448ae, 0x0a24bb5a, 0xf84f3859, 0x2c855cb2, 0xdeeedfb1,
-	0xcdbe2c45, 0x3fd5af46, 0x7198540d, 0x83f3d70e, 0x90a324fa,
-	0x62c8a7f9, 0xb602c312, 0x44694011, 0x5739b3e5, 0xa55230e6,
-	0xfb410cc2, 0x092a8fc1, 0x1a7a7c35, 0xe811ff36, 0x3cdb9bdd,
-	0xceb018de, 0xdde0eb2a, 0x2f8b6829, 0x82f63b78, 0x709db87b,
-	0x63cd4b8f, 0x91a6c88c, 0x456cac67, 0xb7072f64, 0xa457dc90,
-	0x563c5f93, 0x082f63b7, 0xfa44e0b4, 0xe9141340, 0x1b7f9043,
-	0xcfb5f4a8, 0x3dde77ab, 0x2e8e845f, 0xdce5075c, 0x92a8fc17,
-	0x60c37f14, 0x73938ce0, 0x81f80fe3, 0x55326b08, 0xa759e80b,
-	0xb4091bff, 0x466298fc, 0x1871a4d8, 0xea1a27db, 0xf94ad42f,
-	0x0b21572c, 0xdfeb33c7, 0x2d80b0c4, 0x3ed04330, 0xccbbc033,
-	0xa24bb5a6, 0x502036a5, 0x4370c551, 0xb11b4652, 0x65d122b9,
-	0x97baa1ba, 0x84ea524e, 0x7681d14d, 0x2892ed69, 0xdaf96e6a,
-	0xc9a99d9e, 0x3bc21e9d, 0xef087a76, 0x1d63f975, 0x0e330a81,
-	0xfc588982, 0xb21572c9, 0x407ef1ca, 0x532e023e, 0xa145813d,
-	0x758fe5d6, 0x87e466d5, 0x94b49521, 0x66df1622, 0x38cc2a06,
-	0xcaa7a905, 0xd9f75af1, 0x2b9cd9f2, 0xff56bd19, 0x0d3d3e1a,
-	0x1e6dcdee, 0xec064eed, 0xc38d26c4, 0x31e6a5c7, 0x22b65633,
-	0xd0ddd530, 0x0417b1db, 0xf67c32d8, 0xe52cc12c, 0x1747422f,
-	0x49547e0b, 0xbb3ffd08, 0xa86f0efc, 0x5a048dff, 0x8ecee914,
-	0x7ca56a17, 0x6ff599e3, 0x9d9e1ae0, 0xd3d3e1ab, 0x21b862a8,
-	0x32e8915c, 0xc083125f, 0x144976b4, 0xe622f5b7, 0xf5720643,
-	0x07198540, 0x590ab964, 0xab613a67, 0xb831c993, 0x4a5a4a90,
-	0x9e902e7b, 0x6cfbad78, 0x7fab5e8c, 0x8dc0dd8f, 0xe330a81a,
-	0x115b2b19, 0x020bd8ed, 0xf0605bee, 0x24aa3f05, 0xd6c1bc06,
-	0xc5914ff2, 0x37faccf1, 0x69e9f0d5, 0x9b8273d6, 0x88d28022,
-	0x7ab90321, 0xae7367ca, 0x5c18e4c9, 0x4f48173d, 0xbd23943e,
-	0xf36e6f75, 0x0105ec76, 0x12551f82, 0xe03e9c81, 0x34f4f86a,
-	0xc69f7b69, 0xd5cf889d, 0x27a40b9e, 0x79b737ba, 0x8bdcb4b9,
-	0x988c474d, 0x6ae7c44e, 0xbe2da0a5, 0x4c4623a6, 0x5f16d052,
+	0x00000000,
+	0xf26b8303,
+	0xe13b70f7,
+	0x1350f3f4,
+	0xc79a971f,
+	0x35f1141c,
+	0x26a1e7e8,
+	0xd4ca64eb,
+	0x8ad958cf,
+	0x78b2dbcc,
+	0x6be22838,
+	0x9989ab3b,
+	0x4d43cfd0,
+	0xbf284cd3,
+	0xac78bf27,
+	0x5e133c24,
+	0x105ec76f,
+	0xe235446c,
+	0xf165b798,
+	0x030e349b,
+	0xd7c45070,
+	0x25afd373,
+	0x36ff2087,
+	0xc494a384,
+	0x9a879fa0,
+	0x68ec1ca3,
+	0x7bbcef57,
+	0x89d76c54,
+	0x5d1d08bf,
+	0xaf768bbc,
+	0xbc267848,
+	0x4e4dfb4b,
+	0x20bd8ede,
+	0xd2d60ddd,
+	0xc186fe29,
+	0x33ed7d2a,
+	0xe72719c1,
+	0x154c9ac2,
+	0x061c6936,
+	0xf477ea35,
+	0xaa64d611,
+	0x580f5512,
+	0x4b5fa6e6,
+	0xb93425e5,
+	0x6dfe410e,
+	0x9f95c20d,
+	0x8cc531f9,
+	0x7eaeb2fa,
+	0x30e349b1,
+	0xc288cab2,
+	0xd1d83946,
+	0x23b3ba45,
+	0xf779deae,
+	0x05125dad,
+	0x1642ae59,
+	0xe4292d5a,
+	0xba3a117e,
+	0x4851927d,
+	0x5b016189,
+	0xa96ae28a,
+	0x7da08661,
+	0x8fcb0562,
+	0x9c9bf696,
+	0x6ef07595,
+	0x417b1dbc,
+	0xb3109ebf,
+	0xa0406d4b,
+	0x522bee48,
+	0x86e18aa3,
+	0x748a09a0,
+	0x67dafa54,
+	0x95b17957,
+	0xcba24573,
+	0x39c9c670,
+	0x2a993584,
+	0xd8f2b687,
+	0x0c38d26c,
+	0xfe53516f,
+	0xed03a29b,
+	0x1f682198,
+	0x5125dad3,
+	0xa34e59d0,
+	0xb01eaa24,
+	0x42752927,
+	0x96bf4dcc,
+	0x64d4cecf,
+	0x77843d3b,
+	0x85efbe38,
+	0xdbfc821c,
+	0x2997011f,
+	0x3ac7f2eb,
+	0xc8ac71e8,
+	0x1c661503,
+	0xee0d9600,
+	0xfd5d65f4,
+	0x0f36e6f7,
+	0x61c69362,
+	0x93ad1061,
+	0x80fde395,
+	0x72966096,
+	0xa65c047d,
+	0x5437877e,
+	0x4767748a,
+	0xb50cf789,
+	0xeb1fcbad,
+	0x197448ae,
+	0x0a24bb5a,
+	0xf84f3859,
+	0x2c855cb2,
+	0xdeeedfb1,
+	0xcdbe2c45,
+	0x3fd5af46,
+	0x7198540d,
+	0x83f3d70e,
+	0x90a324fa,
+	0x62c8a7f9,
+	0xb602c312,
+	0x44694011,
+	0x5739b3e5,
+	0xa55230e6,
+	0xfb410cc2,
+	0x092a8fc1,
+	0x1a7a7c35,
+	0xe811ff36,
+	0x3cdb9bdd,
+	0xceb018de,
+	0xdde0eb2a,
+	0x2f8b6829,
+	0x82f63b78,
+	0x709db87b,
+	0x63cd4b8f,
+	0x91a6c88c,
+	0x456cac67,
+	0xb7072f64,
+	0xa457dc90,
+	0x563c5f93,
+	0x082f63b7,
+	0xfa44e0b4,
+	0xe9141340,
+	0x1b7f9043,
+	0xcfb5f4a8,
+	0x3dde77ab,
+	0x2e8e845f,
+	0xdce5075c,
+	0x92a8fc17,
+	0x60c37f14,
+	0x73938ce0,
+	0x81f80fe3,
+	0x55326b08,
+	0xa759e80b,
+	0xb4091bff,
+	0x466298fc,
+	0x1871a4d8,
+	0xea1a27db,
+	0xf94ad42f,
+	0x0b21572c,
+	0xdfeb33c7,
+	0x2d80b0c4,
+	0x3ed04330,
+	0xccbbc033,
+	0xa24bb5a6,
+	0x502036a5,
+	0x4370c551,
+	0xb11b4652,
+	0x65d122b9,
+	0x97baa1ba,
+	0x84ea524e,
+	0x7681d14d,
+	0x2892ed69,
+	0xdaf96e6a,
+	0xc9a99d9e,
+	0x3bc21e9d,
+	0xef087a76,
+	0x1d63f975,
+	0x0e330a81,
+	0xfc588982,
+	0xb21572c9,
+	0x407ef1ca,
+	0x532e023e,
+	0xa145813d,
+	0x758fe5d6,
+	0x87e466d5,
+	0x94b49521,
+	0x66df1622,
+	0x38cc2a06,
+	0xcaa7a905,
+	0xd9f75af1,
+	0x2b9cd9f2,
+	0xff56bd19,
+	0x0d3d3e1a,
+	0x1e6dcdee,
+	0xec064eed,
+	0xc38d26c4,
+	0x31e6a5c7,
+	0x22b65633,
+	0xd0ddd530,
+	0x0417b1db,
+	0xf67c32d8,
+	0xe52cc12c,
+	0x1747422f,
+	0x49547e0b,
+	0xbb3ffd08,
+	0xa86f0efc,
+	0x5a048dff,
+	0x8ecee914,
+	0x7ca56a17,
+	0x6ff599e3,
+	0x9d9e1ae0,
+	0xd3d3e1ab,
+	0x21b862a8,
+	0x32e8915c,
+	0xc083125f,
+	0x144976b4,
+	0xe622f5b7,
+	0xf5720643,
+	0x07198540,
+	0x590ab964,
+	0xab613a67,
+	0xb831c993,
+	0x4a5a4a90,
+	0x9e902e7b,
+	0x6cfbad78,
+	0x7fab5e8c,
+	0x8dc0dd8f,
+	0xe330a81a,
+	0x115b2b19,
+	0x020bd8ed,
+	0xf0605bee,
+	0x24aa3f05,
+	0xd6c1bc06,
+	0xc5914ff2,
+	0x37faccf1,
+	0x69e9f0d5,
+	0x9b8273d6,
+	0x88d28022,
+	0x7ab90321,
+	0xae7367ca,
+	0x5c18e4c9,
+	0x4f48173d,
+	0xbd23943e,
+	0xf36e6f75,
+	0x0105ec76,
+	0x12551f82,
+	0xe03e9c81,
+	0x34f4f86a,
+	0xc69f7b69,
+	0xd5cf889d,
+	0x27a40b9e,
+	0x79b737ba,
+	0x8bdcb4b9,
+	0x988c474d,
+	0x6ae7c44e,
+	0xbe2da0a5,
+	0x4c4623a6,
+	0x5f16d052,
 	0xad7d5351,
 };
 
@@ -131,8 +334,8 @@ rpc_frame_finish(uint8_t *frame, size_t len, int32_t seq, int use_crc32c)
 		return 0;
 	put32(frame, (uint32_t)total);
 	put32(frame + 4, (uint32_t)seq);
-	crc = use_crc32c ? rpc_crc32c(frame, total - 4) :
-	    rpc_crc32(frame, total - 4);
+	crc = use_crc32c ? rpc_crc32c(frame, total - 4)
+	                 : rpc_crc32(frame, total - 4);
 	put32(frame + total - 4, crc);
 	return total;
 }
@@ -182,8 +385,8 @@ decode_error(struct rpc_frame *f, const char *why)
 }
 
 enum rpc_decode_status
-rpc_frame_decode(struct rpc_decoder *d, const uint8_t *buf, size_t len,
-    struct rpc_frame *f)
+rpc_frame_decode(
+    struct rpc_decoder *d, const uint8_t *buf, size_t len, struct rpc_frame *f)
 {
 	size_t off = 0;
 	uint32_t total, crc;
@@ -210,8 +413,8 @@ rpc_frame_decode(struct rpc_decoder *d, const uint8_t *buf, size_t len,
 	if (len - off < total)
 		return RPC_DECODE_NEED_MORE;
 	seq = (int32_t)get_le32(buf + off + 4);
-	crc = d->crc32c && seq >= 0 ? rpc_crc32c(buf + off, total - 4) :
-	    rpc_crc32(buf + off, total - 4);
+	crc = d->crc32c && seq >= 0 ? rpc_crc32c(buf + off, total - 4)
+	                            : rpc_crc32(buf + off, total - 4);
 	if (crc != get_le32(buf + off + total - 4))
 		return decode_error(f, "frame CRC mismatch");
 	f->payload = buf + off + RPC_FRAME_HDR;
@@ -225,12 +428,12 @@ rpc_frame_decode(struct rpc_decoder *d, const uint8_t *buf, size_t len,
 /* ---------------------------------------------------------------- link */
 
 /* Sent between processes as raw bytes: no hidden padding. */
-_Static_assert(sizeof(struct rpc_link_keys) == 112,
-    "struct rpc_link_keys has padding");
+_Static_assert(
+    sizeof(struct rpc_link_keys) == 112, "struct rpc_link_keys has padding");
 
 int
-rpc_link_restore(struct rpc_link *l, const struct rpc_link_keys *k,
-    size_t max_total)
+rpc_link_restore(
+    struct rpc_link *l, const struct rpc_link_keys *k, size_t max_total)
 {
 	memset(l, 0, sizeof(*l));
 	l->enc = crypto_cbc_new(k->enc_key, k->enc_iv, 1);
@@ -319,8 +522,8 @@ rpc_link_decrypt(struct rpc_link *l, uint8_t *buf, size_t len)
 }
 
 enum rpc_decode_status
-rpc_link_decode(struct rpc_link *l, const uint8_t *buf, size_t len,
-    struct rpc_frame *f)
+rpc_link_decode(
+    struct rpc_link *l, const uint8_t *buf, size_t len, struct rpc_frame *f)
 {
 	return rpc_frame_decode(&l->rx, buf, len, f);
 }
@@ -355,8 +558,7 @@ rpc_nonce_parse(const uint8_t *p, size_t len, struct rpc_nonce *n)
 
 int
 rpc_nonce_check(const struct rpc_nonce *n, const uint8_t *secret,
-    size_t secret_len, uint32_t our_ts, uint32_t max_skew,
-    const char **errstr)
+    size_t secret_len, uint32_t our_ts, uint32_t max_skew, const char **errstr)
 {
 	int64_t skew = (int64_t)n->ts - (int64_t)our_ts;
 
@@ -379,10 +581,10 @@ rpc_nonce_check(const struct rpc_nonce *n, const uint8_t *secret,
 
 /* An address as the KDF wants it; IPv4-mapped IPv6 counts as IPv4. */
 struct kdf_addr {
-	int		family;
-	uint8_t		ip4[4];		/* octets reversed */
-	uint8_t		ip6[16];
-	uint16_t	port;
+	int family;
+	uint8_t ip4[4]; /* octets reversed */
+	uint8_t ip6[16];
+	uint16_t port;
 };
 
 static int
@@ -416,15 +618,14 @@ kdf_addr_get(const struct sockaddr *sa, struct kdf_addr *a)
 }
 
 size_t
-rpc_kdf_string(uint8_t *out, size_t cap, const struct rpc_kdf_params *p,
-    int purpose)
+rpc_kdf_string(
+    uint8_t *out, size_t cap, const struct rpc_kdf_params *p, int purpose)
 {
 	struct kdf_addr me, us;
 	size_t need, off = 0;
 
 	if (kdf_addr_get(p->me_addr, &me) == -1 ||
-	    kdf_addr_get(p->proxy_addr, &us) == -1 ||
-	    me.family != us.family ||
+	    kdf_addr_get(p->proxy_addr, &us) == -1 || me.family != us.family ||
 	    (purpose != RPC_KDF_CLIENT && purpose != RPC_KDF_SERVER) ||
 	    p->secret_len < RPC_SECRET_MIN || p->secret_len > RPC_SECRET_MAX)
 		return 0;
@@ -437,7 +638,7 @@ rpc_kdf_string(uint8_t *out, size_t cap, const struct rpc_kdf_params *p,
 	off += 16;
 	put32(out + off, p->clt_ts);
 	off += 4;
-	memcpy(out + off, me.ip4, 4);		/* zero for IPv6 */
+	memcpy(out + off, me.ip4, 4); /* zero for IPv6 */
 	off += 4;
 	put16(out + off, us.port);
 	off += 2;
@@ -475,8 +676,8 @@ rpc_kdf_key_iv(const uint8_t *s, size_t len, uint8_t key[32], uint8_t iv[16])
 }
 
 int
-rpc_link_keys_derive(struct rpc_link_keys *k, const struct rpc_kdf_params *p,
-    int me_side)
+rpc_link_keys_derive(
+    struct rpc_link_keys *k, const struct rpc_kdf_params *p, int me_side)
 {
 	uint8_t s[RPC_KDF_MAX];
 	size_t len;
@@ -515,7 +716,7 @@ rpc_pid_make(uint8_t out[RPC_PID_LEN], const struct sockaddr *addr,
 
 	if (kdf_addr_get(addr, &a) == -1)
 		memset(&a, 0, sizeof(a));
-	memcpy(out, a.ip4, 4);			/* zero for IPv6 */
+	memcpy(out, a.ip4, 4); /* zero for IPv6 */
 	put16(out + 4, a.port);
 	put16(out + 6, pid);
 	put32(out + 8, start_time);
@@ -574,10 +775,11 @@ rpc_handshake_error_build(uint8_t *out, size_t cap, int32_t code,
 }
 
 int
-rpc_handshake_error_parse(const uint8_t *p, size_t len,
-    struct rpc_handshake_error *e)
+rpc_handshake_error_parse(
+    const uint8_t *p, size_t len, struct rpc_handshake_error *e)
 {
-	if (len != RPC_HANDSHAKE_ERROR_LEN || get_le32(p) != RPC_HANDSHAKE_ERROR)
+	if (len != RPC_HANDSHAKE_ERROR_LEN ||
+	    get_le32(p) != RPC_HANDSHAKE_ERROR)
 		return -1;
 	e->code = (int32_t)get_le32(p + 4);
 	memcpy(e->sender_pid, p + 8, RPC_PID_LEN);
@@ -640,9 +842,9 @@ put_ip_port(uint8_t *out, const struct sockaddr *sa)
 }
 
 size_t
-rpc_proxy_req_header(uint8_t *out, size_t cap, uint32_t flags,
-    uint64_t conn_id, const struct sockaddr *client,
-    const struct sockaddr *proxy, const uint8_t *ad_tag)
+rpc_proxy_req_header(uint8_t *out, size_t cap, uint32_t flags, uint64_t conn_id,
+    const struct sockaddr *client, const struct sockaddr *proxy,
+    const uint8_t *ad_tag)
 {
 	size_t need = ad_tag ? RPC_PROXY_REQ_HDR_TAG : RPC_PROXY_REQ_HDR;
 
@@ -667,15 +869,16 @@ rpc_proxy_req_header(uint8_t *out, size_t cap, uint32_t flags,
 }
 
 size_t
-rpc_proxy_req_build(uint8_t *out, size_t cap, uint32_t flags,
-    uint64_t conn_id, const struct sockaddr *client,
-    const struct sockaddr *proxy, const uint8_t *ad_tag, const uint8_t *data,
-    size_t len)
+rpc_proxy_req_build(uint8_t *out, size_t cap, uint32_t flags, uint64_t conn_id,
+    const struct sockaddr *client, const struct sockaddr *proxy,
+    const uint8_t *ad_tag, const uint8_t *data, size_t len)
 {
 	size_t n;
 
-	if (len % 4 != 0 || (n = rpc_proxy_req_header(out, cap, flags,
-	    conn_id, client, proxy, ad_tag)) == 0 || len > cap - n)
+	if (len % 4 != 0 ||
+	    (n = rpc_proxy_req_header(
+	         out, cap, flags, conn_id, client, proxy, ad_tag)) == 0 ||
+	    len > cap - n)
 		return 0;
 	memmove(out + n, data, len);
 	return n + len;
@@ -754,8 +957,8 @@ rpc_proxy_ans_parse(const uint8_t *p, size_t len, struct rpc_proxy_ans *a)
 }
 
 size_t
-rpc_proxy_ans_build(uint8_t *out, size_t cap, uint32_t flags,
-    uint64_t conn_id, const uint8_t *data, size_t len)
+rpc_proxy_ans_build(uint8_t *out, size_t cap, uint32_t flags, uint64_t conn_id,
+    const uint8_t *data, size_t len)
 {
 	if (len % 4 != 0 || cap < RPC_PROXY_ANS_HDR ||
 	    len > cap - RPC_PROXY_ANS_HDR)
@@ -768,8 +971,8 @@ rpc_proxy_ans_build(uint8_t *out, size_t cap, uint32_t flags,
 }
 
 int
-rpc_simple_ack_parse(const uint8_t *p, size_t len, uint64_t *conn_id,
-    uint32_t *confirm)
+rpc_simple_ack_parse(
+    const uint8_t *p, size_t len, uint64_t *conn_id, uint32_t *confirm)
 {
 	if (len != RPC_SIMPLE_ACK_LEN || get_le32(p) != RPC_SIMPLE_ACK)
 		return -1;
@@ -779,8 +982,8 @@ rpc_simple_ack_parse(const uint8_t *p, size_t len, uint64_t *conn_id,
 }
 
 size_t
-rpc_simple_ack_build(uint8_t *out, size_t cap, uint64_t conn_id,
-    uint32_t confirm)
+rpc_simple_ack_build(
+    uint8_t *out, size_t cap, uint64_t conn_id, uint32_t confirm)
 {
 	if (cap < RPC_SIMPLE_ACK_LEN)
 		return 0;

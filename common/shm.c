@@ -10,16 +10,17 @@ _Static_assert(M_COUNTER_MAX <= SHM_SLOT_WORDS, "too many counters");
 _Static_assert(sizeof(struct shm_slot) % 64 == 0, "slot not cache aligned");
 
 struct shm_metrics {
-	size_t		nslots;
-	size_t		maplen;
-	struct shm_slot	retired;	/* counters of children that exited */
-	struct shm_slot	slots[];
+	size_t nslots;
+	size_t maplen;
+	struct shm_slot retired; /* counters of children that exited */
+	struct shm_slot slots[];
 };
 
 struct shm_metrics *
 shm_metrics_create(size_t nslots)
 {
-	size_t len = sizeof(struct shm_metrics) + nslots * sizeof(struct shm_slot);
+	size_t len =
+	    sizeof(struct shm_metrics) + nslots * sizeof(struct shm_slot);
 	struct shm_metrics *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED)

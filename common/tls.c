@@ -13,53 +13,53 @@
 #include "util.h"
 
 /* Record content types and versions, spec A.4.1, A.4.5, A.4.7, C. */
-#define CT_CCS		0x14
-#define CT_HANDSHAKE	0x16
-#define CT_APPDATA	0x17
-#define VER_MAJOR	0x03
-#define VER_TLS10	0x01	/* a ClientHello record's version */
-#define VER_TLS12	0x03
-#define CCS_BODY	0x01	/* the one byte of a ChangeCipherSpec */
+#define CT_CCS       0x14
+#define CT_HANDSHAKE 0x16
+#define CT_APPDATA   0x17
+#define VER_MAJOR    0x03
+#define VER_TLS10    0x01 /* a ClientHello record's version */
+#define VER_TLS12    0x03
+#define CCS_BODY     0x01 /* the one byte of a ChangeCipherSpec */
 
 /* Handshake message types, spec C. */
-#define HS_CLIENT_HELLO	0x01
-#define HS_SERVER_HELLO	0x02
-#define HS_HEADER_LEN	4	/* type, BE24 length */
+#define HS_CLIENT_HELLO 0x01
+#define HS_SERVER_HELLO 0x02
+#define HS_HEADER_LEN   4 /* type, BE24 length */
 
 /* Extensions and values, spec A.4.2, A.4.5, C. */
-#define EXT_SNI			0x0000
-#define EXT_PADDING		0x0015
-#define EXT_SUPPORTED_VERSIONS	0x002b
-#define EXT_KEY_SHARE		0x0033
-#define SNI_HOST_NAME		0x00
-#define GROUP_X25519		0x001d
-#define X25519_LEN		32
-#define VERSION_TLS13		0x0304
-#define LEGACY_VERSION		0x0303
+#define EXT_SNI                0x0000
+#define EXT_PADDING            0x0015
+#define EXT_SUPPORTED_VERSIONS 0x002b
+#define EXT_KEY_SHARE          0x0033
+#define SNI_HOST_NAME          0x00
+#define GROUP_X25519           0x001d
+#define X25519_LEN             32
+#define VERSION_TLS13          0x0304
+#define LEGACY_VERSION         0x0303
 
 /*
  * Smallest ClientHello body: version, random, empty session id, one cipher
  * suite, one compression method. Also keeps the random inside the record.
  */
-#define HELLO_BODY_MIN	(2 + TLS_RANDOM_LEN + 1 + 2 + 2 + 1 + 1)
+#define HELLO_BODY_MIN (2 + TLS_RANDOM_LEN + 1 + 2 + 2 + 1 + 1)
 
 /*
  * ServerHello pieces, spec A.4.5: the extensions (key_share with an x25519
  * share, supported_versions = TLS 1.3) and the fixed CCS record.
  */
-#define SH_KEY_SHARE_LEN	(4 + 4 + X25519_LEN)
-#define SH_VERSIONS_LEN		6
-#define SH_EXT_LEN		(SH_KEY_SHARE_LEN + SH_VERSIONS_LEN)
-static const uint8_t ccs_record[] = { CT_CCS, VER_MAJOR, VER_TLS12, 0x00,
-    0x01, CCS_BODY };
+#define SH_KEY_SHARE_LEN (4 + 4 + X25519_LEN)
+#define SH_VERSIONS_LEN  6
+#define SH_EXT_LEN       (SH_KEY_SHARE_LEN + SH_VERSIONS_LEN)
+static const uint8_t ccs_record[] = { CT_CCS, VER_MAJOR, VER_TLS12, 0x00, 0x01,
+	CCS_BODY };
 
 static const uint8_t zero_random[TLS_RANDOM_LEN];
 
 /* ---------------------------------------------------------------- HMAC */
 
 struct piece {
-	const void	*p;
-	size_t		 len;
+	const void *p;
+	size_t len;
 };
 
 /* Fetched once: OpenSSL 3 provider lookups are slow. */
@@ -70,8 +70,8 @@ hmac_ctx_new(void)
 {
 	EVP_MAC_CTX *ctx;
 
-	if (tls_mac == NULL && (tls_mac = EVP_MAC_fetch(NULL, "HMAC",
-	    NULL)) == NULL)
+	if (tls_mac == NULL &&
+	    (tls_mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
 		fatalx("OpenSSL: cannot fetch HMAC");
 	if ((ctx = EVP_MAC_CTX_new(tls_mac)) == NULL)
 		fatalx("OpenSSL: cannot allocate an HMAC context");
@@ -84,8 +84,8 @@ hmac_pieces(EVP_MAC_CTX *ctx, const uint8_t key[TLS_SECRET_LEN],
     const struct piece *pc, size_t n, uint8_t out[32])
 {
 	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-		    (char *)"SHA256", 0),
+		OSSL_PARAM_construct_utf8_string(
+		    OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
 		OSSL_PARAM_construct_end(),
 	};
 	size_t outl;
@@ -93,8 +93,8 @@ hmac_pieces(EVP_MAC_CTX *ctx, const uint8_t key[TLS_SECRET_LEN],
 	if (EVP_MAC_init(ctx, key, TLS_SECRET_LEN, params) != 1)
 		fatalx("OpenSSL: HMAC init failed");
 	for (size_t i = 0; i < n; i++)
-		if (pc[i].len > 0 && EVP_MAC_update(ctx, pc[i].p,
-		    pc[i].len) != 1)
+		if (pc[i].len > 0 &&
+		    EVP_MAC_update(ctx, pc[i].p, pc[i].len) != 1)
 			fatalx("OpenSSL: HMAC update failed");
 	if (EVP_MAC_final(ctx, out, &outl, 32) != 1 || outl != 32)
 		fatalx("OpenSSL: HMAC final failed");
@@ -147,8 +147,8 @@ put_be24(uint8_t *p, size_t v)
 
 /* A read cursor: every get fails rather than run past the end. */
 struct cur {
-	const uint8_t	*p;
-	size_t		 left;
+	const uint8_t *p;
+	size_t left;
 };
 
 static int
@@ -207,10 +207,10 @@ get_sub(struct cur *c, size_t n, struct cur *sub)
 
 /* A write cursor: overflows are remembered, checked once at the end. */
 struct wcur {
-	uint8_t		*p;
-	size_t		 cap;
-	size_t		 len;
-	int		 overflow;
+	uint8_t *p;
+	size_t cap;
+	size_t len;
+	int overflow;
 };
 
 static uint8_t *
@@ -263,7 +263,7 @@ int
 tls_hello_assemble(const uint8_t *buf, size_t len, uint8_t *joined,
     size_t joined_cap, size_t *joined_len, size_t *consumed)
 {
-	uint8_t hs[HS_HEADER_LEN];	/* may straddle records */
+	uint8_t hs[HS_HEADER_LEN]; /* may straddle records */
 	size_t p = 0, got = 0, need = 0, nfrag = 0, total, o;
 
 	if (len >= 1 && buf[0] != CT_HANDSHAKE)
@@ -296,8 +296,8 @@ tls_hello_assemble(const uint8_t *buf, size_t len, uint8_t *joined,
 			avail = rlen;
 		for (size_t i = 0; got + i < HS_HEADER_LEN && i < avail; i++)
 			hs[got + i] = buf[p + TLS_RECORD_HEADER_LEN + i];
-		known = got + avail < HS_HEADER_LEN ? got + avail :
-		    HS_HEADER_LEN;
+		known =
+		    got + avail < HS_HEADER_LEN ? got + avail : HS_HEADER_LEN;
 		if (known >= 1 && hs[0] != HS_CLIENT_HELLO)
 			return TLS_HELLO_BAD;
 		if (known == HS_HEADER_LEN && need == 0) {
@@ -321,7 +321,7 @@ tls_hello_assemble(const uint8_t *buf, size_t len, uint8_t *joined,
 	memcpy(joined, buf, 3);
 	put_be16(joined + 3, need);
 	o = TLS_RECORD_HEADER_LEN;
-	for (size_t q = 0; q < p; ) {
+	for (size_t q = 0; q < p;) {
 		size_t rlen = be16(buf + q + 3);
 
 		memcpy(joined + o, buf + q + TLS_RECORD_HEADER_LEN, rlen);
@@ -420,8 +420,7 @@ parse_hello(struct cur *c, struct tls_hello *out)
 	/* Extensions may be absent (RFC 8446 4.1.2); if present, exact. */
 	if (c->left == 0)
 		return 0;
-	if (get_u16(c, &n) == -1 || n != c->left ||
-	    get_sub(c, n, &exts) == -1)
+	if (get_u16(c, &n) == -1 || n != c->left || get_sub(c, n, &exts) == -1)
 		return -1;
 	while (exts.left > 0) {
 		if (get_u16(&exts, &type) == -1 || get_u16(&exts, &n) == -1 ||
@@ -537,12 +536,12 @@ tls_server_hello_build(uint8_t *out, size_t cap, const struct tls_hello *ch,
 	put_u8(&w, HS_SERVER_HELLO);
 	hs_len = put_bytes(&w, NULL, 3);
 	put_u16(&w, LEGACY_VERSION);
-	put_bytes(&w, NULL, TLS_RANDOM_LEN);	/* zero while hashing */
+	put_bytes(&w, NULL, TLS_RANDOM_LEN); /* zero while hashing */
 	put_u8(&w, ch->session_id_len);
 	put_bytes(&w, ch->session_id, ch->session_id_len);
-	put_u16(&w, ch->cipher_suite != 0 ? ch->cipher_suite :
-	    TLS_SUITE_13_FIRST);
-	put_u8(&w, 0);				/* compression: null */
+	put_u16(
+	    &w, ch->cipher_suite != 0 ? ch->cipher_suite : TLS_SUITE_13_FIRST);
+	put_u8(&w, 0); /* compression: null */
 	put_u16(&w, SH_EXT_LEN);
 	if (supported_versions_first) {
 		ext_ver = put_bytes(&w, NULL, SH_VERSIONS_LEN);
@@ -603,11 +602,11 @@ tls_cert_len_pick(int min, int max)
 /* ---------------------------------------------------------------- records */
 
 /* Private tls_reader flags, beside TLS_READER_FROM_SERVER (bit 0). */
-#define RD_FROM_SERVER	0x01
-#define RD_CCS_SEEN	0x02
-#define RD_DATA_SEEN	0x04
-#define RD_IN_CCS	0x08
-#define RD_ERROR	0x10
+#define RD_FROM_SERVER 0x01
+#define RD_CCS_SEEN    0x02
+#define RD_DATA_SEEN   0x04
+#define RD_IN_CCS      0x08
+#define RD_ERROR       0x10
 
 void
 tls_reader_init(struct tls_reader *r, int direction)
@@ -749,9 +748,10 @@ tls_client_hello_build(uint8_t *out, size_t cap,
 	put_bytes(&w, sid, sizeof(sid));
 	put_u16(&w, 32);
 	put_grease(&w, g[0]);
-	put_hex(&w, "130113021303c02bc02fc02cc030cca9cca8c013c014009c009d"
+	put_hex(&w,
+	    "130113021303c02bc02fc02cc030cca9cca8c013c014009c009d"
 	    "002f0035");
-	put_hex(&w, "0100");			/* compression: null */
+	put_hex(&w, "0100"); /* compression: null */
 	ext_len = put_bytes(&w, NULL, 2);
 	ext_start = w.len;
 
@@ -765,27 +765,27 @@ tls_client_hello_build(uint8_t *out, size_t cap,
 		put_u16(&w, sni_len);
 		put_bytes(&w, sni, sni_len);
 	}
-	put_hex(&w, "000500050100000000");	/* status_request */
-	put_hex(&w, "000a000a0008");		/* supported_groups */
+	put_hex(&w, "000500050100000000"); /* status_request */
+	put_hex(&w, "000a000a0008"); /* supported_groups */
 	put_grease(&w, g[4]);
 	put_hex(&w, "001d00170018");
-	put_hex(&w, "000b00020100");		/* ec_point_formats */
+	put_hex(&w, "000b00020100"); /* ec_point_formats */
 	put_hex(&w, "000d0012001004030804040105030805050108060601");
-	put_hex(&w, "0010000e000c02683208687474702f312e31");	/* ALPN */
-	put_hex(&w, "00120000");		/* SCT */
-	put_hex(&w, "00170000");		/* extended_master_secret */
-	put_hex(&w, "001b0003020002");		/* compress_certificate */
-	put_hex(&w, "00230000");		/* session_ticket */
-	put_hex(&w, "002b000706");		/* supported_versions */
+	put_hex(&w, "0010000e000c02683208687474702f312e31"); /* ALPN */
+	put_hex(&w, "00120000"); /* SCT */
+	put_hex(&w, "00170000"); /* extended_master_secret */
+	put_hex(&w, "001b0003020002"); /* compress_certificate */
+	put_hex(&w, "00230000"); /* session_ticket */
+	put_hex(&w, "002b000706"); /* supported_versions */
 	put_grease(&w, g[6]);
 	put_hex(&w, "03040303");
-	put_hex(&w, "002d00020101");		/* psk_key_exchange_modes */
-	put_hex(&w, "0033002b0029");		/* key_share */
+	put_hex(&w, "002d00020101"); /* psk_key_exchange_modes */
+	put_hex(&w, "0033002b0029"); /* key_share */
 	put_grease(&w, g[4]);
 	put_hex(&w, "000100001d0020");
 	put_bytes(&w, key, sizeof(key));
-	put_hex(&w, "446900050003026832");	/* ALPS */
-	put_hex(&w, "ff01000100");		/* renegotiation_info */
+	put_hex(&w, "446900050003026832"); /* ALPS */
+	put_hex(&w, "ff01000100"); /* renegotiation_info */
 	put_grease(&w, g[3]);
 	put_hex(&w, "000100");
 
@@ -819,8 +819,8 @@ tls_server_hello_check(const uint8_t *resp, size_t len,
     const uint8_t client_random[TLS_RANDOM_LEN],
     const uint8_t secret[TLS_SECRET_LEN], size_t *resp_total)
 {
-	static const uint8_t mid[] = { CT_CCS, VER_MAJOR, VER_TLS12, 0x00,
-	    0x01, CCS_BODY, CT_APPDATA, VER_MAJOR, VER_TLS12 };
+	static const uint8_t mid[] = { CT_CCS, VER_MAJOR, VER_TLS12, 0x00, 0x01,
+		CCS_BODY, CT_APPDATA, VER_MAJOR, VER_TLS12 };
 	const size_t rest = TLS_RANDOM_OFF + TLS_RANDOM_LEN;
 	size_t n, m, at, have, total;
 	struct piece pc[4];

@@ -16,18 +16,18 @@
 #include <sys/types.h>
 
 /* Record layer, spec A.4.1, A.4.7, C. */
-#define TLS_RECORD_HEADER_LEN	5
+#define TLS_RECORD_HEADER_LEN 5
 /* We send at most the TLS plaintext limit, accept up to 2^14 + 256. */
-#define TLS_RECORD_MAX_PAYLOAD	16384
-#define TLS_RECORD_MAX_CIPHER	16640
+#define TLS_RECORD_MAX_PAYLOAD 16384
+#define TLS_RECORD_MAX_CIPHER  16640
 
 /* ClientHello fields, spec A.4.2, A.4.3. */
-#define TLS_RANDOM_OFF		11
-#define TLS_RANDOM_LEN		32
-#define TLS_SESSION_ID_MAX	32
-#define TLS_SNI_MAX		255
-#define TLS_SECRET_LEN		16
-#define TLS_HMAC_CHECK_LEN	28	/* random XOR HMAC: zero bytes */
+#define TLS_RANDOM_OFF     11
+#define TLS_RANDOM_LEN     32
+#define TLS_SESSION_ID_MAX 32
+#define TLS_SNI_MAX        255
+#define TLS_SECRET_LEN     16
+#define TLS_HMAC_CHECK_LEN 28 /* random XOR HMAC: zero bytes */
 
 /*
  * Joined ClientHello: one record header and a handshake message of at most
@@ -35,23 +35,24 @@
  * TLS_HELLO_MAX_FRAGMENTS handshake records, so a caller that buffers
  * TLS_HELLO_WIRE_MAX bytes always gets a decision from tls_hello_assemble.
  */
-#define TLS_HELLO_MAX	(TLS_RECORD_HEADER_LEN + TLS_RECORD_MAX_PAYLOAD)
-#define TLS_HELLO_MAX_FRAGMENTS	64
-#define TLS_HELLO_WIRE_MAX	(TLS_RECORD_MAX_PAYLOAD + \
+#define TLS_HELLO_MAX           (TLS_RECORD_HEADER_LEN + TLS_RECORD_MAX_PAYLOAD)
+#define TLS_HELLO_MAX_FRAGMENTS 64
+#define TLS_HELLO_WIRE_MAX \
+	(TLS_RECORD_MAX_PAYLOAD + \
 	    TLS_HELLO_MAX_FRAGMENTS * TLS_RECORD_HEADER_LEN)
 
 /* The classic tdlib ClientHello length, spec A.4.1. */
-#define TLS_HELLO_CLASSIC_LEN	517
+#define TLS_HELLO_CLASSIC_LEN 517
 
 /* TLS 1.3 cipher suites a ServerHello may echo, spec A.4.5, C. */
-#define TLS_SUITE_13_FIRST	0x1301	/* TLS_AES_128_GCM_SHA256 */
-#define TLS_SUITE_13_LAST	0x1303	/* TLS_CHACHA20_POLY1305_... */
+#define TLS_SUITE_13_FIRST 0x1301 /* TLS_AES_128_GCM_SHA256 */
+#define TLS_SUITE_13_LAST  0x1303 /* TLS_CHACHA20_POLY1305_... */
 
 /* tls_hello_assemble results. */
-#define TLS_HELLO_OK		0
-#define TLS_HELLO_NEED_MORE	1
-#define TLS_HELLO_NOT_TLS	2	/* not a TLS handshake record */
-#define TLS_HELLO_BAD		3	/* TLS-looking but unusable */
+#define TLS_HELLO_OK        0
+#define TLS_HELLO_NEED_MORE 1
+#define TLS_HELLO_NOT_TLS   2 /* not a TLS handshake record */
+#define TLS_HELLO_BAD       3 /* TLS-looking but unusable */
 
 /*
  * Find a complete ClientHello in the first len bytes a client sent (all of
@@ -73,20 +74,20 @@
  * the last record, or joined_cap too small (TLS_HELLO_MAX always fits).
  * joined_len and consumed are set only on TLS_HELLO_OK.
  */
-int	tls_hello_assemble(const uint8_t *buf, size_t len, uint8_t *joined,
-	    size_t joined_cap, size_t *joined_len, size_t *consumed);
+int tls_hello_assemble(const uint8_t *buf, size_t len, uint8_t *joined,
+    size_t joined_cap, size_t *joined_len, size_t *consumed);
 
 /* What the proxy needs from a ClientHello (spec A.4.2). */
 struct tls_hello {
 	/* As received, the timestamp XOR included. */
-	uint8_t		random[TLS_RANDOM_LEN];
-	uint8_t		session_id[TLS_SESSION_ID_MAX];
-	uint8_t		session_id_len;		/* 0..32 */
-	int		has_sni;
-	char		sni[TLS_SNI_MAX + 1];	/* "" without SNI */
+	uint8_t random[TLS_RANDOM_LEN];
+	uint8_t session_id[TLS_SESSION_ID_MAX];
+	uint8_t session_id_len; /* 0..32 */
+	int has_sni;
+	char sni[TLS_SNI_MAX + 1]; /* "" without SNI */
 	/* First of 0x1301..0x1303 in the client's list; 0 if none. */
-	uint16_t	cipher_suite;
-	int		tls13;	/* supported_versions has 0x0304 */
+	uint16_t cipher_suite;
+	int tls13; /* supported_versions has 0x0304 */
 };
 
 /*
@@ -96,8 +97,7 @@ struct tls_hello {
  * supported_versions. Returns 0, or -1 on anything malformed (out is then
  * zeroed).
  */
-int	tls_hello_parse(const uint8_t *rec, size_t len,
-	    struct tls_hello *out);
+int tls_hello_parse(const uint8_t *rec, size_t len, struct tls_hello *out);
 
 /*
  * The HMAC check of spec A.4.3 on a joined ClientHello, against each of
@@ -105,19 +105,17 @@ int	tls_hello_parse(const uint8_t *rec, size_t len,
  * matches and sets *ts to the embedded timestamp, or returns -1 (*ts
  * untouched). The 28-byte comparison is constant-time.
  */
-int	tls_hello_verify(const uint8_t *rec, size_t len,
-	    const uint8_t (*secrets)[TLS_SECRET_LEN], size_t nsecrets,
-	    uint32_t *ts);
+int tls_hello_verify(const uint8_t *rec, size_t len,
+    const uint8_t (*secrets)[TLS_SECRET_LEN], size_t nsecrets, uint32_t *ts);
 
 /*
  * Spec A.4.4: 1 if now - max_past <= ts <= now + max_future, else 0.
  * mtprotod's defaults are 600 and 120.
  */
-int	tls_timestamp_ok(uint32_t ts, int64_t now, int max_past,
-	    int max_future);
+int tls_timestamp_ok(uint32_t ts, int64_t now, int max_past, int max_future);
 
 /* Length of the ServerHello flight for ch and cert_len; 0 if invalid. */
-size_t	tls_server_hello_len(const struct tls_hello *ch, size_t cert_len);
+size_t tls_server_hello_len(const struct tls_hello *ch, size_t cert_len);
 
 /*
  * Build the proxy's answer to ch (spec A.4.5, A.4.6): a ServerHello record
@@ -132,13 +130,13 @@ size_t	tls_server_hello_len(const struct tls_hello *ch, size_t cert_len);
  * key_share. Returns the length written (tls_server_hello_len), or 0 if
  * cap is too small, cert_len is out of range or OpenSSL fails.
  */
-size_t	tls_server_hello_build(uint8_t *out, size_t cap,
-	    const struct tls_hello *ch, const uint8_t secret[TLS_SECRET_LEN],
-	    const uint8_t *key_share, const uint8_t *cert, size_t cert_len,
-	    int supported_versions_first);
+size_t
+tls_server_hello_build(uint8_t *out, size_t cap, const struct tls_hello *ch,
+    const uint8_t secret[TLS_SECRET_LEN], const uint8_t *key_share,
+    const uint8_t *cert, size_t cert_len, int supported_versions_first);
 
 /* A random length in [min, max] (clamped to 1..16384; max < min: min). */
-size_t	tls_cert_len_pick(int min, int max);
+size_t tls_cert_len_pick(int min, int max);
 
 /*
  * Incremental reader of the record stream after the handshake (spec
@@ -148,30 +146,29 @@ size_t	tls_cert_len_pick(int min, int max);
  * records. Records and headers may be split anywhere across feeds.
  */
 struct tls_reader {
-	uint8_t		hdr[TLS_RECORD_HEADER_LEN];	/* partial */
-	uint8_t		hdr_len;
-	uint8_t		flags;	/* direction and private bits */
-	uint16_t	left;	/* bytes due in this record */
+	uint8_t hdr[TLS_RECORD_HEADER_LEN]; /* partial */
+	uint8_t hdr_len;
+	uint8_t flags; /* direction and private bits */
+	uint16_t left; /* bytes due in this record */
 };
 
-#define TLS_READER_FROM_CLIENT	0
-#define TLS_READER_FROM_SERVER	1
+#define TLS_READER_FROM_CLIENT 0
+#define TLS_READER_FROM_SERVER 1
 
-void	tls_reader_init(struct tls_reader *, int direction);
+void tls_reader_init(struct tls_reader *, int direction);
 
 /*
  * Consume len wire bytes in buf: the payload bytes are moved to the front
  * of buf. Returns their number (<= len, may be 0), or -1 on a protocol
  * error; after an error every call returns -1.
  */
-ssize_t	tls_reader_feed(struct tls_reader *, uint8_t *buf, size_t len);
+ssize_t tls_reader_feed(struct tls_reader *, uint8_t *buf, size_t len);
 
 /* 1 if the reader stands between records (a clean place for EOF). */
-int	tls_reader_at_boundary(const struct tls_reader *);
+int tls_reader_at_boundary(const struct tls_reader *);
 
 /* `17 03 03 BE16(payload_len)`; payload_len <= TLS_RECORD_MAX_PAYLOAD. */
-void	tls_record_header(uint8_t hdr[TLS_RECORD_HEADER_LEN],
-	    size_t payload_len);
+void tls_record_header(uint8_t hdr[TLS_RECORD_HEADER_LEN], size_t payload_len);
 
 /*
  * Client side: a ClientHello shaped like the classic tdlib one (GREASE,
@@ -183,9 +180,9 @@ void	tls_record_header(uint8_t hdr[TLS_RECORD_HEADER_LEN],
  * fixed part or above TLS_HELLO_MAX, sni is longer than 255 bytes, or
  * OpenSSL fails.
  */
-size_t	tls_client_hello_build(uint8_t *out, size_t cap,
-	    const uint8_t secret[TLS_SECRET_LEN], const char *sni, uint32_t ts,
-	    size_t target_len);
+size_t tls_client_hello_build(uint8_t *out, size_t cap,
+    const uint8_t secret[TLS_SECRET_LEN], const char *sni, uint32_t ts,
+    size_t target_len);
 
 /*
  * Client side: check the proxy's answer (spec A.4.5, A.4.6) at the start
@@ -194,8 +191,8 @@ size_t	tls_client_hello_build(uint8_t *out, size_t cap,
  * three records (the record stream follows), 0 if more bytes are needed,
  * -1 if malformed or the HMAC is wrong.
  */
-int	tls_server_hello_check(const uint8_t *resp, size_t len,
-	    const uint8_t client_random[TLS_RANDOM_LEN],
-	    const uint8_t secret[TLS_SECRET_LEN], size_t *resp_total);
+int tls_server_hello_check(const uint8_t *resp, size_t len,
+    const uint8_t client_random[TLS_RANDOM_LEN],
+    const uint8_t secret[TLS_SECRET_LEN], size_t *resp_total);
 
 #endif

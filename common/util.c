@@ -75,8 +75,8 @@ fd_set_cloexec(int fd)
 }
 
 int
-addr_from_ip_port(const char *ip, uint16_t port, struct sockaddr_storage *ss,
-    socklen_t *len)
+addr_from_ip_port(
+    const char *ip, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
 {
 	memset(ss, 0, sizeof(*ss));
 	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
@@ -117,7 +117,7 @@ addr_parse(const char *text, uint16_t default_port, struct sockaddr_storage *ss,
 	} else {
 		const char *colon = strrchr(text, ':');
 		if (colon && strchr(text, ':') != colon)
-			colon = NULL;	/* bare IPv6 without brackets */
+			colon = NULL; /* bare IPv6 without brackets */
 		hl = colon ? (size_t)(colon - text) : strlen(text);
 		port = colon ? colon + 1 : NULL;
 	}
@@ -130,7 +130,8 @@ addr_parse(const char *text, uint16_t default_port, struct sockaddr_storage *ss,
 		char *end;
 		errno = 0;
 		p = strtol(port, &end, 10);
-		if (*port == '\0' || *end != '\0' || errno || p < 1 || p > 65535)
+		if (*port == '\0' || *end != '\0' || errno || p < 1 ||
+		    p > 65535)
 			return -1;
 	}
 	if (p < 1 || p > 65535)

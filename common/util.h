@@ -6,22 +6,22 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
-void	hex_encode(const uint8_t *in, size_t len, char *out);
+void hex_encode(const uint8_t *in, size_t len, char *out);
 /* Exactly 2*len hex digits (either case) -> len bytes; -1 if malformed. */
-int	hex_decode(const char *in, uint8_t *out, size_t len);
+int hex_decode(const char *in, uint8_t *out, size_t len);
 
-int	fd_set_nonblock(int fd);
-int	fd_set_cloexec(int fd);
+int fd_set_nonblock(int fd);
+int fd_set_cloexec(int fd);
 
 /* "1.2.3.4:443", "[::1]:443" or "host:443" with a numeric host. */
-int	addr_parse(const char *text, uint16_t default_port,
-	    struct sockaddr_storage *ss, socklen_t *len);
+int addr_parse(const char *text, uint16_t default_port,
+    struct sockaddr_storage *ss, socklen_t *len);
 /* An address literal and a port. */
-int	addr_from_ip_port(const char *ip, uint16_t port,
-	    struct sockaddr_storage *ss, socklen_t *len);
+int addr_from_ip_port(
+    const char *ip, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
 /* "1.2.3.4:443" / "[::1]:443" into buf; returns buf. */
 const char *addr_str(const struct sockaddr *sa, char *buf, size_t len);
 #define ADDR_STRLEN 64
@@ -51,17 +51,16 @@ put_le32(uint8_t *p, uint32_t v)
 
 /* Monotonic and wall clock, in milliseconds / seconds. */
 uint64_t now_ms(void);
-int64_t	now_unix(void);
+int64_t now_unix(void);
 
 /* Cryptographically strong random bytes (OpenSSL); aborts on failure. */
-void	random_bytes(void *buf, size_t len);
+void random_bytes(void *buf, size_t len);
 
 /* Process title, as ps shows it ("mtprotod: worker 0"). */
-void	proctitle_init(int argc, char **argv);
-void	proctitle_set(const char *fmt, ...)
-	    __attribute__((format(printf, 1, 2)));
+void proctitle_init(int argc, char **argv);
+void proctitle_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Number of online CPUs, at least 1. */
-int	ncpus(void);
+int ncpus(void);
 
 #endif

@@ -22,21 +22,21 @@
 #include "supervisor/supervisor.h"
 #include "util.h"
 
-#define DCPOOL_MAX_PEERS	(2 * CONFIG_MAX_WORKERS)
+#define DCPOOL_MAX_PEERS (2 * CONFIG_MAX_WORKERS)
 
 struct peer {
-	int		 fd;
-	int		 slot;
-	int		 generation;
-	struct event	*ev;
+	int fd;
+	int slot;
+	int generation;
+	struct event *ev;
 };
 
 static struct {
-	struct event_base	*base;
-	struct dcpool_args	*a;
-	struct peer		 peers[DCPOOL_MAX_PEERS];
-	struct tgconf		*tg;
-	struct event		*chan_ev;
+	struct event_base *base;
+	struct dcpool_args *a;
+	struct peer peers[DCPOOL_MAX_PEERS];
+	struct tgconf *tg;
+	struct event *chan_ev;
 } D;
 
 static void
@@ -115,8 +115,8 @@ static void
 tg_changed(void *arg, const struct tg_state *st)
 {
 	log_info("Telegram config in use (%s): %zu middle proxies (%zu "
-	    "IPv6), secret of %zu bytes", st->source, st->v4.n, st->v6.n,
-	    st->secret_len);
+	         "IPv6), secret of %zu bytes",
+	    st->source, st->v4.n, st->v6.n, st->secret_len);
 }
 
 static void
@@ -140,7 +140,8 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 			msg_get_u32(&m, &slot);
 			msg_get_u32(&m, &gen);
 			if (msg_end(&m) == -1 || m.fd == -1) {
-				log_warnx("malformed %s", msg_type_name(m.type));
+				log_warnx(
+				    "malformed %s", msg_type_name(m.type));
 				break;
 			}
 			add_peer(msg_take_fd(&m), (int)slot, (int)gen);
@@ -176,8 +177,8 @@ dcpool_main(struct dcpool_args *a)
 	mplink_init(D.base, a->cfg, D.tg);
 	metrics_start(D.base, a->cfg, a->metrics);
 	fd_set_nonblock(a->chan);
-	D.chan_ev = event_new(D.base, a->chan, EV_READ | EV_PERSIST, chan_cb,
-	    NULL);
+	D.chan_ev =
+	    event_new(D.base, a->chan, EV_READ | EV_PERSIST, chan_cb, NULL);
 	event_add(D.chan_ev, NULL);
 	if (msg_send_simple(a->chan, MSG_READY) == -1)
 		log_warn("telling the supervisor we are ready");

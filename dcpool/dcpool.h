@@ -6,12 +6,12 @@
 struct shm_metrics;
 
 struct dcpool_args {
-	struct config		*cfg;
-	int			 generation;
-	int			 chan;		/* to the supervisor */
-	struct shm_metrics	*metrics;	/* read for the metrics page */
+	struct config *cfg;
+	int generation;
+	int chan; /* to the supervisor */
+	struct shm_metrics *metrics; /* read for the metrics page */
 };
 
-void	dcpool_main(struct dcpool_args *) __attribute__((noreturn));
+void dcpool_main(struct dcpool_args *) __attribute__((noreturn));
 
 #endif

@@ -17,8 +17,8 @@
 static struct shm_metrics *zone;
 
 static const struct {
-	enum shm_counter	 c;
-	const char		*name, *type, *help;
+	enum shm_counter c;
+	const char *name, *type, *help;
 } metric[] = {
 	{ M_ACCEPTED, "mtprotod_connections_accepted_total", "counter",
 	    "Client connections accepted." },
@@ -38,8 +38,8 @@ static const struct {
 	    "Payload bytes from Telegram to clients." },
 	{ M_DC_CONNECT_FAIL, "mtprotod_dc_connect_failures_total", "counter",
 	    "Failed connections to Telegram DCs." },
-	{ M_LINKS_MIGRATED, "mtprotod_middle_clients_migrated_total",
-	    "counter", "Clients moved to another link when Telegram closed "
+	{ M_LINKS_MIGRATED, "mtprotod_middle_clients_migrated_total", "counter",
+	    "Clients moved to another link when Telegram closed "
 	    "theirs." },
 	{ M_LINKS_DROPPED, "mtprotod_middle_clients_dropped_total", "counter",
 	    "Clients closed with their link (caught mid-packet)." },
@@ -78,8 +78,8 @@ other_cb(struct evhttp_request *req, void *arg)
 }
 
 int
-metrics_start(struct event_base *base, const struct config *cfg,
-    struct shm_metrics *z)
+metrics_start(
+    struct event_base *base, const struct config *cfg, struct shm_metrics *z)
 {
 	struct evhttp *http;
 
@@ -98,10 +98,10 @@ metrics_start(struct event_base *base, const struct config *cfg,
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int fd = -1, one = 1;
-	if (addr_from_ip_port(cfg->metrics_address, cfg->metrics_port, &ss,
-	    &len) == -1 ||
-	    (fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0)) == -1 ||
+	if (addr_from_ip_port(
+	        cfg->metrics_address, cfg->metrics_port, &ss, &len) == -1 ||
+	    (fd = socket(ss.ss_family,
+	         SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
 	    bind(fd, (struct sockaddr *)&ss, len) == -1 ||

@@ -10,7 +10,7 @@ struct config;
 struct shm_metrics;
 
 /* 0, or -1 (logged) when the address cannot be bound. */
-int	metrics_start(struct event_base *, const struct config *,
-	    struct shm_metrics *);
+int
+metrics_start(struct event_base *, const struct config *, struct shm_metrics *);
 
 #endif

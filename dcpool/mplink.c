@@ -29,47 +29,47 @@
 #include "tgconf.h"
 #include "util.h"
 
-#define BUILD_BUF	1024
-#define RETRY_MIN_MS	1000
-#define RETRY_MAX_MS	30000
+#define BUILD_BUF    1024
+#define RETRY_MIN_MS 1000
+#define RETRY_MAX_MS 30000
 /* No state from Telegram yet: workers ask again after this. */
 #define RETRY_NO_CONFIG_MS 2000
 
 enum build_state { B_CONNECTING, B_NONCE, B_HANDSHAKE };
 
 struct build {
-	struct build		*next;
-	int			 peer;		/* the worker's channel */
-	int16_t			 dc;
-	uint32_t		 req;
-	enum build_state	 state;
-	int			 fd;
-	struct event		 ev, timer;
-	struct sockaddr_storage	 me, local, ours;	/* ours: for the KDF */
-	socklen_t		 melen;
-	uint32_t		 ts;
-	uint8_t			 nonce_clt[16];
-	uint8_t			 pid[RPC_PID_LEN];
-	struct rpc_link		 link;
-	int			 have_link;
-	uint8_t			 buf[BUILD_BUF];
-	size_t			 len, dec;	/* received; decrypted */
-	size_t			 stream_pos;	/* bytes of the ME's stream
+	struct build *next;
+	int peer; /* the worker's channel */
+	int16_t dc;
+	uint32_t req;
+	enum build_state state;
+	int fd;
+	struct event ev, timer;
+	struct sockaddr_storage me, local, ours; /* ours: for the KDF */
+	socklen_t melen;
+	uint32_t ts;
+	uint8_t nonce_clt[16];
+	uint8_t pid[RPC_PID_LEN];
+	struct rpc_link link;
+	int have_link;
+	uint8_t buf[BUILD_BUF];
+	size_t len, dec; /* received; decrypted */
+	size_t stream_pos; /* bytes of the ME's stream
 						 * consumed so far */
 };
 
 static struct {
-	struct event_base	*base;
-	const struct config	*cfg;
-	struct tgconf		*tg;
-	struct build		*builds;
-	uint32_t		 failures[65536];	/* per DC, as uint16 */
-	uint32_t		 start_time;
+	struct event_base *base;
+	const struct config *cfg;
+	struct tgconf *tg;
+	struct build *builds;
+	uint32_t failures[65536]; /* per DC, as uint16 */
+	uint32_t start_time;
 } P;
 
 void
-mplink_init(struct event_base *base, const struct config *cfg,
-    struct tgconf *tg)
+mplink_init(
+    struct event_base *base, const struct config *cfg, struct tgconf *tg)
 {
 	P.base = base;
 	P.cfg = cfg;
@@ -87,8 +87,8 @@ reply_refused(int peer, int16_t dc, uint32_t req, uint32_t retry_ms)
 	msgbuf_put_u32(&mb, req);
 	msgbuf_put_u32(&mb, retry_ms);
 	if (msgbuf_send(peer, &mb, -1) == -1)
-		log_debug("telling a worker there is no link: %s",
-		    strerror(errno));
+		log_debug(
+		    "telling a worker there is no link: %s", strerror(errno));
 }
 
 static void
@@ -145,7 +145,7 @@ build_done(struct build *b)
 		    addr_str((struct sockaddr *)&b->me, a, sizeof(a)));
 	P.failures[(uint16_t)b->dc] = 0;
 	explicit_bzero(&keys, sizeof(keys));
-	build_free(b);		/* closes our copy of the socket */
+	build_free(b); /* closes our copy of the socket */
 }
 
 static int
@@ -164,10 +164,12 @@ send_handshake(struct build *b)
 	uint8_t payload[RPC_HANDSHAKE_LEN], peer_pid[RPC_PID_LEN];
 	uint8_t out[RPC_FRAME_SPACE(RPC_HANDSHAKE_LEN)];
 	struct rpc_kdf_params kp = {
-		.nonce_clt = b->nonce_clt, .clt_ts = b->ts,
+		.nonce_clt = b->nonce_clt,
+		.clt_ts = b->ts,
 		.me_addr = (struct sockaddr *)&b->me,
 		.proxy_addr = (struct sockaddr *)&b->ours,
-		.secret = st->secret, .secret_len = st->secret_len,
+		.secret = st->secret,
+		.secret_len = st->secret_len,
 	};
 	struct rpc_nonce ans;
 	struct rpc_frame fr;
@@ -187,8 +189,9 @@ send_handshake(struct build *b)
 	}
 	if (rpc_nonce_parse(fr.payload, fr.len, &ans) == -1 ||
 	    rpc_nonce_check(&ans, st->secret, st->secret_len, b->ts,
-	    RPC_NONCE_MAX_SKEW, &err) == -1) {
-		build_fail(b, "bad nonce answer (wrong proxy secret, or "
+	        RPC_NONCE_MAX_SKEW, &err) == -1) {
+		build_fail(b,
+		    "bad nonce answer (wrong proxy secret, or "
 		    "clock off by more than 30 s?)");
 		return;
 	}
@@ -199,7 +202,7 @@ send_handshake(struct build *b)
 	    memcmp(b->buf + pos, "\x04\0\0\0", 4) == 0)
 		pos += 4;
 	if (pos % RPC_BLOCK && pos + 4 > b->len && pos < b->len)
-		return;		/* a filler may still be coming */
+		return; /* a filler may still be coming */
 	memmove(b->buf, b->buf + pos, b->len - pos);
 	b->len -= pos;
 	b->dec = 0;
@@ -212,11 +215,11 @@ send_handshake(struct build *b)
 	}
 	b->have_link = 1;
 	explicit_bzero(&keys, sizeof(keys));
-	rpc_pid_make(b->pid, (struct sockaddr *)&b->ours,
-	    (uint16_t)getpid(), P.start_time);
+	rpc_pid_make(b->pid, (struct sockaddr *)&b->ours, (uint16_t)getpid(),
+	    P.start_time);
 	rpc_pid_make(peer_pid, (struct sockaddr *)&b->me, 0, 0);
-	size_t n = rpc_handshake_build(payload, sizeof(payload), 0, b->pid,
-	    peer_pid);
+	size_t n =
+	    rpc_handshake_build(payload, sizeof(payload), 0, b->pid, peer_pid);
 	n = rpc_link_encode(&b->link, out, sizeof(out), payload, n);
 	if (n == 0 || send_all(b->fd, out, n) == -1) {
 		build_fail(b, "sending the handshake failed");
@@ -252,8 +255,8 @@ check_handshake(struct build *b)
 	if (rpc_msg_type(fr.payload, fr.len) == RPC_HANDSHAKE_ERROR) {
 		char why[64];
 		rpc_handshake_error_parse(fr.payload, fr.len, &he);
-		snprintf(why, sizeof(why), "handshake refused (error %d)",
-		    he.code);
+		snprintf(
+		    why, sizeof(why), "handshake refused (error %d)", he.code);
 		build_fail(b, why);
 		return;
 	}
@@ -295,18 +298,20 @@ build_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (P.cfg->nat_ip[0]) {
 			struct sockaddr_storage ss;
 			socklen_t l;
-			uint16_t port = b->local.ss_family == AF_INET ?
-			    ntohs(((struct sockaddr_in *)&b->local)->sin_port) :
-			    ntohs(((struct sockaddr_in6 *)&b->local)->sin6_port);
-			if (addr_from_ip_port(P.cfg->nat_ip, port, &ss, &l) == 0)
+			uint16_t port = b->local.ss_family == AF_INET
+			    ? ntohs(((struct sockaddr_in *)&b->local)->sin_port)
+			    : ntohs(((struct sockaddr_in6 *)&b->local)
+			                ->sin6_port);
+			if (addr_from_ip_port(P.cfg->nat_ip, port, &ss, &l) ==
+			    0)
 				b->ours = ss;
 		}
 		b->ts = (uint32_t)now_unix();
 		random_bytes(b->nonce_clt, sizeof(b->nonce_clt));
-		size_t n = rpc_nonce_build(payload, sizeof(payload),
-		    st->secret, st->secret_len, b->ts, b->nonce_clt);
-		n = rpc_frame_encode(out, sizeof(out), RPC_SEQ_NONCE, payload,
-		    n, 0);
+		size_t n = rpc_nonce_build(payload, sizeof(payload), st->secret,
+		    st->secret_len, b->ts, b->nonce_clt);
+		n = rpc_frame_encode(
+		    out, sizeof(out), RPC_SEQ_NONCE, payload, n, 0);
 		int pad = rpc_frame_pad(out + n, sizeof(out) - n, n);
 		if (n == 0 || pad < 0 || send_all(fd, out, n + pad) == -1) {
 			build_fail(b, "sending the nonce failed");
@@ -314,8 +319,8 @@ build_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		b->state = B_NONCE;
 		event_del(&b->ev);
-		event_assign(&b->ev, P.base, fd, EV_READ | EV_PERSIST,
-		    build_read_cb, b);
+		event_assign(
+		    &b->ev, P.base, fd, EV_READ | EV_PERSIST, build_read_cb, b);
 		event_add(&b->ev, NULL);
 		return;
 	}

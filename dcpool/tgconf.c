@@ -45,80 +45,79 @@
 #include "util.h"
 
 /* First retry after a failed round, doubling up to the cap. */
-#define RETRY_MIN		10
-#define RETRY_MAX		600
-#define HEADERS_MAX		(64 * 1024)
-#define URL_PART_MAX		2048
-#define REASON_MAX		512
+#define RETRY_MIN    10
+#define RETRY_MAX    600
+#define HEADERS_MAX  (64 * 1024)
+#define URL_PART_MAX 2048
+#define REASON_MAX   512
 
 enum item_kind { ITEM_SECRET, ITEM_CONFIG, ITEM_CONFIG_V6, ITEM_COUNT };
 enum item_src { SRC_NONE, SRC_FILE, SRC_URL };
 
 struct item {
-	const char		*what;		/* for log lines */
-	const char		*cache;		/* name in state_dir */
-	enum item_src		 src;
-	const char		*where;		/* path or URL */
-	int			 required;	/* v6 is not */
-	uint8_t			*body;		/* last good copy */
-	size_t			 len;
-	struct proxyconf	 conf;		/* parsed body of a list */
+	const char *what; /* for log lines */
+	const char *cache; /* name in state_dir */
+	enum item_src src;
+	const char *where; /* path or URL */
+	int required; /* v6 is not */
+	uint8_t *body; /* last good copy */
+	size_t len;
+	struct proxyconf conf; /* parsed body of a list */
 };
 
 struct fetch;
 
 struct tgconf {
-	struct event_base	*base;
-	const struct config	*cfg;
-	void			(*changed)(void *, const struct tg_state *);
-	void			*arg;
-	struct item		 items[ITEM_COUNT];
-	struct tg_state		 state;		/* as last reported */
-	struct tg_state		 next;		/* being built */
-	struct proxyconf	 scratch;	/* a list being checked */
-	struct event		*timer;		/* next round */
-	struct event		*step;		/* a fetch finished */
-	struct evdns_base	*dns;
-	struct fetch		*f;		/* in flight */
-	size_t			 cur;		/* item of the round */
-	int			 backoff;
-	int			 retry_delay;	/* of this round */
-	int			 round_failed;
-	int			 skew_warned;	/* once per round */
-	unsigned		 fails;		/* rounds failed in a row */
-	const char		*round_source;
+	struct event_base *base;
+	const struct config *cfg;
+	void (*changed)(void *, const struct tg_state *);
+	void *arg;
+	struct item items[ITEM_COUNT];
+	struct tg_state state; /* as last reported */
+	struct tg_state next; /* being built */
+	struct proxyconf scratch; /* a list being checked */
+	struct event *timer; /* next round */
+	struct event *step; /* a fetch finished */
+	struct evdns_base *dns;
+	struct fetch *f; /* in flight */
+	size_t cur; /* item of the round */
+	int backoff;
+	int retry_delay; /* of this round */
+	int round_failed;
+	int skew_warned; /* once per round */
+	unsigned fails; /* rounds failed in a row */
+	const char *round_source;
 };
 
 struct fetch {
-	struct tgconf		*t;
-	struct item		*it;
-	char			 host[256];	/* no brackets */
-	char			 hosthdr[300];	/* Host: value */
-	char			 path[URL_PART_MAX];
-	int			 port;
-	char			 ip[INET6_ADDRSTRLEN];	/* connected to */
-	int			 tls;
+	struct tgconf *t;
+	struct item *it;
+	char host[256]; /* no brackets */
+	char hosthdr[300]; /* Host: value */
+	char path[URL_PART_MAX];
+	int port;
+	char ip[INET6_ADDRSTRLEN]; /* connected to */
+	int tls;
 	struct evdns_getaddrinfo_request *dnsreq;
-	int			 resolved;
-	SSL			*ssl;		/* owned by bev */
-	struct bufferevent	*bev;		/* owned by evcon */
+	int resolved;
+	SSL *ssl; /* owned by bev */
+	struct bufferevent *bev; /* owned by evcon */
 	struct evhttp_connection *evcon;
-	struct event		*deadline;
-	int			 done;
-	int			 failed;
-	char			 reason[REASON_MAX];
-	uint8_t			*body;
-	size_t			 len;
+	struct event *deadline;
+	int done;
+	int failed;
+	char reason[REASON_MAX];
+	uint8_t *body;
+	size_t len;
 };
 
-static void	round_start(struct tgconf *);
-static void	next_item(struct tgconf *);
+static void round_start(struct tgconf *);
+static void next_item(struct tgconf *);
 
 /* ------------------------------------------------------------ pure parts */
 
 int
-tgconf_check_secret(const uint8_t *body, size_t len, char *err,
-    size_t errlen)
+tgconf_check_secret(const uint8_t *body, size_t len, char *err, size_t errlen)
 {
 	(void)body;
 	if (len < TGCONF_SECRET_MIN || len > TGCONF_SECRET_MAX) {
@@ -154,7 +153,7 @@ same_addr(const struct proxyconf_entry *x, const struct proxyconf_entry *y)
 	if (x->addr.sa.sa_family == AF_INET6)
 		return x->addr.sin6.sin6_port == y->addr.sin6.sin6_port &&
 		    memcmp(&x->addr.sin6.sin6_addr, &y->addr.sin6.sin6_addr,
-		    sizeof(x->addr.sin6.sin6_addr)) == 0;
+		        sizeof(x->addr.sin6.sin6_addr)) == 0;
 	return 0;
 }
 
@@ -247,8 +246,8 @@ path_join(char *out, size_t cap, const char *dir, const char *name)
 }
 
 int
-tgconf_cache_write(const char *dir, const char *name, const uint8_t *body,
-    size_t len)
+tgconf_cache_write(
+    const char *dir, const char *name, const uint8_t *body, size_t len)
 {
 	char path[4200], tmp[4200];
 	size_t off = 0;
@@ -256,7 +255,7 @@ tgconf_cache_write(const char *dir, const char *name, const uint8_t *body,
 
 	if (path_join(path, sizeof(path), dir, name) == -1 ||
 	    snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, name) >=
-	    (int)sizeof(tmp)) {
+	        (int)sizeof(tmp)) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
@@ -349,8 +348,8 @@ read_file(const char *path, uint8_t **body, size_t *len)
 }
 
 int
-tgconf_cache_read(const char *dir, const char *name, uint8_t **body,
-    size_t *len)
+tgconf_cache_read(
+    const char *dir, const char *name, uint8_t **body, size_t *len)
 {
 	char path[4200];
 
@@ -395,15 +394,14 @@ item_summary(const struct item *it, char *buf, size_t cap)
 	if (item_is_secret(it))
 		snprintf(buf, cap, "%zu bytes", it->len);
 	else
-		snprintf(buf, cap, "%zu middle proxies for %zu DCs",
-		    it->conf.n, count_dcs(&it->conf));
+		snprintf(buf, cap, "%zu middle proxies for %zu DCs", it->conf.n,
+		    count_dcs(&it->conf));
 	return buf;
 }
 
 /* Takes body (malloc'ed) as the new good copy. */
 static void
-item_set(struct item *it, uint8_t *body, size_t len,
-    const struct proxyconf *pc)
+item_set(struct item *it, uint8_t *body, size_t len, const struct proxyconf *pc)
 {
 	free(it->body);
 	it->body = body;
@@ -426,8 +424,7 @@ static void
 item_failed(struct tgconf *t, struct item *it, const char *verb,
     const char *prep, const char *reason)
 {
-	const char *kept = it->body ? "keeping the last good copy" :
-	    "none yet";
+	const char *kept = it->body ? "keeping the last good copy" : "none yet";
 
 	if (it->required) {
 		t->round_failed = 1;
@@ -435,7 +432,8 @@ item_failed(struct tgconf *t, struct item *it, const char *verb,
 		    it->what, prep, it->where, reason, kept, t->retry_delay);
 	} else
 		log_warnx("%s the %s %s %s: %s; %s (it is optional); next try "
-		    "in %d s", verb, it->what, prep, it->where, reason, kept,
+		          "in %d s",
+		    verb, it->what, prep, it->where, reason, kept,
 		    next_delay(t));
 }
 
@@ -449,25 +447,25 @@ item_result(struct tgconf *t, struct item *it, uint8_t *body, size_t len,
 
 	if (item_check(it, body, len, pc, err, sizeof(err)) == -1) {
 		free(body);
-		item_failed(t, it, "refusing", it->src == SRC_URL ? "from" :
-		    "in", err);
+		item_failed(
+		    t, it, "refusing", it->src == SRC_URL ? "from" : "in", err);
 		return;
 	}
 	if (it->body != NULL && it->len == len &&
 	    memcmp(it->body, body, len) == 0) {
 		free(body);
-		log_info("the %s at %s is unchanged (%s)", it->what,
-		    it->where, item_summary(it, sum, sizeof(sum)));
+		log_info("the %s at %s is unchanged (%s)", it->what, it->where,
+		    item_summary(it, sum, sizeof(sum)));
 		return;
 	}
 	item_set(it, body, len, pc);
 	t->round_source = source;
-	log_info("%s the %s from %s: %s", it->src == SRC_URL ? "fetched" :
-	    "read", it->what, it->where, item_summary(it, sum, sizeof(sum)));
+	log_info("%s the %s from %s: %s",
+	    it->src == SRC_URL ? "fetched" : "read", it->what, it->where,
+	    item_summary(it, sum, sizeof(sum)));
 	if (it->src != SRC_URL)
 		return;
-	if (tgconf_cache_write(t->cfg->state_dir, it->cache, body,
-	    len) == -1)
+	if (tgconf_cache_write(t->cfg->state_dir, it->cache, body, len) == -1)
 		log_warn("cannot keep a copy in %s/%s", t->cfg->state_dir,
 		    it->cache);
 }
@@ -479,8 +477,8 @@ item_read_file(struct tgconf *t, struct item *it)
 	size_t len;
 
 	if (read_file(it->where, &body, &len) == -1) {
-		item_failed(t, it, "cannot read", "from", errno == EFBIG ?
-		    "larger than 1 MiB" : strerror(errno));
+		item_failed(t, it, "cannot read", "from",
+		    errno == EFBIG ? "larger than 1 MiB" : strerror(errno));
 		return;
 	}
 	item_result(t, it, body, len, "file");
@@ -516,8 +514,8 @@ state_publish(struct tgconf *t, const char *source)
 	t->state = t->next;
 	t->state.source = source;
 	log_notice("middle-proxy config now from %s: secret %zu bytes, %zu "
-	    "IPv4 and %zu IPv6 middle proxies", source, t->state.secret_len,
-	    t->state.v4.n, t->state.v6.n);
+	           "IPv4 and %zu IPv6 middle proxies",
+	    source, t->state.secret_len, t->state.v4.n, t->state.v6.n);
 	if (t->changed != NULL)
 		t->changed(t->arg, &t->state);
 }
@@ -538,8 +536,8 @@ cache_load(struct tgconf *t)
 		if (it->src != SRC_URL)
 			continue;
 		wanted++;
-		if (tgconf_cache_read(t->cfg->state_dir, it->cache, &body,
-		    &len) == -1) {
+		if (tgconf_cache_read(
+		        t->cfg->state_dir, it->cache, &body, &len) == -1) {
 			if (errno != ENOENT)
 				log_warn("ignoring the cached %s %s/%s",
 				    it->what, t->cfg->state_dir, it->cache);
@@ -557,14 +555,16 @@ cache_load(struct tgconf *t)
 	if (wanted == 0)
 		return;
 	if (state_build(t))
-		log_info("loaded the cached middle-proxy config from %s: "
+		log_info(
+		    "loaded the cached middle-proxy config from %s: "
 		    "secret %zu bytes, %zu IPv4 and %zu IPv6 middle proxies; "
-		    "refreshing it", t->cfg->state_dir, t->next.secret_len,
-		    t->next.v4.n, t->next.v6.n);
+		    "refreshing it",
+		    t->cfg->state_dir, t->next.secret_len, t->next.v4.n,
+		    t->next.v6.n);
 	else
 		log_info("no usable cached middle-proxy config in %s (%zu of "
-		    "%zu copies); fetching it", t->cfg->state_dir, loaded,
-		    wanted);
+		         "%zu copies); fetching it",
+		    t->cfg->state_dir, loaded, wanted);
 }
 
 /* ------------------------------------------------------------ HTTP */
@@ -578,11 +578,11 @@ fetch_free(struct fetch *f)
 		struct evdns_getaddrinfo_request *r = f->dnsreq;
 
 		f->dnsreq = NULL;
-		f->done = 1;	/* the cancel callback must do nothing */
+		f->done = 1; /* the cancel callback must do nothing */
 		evdns_getaddrinfo_cancel(r);
 	}
 	if (f->evcon != NULL)
-		evhttp_connection_free(f->evcon);	/* and bev, ssl */
+		evhttp_connection_free(f->evcon); /* and bev, ssl */
 	else if (f->bev != NULL)
 		bufferevent_free(f->bev);
 	if (f->deadline != NULL)
@@ -592,8 +592,7 @@ fetch_free(struct fetch *f)
 }
 
 /* Ends the fetch (once); the rest runs from the step event. */
-static void
-fetch_done(struct fetch *f, int failed, const char *fmt, ...)
+static void fetch_done(struct fetch *f, int failed, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -660,8 +659,8 @@ req_error_cb(enum evhttp_request_error e, void *arg)
 	}
 	switch (e) {
 	case EVREQ_HTTP_TIMEOUT:
-		fetch_done(f, 1, "timed out after %d s",
-		    f->t->cfg->http_timeout);
+		fetch_done(
+		    f, 1, "timed out after %d s", f->t->cfg->http_timeout);
 		break;
 	case EVREQ_HTTP_EOF:
 		if (saved != 0 && saved != EAGAIN && saved != EINPROGRESS &&
@@ -669,15 +668,17 @@ req_error_cb(enum evhttp_request_error e, void *arg)
 			fetch_done(f, 1, "connection to %s port %d failed: %s",
 			    f->ip, f->port, strerror(saved));
 		else
-			fetch_done(f, 1, "connection to %s port %d closed "
-			    "before a complete answer", f->ip, f->port);
+			fetch_done(f, 1,
+			    "connection to %s port %d closed "
+			    "before a complete answer",
+			    f->ip, f->port);
 		break;
 	case EVREQ_HTTP_INVALID_HEADER:
 		fetch_done(f, 1, "malformed HTTP answer");
 		break;
 	case EVREQ_HTTP_DATA_TOO_LONG:
-		fetch_done(f, 1, "answer larger than %d bytes",
-		    TGCONF_BODY_MAX);
+		fetch_done(
+		    f, 1, "answer larger than %d bytes", TGCONF_BODY_MAX);
 		break;
 	default:
 		fetch_done(f, 1, "HTTP request failed (%d)", (int)e);
@@ -687,8 +688,8 @@ req_error_cb(enum evhttp_request_error e, void *arg)
 static void
 check_clock(struct fetch *f, struct evhttp_request *req)
 {
-	const char *date = evhttp_find_header(
-	    evhttp_request_get_input_headers(req), "Date");
+	const char *date =
+	    evhttp_find_header(evhttp_request_get_input_headers(req), "Date");
 	int64_t skew;
 
 	if (date == NULL || f->t->skew_warned ||
@@ -697,9 +698,11 @@ check_clock(struct fetch *f, struct evhttp_request *req)
 	if (skew <= TGCONF_CLOCK_SKEW_MAX && skew >= -TGCONF_CLOCK_SKEW_MAX)
 		return;
 	f->t->skew_warned = 1;
-	log_warnx("clock skew: %s says the time is \"%s\", our clock is %"
-	    PRId64 " s %s; middle proxies refuse a wrong clock (fix it, "
-	    "e.g. with NTP)", f->hosthdr, date, skew < 0 ? -skew : skew,
+	log_warnx(
+	    "clock skew: %s says the time is \"%s\", our clock is %" PRId64
+	    " s %s; middle proxies refuse a wrong clock (fix it, "
+	    "e.g. with NTP)",
+	    f->hosthdr, date, skew < 0 ? -skew : skew,
 	    skew < 0 ? "behind" : "ahead");
 }
 
@@ -715,8 +718,8 @@ req_cb(struct evhttp_request *req, void *arg)
 		return;
 	/* A failed connect ends here with no code and no error callback;
 	 * errno is still the connect's (libevent keeps it for us). */
-	if (req == NULL || (code = evhttp_request_get_response_code(req))
-	    == 0) {
+	if (req == NULL ||
+	    (code = evhttp_request_get_response_code(req)) == 0) {
 		char tls[256];
 
 		/* A TLS socket whose connect failed reads ENOTCONN. */
@@ -727,8 +730,10 @@ req_cb(struct evhttp_request *req, void *arg)
 			fetch_done(f, 1, "no HTTP answer from %s port %d: %s",
 			    f->ip, f->port, strerror(saved));
 		else
-			fetch_done(f, 1, "no HTTP answer from %s port %d "
-			    "(refused, unreachable or closed)", f->ip, f->port);
+			fetch_done(f, 1,
+			    "no HTTP answer from %s port %d "
+			    "(refused, unreachable or closed)",
+			    f->ip, f->port);
 		return;
 	}
 	check_clock(f, req);
@@ -742,8 +747,8 @@ req_cb(struct evhttp_request *req, void *arg)
 	in = evhttp_request_get_input_buffer(req);
 	len = evbuffer_get_length(in);
 	if (len > TGCONF_BODY_MAX) {
-		fetch_done(f, 1, "answer larger than %d bytes",
-		    TGCONF_BODY_MAX);
+		fetch_done(
+		    f, 1, "answer larger than %d bytes", TGCONF_BODY_MAX);
 		return;
 	}
 	if ((f->body = malloc(len > 0 ? len : 1)) == NULL) {
@@ -783,8 +788,8 @@ tls_new(struct fetch *f)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (cfg->ca_file[0] != '\0') {
-		if (SSL_CTX_load_verify_locations(ctx, cfg->ca_file,
-		    NULL) != 1) {
+		if (SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL) !=
+		    1) {
 			char e[160];
 
 			ERR_error_string_n(ERR_get_error(), e, sizeof(e));
@@ -806,9 +811,10 @@ tls_new(struct fetch *f)
 	    inet_pton(AF_INET6, f->host, &a6) == 1;
 	/* The certificate must name the host of the URL (no SNI for an
 	 * address, RFC 6066 section 3). */
-	if (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-	    f->host) != 1 : (SSL_set_tlsext_host_name(ssl, f->host) != 1 ||
-	    SSL_set1_host(ssl, f->host) != 1)) {
+	if (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), f->host) !=
+	            1
+	       : (SSL_set_tlsext_host_name(ssl, f->host) != 1 ||
+	             SSL_set1_host(ssl, f->host) != 1)) {
 		SSL_free(ssl);
 		ssl = NULL;
 		fetch_done(f, 1, "cannot set the TLS host name");
@@ -816,7 +822,7 @@ tls_new(struct fetch *f)
 	}
 	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 out:
-	SSL_CTX_free(ctx);	/* the SSL holds a reference */
+	SSL_CTX_free(ctx); /* the SSL holds a reference */
 	return ssl;
 }
 
@@ -829,9 +835,9 @@ fetch_connect(struct fetch *f, const struct sockaddr *sa)
 	char *ip = f->ip;
 	const void *a;
 
-	a = sa->sa_family == AF_INET ?
-	    (const void *)&((const struct sockaddr_in *)sa)->sin_addr :
-	    (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+	a = sa->sa_family == AF_INET
+	    ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+	    : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
 	if (evutil_inet_ntop(sa->sa_family, a, ip, sizeof(f->ip)) == NULL) {
 		fetch_done(f, 1, "bad address for %s", f->host);
 		return;
@@ -856,8 +862,8 @@ fetch_connect(struct fetch *f, const struct sockaddr *sa)
 		fetch_done(f, 1, "cannot make a connection buffer");
 		return;
 	}
-	f->evcon = evhttp_connection_base_bufferevent_new(t->base, t->dns,
-	    f->bev, ip, (unsigned short)f->port);
+	f->evcon = evhttp_connection_base_bufferevent_new(
+	    t->base, t->dns, f->bev, ip, (unsigned short)f->port);
 	if (f->evcon == NULL) {
 		fetch_done(f, 1, "cannot make an HTTP connection");
 		return;
@@ -877,8 +883,7 @@ fetch_connect(struct fetch *f, const struct sockaddr *sa)
 	evhttp_add_header(h, "Accept", "*/*");
 	evhttp_add_header(h, "Connection", "close");
 	log_debug("fetching %s from %s port %d", f->it->where, ip, f->port);
-	if (evhttp_make_request(f->evcon, req, EVHTTP_REQ_GET,
-	    f->path) == -1)
+	if (evhttp_make_request(f->evcon, req, EVHTTP_REQ_GET, f->path) == -1)
 		fetch_done(f, 1, "cannot send the HTTP request");
 }
 
@@ -971,8 +976,8 @@ fetch_parse_url(struct fetch *f, const char *url)
 		snprintf(f->hosthdr, sizeof(f->hosthdr), "%s",
 		    evhttp_uri_get_host(u));
 	if (snprintf(f->path, sizeof(f->path), "%s%s%s",
-	    path && path[0] ? path : "/", query ? "?" : "",
-	    query ? query : "") >= (int)sizeof(f->path)) {
+	        path && path[0] ? path : "/", query ? "?" : "",
+	        query ? query : "") >= (int)sizeof(f->path)) {
 		fetch_done(f, 1, "URL too long");
 		goto out;
 	}
@@ -1010,7 +1015,7 @@ fetch_start(struct tgconf *t, struct item *it)
 	if (t->dns == NULL) {
 		t->dns = evdns_base_new(t->base,
 		    EVDNS_BASE_INITIALIZE_NAMESERVERS |
-		    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		        EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 		if (t->dns == NULL) {
 			fetch_done(f, 1, "cannot set up DNS (resolv.conf?)");
 			return;
@@ -1070,8 +1075,8 @@ round_end(struct tgconf *t)
 			t->backoff = t->cfg->refresh;
 	} else {
 		t->fails = 0;
-		t->backoff = RETRY_MIN < t->cfg->refresh ? RETRY_MIN :
-		    t->cfg->refresh;
+		t->backoff =
+		    RETRY_MIN < t->cfg->refresh ? RETRY_MIN : t->cfg->refresh;
 		log_debug("middle-proxy config: next refresh in %d s", delay);
 	}
 	evtimer_add(t->timer, &tv);
@@ -1085,7 +1090,7 @@ next_item(struct tgconf *t)
 
 		if (it->src == SRC_URL) {
 			fetch_start(t, it);
-			return;		/* continues in step_cb */
+			return; /* continues in step_cb */
 		}
 		if (it->src == SRC_FILE)
 			item_read_file(t, it);
@@ -1152,8 +1157,8 @@ tgconf_start(struct event_base *base, const struct config *cfg,
 	/* A pinned IPv4 list means no fetching; IPv6 then only by file. */
 	item_init(&t->items[ITEM_CONFIG_V6], "IPv6 middle-proxy list",
 	    TGCONF_CACHE_CONFIG_V6, cfg->proxy_config_v6_file,
-	    cfg->proxy_config_file[0] != '\0' ? NULL :
-	    cfg->proxy_config_v6_url, 0);
+	    cfg->proxy_config_file[0] != '\0' ? NULL : cfg->proxy_config_v6_url,
+	    0);
 	if ((t->timer = evtimer_new(base, timer_cb, t)) == NULL ||
 	    (t->step = event_new(base, -1, 0, step_cb, t)) == NULL) {
 		tgconf_free(t);

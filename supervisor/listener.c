@@ -12,7 +12,7 @@
 #include "log.h"
 #include "util.h"
 
-#define LISTEN_BACKLOG	4096
+#define LISTEN_BACKLOG 4096
 
 static int
 lsock_open_one(const struct sockaddr_storage *ss, socklen_t len, char *err,
@@ -20,8 +20,8 @@ lsock_open_one(const struct sockaddr_storage *ss, socklen_t len, char *err,
 {
 	int one = 1, fd;
 
-	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd = socket(
+	    ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		snprintf(err, errlen, "listener %s: socket: %s", key,
 		    strerror(errno));
@@ -34,8 +34,8 @@ lsock_open_one(const struct sockaddr_storage *ss, socklen_t len, char *err,
 		/* "::" is dual-stack, a specific v6 address only v6. */
 		const struct sockaddr_in6 *s6 = (const void *)ss;
 		int v6only = !IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
-		    sizeof(v6only));
+		setsockopt(
+		    fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)ss, len) == -1 ||
@@ -60,8 +60,8 @@ lsock_grow(struct lsock *ls, int nslots, char *err, size_t errlen)
 	}
 	ls->fds = fds;
 	while (ls->nfds < nslots) {
-		int fd = lsock_open_one(&ls->addr, ls->addrlen, err, errlen,
-		    ls->key);
+		int fd = lsock_open_one(
+		    &ls->addr, ls->addrlen, err, errlen, ls->key);
 		if (fd == -1)
 			return -1;
 		ls->fds[ls->nfds++] = fd;
@@ -123,7 +123,8 @@ lsock_sync(struct lsock_set *set, const struct config *cfg, int nslots,
 		int found = 0;
 		for (size_t i = 0; i < cfg->nlisteners && !found; i++) {
 			char key[ADDR_STRLEN];
-			addr_str((const struct sockaddr *)&cfg->listeners[i].addr,
+			addr_str(
+			    (const struct sockaddr *)&cfg->listeners[i].addr,
 			    key, sizeof(key));
 			found = strcmp(ls->key, key) == 0;
 		}

@@ -14,18 +14,18 @@
 #include "config.h"
 
 struct lsock {
-	char			key[96];	/* "address:port" */
-	struct sockaddr_storage	addr;
-	socklen_t		addrlen;
-	int			*fds;		/* one per slot */
-	int			nfds;
-	int			cfg_index;	/* index in the current config */
-	int			removed;	/* gone from the config */
+	char key[96]; /* "address:port" */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	int *fds; /* one per slot */
+	int nfds;
+	int cfg_index; /* index in the current config */
+	int removed; /* gone from the config */
 };
 
 struct lsock_set {
-	struct lsock	*v;
-	size_t		n;
+	struct lsock *v;
+	size_t n;
 };
 
 /*
@@ -34,9 +34,9 @@ struct lsock_set {
  * those not in cfg as removed (closed later by lsock_close_removed).
  * On error nothing is marked and err says why.
  */
-int	lsock_sync(struct lsock_set *, const struct config *, int nslots,
-	    char *err, size_t errlen);
-void	lsock_close_removed(struct lsock_set *);
-void	lsock_close_all(struct lsock_set *);
+int lsock_sync(struct lsock_set *, const struct config *, int nslots, char *err,
+    size_t errlen);
+void lsock_close_removed(struct lsock_set *);
+void lsock_close_all(struct lsock_set *);
 
 #endif

@@ -20,13 +20,14 @@
 #include "supervisor.h"
 #include "util.h"
 
-#define DEFAULT_CONFIG	SYSCONFDIR "/mtprotod/mtprotod.conf"
+#define DEFAULT_CONFIG SYSCONFDIR "/mtprotod/mtprotod.conf"
 
 static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: mtprotod [-c FILE] [-f] [-t] [-s reload|stop|quit] [-V] [-h]\n"
+	    "usage: mtprotod [-c FILE] [-f] [-t] [-s reload|stop|quit] [-V] "
+	    "[-h]\n"
 	    "       mtprotod --links [-c FILE] [--server HOST]\n"
 	    "       mtprotod --gen-secret [--tls-domain NAME]\n"
 	    "\n"
@@ -77,8 +78,13 @@ load_config(const char *cfile, const char **path_out)
 static int
 signal_daemon(struct config *cfg, const char *what)
 {
-	static const struct { const char *name; int sig; } sigs[] = {
-		{ "reload", SIGHUP }, { "stop", SIGTERM }, { "quit", SIGQUIT },
+	static const struct {
+		const char *name;
+		int sig;
+	} sigs[] = {
+		{ "reload", SIGHUP },
+		{ "stop", SIGTERM },
+		{ "quit", SIGQUIT },
 		{ "reopen", SIGUSR1 },
 	};
 	int sig = 0;
@@ -88,8 +94,10 @@ signal_daemon(struct config *cfg, const char *what)
 		if (strcmp(what, sigs[i].name) == 0)
 			sig = sigs[i].sig;
 	if (sig == 0) {
-		fprintf(stderr, "mtprotod: -s takes reload, stop, quit or "
-		    "reopen, not \"%s\"\n", what);
+		fprintf(stderr,
+		    "mtprotod: -s takes reload, stop, quit or "
+		    "reopen, not \"%s\"\n",
+		    what);
 		return 1;
 	}
 	FILE *f = fopen(cfg->pidfile, "r");
@@ -112,8 +120,8 @@ signal_daemon(struct config *cfg, const char *what)
 
 /* Everything after the config is read; frees it. */
 static int
-run(struct config *cfg, const char *path, int test, const char *sig,
-    int links, const char *server, struct sup_options *opt)
+run(struct config *cfg, const char *path, int test, const char *sig, int links,
+    const char *server, struct sup_options *opt)
 {
 	int rc;
 
@@ -138,7 +146,7 @@ run(struct config *cfg, const char *path, int test, const char *sig,
 		return rc;
 	}
 	if (log_init(cfg->log_target, cfg->log_file, cfg->log_level,
-	    "mtprotod") == -1) {
+	        "mtprotod") == -1) {
 		fprintf(stderr, "mtprotod: cannot open log file %s: %s\n",
 		    cfg->log_file, strerror(errno));
 		config_free(cfg);
@@ -171,7 +179,8 @@ main(int argc, char **argv)
 	struct config *cfg;
 
 	proctitle_init(argc, argv);
-	while ((ch = getopt_long(argc, argv, "c:fts:Vh", longopts, NULL)) != -1) {
+	while (
+	    (ch = getopt_long(argc, argv, "c:fts:Vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			cfile = optarg;
@@ -217,7 +226,8 @@ main(int argc, char **argv)
 		uint8_t secret[16];
 		random_bytes(secret, sizeof(secret));
 		if (links_print_secret(stdout, secret, tls_domain) == -1) {
-			fprintf(stderr, "mtprotod: unusable --tls-domain \"%s\"\n",
+			fprintf(stderr,
+			    "mtprotod: unusable --tls-domain \"%s\"\n",
 			    tls_domain);
 			return 1;
 		}

@@ -33,56 +33,56 @@
 #include "util.h"
 #include "worker/worker.h"
 
-#define ROLE_WORKER	0
-#define ROLE_DCPOOL	1
+#define ROLE_WORKER 0
+#define ROLE_DCPOOL 1
 
 /* A child that lived this long is healthy: its slot's back-off resets. */
-#define HEALTHY_AFTER_MS	5000
-#define BACKOFF_MAX_MS		1000
+#define HEALTHY_AFTER_MS 5000
+#define BACKOFF_MAX_MS   1000
 /* After a stop, children get this much more than shutdown_timeout. */
-#define KILL_GRACE_S		5
-#define QUIT_GRACE_S		3
+#define KILL_GRACE_S 5
+#define QUIT_GRACE_S 3
 
 struct child {
-	struct child	*next;
-	pid_t		 pid;
-	int		 role;
-	int		 slot;		/* worker slot; 0 for the dcpool */
-	int		 generation;
-	int		 chan;		/* our end of the socketpair */
-	struct event	*ev;
-	int		 metrics_slot;
-	int		 ready;
-	int		 draining;
-	uint64_t	 started_ms;
+	struct child *next;
+	pid_t pid;
+	int role;
+	int slot; /* worker slot; 0 for the dcpool */
+	int generation;
+	int chan; /* our end of the socketpair */
+	struct event *ev;
+	int metrics_slot;
+	int ready;
+	int draining;
+	uint64_t started_ms;
 };
 
 enum sup_state { S_RUNNING, S_RELOADING, S_STOPPING };
 
 static struct {
-	struct event_base	*base;
-	struct config		*cfg;
+	struct event_base *base;
+	struct config *cfg;
 	const struct sup_options *opt;
-	struct lsock_set	 ls;
-	struct child		*children;
-	int			 generation;
-	enum sup_state		 state;
-	int			 reload_pending;
-	int			 exit_code;
-	struct shm_metrics	*metrics;
-	struct replay_cache	*replay;
-	uid_t			 uid;
-	gid_t			 gid;
-	int			 drop;		/* started as root */
-	uint64_t		*restarts;	/* ring of restart times (ms) */
-	int			 nrestarts;
-	int			 slot_failures[CONFIG_MAX_WORKERS + 1];
-	struct event		*stop_timer;
-	struct event		*sig[6];
+	struct lsock_set ls;
+	struct child *children;
+	int generation;
+	enum sup_state state;
+	int reload_pending;
+	int exit_code;
+	struct shm_metrics *metrics;
+	struct replay_cache *replay;
+	uid_t uid;
+	gid_t gid;
+	int drop; /* started as root */
+	uint64_t *restarts; /* ring of restart times (ms) */
+	int nrestarts;
+	int slot_failures[CONFIG_MAX_WORKERS + 1];
+	struct event *stop_timer;
+	struct event *sig[6];
 } S;
 
-static void	spawn(int role, int slot, int generation);
-static void	begin_stop(int immediate, int code);
+static void spawn(int role, int slot, int generation);
+static void begin_stop(int immediate, int code);
 
 /* ------------------------------------------------------------ config */
 
@@ -145,8 +145,8 @@ child_drop_privileges(const struct config *cfg)
 }
 
 static int
-resolve_ids(const struct config *cfg, uid_t *uid, gid_t *gid, char *err,
-    size_t errlen)
+resolve_ids(
+    const struct config *cfg, uid_t *uid, gid_t *gid, char *err, size_t errlen)
 {
 	struct passwd *pw;
 	struct group *gr;
@@ -301,7 +301,8 @@ finish_reload(void)
 	lsock_close_removed(&S.ls);
 	S.state = S_RUNNING;
 	log_notice("reload complete: generation %d serves, generation %d "
-	    "drains", S.generation, old);
+	           "drains",
+	    S.generation, old);
 	if (S.reload_pending) {
 		S.reload_pending = 0;
 		kill(getpid(), SIGHUP);
@@ -360,7 +361,7 @@ restart_cb(evutil_socket_t fd, short what, void *arg)
 	if (S.state == S_STOPPING)
 		return;
 	if (role == ROLE_WORKER && slot >= S.cfg->workers)
-		return;		/* the slot went away in a reload */
+		return; /* the slot went away in a reload */
 	/* Another restart of this slot may have run already. */
 	for (struct child *c = S.children; c; c = c->next)
 		if (c->role == role && c->slot == slot &&
@@ -373,8 +374,8 @@ restart_cb(evutil_socket_t fd, short what, void *arg)
 static int
 restart_allowed(void)
 {
-	uint64_t now = now_ms(), window = (uint64_t)S.cfg->restart_period *
-	    1000;
+	uint64_t now = now_ms(),
+	         window = (uint64_t)S.cfg->restart_period * 1000;
 	int n = 0, cap = S.cfg->max_restarts + 1;
 
 	if (S.restarts == NULL || S.nrestarts != cap) {
@@ -406,9 +407,10 @@ child_exited(struct child *c, int status)
 		    "%s %d (pid %d) killed by signal %d (%s)", what, c->slot,
 		    (int)c->pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
 	else
-		log_msg(expected && WEXITSTATUS(status) == 0 ? LOG_INFO :
-		    LOG_ERR, "%s %d (pid %d) exited with status %d", what,
-		    c->slot, (int)c->pid, WEXITSTATUS(status));
+		log_msg(
+		    expected && WEXITSTATUS(status) == 0 ? LOG_INFO : LOG_ERR,
+		    "%s %d (pid %d) exited with status %d", what, c->slot,
+		    (int)c->pid, WEXITSTATUS(status));
 
 	shm_metrics_release(S.metrics, c->metrics_slot);
 	if (c->ev)
@@ -422,7 +424,7 @@ child_exited(struct child *c, int status)
 			S.slot_failures[idx] = 0;
 		if (!restart_allowed()) {
 			log_errorx("restart intensity exceeded: more than %d "
-			    "restarts in %d seconds; stopping mtprotod",
+			           "restarts in %d seconds; stopping mtprotod",
 			    S.cfg->max_restarts, S.cfg->restart_period);
 			begin_stop(1, 1);
 		} else {
@@ -431,9 +433,9 @@ child_exited(struct child *c, int status)
 			if (delay > BACKOFF_MAX_MS)
 				delay = BACKOFF_MAX_MS;
 			struct timeval tv = { delay / 1000,
-			    (delay % 1000) * 1000 };
-			log_notice("restarting %s %d in %ld ms", what,
-			    c->slot, delay);
+				(delay % 1000) * 1000 };
+			log_notice(
+			    "restarting %s %d in %ld ms", what, c->slot, delay);
 			event_base_once(S.base, -1, EV_TIMEOUT, restart_cb,
 			    (void *)(intptr_t)((c->role << 16) | c->slot), &tv);
 		}
@@ -508,17 +510,22 @@ spawn(int role, int slot, int generation)
 		fd_set_cloexec(sv[1]);
 		if (role == ROLE_WORKER) {
 			struct worker_args wa = {
-				.cfg = cfg, .slot = slot,
-				.generation = generation, .chan = sv[1],
-				.listen = wl, .nlisten = nwl,
+				.cfg = cfg,
+				.slot = slot,
+				.generation = generation,
+				.chan = sv[1],
+				.listen = wl,
+				.nlisten = nwl,
 				.metrics = shm_metrics_slot(S.metrics, mslot),
 				.replay = S.replay,
 			};
 			worker_main(&wa);
 		} else {
 			struct dcpool_args da = {
-				.cfg = cfg, .generation = generation,
-				.chan = sv[1], .metrics = S.metrics,
+				.cfg = cfg,
+				.generation = generation,
+				.chan = sv[1],
+				.metrics = S.metrics,
 			};
 			dcpool_main(&da);
 		}
@@ -541,8 +548,8 @@ spawn(int role, int slot, int generation)
 	if (ms)
 		ms->pid = pid;
 	fd_set_nonblock(c->chan);
-	c->ev = event_new(S.base, c->chan, EV_READ | EV_PERSIST,
-	    child_chan_cb, c);
+	c->ev =
+	    event_new(S.base, c->chan, EV_READ | EV_PERSIST, child_chan_cb, c);
 	event_add(c->ev, NULL);
 	c->next = S.children;
 	S.children = c;
@@ -566,8 +573,8 @@ static void
 stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	for (struct child *c = S.children; c; c = c->next) {
-		log_warnx("pid %d did not stop in time; killing it",
-		    (int)c->pid);
+		log_warnx(
+		    "pid %d did not stop in time; killing it", (int)c->pid);
 		kill(c->pid, SIGKILL);
 	}
 }
@@ -575,8 +582,10 @@ stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 begin_stop(int immediate, int code)
 {
-	struct timeval tv = { immediate ? QUIT_GRACE_S :
-	    S.cfg->shutdown_timeout + KILL_GRACE_S, 0 };
+	struct timeval tv = { immediate
+		    ? QUIT_GRACE_S
+		    : S.cfg->shutdown_timeout + KILL_GRACE_S,
+		0 };
 
 	if (code > S.exit_code)
 		S.exit_code = code;
@@ -617,18 +626,20 @@ do_reload(void)
 	    S.opt->config_path ? S.opt->config_path : "");
 	if (S.opt->config_path)
 		ncfg = config_load(S.opt->config_path, err, sizeof(err));
-	else	/* the state_dir of the start, made absolute */
+	else /* the state_dir of the start, made absolute */
 		ncfg = config_default_in(S.cfg->state_dir, err, sizeof(err));
 	if (ncfg == NULL) {
 		log_errorx("reload failed, keeping the running configuration: "
-		    "%s", err);
+		           "%s",
+		    err);
 		return;
 	}
 	config_absolutize(ncfg, S.opt->cwd);
 	if (resolve_ids(ncfg, &uid, &gid, err, sizeof(err)) == -1 ||
 	    lsock_sync(&S.ls, ncfg, ncfg->workers, err, sizeof(err)) == -1) {
 		log_errorx("reload failed, keeping the running configuration: "
-		    "%s", err);
+		           "%s",
+		    err);
 		config_free(ncfg);
 		return;
 	}
@@ -772,7 +783,7 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 {
 	char err[CONFIG_ERR_MAX];
 	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1,
-	    SIGCHLD };
+		SIGCHLD };
 	pid_t other;
 
 	S.cfg = cfg;

@@ -4,10 +4,10 @@
 #include "config.h"
 
 struct sup_options {
-	const char	*config_path;	/* NULL: built-in default */
-	int		 config_explicit; /* -c given */
-	int		 foreground;
-	char		 cwd[4096];	/* where mtprotod was started */
+	const char *config_path; /* NULL: built-in default */
+	int config_explicit; /* -c given */
+	int foreground;
+	char cwd[4096]; /* where mtprotod was started */
 };
 
 /*
@@ -15,15 +15,15 @@ struct sup_options {
  * mtprotod was started; make them absolute, since daemon() moves to /
  * and a reload reads the file again.
  */
-void	config_absolutize(struct config *, const char *cwd);
+void config_absolutize(struct config *, const char *cwd);
 
 /* Runs the daemon; returns the process exit status. */
-int	supervisor_run(struct config *, const struct sup_options *);
+int supervisor_run(struct config *, const struct sup_options *);
 
 /*
  * What a child needs from the supervisor, resolved before the fork:
  * uid/gid to drop to (-1: stay), the chroot.
  */
-void	child_drop_privileges(const struct config *);
+void child_drop_privileges(const struct config *);
 
 #endif

@@ -52,7 +52,7 @@ build_and_check() {
 	(cd "$dir" && \
 	    ASAN_OPTIONS="log_path=$dir/sanitizer-reports/asan:detect_leaks=1:abort_on_error=1" \
 	    UBSAN_OPTIONS="log_path=$dir/sanitizer-reports/ubsan:print_stacktrace=1:halt_on_error=1" \
-	    make -j"$JOBS" check >check.out 2>&1)
+	    make -j"$((JOBS + 1))" check >check.out 2>&1)
 	local rc=$?
 	grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS|XFAIL):' "$dir/check.out"
 	if [ $rc -ne 0 ]; then
@@ -67,6 +67,16 @@ build_and_check() {
 		bad "$name: sanitizer reports"
 	fi
 }
+
+step "formatting (.clang-format)"
+files=$(git ls-files '*.c' '*.h' 2>/dev/null)
+[ -n "$files" ] || files=$(find common supervisor worker dcpool tests -name '*.[ch]')
+if clang-format --dry-run --Werror $files >"$OUT/format.out" 2>&1; then
+	ok "formatting"
+else
+	head -30 "$OUT/format.out"
+	bad "formatting (run: clang-format -i on the files above)"
+fi
 
 build_and_check normal
 build_and_check sanitizers --enable-sanitizers

@@ -38,73 +38,73 @@
 #include "util.h"
 #include "worker.h"
 
-#define MAX_POOLS		64
-#define HASH_SIZE		(1 << 16)	/* conn_id buckets */
-#define LINK_RBUF_MIN		(256 * 1024)	/* one read takes many frames */
-#define LINK_FRAME_MAX		(FRAME_MAX_PACKET + 4096)
-#define TICK_MS			1000
+#define MAX_POOLS      64
+#define HASH_SIZE      (1 << 16) /* conn_id buckets */
+#define LINK_RBUF_MIN  (256 * 1024) /* one read takes many frames */
+#define LINK_FRAME_MAX (FRAME_MAX_PACKET + 4096)
+#define TICK_MS        1000
 /* A waiting client gets a link within this, or is closed. */
-#define WAIT_MAX_MS(cfg)	((uint64_t)(cfg)->connect_timeout * 2000)
+#define WAIT_MAX_MS(cfg) ((uint64_t)(cfg)->connect_timeout * 2000)
 
 struct mpool;
 
 struct wqueue {
-	uint8_t		*buf;
-	size_t		 off, len, cap;
+	uint8_t *buf;
+	size_t off, len, cap;
 };
 
 struct mlink {
-	struct mlink	*next;
-	struct mpool	*pool;
-	int		 fd;
-	struct event	 rev, wev;
-	struct rpc_link	 rpc;
+	struct mlink *next;
+	struct mpool *pool;
+	int fd;
+	struct event rev, wev;
+	struct rpc_link rpc;
 	struct sockaddr_storage me;
-	uint8_t		*rbuf;
-	size_t		 rlen, rcap;
-	size_t		 rdec;		/* bytes of rbuf already decrypted */
-	struct wqueue	 wq;
-	uint64_t	 queued_total;	/* bytes ever queued to the ME */
-	uint64_t	 written_total;	/* bytes ever written to the ME */
-	struct session	*clients;
-	size_t		 nclients;
-	size_t		 client_bytes;	/* waiting in its clients' queues */
-	uint64_t	 last_rx_ms;
-	uint64_t	 last_ping_ms;
-	unsigned	 reading:1;
-	unsigned	 writing:1;
-	unsigned	 clients_paused:1;
-	unsigned	 error:1;	/* a write failed: dies next turn */
+	uint8_t *rbuf;
+	size_t rlen, rcap;
+	size_t rdec; /* bytes of rbuf already decrypted */
+	struct wqueue wq;
+	uint64_t queued_total; /* bytes ever queued to the ME */
+	uint64_t written_total; /* bytes ever written to the ME */
+	struct session *clients;
+	size_t nclients;
+	size_t client_bytes; /* waiting in its clients' queues */
+	uint64_t last_rx_ms;
+	uint64_t last_ping_ms;
+	unsigned reading : 1;
+	unsigned writing : 1;
+	unsigned clients_paused : 1;
+	unsigned error : 1; /* a write failed: dies next turn */
 };
 
 struct mpool {
-	int16_t		 dc;
-	struct mlink	*links;
-	size_t		 nlinks;
-	size_t		 inflight;	/* link requests not answered yet */
-	uint64_t	 retry_at_ms;
-	uint32_t	 failures;
-	struct session	*waiting;	/* clients without a link */
-	size_t		 nwaiting;
+	int16_t dc;
+	struct mlink *links;
+	size_t nlinks;
+	size_t inflight; /* link requests not answered yet */
+	uint64_t retry_at_ms;
+	uint32_t failures;
+	struct session *waiting; /* clients without a link */
+	size_t nwaiting;
 };
 
 static struct {
-	struct mpool	 pools[MAX_POOLS];
-	size_t		 npools;
-	struct session	*hash[HASH_SIZE];
-	uint32_t	 next_req;
-	struct event	 tick;
-	uint8_t		*out;
-	size_t		 outcap;
-	struct session	*dirty;		/* answers queued, not sent yet */
+	struct mpool pools[MAX_POOLS];
+	size_t npools;
+	struct session *hash[HASH_SIZE];
+	uint32_t next_req;
+	struct event tick;
+	uint8_t *out;
+	size_t outcap;
+	struct session *dirty; /* answers queued, not sent yet */
 } M;
 
-static void	link_dead(struct mlink *, const char *why);
-static void	link_maybe_resume(struct mlink *);
-static void	link_flush(struct mlink *);
-static void	link_kick(struct mlink *);
-static void	pool_maintain(struct mpool *);
-static void	client_read_cb(evutil_socket_t, short, void *);
+static void link_dead(struct mlink *, const char *why);
+static void link_maybe_resume(struct mlink *);
+static void link_flush(struct mlink *);
+static void link_kick(struct mlink *);
+static void pool_maintain(struct mpool *);
+static void client_read_cb(evutil_socket_t, short, void *);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -127,7 +127,7 @@ static void
 hash_remove(struct session *s)
 {
 	for (struct session **pp = hash_slot(s->conn_id); *pp;
-	    pp = &(*pp)->hash_next)
+	     pp = &(*pp)->hash_next)
 		if (*pp == s) {
 			*pp = s->hash_next;
 			return;
@@ -286,8 +286,8 @@ link_flush(struct mlink *l)
 	if (l->error)
 		return;
 	while (q->off < q->len) {
-		ssize_t w = send(l->fd, q->buf + q->off, q->len - q->off,
-		    MSG_NOSIGNAL);
+		ssize_t w =
+		    send(l->fd, q->buf + q->off, q->len - q->off, MSG_NOSIGNAL);
 		if (w == -1) {
 			if (errno == EINTR)
 				continue;
@@ -365,8 +365,7 @@ out_reserve(size_t need)
  * stream and, for fake TLS, cut into records. Accounts what stays queued.
  */
 static int
-client_send(struct session *s, const uint8_t *const *p, const size_t *n,
-    int np)
+client_send(struct session *s, const uint8_t *const *p, const size_t *n, int np)
 {
 	size_t total = 0, out = 0;
 	for (int i = 0; i < np; i++)
@@ -379,8 +378,9 @@ client_send(struct session *s, const uint8_t *const *p, const size_t *n,
 	int i = 0;
 	size_t ioff = 0, left = total;
 	while (left > 0) {
-		size_t chunk = s->is_tls && left > TLS_RECORD_MAX_PAYLOAD ?
-		    TLS_RECORD_MAX_PAYLOAD : left;
+		size_t chunk = s->is_tls && left > TLS_RECORD_MAX_PAYLOAD
+		    ? TLS_RECORD_MAX_PAYLOAD
+		    : left;
 		if (s->is_tls) {
 			tls_record_header(M.out + out, chunk);
 			out += TLS_RECORD_HEADER_LEN;
@@ -467,8 +467,10 @@ client_flush_dirty(void)
 			if (after >= mark)
 				l->client_bytes += after - mark;
 			else
-				l->client_bytes -= l->client_bytes > mark - after ?
-				    mark - after : l->client_bytes;
+				l->client_bytes -=
+				    l->client_bytes > mark - after
+				    ? mark - after
+				    : l->client_bytes;
 			if (l->client_bytes > W.cfg->middle_link_queue_max)
 				link_want_read(l, 0);
 		}
@@ -482,8 +484,7 @@ client_flush_dirty(void)
 				s->over_since_ms = coarse_now_ms();
 			side_want_read(s, &s->c, 0);
 		}
-next:
-		;
+next:;
 	}
 }
 
@@ -562,8 +563,8 @@ link_dispatch(struct mlink *l, const uint8_t *p, size_t len)
 		s = hash_find(a.conn_id);
 		if (s == NULL) {
 			/* The client is gone: tell the ME (C does). */
-			size_t n = rpc_close_conn_build(msg, sizeof(msg),
-			    a.conn_id);
+			size_t n =
+			    rpc_close_conn_build(msg, sizeof(msg), a.conn_id);
 			link_send_small(l, msg, n);
 		} else if (s->link == l)
 			client_deliver(s, a.data, a.len);
@@ -588,8 +589,8 @@ link_dispatch(struct mlink *l, const uint8_t *p, size_t len)
 		break;
 	case RPC_PING:
 		if (rpc_ping_parse(p, len, &id) == 0)
-			link_send_small(l, msg, rpc_pong_build(msg,
-			    sizeof(msg), id));
+			link_send_small(
+			    l, msg, rpc_pong_build(msg, sizeof(msg), id));
 		break;
 	case RPC_PONG:
 		break;
@@ -639,8 +640,8 @@ link_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	l->rdec += dec;
 	while (pos < l->rdec) {
-		enum rpc_decode_status st = rpc_link_decode(&l->rpc,
-		    l->rbuf + pos, l->rdec - pos, &fr);
+		enum rpc_decode_status st =
+		    rpc_link_decode(&l->rpc, l->rbuf + pos, l->rdec - pos, &fr);
 		if (st == RPC_DECODE_ERROR) {
 			log_warnx("link to DC %d: %s", l->pool->dc,
 			    fr.error ? fr.error : "bad frame");
@@ -743,7 +744,7 @@ client_packets(struct session *s, const uint8_t *buf, size_t len)
 		memcpy(s->inbuf + s->inlen, buf, len);
 		s->inlen += len;
 		if (l == NULL)
-			return 0;	/* waiting for a link */
+			return 0; /* waiting for a link */
 		p = s->inbuf;
 		plen = s->inlen;
 	} else {
@@ -762,21 +763,22 @@ client_packets(struct session *s, const uint8_t *buf, size_t len)
 		const uint8_t *pkt = p + fi.hdrlen;
 		if (frame_packet_check(pkt, fi.pktlen)) {
 			size_t hmax = RPC_PROXY_REQ_HDR_TAG;
-			if (wq_reserve(&l->wq, RPC_FRAME_SPACE(hmax +
-			    fi.pktlen)) == -1) {
+			if (wq_reserve(&l->wq,
+			        RPC_FRAME_SPACE(hmax + fi.pktlen)) == -1) {
 				session_close(s, "out of memory");
 				return -1;
 			}
 			uint8_t *f = l->wq.buf + l->wq.len;
 			uint32_t flags = rpc_proxy_req_flags(transport_of(s),
 			    fi.quickack, tag != NULL, pkt, fi.pktlen);
-			size_t h = rpc_proxy_req_header(f + RPC_FRAME_HDR,
-			    hmax, flags, s->conn_id,
-			    (struct sockaddr *)&s->peer,
+			size_t h = rpc_proxy_req_header(f + RPC_FRAME_HDR, hmax,
+			    flags, s->conn_id, (struct sockaddr *)&s->peer,
 			    (struct sockaddr *)&s->local, tag);
 			memcpy(f + RPC_FRAME_HDR + h, pkt, fi.pktlen);
-			if (h == 0 || link_queue_frame(l, f,
-			    RPC_FRAME_SPACE(h + fi.pktlen), h + fi.pktlen)) {
+			if (h == 0 ||
+			    link_queue_frame(l, f,
+			        RPC_FRAME_SPACE(h + fi.pktlen),
+			        h + fi.pktlen)) {
 				session_close(s, "building PROXY_REQ failed");
 				return -1;
 			}
@@ -784,7 +786,8 @@ client_packets(struct session *s, const uint8_t *buf, size_t len)
 			shm_add(W.metrics, M_BYTES_C2S, fi.pktlen);
 		} else
 			log_debug("dropped a malformed client packet of %zu "
-			    "bytes", fi.pktlen);
+			          "bytes",
+			    fi.pktlen);
 		p += fi.total;
 		plen -= fi.total;
 	}
@@ -873,8 +876,8 @@ attach(struct session *s, struct mlink *l)
 		l->clients->link_prev = s;
 	l->clients = s;
 	l->nclients++;
-	side_want_read(s, &s->c, !l->clients_paused && s->c.out.len ==
-	    s->c.out.off);
+	side_want_read(
+	    s, &s->c, !l->clients_paused && s->c.out.len == s->c.out.off);
 	if (s->inlen) {
 		/* What arrived while it waited. */
 		uint8_t *b = s->inbuf;
@@ -943,8 +946,8 @@ place(struct session *s)
 }
 
 int
-middle_start(struct session *s, struct o2_session *o2, uint8_t *rest,
-    size_t restlen)
+middle_start(
+    struct session *s, struct o2_session *o2, uint8_t *rest, size_t restlen)
 {
 	socklen_t sl = sizeof(s->local);
 
@@ -1006,8 +1009,8 @@ middle_session_closed(struct session *s)
 	hash_remove(s);
 	if (l && !s->conn_id_dead) {
 		uint8_t msg[RPC_CLOSE_LEN];
-		link_send_small(l, msg, rpc_close_conn_build(msg, sizeof(msg),
-		    s->conn_id));
+		link_send_small(
+		    l, msg, rpc_close_conn_build(msg, sizeof(msg), s->conn_id));
 	}
 	crypto_stream_free(s->c_enc);
 	s->c_enc = NULL;
@@ -1026,7 +1029,7 @@ link_dead(struct mlink *l, const char *why)
 	size_t moved = 0, dropped = 0;
 
 	if (l->fd == -1)
-		return;		/* already going */
+		return; /* already going */
 	log_info("link to DC %d (%s) closed: %s; %zu clients", p->dc,
 	    addr_str((struct sockaddr *)&l->me, a, sizeof(a)), why,
 	    l->nclients);
@@ -1050,7 +1053,8 @@ link_dead(struct mlink *l, const char *why)
 			dropped++;
 			shm_add(W.metrics, M_LINKS_DROPPED, 1);
 			s->conn_id_dead = 1;
-			session_close(s, "its middle-proxy link closed "
+			session_close(s,
+			    "its middle-proxy link closed "
 			    "mid-packet");
 			continue;
 		}
@@ -1060,8 +1064,8 @@ link_dead(struct mlink *l, const char *why)
 		place(s);
 	}
 	if (moved || dropped)
-		log_info("link to DC %d: %zu clients moved, %zu closed",
-		    p->dc, moved, dropped);
+		log_info("link to DC %d: %zu clients moved, %zu closed", p->dc,
+		    moved, dropped);
 	rpc_link_free(&l->rpc);
 	free(l->rbuf);
 	free(l->wq.buf);
@@ -1095,19 +1099,19 @@ link_granted(int16_t dc, const struct rpc_link_keys *keys,
 	l->pool = p;
 	l->me = *me;
 	l->last_rx_ms = l->last_ping_ms = coarse_now_ms();
-	event_assign(&l->rev, W.base, fd, EV_READ | EV_PERSIST, link_read_cb,
-	    l);
-	event_assign(&l->wev, W.base, fd, EV_WRITE | EV_PERSIST,
-	    link_write_cb, l);
+	event_assign(
+	    &l->rev, W.base, fd, EV_READ | EV_PERSIST, link_read_cb, l);
+	event_assign(
+	    &l->wev, W.base, fd, EV_WRITE | EV_PERSIST, link_write_cb, l);
 	l->next = p->links;
 	p->links = l;
 	p->nlinks++;
 	p->failures = 0;
 	shm_add(W.metrics, M_CURRENT_DC, 1);
 	link_want_read(l, 1);
-	log_info("link to DC %d (%s) ready: %zu links, %zu clients waiting",
-	    dc, addr_str((const struct sockaddr *)me, a, sizeof(a)),
-	    p->nlinks, p->nwaiting);
+	log_info("link to DC %d (%s) ready: %zu links, %zu clients waiting", dc,
+	    addr_str((const struct sockaddr *)me, a, sizeof(a)), p->nlinks,
+	    p->nwaiting);
 	/* Waiting clients, spread over the links. */
 	while (p->waiting) {
 		struct session *s = p->waiting;
@@ -1123,7 +1127,7 @@ request_link(struct mpool *p)
 	struct msgbuf mb;
 
 	if (W.dcpool_fd == -1)
-		return;		/* asked again when the dcpool is back */
+		return; /* asked again when the dcpool is back */
 	msgbuf_init(&mb, MSG_LINK_REQUEST);
 	msgbuf_put_u32(&mb, (uint32_t)(int32_t)p->dc);
 	msgbuf_put_u32(&mb, ++M.next_req);
@@ -1179,25 +1183,28 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 				continue;
 			}
 			if (now - l->last_rx_ms >=
-			    (uint64_t)cfg->middle_ping_interval * 1000 &&
+			        (uint64_t)cfg->middle_ping_interval * 1000 &&
 			    now - l->last_ping_ms >=
-			    (uint64_t)cfg->middle_ping_interval * 1000) {
+			        (uint64_t)cfg->middle_ping_interval * 1000) {
 				uint8_t msg[RPC_PING_LEN];
 				uint64_t id;
 				random_bytes(&id, sizeof(id));
 				l->last_ping_ms = now;
-				link_send_small(l, msg, rpc_ping_build(msg,
-				    sizeof(msg), id));
-				continue;	/* the send may kill it */
+				link_send_small(l, msg,
+				    rpc_ping_build(msg, sizeof(msg), id));
+				continue; /* the send may kill it */
 			}
 			/* Clients that stay over their output bound. */
 			struct session *s = l->clients, *sn;
 			for (; s; s = sn) {
 				sn = s->link_next;
-				if (s->over_since_ms && now - s->over_since_ms >
-				    (uint64_t)cfg->middle_client_queue_timeout *
-				    1000)
-					session_close(s, "client does not read");
+				if (s->over_since_ms &&
+				    now - s->over_since_ms >
+				        (uint64_t)cfg
+				                ->middle_client_queue_timeout *
+				            1000)
+					session_close(
+					    s, "client does not read");
 			}
 		}
 		struct session *s = p->waiting, *sn;

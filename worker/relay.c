@@ -22,14 +22,14 @@
 #include "worker.h"
 
 /* Reads per wake-up before yielding to other sessions. */
-#define PUMP_ROUNDS		4
+#define PUMP_ROUNDS 4
 /*
  * Proxy-to-client record sizes: the first records small, like a web
  * server's first flight, then full (spec A.4.7 recommends growing).
  */
-#define TLS_SMALL_RECORDS	8
-#define TLS_SMALL_PAYLOAD	1380
-#define TLS_MAX_SEGMENTS	16
+#define TLS_SMALL_RECORDS 8
+#define TLS_SMALL_PAYLOAD 1380
+#define TLS_MAX_SEGMENTS  16
 
 void
 side_want_read(struct session *s, struct side *sd, int on)
@@ -107,7 +107,7 @@ side_send(struct session *s, struct side *sd, const uint8_t *p, size_t n)
 	ssize_t w = 0;
 
 	if (sd->out.len > sd->out.off)
-		return side_queue(sd, p, n);	/* keep the order */
+		return side_queue(sd, p, n); /* keep the order */
 	if (s->state == SS_RELAY || s->state == SS_TLS_INNER ||
 	    s->state == SS_HANDSHAKE) {
 		do {
@@ -139,8 +139,8 @@ relay_write_cb(evutil_socket_t fd, short what, void *arg)
 
 	size_t done = 0;
 	while (q->off < q->len) {
-		ssize_t w = send(fd, q->buf + q->off, q->len - q->off,
-		    MSG_NOSIGNAL);
+		ssize_t w =
+		    send(fd, q->buf + q->off, q->len - q->off, MSG_NOSIGNAL);
 		if (w == -1) {
 			if (errno == EINTR)
 				continue;
@@ -177,17 +177,16 @@ relay_write_cb(evutil_socket_t fd, short what, void *arg)
  * into the gaps, so the payload is never copied.
  */
 static ssize_t
-read_into_records(struct session *s, uint8_t *buf, size_t cap,
-    size_t *outlen)
+read_into_records(struct session *s, uint8_t *buf, size_t cap, size_t *outlen)
 {
 	struct iovec iov[TLS_MAX_SEGMENTS];
 	size_t pos = 0;
 	int n = 0;
 
-	while (n < TLS_MAX_SEGMENTS &&
-	    pos + TLS_RECORD_HEADER_LEN < cap) {
-		size_t sz = s->tls_out_records + n < TLS_SMALL_RECORDS ?
-		    TLS_SMALL_PAYLOAD : TLS_RECORD_MAX_PAYLOAD;
+	while (n < TLS_MAX_SEGMENTS && pos + TLS_RECORD_HEADER_LEN < cap) {
+		size_t sz = s->tls_out_records + n < TLS_SMALL_RECORDS
+		    ? TLS_SMALL_PAYLOAD
+		    : TLS_RECORD_MAX_PAYLOAD;
 		if (sz > cap - pos - TLS_RECORD_HEADER_LEN)
 			sz = cap - pos - TLS_RECORD_HEADER_LEN;
 		iov[n].iov_base = buf + pos + TLS_RECORD_HEADER_LEN;
@@ -233,8 +232,8 @@ relay_read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if (!up && s->is_tls && s->mode == RELAY_DIRECT) {
-			n = read_into_records(s, buf, SESSION_SCRATCH_LEN,
-			    &len);
+			n = read_into_records(
+			    s, buf, SESSION_SCRATCH_LEN, &len);
 		} else {
 			n = read(fd, buf, SESSION_SCRATCH_LEN);
 			len = n;
@@ -252,25 +251,27 @@ relay_read_cb(evutil_socket_t fd, short what, void *arg)
 				return;
 			if (errno == EINTR)
 				continue;
-			session_close(s, up ? "client read error" :
-			    "backend read error");
+			session_close(
+			    s, up ? "client read error" : "backend read error");
 			return;
 		}
 		if (s->mode == RELAY_DIRECT) {
 			if (up) {
 				if (s->is_tls) {
-					ssize_t m = tls_reader_feed(&s->tls_in,
-					    buf, n);
+					ssize_t m =
+					    tls_reader_feed(&s->tls_in, buf, n);
 					if (m < 0) {
-						session_close(s, "bad TLS "
+						session_close(s,
+						    "bad TLS "
 						    "record from the client");
 						return;
 					}
 					len = m;
 				}
-				if (crypto_stream_apply(s->c_dec, buf, buf,
-				    len) || crypto_stream_apply(s->s_enc, buf,
-				    buf, len)) {
+				if (crypto_stream_apply(
+				        s->c_dec, buf, buf, len) ||
+				    crypto_stream_apply(
+				        s->s_enc, buf, buf, len)) {
 					session_close(s, "crypto failure");
 					return;
 				}
@@ -284,7 +285,7 @@ relay_read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if ((size_t)n < SESSION_SCRATCH_LEN / 2)
-			return;		/* drained the socket, most likely */
+			return; /* drained the socket, most likely */
 	}
 }
 

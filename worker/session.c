@@ -33,27 +33,27 @@
 #include "worker.h"
 
 /* The most a client may send before we decide what it is. */
-#define HS_MAX		(TLS_HELLO_WIRE_MAX + O2_HEADER_LEN)
-#define HS_INITIAL	1024
+#define HS_MAX     (TLS_HELLO_WIRE_MAX + O2_HEADER_LEN)
+#define HS_INITIAL 1024
 
 uint8_t *session_scratch;
 
 /* Per listener: its users' secrets as one array, for the codecs. */
 struct listener_secrets {
-	uint8_t		(*secrets)[16];
-	size_t		  n;
+	uint8_t (*secrets)[16];
+	size_t n;
 };
 
 static struct {
-	struct session		*list;
-	struct listener_secrets	*ls;		/* parallel to cfg->listeners */
-	struct dc_table		*dcs;
-	struct sockaddr_storage	*local;		/* this host's addresses */
-	size_t			 nlocal;
+	struct session *list;
+	struct listener_secrets *ls; /* parallel to cfg->listeners */
+	struct dc_table *dcs;
+	struct sockaddr_storage *local; /* this host's addresses */
+	size_t nlocal;
 } SS;
 
-static void	hs_read_cb(evutil_socket_t, short, void *);
-static void	session_timer_cb(evutil_socket_t, short, void *);
+static void hs_read_cb(evutil_socket_t, short, void *);
+static void session_timer_cb(evutil_socket_t, short, void *);
 
 /* ------------------------------------------------------------ setup */
 
@@ -69,12 +69,14 @@ collect_local_addresses(void)
 		n++;
 	SS.local = calloc(n + 1, sizeof(*SS.local));
 	for (i = ifa; i && SS.local; i = i->ifa_next) {
-		if (i->ifa_addr == NULL || (i->ifa_addr->sa_family != AF_INET &&
-		    i->ifa_addr->sa_family != AF_INET6))
+		if (i->ifa_addr == NULL ||
+		    (i->ifa_addr->sa_family != AF_INET &&
+		        i->ifa_addr->sa_family != AF_INET6))
 			continue;
 		memcpy(&SS.local[SS.nlocal++], i->ifa_addr,
-		    i->ifa_addr->sa_family == AF_INET ?
-		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+		    i->ifa_addr->sa_family == AF_INET
+		        ? sizeof(struct sockaddr_in)
+		        : sizeof(struct sockaddr_in6));
 	}
 	freeifaddrs(ifa);
 }
@@ -153,8 +155,8 @@ session_close(struct session *s, const char *why)
 {
 	char a[ADDR_STRLEN];
 
-	log_debug("%s: closed: %s", addr_str((struct sockaddr *)&s->peer, a,
-	    sizeof(a)), why);
+	log_debug("%s: closed: %s",
+	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)), why);
 	if (s->dns_req)
 		evdns_getaddrinfo_cancel(s->dns_req);
 	if (s->mode == RELAY_MIDDLE)
@@ -195,8 +197,8 @@ session_accept(int fd, const struct sockaddr *peer, socklen_t len,
 	s->user = -1;
 	memcpy(&s->peer, peer, len < sizeof(s->peer) ? len : sizeof(s->peer));
 	s->c.owner = s->s.owner = s;
-	event_assign(&s->c.rev, W.base, fd, EV_READ | EV_PERSIST, hs_read_cb,
-	    s);
+	event_assign(
+	    &s->c.rev, W.base, fd, EV_READ | EV_PERSIST, hs_read_cb, s);
 	event_assign(&s->c.wev, W.base, fd, EV_WRITE | EV_PERSIST,
 	    relay_write_cb, &s->c);
 	evtimer_assign(&s->timer, W.base, session_timer_cb, s);
@@ -230,8 +232,9 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (s->state == SS_HOLD || s->state == SS_HANDSHAKE ||
 	    s->state == SS_TLS_INNER)
 		shm_add(W.metrics, M_HANDSHAKE_TIMEOUT, 1);
-	session_close(s, s->state == SS_CONNECTING ? "connect timeout" :
-	    "handshake timeout");
+	session_close(s,
+	    s->state == SS_CONNECTING ? "connect timeout"
+	                              : "handshake timeout");
 }
 
 /* ------------------------------------------------------------ bad clients */
@@ -258,12 +261,13 @@ is_own_address(const struct sockaddr_storage *ss)
 		const struct sockaddr_storage *la = &W.cfg->listeners[i].addr;
 		if (la->ss_family != ss->ss_family)
 			continue;
-		const void *lip = la->ss_family == AF_INET ?
-		    (const void *)&((const struct sockaddr_in *)la)->sin_addr :
-		    (const void *)&((const struct sockaddr_in6 *)la)->sin6_addr;
-		uint16_t lport = la->ss_family == AF_INET ?
-		    ((const struct sockaddr_in *)la)->sin_port :
-		    ((const struct sockaddr_in6 *)la)->sin6_port;
+		const void *lip = la->ss_family == AF_INET
+		    ? (const void *)&((const struct sockaddr_in *)la)->sin_addr
+		    : (const void *)&((const struct sockaddr_in6 *)la)
+		          ->sin6_addr;
+		uint16_t lport = la->ss_family == AF_INET
+		    ? ((const struct sockaddr_in *)la)->sin_port
+		    : ((const struct sockaddr_in6 *)la)->sin6_port;
 		if (lport != port)
 			continue;
 		if (memcmp(lip, ip, iplen) == 0)
@@ -276,21 +280,22 @@ is_own_address(const struct sockaddr_storage *ss)
 			const struct sockaddr_storage *x = &SS.local[k];
 			if (x->ss_family != ss->ss_family)
 				continue;
-			const void *xip = x->ss_family == AF_INET ?
-			    (const void *)&((const struct sockaddr_in *)x)->sin_addr :
-			    (const void *)&((const struct sockaddr_in6 *)x)->sin6_addr;
+			const void *xip = x->ss_family == AF_INET
+			    ? (const void *)&((const struct sockaddr_in *)x)
+			          ->sin_addr
+			    : (const void *)&((const struct sockaddr_in6 *)x)
+			          ->sin6_addr;
 			if (memcmp(xip, ip, iplen) == 0)
 				return 1;
 		}
-		if (ss->ss_family == AF_INET &&
-		    ((const uint8_t *)ip)[0] == 127)
+		if (ss->ss_family == AF_INET && ((const uint8_t *)ip)[0] == 127)
 			return 1;
 	}
 	return 0;
 }
 
-static int	backend_connect(struct session *, const struct sockaddr *,
-		    socklen_t);
+static int
+backend_connect(struct session *, const struct sockaddr *, socklen_t);
 
 static void
 front_connect(struct session *s, struct sockaddr_storage *ss, socklen_t len)
@@ -299,7 +304,7 @@ front_connect(struct session *s, struct sockaddr_storage *ss, socklen_t len)
 
 	if (is_own_address(ss)) {
 		log_warnx("fronting target %s of listener %s is mtprotod "
-		    "itself; closing instead of looping",
+		          "itself; closing instead of looping",
 		    addr_str((struct sockaddr *)ss, a, sizeof(a)), s->l->name);
 		session_close(s, "fronting loop");
 		return;
@@ -324,7 +329,7 @@ front_resolved(int err, struct evutil_addrinfo *res, void *arg)
 
 	s->dns_req = NULL;
 	if (err == EVUTIL_EAI_CANCEL)
-		return;		/* the session is gone */
+		return; /* the session is gone */
 	if (err || res == NULL) {
 		log_warnx("cannot resolve fronting host %s: %s",
 		    s->l->fronting_host, evutil_gai_strerror(err));
@@ -350,8 +355,8 @@ front(struct session *s)
 	char port[8];
 
 	side_want_read(s, &s->c, 0);
-	if (addr_from_ip_port(s->l->fronting_host, s->l->fronting_port, &ss,
-	    &len) == 0) {
+	if (addr_from_ip_port(
+	        s->l->fronting_host, s->l->fronting_port, &ss, &len) == 0) {
 		front_connect(s, &ss, len);
 		return;
 	}
@@ -360,12 +365,13 @@ front(struct session *s)
 		return;
 	}
 	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC,
-	    .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP };
+		.ai_socktype = SOCK_STREAM,
+		.ai_protocol = IPPROTO_TCP };
 	snprintf(port, sizeof(port), "%u", s->l->fronting_port);
 	s->state = SS_RESOLVING;
 	/* The callback may run at once (cached or numeric answers). */
-	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(W.dns,
-	    s->l->fronting_host, port, &hints, front_resolved, s);
+	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(
+	    W.dns, s->l->fronting_host, port, &hints, front_resolved, s);
 	if (s->state == SS_RESOLVING)
 		s->dns_req = req;
 }
@@ -382,8 +388,9 @@ session_bad(struct session *s, const char *why, int replay)
 	unsigned p = s->l->protocols;
 
 	shm_add(W.metrics, replay ? M_REPLAYS : M_HANDSHAKE_BAD, 1);
-	log_debug("%s: bad client on %s: %s", addr_str((struct sockaddr *)
-	    &s->peer, a, sizeof(a)), s->l->name, why);
+	log_debug("%s: bad client on %s: %s",
+	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)), s->l->name,
+	    why);
 	if ((p & PROTO_FAKE_TLS) && !s->hello_sent &&
 	    (s->is_tls || p == PROTO_FAKE_TLS)) {
 		front(s);
@@ -427,8 +434,8 @@ backend_connect(struct session *s, const struct sockaddr *sa, socklen_t len)
 {
 	int fd, one = 1;
 
-	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd = socket(
+	    sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		log_warn("socket");
 		session_close(s, "socket failed");
@@ -436,8 +443,8 @@ backend_connect(struct session *s, const struct sockaddr *sa, socklen_t len)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	s->s.fd = fd;
-	event_assign(&s->s.rev, W.base, fd, EV_READ | EV_PERSIST,
-	    relay_read_cb, &s->s);
+	event_assign(
+	    &s->s.rev, W.base, fd, EV_READ | EV_PERSIST, relay_read_cb, &s->s);
 	s->state = SS_CONNECTING;
 	if (s->mode == RELAY_DIRECT) {
 		s->counted_dc = 1;
@@ -487,16 +494,15 @@ direct_connect(struct session *s, const uint8_t p2c_key[32],
 	if (used_default && dc_table_warn_once(SS.dcs, s->dc))
 		log_notice("unknown DC %d: using default DC %d", s->dc,
 		    W.cfg->default_dc);
-	if (o2_connect_passthrough(hdr, s->tag, s->dc, p2c_key, p2c_iv, NULL,
-	    &up) == -1) {
+	if (o2_connect_passthrough(
+	        hdr, s->tag, s->dc, p2c_key, p2c_iv, NULL, &up) == -1) {
 		session_close(s, "crypto failure");
 		return -1;
 	}
 	s->s_enc = up.enc;
 	up.enc = NULL;
 	o2_session_free(&up);
-	if (plainlen && crypto_stream_apply(s->s_enc, plain, plain,
-	    plainlen)) {
+	if (plainlen && crypto_stream_apply(s->s_enc, plain, plain, plainlen)) {
 		session_close(s, "crypto failure");
 		return -1;
 	}
@@ -512,8 +518,8 @@ direct_connect(struct session *s, const uint8_t p2c_key[32],
 
 /* Returns -1 when the session was closed. */
 static int
-direct_start(struct session *s, struct o2_session *o2, uint8_t *rest,
-    size_t restlen)
+direct_start(
+    struct session *s, struct o2_session *o2, uint8_t *rest, size_t restlen)
 {
 	uint8_t key[32], iv[16];
 
@@ -538,7 +544,7 @@ session_direct_fallback(struct session *s, uint8_t *plain, size_t len)
 
 	log_info("%s: no middle-proxy link for DC %d; going direct",
 	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)), s->dc);
-	middle_session_closed(s);	/* leaves the middle-mode structures */
+	middle_session_closed(s); /* leaves the middle-mode structures */
 	s->mode = RELAY_DIRECT;
 	event_del(&s->c.rev);
 	s->c.reading = 0;
@@ -551,7 +557,7 @@ static int
 tag_allowed(const struct session *s, uint32_t tag)
 {
 	if (s->is_tls)
-		return tag == O2_TAG_PADDED;	/* spec A.1.3 */
+		return tag == O2_TAG_PADDED; /* spec A.1.3 */
 	if (tag == O2_TAG_PADDED)
 		return (s->l->protocols & PROTO_SECURE) != 0;
 	return (s->l->protocols & PROTO_CLASSIC) != 0;
@@ -566,8 +572,9 @@ o2_handshake(struct session *s)
 	int idx;
 
 	if (s->is_tls)
-		idx = o2_accept(s->hs, &ls->secrets[s->user], 1, &o2) == 0 ?
-		    s->user : -1;
+		idx = o2_accept(s->hs, &ls->secrets[s->user], 1, &o2) == 0
+		    ? s->user
+		    : -1;
 	else
 		idx = o2_accept(s->hs, ls->secrets, ls->n, &o2);
 	if (idx == -1) {
@@ -581,8 +588,8 @@ o2_handshake(struct session *s)
 	}
 	/* Replay (spec A.5): bytes 8..23 are random in every real header;
 	 * inside fake TLS the client random was checked already. */
-	if (!s->is_tls && replay_check_insert(W.a->replay, s->hs + 8,
-	    now_unix()) == 1) {
+	if (!s->is_tls &&
+	    replay_check_insert(W.a->replay, s->hs + 8, now_unix()) == 1) {
 		o2_session_free(&o2);
 		session_bad(s, "replayed obfuscated2 header", 1);
 		return;
@@ -595,23 +602,24 @@ o2_handshake(struct session *s)
 		char a[ADDR_STRLEN];
 		log_debug("%s: %s client of %s/%s for DC %d",
 		    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)),
-		    s->is_tls ? "fake-TLS" : o2.tag == O2_TAG_PADDED ?
-		    "secure" : "classic", s->l->name, s->l->users[idx].name,
-		    o2.dc);
+		    s->is_tls                     ? "fake-TLS"
+		        : o2.tag == O2_TAG_PADDED ? "secure"
+		                                  : "classic",
+		    s->l->name, s->l->users[idx].name, o2.dc);
 	}
 	side_want_read(s, &s->c, 0);
 	if (config_listener_backend(W.cfg, s->l) == BACKEND_MIDDLE) {
 		if (middle_start(s, &o2, s->hs + O2_HEADER_LEN,
-		    s->hs_len - O2_HEADER_LEN) == -1)
-			return;		/* closed */
+		        s->hs_len - O2_HEADER_LEN) == -1)
+			return; /* closed */
 		free(s->hs);
 		s->hs = NULL;
 		s->hs_len = s->hs_cap = 0;
 		return;
 	}
-	if (direct_start(s, &o2, s->hs + O2_HEADER_LEN,
-	    s->hs_len - O2_HEADER_LEN) == -1)
-		return;		/* closed */
+	if (direct_start(
+	        s, &o2, s->hs + O2_HEADER_LEN, s->hs_len - O2_HEADER_LEN) == -1)
+		return; /* closed */
 	free(s->hs);
 	s->hs = NULL;
 	s->hs_len = s->hs_cap = 0;
@@ -619,8 +627,8 @@ o2_handshake(struct session *s)
 
 /* A complete ClientHello (joined form in rec) that took consumed bytes. */
 static void
-tls_handshake(struct session *s, const uint8_t *rec, size_t len,
-    size_t consumed)
+tls_handshake(
+    struct session *s, const uint8_t *rec, size_t len, size_t consumed)
 {
 	const struct listener_secrets *ls = secrets_of(s->l);
 	struct tls_hello ch;
@@ -642,7 +650,7 @@ tls_handshake(struct session *s, const uint8_t *rec, size_t len,
 		return;
 	}
 	if (!tls_timestamp_ok(ts, now_unix(), W.cfg->tls_time_skew_past,
-	    W.cfg->tls_time_skew_future)) {
+	        W.cfg->tls_time_skew_future)) {
 		session_bad(s, "ClientHello timestamp out of the window", 0);
 		return;
 	}
@@ -650,10 +658,10 @@ tls_handshake(struct session *s, const uint8_t *rec, size_t len,
 		session_bad(s, "replayed ClientHello", 1);
 		return;
 	}
-	size_t cert = tls_cert_len_pick(W.cfg->tls_cert_len_min,
-	    W.cfg->tls_cert_len_max);
-	size_t n = tls_server_hello_build(session_scratch,
-	    SESSION_SCRATCH_LEN, &ch, ls->secrets[idx], NULL, NULL, cert, 0);
+	size_t cert =
+	    tls_cert_len_pick(W.cfg->tls_cert_len_min, W.cfg->tls_cert_len_max);
+	size_t n = tls_server_hello_build(session_scratch, SESSION_SCRATCH_LEN,
+	    &ch, ls->secrets[idx], NULL, NULL, cert, 0);
 	if (n == 0) {
 		session_close(s, "ServerHello failed");
 		return;
@@ -696,12 +704,13 @@ hs_process(struct session *s)
 			s->is_tls = 1;
 			session_bad(s, "malformed TLS handshake", 0);
 			return;
-		default:	/* not TLS after all: obfuscated2 */
+		default: /* not TLS after all: obfuscated2 */
 			break;
 		}
 	}
 	if (!(p & (PROTO_CLASSIC | PROTO_SECURE))) {
-		session_bad(s, "not a TLS client on a fake-TLS-only listener", 0);
+		session_bad(
+		    s, "not a TLS client on a fake-TLS-only listener", 0);
 		return;
 	}
 	if (s->hs_len >= O2_HEADER_LEN)
@@ -744,11 +753,11 @@ hs_read_cb(evutil_socket_t fd, short what, void *arg)
 		 * the handshake buffer holds; the rest waits in the socket
 		 * for the relay, which continues the same record reader). */
 		size_t room = HS_MAX - s->hs_len;
-		n = read(fd, session_scratch, room < SESSION_SCRATCH_LEN ?
-		    room : SESSION_SCRATCH_LEN);
+		n = read(fd, session_scratch,
+		    room < SESSION_SCRATCH_LEN ? room : SESSION_SCRATCH_LEN);
 		if (n > 0) {
-			ssize_t m = tls_reader_feed(&s->tls_in,
-			    session_scratch, n);
+			ssize_t m =
+			    tls_reader_feed(&s->tls_in, session_scratch, n);
 			if (m < 0) {
 				session_bad(s, "bad TLS record", 0);
 				return;

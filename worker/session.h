@@ -9,9 +9,9 @@
 
 #include "config.h"
 
-void	session_init(void);
+void session_init(void);
 /* Takes ownership of fd (non-blocking, accepted on listener l). */
-void	session_accept(int fd, const struct sockaddr *peer, socklen_t len,
-	    const struct config_listener *l);
+void session_accept(int fd, const struct sockaddr *peer, socklen_t len,
+    const struct config_listener *l);
 
 #endif

@@ -27,135 +27,135 @@ struct evdns_getaddrinfo_request;
 #include "tls.h"
 
 enum session_state {
-	SS_HANDSHAKE,		/* reading the ClientHello or o2 header */
-	SS_TLS_INNER,		/* ServerHello sent, reading the o2 header */
-	SS_CONNECTING,		/* connecting to the DC or fronting site */
-	SS_RELAY,		/* moving bytes both ways */
-	SS_HOLD,		/* bad client: read and discard until timeout */
-	SS_RESOLVING,		/* fronting host name lookup */
+	SS_HANDSHAKE, /* reading the ClientHello or o2 header */
+	SS_TLS_INNER, /* ServerHello sent, reading the o2 header */
+	SS_CONNECTING, /* connecting to the DC or fronting site */
+	SS_RELAY, /* moving bytes both ways */
+	SS_HOLD, /* bad client: read and discard until timeout */
+	SS_RESOLVING, /* fronting host name lookup */
 };
 
 enum relay_mode {
-	RELAY_RAW,		/* fronting: bytes untouched both ways */
-	RELAY_DIRECT,		/* direct mode: re-encrypt up, passthrough down */
-	RELAY_MIDDLE,		/* middle mode: packets over a shared RPC link */
+	RELAY_RAW, /* fronting: bytes untouched both ways */
+	RELAY_DIRECT, /* direct mode: re-encrypt up, passthrough down */
+	RELAY_MIDDLE, /* middle mode: packets over a shared RPC link */
 };
 
 struct mlink;
 
 /* An IPv4 or IPv6 address, without sockaddr_storage's 100 spare bytes. */
 union sockaddr_any {
-	struct sockaddr		sa;
-	struct sockaddr_in	in;
-	struct sockaddr_in6	in6;
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
 };
 
 /* Bytes a socket did not take yet. */
 struct pending {
-	uint8_t		*buf;
-	size_t		 off, len;
+	uint8_t *buf;
+	size_t off, len;
 };
 
 /* One side of the relay. */
 struct side {
-	struct session	*owner;
-	int		 fd;
-	struct event	 rev;		/* readable */
-	struct event	 wev;		/* writable */
-	struct pending	 out;		/* waiting to be written to fd */
-	unsigned	 eof:1;		/* read EOF from fd */
-	unsigned	 shut:1;	/* we shut down fd for writing */
-	unsigned	 reading:1;	/* rev is added */
-	unsigned	 writing:1;	/* wev is added */
+	struct session *owner;
+	int fd;
+	struct event rev; /* readable */
+	struct event wev; /* writable */
+	struct pending out; /* waiting to be written to fd */
+	unsigned eof : 1; /* read EOF from fd */
+	unsigned shut : 1; /* we shut down fd for writing */
+	unsigned reading : 1; /* rev is added */
+	unsigned writing : 1; /* wev is added */
 };
 
 struct session {
-	struct session		*next, *prev;	/* the worker's list */
+	struct session *next, *prev; /* the worker's list */
 	const struct config_listener *l;
-	enum session_state	 state;
-	enum relay_mode		 mode;
-	struct side		 c;		/* the client */
-	struct side		 s;		/* DC or fronting site */
-	struct event		 timer;
-	uint64_t		 last_active_ms;
-	union sockaddr_any	 peer;
+	enum session_state state;
+	enum relay_mode mode;
+	struct side c; /* the client */
+	struct side s; /* DC or fronting site */
+	struct event timer;
+	uint64_t last_active_ms;
+	union sockaddr_any peer;
 	struct evdns_getaddrinfo_request *dns_req; /* fronting lookup */
 
 	/* handshake: every byte the client sent so far (for fronting) */
-	uint8_t			*hs;
-	size_t			 hs_len, hs_cap;
-	unsigned		 is_tls:1;
-	unsigned		 hello_sent:1;	/* ServerHello gone: no fronting */
-	unsigned		 counted_dc:1;
+	uint8_t *hs;
+	size_t hs_len, hs_cap;
+	unsigned is_tls : 1;
+	unsigned hello_sent : 1; /* ServerHello gone: no fronting */
+	unsigned counted_dc : 1;
 
 	/* fake TLS record layer */
-	struct tls_reader	 tls_in;	/* client -> proxy records */
-	uint32_t		 tls_out_records; /* proxy -> client, for sizing */
+	struct tls_reader tls_in; /* client -> proxy records */
+	uint32_t tls_out_records; /* proxy -> client, for sizing */
 
 	/* direct mode crypto (upload only; download is passthrough) */
-	crypto_stream		*c_dec;		/* client -> proxy */
-	crypto_stream		*s_enc;		/* proxy -> DC */
-	int16_t			 dc;
-	uint32_t		 tag;
-	int			 user;		/* index in l->users */
+	crypto_stream *c_dec; /* client -> proxy */
+	crypto_stream *s_enc; /* proxy -> DC */
+	int16_t dc;
+	uint32_t tag;
+	int user; /* index in l->users */
 
 	/* middle mode (middle.c) */
-	crypto_stream		*c_enc;		/* proxy -> client */
-	struct mlink		*link;		/* NULL while waiting for one */
-	struct session		*link_next, *link_prev;
-	struct session		*hash_next;	/* conn_id table */
-	uint64_t		 conn_id;
-	uint64_t		 sent_mark;	/* link output offset of our
+	crypto_stream *c_enc; /* proxy -> client */
+	struct mlink *link; /* NULL while waiting for one */
+	struct session *link_next, *link_prev;
+	struct session *hash_next; /* conn_id table */
+	uint64_t conn_id;
+	uint64_t sent_mark; /* link output offset of our
 						 * last packet's end */
-	uint8_t			*inbuf;		/* a partial client frame */
-	size_t			 inlen, incap;
-	uint64_t		 wait_since_ms;	/* waiting for a link */
-	unsigned		 waiting:1;	/* on its pool's wait list */
-	unsigned		 conn_id_dead:1; /* the ME forgot conn_id */
-	unsigned		 had_link:1;	/* its stream went through one */
-	unsigned		 dirty:1;	/* answers queued, send pending */
-	struct session		*dirty_next, *dirty_prev;
-	size_t			 dirty_mark;	/* queue length when marked */
-	uint64_t		 over_since_ms;	/* output over its bound */
-	union sockaddr_any	 local;		/* address the client used */
+	uint8_t *inbuf; /* a partial client frame */
+	size_t inlen, incap;
+	uint64_t wait_since_ms; /* waiting for a link */
+	unsigned waiting : 1; /* on its pool's wait list */
+	unsigned conn_id_dead : 1; /* the ME forgot conn_id */
+	unsigned had_link : 1; /* its stream went through one */
+	unsigned dirty : 1; /* answers queued, send pending */
+	struct session *dirty_next, *dirty_prev;
+	size_t dirty_mark; /* queue length when marked */
+	uint64_t over_since_ms; /* output over its bound */
+	union sockaddr_any local; /* address the client used */
 	/* Client-facing key/IV, kept only while waiting for a link, for
 	 * a fallback to direct mode (passthrough needs them). */
-	uint8_t			 p2c_key[32], p2c_iv[16];
+	uint8_t p2c_key[32], p2c_iv[16];
 };
 
 /* relay.c */
-void	relay_start(struct session *);
-void	relay_read_cb(evutil_socket_t, short, void *);
-void	relay_write_cb(evutil_socket_t, short, void *);
-void	side_want_read(struct session *, struct side *, int on);
-void	side_want_write(struct session *, struct side *, int on);
+void relay_start(struct session *);
+void relay_read_cb(evutil_socket_t, short, void *);
+void relay_write_cb(evutil_socket_t, short, void *);
+void side_want_read(struct session *, struct side *, int on);
+void side_want_write(struct session *, struct side *, int on);
 /* Queue bytes for a side (copies them); 0, or -1 when out of memory. */
-int	side_queue(struct side *, const uint8_t *, size_t);
+int side_queue(struct side *, const uint8_t *, size_t);
 /* Write what can be written now of buf; queue the rest. -1 on error. */
-int	side_send(struct session *, struct side *, const uint8_t *, size_t);
+int side_send(struct session *, struct side *, const uint8_t *, size_t);
 
 /* middle.c */
-void	middle_init(void);
+void middle_init(void);
 /* Takes over a client whose obfuscated2 header was accepted. -1: closed */
-int	middle_start(struct session *, struct o2_session *, uint8_t *rest,
-	    size_t restlen);
-void	middle_session_closed(struct session *);
-void	middle_client_drained(struct session *, size_t n);
-void	middle_dcpool_connected(void);
+int middle_start(
+    struct session *, struct o2_session *, uint8_t *rest, size_t restlen);
+void middle_session_closed(struct session *);
+void middle_client_drained(struct session *, size_t n);
+void middle_dcpool_connected(void);
 struct msg;
-void	middle_dcpool_msg(struct msg *);
+void middle_dcpool_msg(struct msg *);
 
 /* session.c */
-void	session_close(struct session *, const char *why);
+void session_close(struct session *, const char *why);
 /*
  * Middle mode gave up on this waiting client's DC: go direct. plain is
  * what the client sent so far, decrypted. -1: the session was closed.
  */
-int	session_direct_fallback(struct session *, uint8_t *plain, size_t len);
+int session_direct_fallback(struct session *, uint8_t *plain, size_t len);
 uint64_t coarse_now_ms(void);
-void	session_touch(struct session *);
+void session_touch(struct session *);
 /* The worker's scratch buffer for reads and in-place transforms. */
-extern uint8_t	*session_scratch;
-#define SESSION_SCRATCH_LEN	(128 * 1024)
+extern uint8_t *session_scratch;
+#define SESSION_SCRATCH_LEN (128 * 1024)
 
 #endif

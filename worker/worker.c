@@ -80,8 +80,8 @@ stop_accepting(void)
 static void
 drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-	log_notice("shutdown_timeout: closing %zu remaining sessions",
-	    W.nsessions);
+	log_notice(
+	    "shutdown_timeout: closing %zu remaining sessions", W.nsessions);
 	worker_exit(0);
 }
 
@@ -145,8 +145,8 @@ set_dcpool(int fd)
 	}
 	W.dcpool_fd = fd;
 	fd_set_nonblock(fd);
-	dcpool_ev = event_new(W.base, fd, EV_READ | EV_PERSIST, dcpool_cb,
-	    NULL);
+	dcpool_ev =
+	    event_new(W.base, fd, EV_READ | EV_PERSIST, dcpool_cb, NULL);
 	event_add(dcpool_ev, NULL);
 	middle_dcpool_connected();
 }
@@ -174,8 +174,8 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 			msg_get_u32(&m, &u);
 			msg_get_u32(&m, &u);
 			if (msg_end(&m) == -1 || m.fd == -1) {
-				log_warnx("malformed %s",
-				    msg_type_name(m.type));
+				log_warnx(
+				    "malformed %s", msg_type_name(m.type));
 				break;
 			}
 			set_dcpool(msg_take_fd(&m));
@@ -235,8 +235,8 @@ worker_main(struct worker_args *a)
 		event_add(listen_ev[i], NULL);
 	}
 	fd_set_nonblock(a->chan);
-	chan_ev = event_new(W.base, a->chan, EV_READ | EV_PERSIST, chan_cb,
-	    NULL);
+	chan_ev =
+	    event_new(W.base, a->chan, EV_READ | EV_PERSIST, chan_cb, NULL);
 	event_add(chan_ev, NULL);
 	sigterm_ev = evsignal_new(W.base, SIGTERM, sig_cb, NULL);
 	evsignal_add(sigterm_ev, NULL);

@@ -9,40 +9,40 @@ struct shm_slot;
 struct replay_cache;
 
 struct worker_listen {
-	int				 fd;
-	const struct config_listener	*l;
+	int fd;
+	const struct config_listener *l;
 };
 
 struct worker_args {
-	struct config		*cfg;
-	int			 slot;
-	int			 generation;
-	int			 chan;		/* to the supervisor */
-	struct worker_listen	*listen;
-	size_t			 nlisten;
-	struct shm_slot		*metrics;
-	struct replay_cache	*replay;
+	struct config *cfg;
+	int slot;
+	int generation;
+	int chan; /* to the supervisor */
+	struct worker_listen *listen;
+	size_t nlisten;
+	struct shm_slot *metrics;
+	struct replay_cache *replay;
 };
 
-void	worker_main(struct worker_args *) __attribute__((noreturn));
+void worker_main(struct worker_args *) __attribute__((noreturn));
 
 /* The running worker (one per process). */
 struct event_base;
 struct evdns_base;
 struct worker {
-	struct event_base	*base;
-	struct evdns_base	*dns;
-	struct worker_args	*a;
-	struct config		*cfg;
-	struct shm_slot		*metrics;
-	int			 draining;
-	size_t			 nsessions;
-	int			 dcpool_fd;	/* -1 until the supervisor
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct worker_args *a;
+	struct config *cfg;
+	struct shm_slot *metrics;
+	int draining;
+	size_t nsessions;
+	int dcpool_fd; /* -1 until the supervisor
 						 * passes one */
 };
 extern struct worker W;
 
 /* Sessions report their life so that a draining worker knows when to go. */
-void	worker_session_opened(void);
-void	worker_session_closed(void);
+void worker_session_opened(void);
+void worker_session_closed(void);
 #endif

@@ -40,8 +40,8 @@ bench_sleep_until(uint64_t t)
 {
 	struct timespec ts = { t / 1000000000ull, t % 1000000000ull };
 
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
-	    EINTR)
+	while (
+	    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
 		;
 }
 
@@ -148,8 +148,10 @@ bench_proc_cpu(pid_t pid)
 	 * ')'; utime and stime are fields 14 and 15 (proc(5)). */
 	if ((p = strrchr(buf, ')')) == NULL)
 		return -1;
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-	    "%llu %llu", &ut, &st) != 2)
+	if (sscanf(p + 2,
+	        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+	        "%llu %llu",
+	        &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -276,10 +278,10 @@ bench_target_addr(struct bench_target *t, const char *s)
 /* The ChangeCipherSpec the app sends first after the handshake, A.4.7. */
 static const uint8_t tls_ccs[] = { 0x14, 0x03, 0x03, 0x00, 0x01, 0x01 };
 /* ServerHello flights are 138 + cert bytes; the cert is at most 16384. */
-#define HIN_CAP		(TLS_RECORD_HEADER_LEN + TLS_RECORD_MAX_PAYLOAD + 1024)
+#define HIN_CAP (TLS_RECORD_HEADER_LEN + TLS_RECORD_MAX_PAYLOAD + 1024)
 /* Where the session id sits in a ClientHello with a 32-byte one, A.4.2. */
-#define HELLO_SID_OFF	44
-#define HELLO_SID_LEN	32
+#define HELLO_SID_OFF 44
+#define HELLO_SID_LEN 32
 
 /*
  * One ClientHello per process, built by the codec (with a real X25519
@@ -288,11 +290,11 @@ static const uint8_t tls_ccs[] = { 0x14, 0x03, 0x03, 0x00, 0x01, 0x01 };
  * for the proxy (it checks only the HMAC, spec A.4.3).
  */
 static struct {
-	uint8_t		 secret[O2_SECRET_LEN];
-	char		 sni[TLS_SNI_MAX + 1];
-	uint8_t		 buf[TLS_HELLO_CLASSIC_LEN];
-	size_t		 key_off;	/* the x25519 key share, 0 if none */
-	int		 ready;
+	uint8_t secret[O2_SECRET_LEN];
+	char sni[TLS_SNI_MAX + 1];
+	uint8_t buf[TLS_HELLO_CLASSIC_LEN];
+	size_t key_off; /* the x25519 key share, 0 if none */
+	int ready;
 } hello_tmpl;
 
 static int
@@ -307,16 +309,16 @@ hello_make(const struct bench_target *t, uint8_t *out, uint8_t crandom[32])
 	    memcmp(hello_tmpl.secret, t->secret, O2_SECRET_LEN) != 0 ||
 	    strcmp(hello_tmpl.sni, t->domain) != 0) {
 		if (tls_client_hello_build(hello_tmpl.buf, len, t->secret,
-		    t->domain, ts, len) != len)
+		        t->domain, ts, len) != len)
 			return -1;
 		memcpy(hello_tmpl.secret, t->secret, O2_SECRET_LEN);
-		snprintf(hello_tmpl.sni, sizeof(hello_tmpl.sni), "%s",
-		    t->domain);
+		snprintf(
+		    hello_tmpl.sni, sizeof(hello_tmpl.sni), "%s", t->domain);
 		hello_tmpl.key_off = 0;
 		for (size_t i = HELLO_SID_OFF + HELLO_SID_LEN;
-		    i + sizeof(x25519_entry) + 32 <= len; i++)
+		     i + sizeof(x25519_entry) + 32 <= len; i++)
 			if (memcmp(hello_tmpl.buf + i, x25519_entry,
-			    sizeof(x25519_entry)) == 0) {
+			        sizeof(x25519_entry)) == 0) {
 				hello_tmpl.key_off = i + sizeof(x25519_entry);
 				break;
 			}
@@ -427,8 +429,8 @@ int
 bconn_flush(struct bconn *c)
 {
 	while (c->ooff < c->olen) {
-		ssize_t w = send(c->fd, c->obuf + c->ooff, c->olen - c->ooff,
-		    MSG_NOSIGNAL);
+		ssize_t w = send(
+		    c->fd, c->obuf + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL);
 		if (w == -1) {
 			if (errno == EINTR)
 				continue;
@@ -443,8 +445,8 @@ bconn_flush(struct bconn *c)
 }
 
 int
-bconn_start(struct bconn *c, const struct bench_target *t,
-    const uint8_t *first, size_t first_len)
+bconn_start(struct bconn *c, const struct bench_target *t, const uint8_t *first,
+    size_t first_len)
 {
 	int one = 1;
 
@@ -453,13 +455,14 @@ bconn_start(struct bconn *c, const struct bench_target *t,
 	c->first = first;
 	c->first_len = first_len;
 	c->t_start = bench_now_ns();
-	c->fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
+	c->fd = socket(
+	    t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd == -1)
 		return fail(c, "socket", errno);
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(c->fd, (const struct sockaddr *)&t->addr, t->addrlen) ==
-	    -1 && errno != EINPROGRESS) {
+	        -1 &&
+	    errno != EINPROGRESS) {
 		int e = errno;
 		close(c->fd);
 		c->fd = -1;
@@ -475,8 +478,8 @@ static int
 send_header(struct bconn *c)
 {
 	const struct bench_target *t = c->t;
-	uint32_t tag = t->proto == BENCH_CLASSIC ? O2_TAG_INTERMEDIATE :
-	    O2_TAG_PADDED;
+	uint32_t tag =
+	    t->proto == BENCH_CLASSIC ? O2_TAG_INTERMEDIATE : O2_TAG_PADDED;
 	uint8_t wire[O2_HEADER_LEN];
 
 	if (o2_connect(wire, tag, t->dc, t->secret, NULL, &c->o2) == -1)
@@ -489,14 +492,16 @@ send_header(struct bconn *c)
 		memcpy(rec, wire, O2_HEADER_LEN);
 		if (n > 0) {
 			memcpy(rec + O2_HEADER_LEN, c->first, n);
-			if (!t->nocrypt && crypto_stream_apply(c->o2.enc,
-			    rec + O2_HEADER_LEN, rec + O2_HEADER_LEN, n) == -1)
+			if (!t->nocrypt &&
+			    crypto_stream_apply(c->o2.enc, rec + O2_HEADER_LEN,
+			        rec + O2_HEADER_LEN, n) == -1)
 				return fail(c, "encrypt", 0);
 		}
 		if (obuf_raw(c, tls_ccs, sizeof(tls_ccs)) == -1 ||
 		    obuf_stream(c, rec, O2_HEADER_LEN + n, 1) == -1 ||
-		    (c->first_len > n && obuf_stream(c, c->first + n,
-		    c->first_len - n, 0) == -1))
+		    (c->first_len > n &&
+		        obuf_stream(c, c->first + n, c->first_len - n, 0) ==
+		            -1))
 			return fail(c, "out of memory", ENOMEM);
 	} else if (obuf_raw(c, wire, O2_HEADER_LEN) == -1 ||
 	    obuf_stream(c, c->first, c->first_len, 0) == -1)
@@ -524,7 +529,8 @@ bconn_handshake(struct bconn *c, uint32_t events)
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return 0;
 		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) ==
-		    -1 || soerr != 0)
+		        -1 ||
+		    soerr != 0)
 			return fail(c, "connect", soerr ? soerr : errno);
 		if (c->t->proto != BENCH_TLS)
 			return send_header(c);
@@ -561,8 +567,8 @@ bconn_handshake(struct bconn *c, uint32_t events)
 				return fail(c, "bad ServerHello", 0);
 			if (r == 0) {
 				if (c->hin_len == HIN_CAP)
-					return fail(c, "ServerHello too long",
-					    0);
+					return fail(
+					    c, "ServerHello too long", 0);
 				continue;
 			}
 			tls_reader_init(&c->tr, TLS_READER_FROM_SERVER);
@@ -601,8 +607,9 @@ bconn_writev(struct bconn *c, const struct iovec *iov, int iovcnt)
 	if (total == 0)
 		return 0;
 	n = total;
-	if (obuf_reserve(c, n + (tls ? (n + rec - 1) / rec *
-	    TLS_RECORD_HEADER_LEN : 0)) == -1)
+	if (obuf_reserve(c,
+	        n + (tls ? (n + rec - 1) / rec * TLS_RECORD_HEADER_LEN : 0)) ==
+	    -1)
 		return fail(c, "out of memory", ENOMEM);
 	/* Gather each record's payload from the pieces, then encrypt it
 	 * in place: one copy, as obuf_stream does. */
@@ -617,8 +624,8 @@ bconn_writev(struct bconn *c, const struct iovec *iov, int iovcnt)
 			size_t take = iov[vi].iov_len - vo;
 			if (take > k - got)
 				take = k - got;
-			memcpy(dst + got, (const uint8_t *)iov[vi].iov_base +
-			    vo, take);
+			memcpy(dst + got,
+			    (const uint8_t *)iov[vi].iov_base + vo, take);
 			got += take;
 			vo += take;
 			if (vo == iov[vi].iov_len)
@@ -639,8 +646,8 @@ bconn_write_pattern(struct bconn *c, size_t len)
 {
 	while (len > 0) {
 		size_t n = len < BENCH_PATTERN_LEN ? len : BENCH_PATTERN_LEN;
-		if (obuf_stream(c, bench_pattern + c->up % BENCH_PATTERN_LEN,
-		    n, 0) == -1)
+		if (obuf_stream(c, bench_pattern + c->up % BENCH_PATTERN_LEN, n,
+		        0) == -1)
 			return fail(c, "out of memory", ENOMEM);
 		c->up += n;
 		len -= n;

@@ -43,53 +43,53 @@
 #include "o2.h"
 #include "util.h"
 
-#define MAX_LISTENERS	16
-#define SCRATCH_LEN	(256 * 1024)
+#define MAX_LISTENERS 16
+#define SCRATCH_LEN   (256 * 1024)
 /* What source mode encrypts per write: big enough to fill a socket. */
-#define SOURCE_CHUNK	(64 * 1024)
-#define MAX_EVENTS	256
+#define SOURCE_CHUNK (64 * 1024)
+#define MAX_EVENTS   256
 
 enum mode { M_ECHO, M_SINK, M_SOURCE };
 
 struct listener {
-	int		 fd;
-	enum mode	 mode;
-	uint64_t	 source_bytes;	/* 0: endless */
-	uint16_t	 port;
+	int fd;
+	enum mode mode;
+	uint64_t source_bytes; /* 0: endless */
+	uint16_t port;
 };
 
 /* Epoll data points at a conn or an lref; kind (first) tells which. */
-#define K_CONN		0
-#define K_LISTENER	1
+#define K_CONN     0
+#define K_LISTENER 1
 
 struct conn {
-	int		 kind;		/* K_CONN */
-	int		 fd;
-	struct listener	*l;
-	uint8_t		 hdr[O2_HEADER_LEN];
-	size_t		 hdr_len;
-	int		 open;		/* o2 accepted */
+	int kind; /* K_CONN */
+	int fd;
+	struct listener *l;
+	uint8_t hdr[O2_HEADER_LEN];
+	size_t hdr_len;
+	int open; /* o2 accepted */
 	struct o2_session o2;
-	uint8_t		*out;		/* pending output */
-	size_t		 out_off, out_len;
-	uint64_t	 sent;		/* source: stream bytes so far */
-	int		 shut;		/* source: done, SHUT_WR sent */
-	uint32_t	 events;
+	uint8_t *out; /* pending output */
+	size_t out_off, out_len;
+	uint64_t sent; /* source: stream bytes so far */
+	int shut; /* source: done, SHUT_WR sent */
+	uint32_t events;
 };
 
 struct lref {
-	int		 kind;		/* K_LISTENER */
-	int		 fd;
-	struct listener	*l;
+	int kind; /* K_LISTENER */
+	int fd;
+	struct listener *l;
 };
 
 static struct {
-	int		 ep;
-	int		 nocrypt;
-	uint8_t		*scratch;
+	int ep;
+	int nocrypt;
+	uint8_t *scratch;
 	volatile sig_atomic_t stop;
-	uint64_t	 accepted, closed, bad, bytes_in, bytes_out;
-	size_t		 live;
+	uint64_t accepted, closed, bad, bytes_in, bytes_out;
+	size_t live;
 } F;
 
 static void
@@ -157,8 +157,8 @@ static int
 conn_flush(struct conn *c)
 {
 	while (c->out_off < c->out_len) {
-		ssize_t w = write(c->fd, c->out + c->out_off,
-		    c->out_len - c->out_off);
+		ssize_t w =
+		    write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
 		if (w == -1) {
 			if (errno == EINTR)
 				continue;
@@ -231,8 +231,8 @@ conn_readable(struct conn *c)
 		uint8_t *p = buf;
 
 		if (!c->open)
-			want = O2_HEADER_LEN - c->hdr_len, p = c->hdr +
-			    c->hdr_len;
+			want = O2_HEADER_LEN - c->hdr_len,
+			p = c->hdr + c->hdr_len;
 		ssize_t n = read(c->fd, p, want);
 		if (n == 0) {
 			conn_close(c);
@@ -257,7 +257,7 @@ conn_readable(struct conn *c)
 		if (c->l->mode == M_ECHO) {
 			if (!F.nocrypt &&
 			    (crypto_stream_apply(c->o2.dec, buf, buf, n) ||
-			    crypto_stream_apply(c->o2.enc, buf, buf, n))) {
+			        crypto_stream_apply(c->o2.enc, buf, buf, n))) {
 				conn_close(c);
 				return;
 			}
@@ -300,8 +300,8 @@ do_accept(struct lref *lr)
 {
 	for (int i = 0; i < 64; i++) {
 		int one = 1;
-		int fd = accept4(lr->fd, NULL, NULL, SOCK_NONBLOCK |
-		    SOCK_CLOEXEC);
+		int fd =
+		    accept4(lr->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -376,8 +376,8 @@ listen_on(const char *addr, struct listener *l)
 		fprintf(stderr, "fastdc: bad address %s\n", addr);
 		return -1;
 	}
-	l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
+	l->fd =
+	    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->fd == -1)
 		return -1;
 	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -388,18 +388,19 @@ listen_on(const char *addr, struct listener *l)
 	}
 	sl = sizeof(ss);
 	getsockname(l->fd, (struct sockaddr *)&ss, &sl);
-	l->port = ntohs(ss.ss_family == AF_INET ?
-	    ((struct sockaddr_in *)&ss)->sin_port :
-	    ((struct sockaddr_in6 *)&ss)->sin6_port);
+	l->port = ntohs(ss.ss_family == AF_INET
+	        ? ((struct sockaddr_in *)&ss)->sin_port
+	        : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	return 0;
 }
 
-static void	usage(void) __attribute__((noreturn));
+static void usage(void) __attribute__((noreturn));
 
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: fastdc [-a addr] [-n] [-q] "
+	fprintf(stderr,
+	    "usage: fastdc [-a addr] [-n] [-q] "
 	    "echo|sink|source|source=N[:port] ...\n");
 	exit(2);
 }
@@ -455,7 +456,7 @@ main(int argc, char **argv)
 			return 1;
 		lrefs[nl] = (struct lref){ K_LISTENER, ls[nl].fd, &ls[nl] };
 		struct epoll_event e = { .events = EPOLLIN,
-		    .data.ptr = &lrefs[nl] };
+			.data.ptr = &lrefs[nl] };
 		if (epoll_ctl(F.ep, EPOLL_CTL_ADD, ls[nl].fd, &e) == -1) {
 			perror("fastdc: epoll_ctl");
 			return 1;
@@ -486,19 +487,19 @@ main(int argc, char **argv)
 			uint32_t ev = evs[i].events;
 			if ((ev & EPOLLOUT) && (c->events & EPOLLOUT)) {
 				conn_writable(c);
-				continue;	/* c may be gone */
+				continue; /* c may be gone */
 			}
 			if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
 				conn_readable(c);
 		}
 	}
 	if (!quiet)
-		fprintf(stderr, "fastdc: accepted %llu closed %llu live %zu "
+		fprintf(stderr,
+		    "fastdc: accepted %llu closed %llu live %zu "
 		    "bad %llu bytes_in %llu bytes_out %llu\n",
 		    (unsigned long long)F.accepted,
 		    (unsigned long long)F.closed, F.live,
-		    (unsigned long long)F.bad,
-		    (unsigned long long)F.bytes_in,
+		    (unsigned long long)F.bad, (unsigned long long)F.bytes_in,
 		    (unsigned long long)F.bytes_out);
 	return 0;
 }

@@ -39,16 +39,16 @@
 #include "rpc.h"
 #include "util.h"
 
-#define MAX_WORKERS	64
-#define MAX_PROCS	64
-#define RBUF_LEN	(256 * 1024)
-#define MAX_EVENTS	256
+#define MAX_WORKERS 64
+#define MAX_PROCS   64
+#define RBUF_LEN    (256 * 1024)
+#define MAX_EVENTS  256
 /* The small frame of handshakes and idle connections: intermediate
  * framing (LE32 length, spec A.3.2) around 16 pattern bytes. */
-#define PING_PAYLOAD	16
-#define PING_LEN	(4 + PING_PAYLOAD)
+#define PING_PAYLOAD 16
+#define PING_LEN     (4 + PING_PAYLOAD)
 /* A handshake that takes longer than this counts as failed. */
-#define HS_TIMEOUT_NS	(5ull * 1000000000ull)
+#define HS_TIMEOUT_NS (5ull * 1000000000ull)
 /*
  * Middle mode: the proxy cuts the client's stream into MTProto packets
  * and checks each (spec A.3.4), so the client sends real frames
@@ -56,69 +56,79 @@
  * packets that pass: an unencrypted req_pq_multi, or packets whose
  * auth_key_id (first 8 bytes) is non-zero and that are >= 56 bytes.
  */
-#define MID_HDR_LEN		4	/* LE32 length, A.3.2 */
-#define MID_QUICKACK		0x80000000u	/* A.3.2: bit 31 */
-#define MID_ENC_MIN		56	/* A.3.4 */
-#define MID_REQ_PQ_MULTI	0xbe7e8ef1u	/* A.3.4 */
-#define MID_RES_PQ		0x05162463u	/* resPQ (MTProto) */
+#define MID_HDR_LEN      4 /* LE32 length, A.3.2 */
+#define MID_QUICKACK     0x80000000u /* A.3.2: bit 31 */
+#define MID_ENC_MIN      56 /* A.3.4 */
+#define MID_REQ_PQ_MULTI 0xbe7e8ef1u /* A.3.4 */
+#define MID_RES_PQ       0x05162463u /* resPQ (MTProto) */
 /* Unencrypted message layout: auth_key_id, msg_id, length, body. */
-#define MID_MSG_ID		8
-#define MID_MSG_LENGTH		16
-#define MID_MSG_BODY		20
-#define MID_MSG_NONCE		24
-#define MID_NONCE_LEN		16
-#define MID_REQ_PQ_LEN		40	/* 8 + 8 + 4 + 4 + 16 */
-#define MID_RES_PQ_LEN		84	/* what fake_mp answers (peer.c) */
+#define MID_MSG_ID     8
+#define MID_MSG_LENGTH 16
+#define MID_MSG_BODY   20
+#define MID_MSG_NONCE  24
+#define MID_NONCE_LEN  16
+#define MID_REQ_PQ_LEN 40 /* 8 + 8 + 4 + 4 + 16 */
+#define MID_RES_PQ_LEN 84 /* what fake_mp answers (peer.c) */
 /* Largest padding the client adds: 1..3, so that the proxy's L & ~3
  * is exactly the packet (A.3.3) and the echo matches it. */
-#define MID_PAD_MAX		3
+#define MID_PAD_MAX 3
 /* Handshake time histogram: 10 us buckets up to 80 ms. */
-#define HIST_STEP_NS	10000ull
-#define HIST_N		8192
+#define HIST_STEP_NS 10000ull
+#define HIST_N       8192
 
 static struct {
-	struct bench_target	 t;
-	const char		*scenario;
-	pid_t			 daemon;
-	pid_t			 workers[MAX_WORKERS];
-	int			 nworkers;
-	pid_t			 fastdc;
-	pid_t			 mp;		/* fake_mp, for its CPU */
-	int			 mp_ctl;	/* its control port */
-	int			 middle;
-	size_t			 packet;	/* middle bulk packet size */
-	const char		*algo;		/* aes: what to time */
-	int			 dc_echo, dc_sink, dc_source;
-	const char		*mode;
-	int			 conns;
-	double			 duration;
-	double			 warmup;
-	double			 bytes;		/* bulk: stop after this many */
-	int			 procs;
-	int			 inflight;
-	double			 rate;
-	int			 size;
-	size_t			 chunk;
-	int			 verify;
-	const char		*label;
-	int			 quiet_table;
+	struct bench_target t;
+	const char *scenario;
+	pid_t daemon;
+	pid_t workers[MAX_WORKERS];
+	int nworkers;
+	pid_t fastdc;
+	pid_t mp; /* fake_mp, for its CPU */
+	int mp_ctl; /* its control port */
+	int middle;
+	size_t packet; /* middle bulk packet size */
+	const char *algo; /* aes: what to time */
+	int dc_echo, dc_sink, dc_source;
+	const char *mode;
+	int conns;
+	double duration;
+	double warmup;
+	double bytes; /* bulk: stop after this many */
+	int procs;
+	int inflight;
+	double rate;
+	int size;
+	size_t chunk;
+	int verify;
+	const char *label;
+	int quiet_table;
 } B = {
-	.dc_echo = 2, .dc_sink = 3, .dc_source = 4,
-	.mode = "echo", .conns = 0, .duration = 10, .warmup = 1,
-	.procs = 0, .inflight = 0, .rate = 1000, .size = 64,
-	.chunk = 64 * 1024, .verify = 1, .packet = 16384, .algo = "ctr",
+	.dc_echo = 2,
+	.dc_sink = 3,
+	.dc_source = 4,
+	.mode = "echo",
+	.conns = 0,
+	.duration = 10,
+	.warmup = 1,
+	.procs = 0,
+	.inflight = 0,
+	.rate = 1000,
+	.size = 64,
+	.chunk = 64 * 1024,
+	.verify = 1,
+	.packet = 16384,
+	.algo = "ctr",
 };
 
 /* The result lines this run printed, for the table at the end. */
-static char	*results[64];
-static int	 nresults;
+static char *results[64];
+static int nresults;
 
-static void	die(const char *, ...)
-		    __attribute__((noreturn, format(printf, 1, 2)));
-static void	note(const char *, ...) __attribute__((format(printf, 1, 2)));
-static void	result(const char *, ...)
-		    __attribute__((format(printf, 1, 2)));
-static void	usage(void) __attribute__((noreturn));
+static void
+die(const char *, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void note(const char *, ...) __attribute__((format(printf, 1, 2)));
+static void result(const char *, ...) __attribute__((format(printf, 1, 2)));
+static void usage(void) __attribute__((noreturn));
 
 static void
 die(const char *fmt, ...)
@@ -155,8 +165,7 @@ result(const char *fmt, ...)
 
 	n = snprintf(line, sizeof(line), "scenario=%s", B.scenario);
 	if (B.label)
-		n += snprintf(line + n, sizeof(line) - n, " label=%s",
-		    B.label);
+		n += snprintf(line + n, sizeof(line) - n, " label=%s", B.label);
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	va_end(ap);
@@ -180,8 +189,8 @@ find_workers(int required)
 	if (B.daemon > 0) {
 		uint64_t until = bench_now_ns() + 10 * 1000000000ull;
 		do {
-			B.nworkers = bench_find_workers(B.daemon, B.workers,
-			    MAX_WORKERS);
+			B.nworkers = bench_find_workers(
+			    B.daemon, B.workers, MAX_WORKERS);
 			if (B.nworkers > 0)
 				break;
 			usleep(100000);
@@ -246,8 +255,8 @@ mp_cpu(void)
 
 /* A CPU snapshot: workers, fastdc, fake_mp, us (and our children). */
 struct snap {
-	uint64_t	 t;
-	double		 worker, fastdc, mp, self;
+	uint64_t t;
+	double worker, fastdc, mp, self;
 };
 
 static void
@@ -323,12 +332,12 @@ mp_cmd(const char *cmd)
 
 /* What run-bench and the table want from fake_mp's stats. */
 struct mpstats {
-	double		 links;		/* open now */
-	double		 links_total;	/* ever opened */
-	double		 nconns;	/* clients seen since the reset */
-	double		 packets;	/* RPC_PROXY_REQs */
-	double		 bytes;		/* the client packets in them */
-	int		 ok;
+	double links; /* open now */
+	double links_total; /* ever opened */
+	double nconns; /* clients seen since the reset */
+	double packets; /* RPC_PROXY_REQs */
+	double bytes; /* the client packets in them */
+	int ok;
 };
 
 /* The number after "key": in s, or NAN. */
@@ -424,22 +433,22 @@ mid_send(struct bconn *c, const uint8_t *pkt, size_t len)
  * gets the packet bytes in pieces, with their position in the stream of
  * packets and whether the piece ends a packet; it returns -1 to stop.
  */
-typedef int	(*fparse_fn)(void *arg, const uint8_t *p, size_t len,
-		    uint64_t pos, int end);
+typedef int (*fparse_fn)(
+    void *arg, const uint8_t *p, size_t len, uint64_t pos, int end);
 
 struct fparse {
-	uint8_t		 hdr[MID_HDR_LEN];
-	unsigned	 hlen;
-	uint32_t	 body;		/* packet bytes left in this frame */
-	uint32_t	 pad;		/* padding bytes after them */
-	uint64_t	 pos;		/* packet bytes so far */
-	uint64_t	 packets;	/* complete packets */
+	uint8_t hdr[MID_HDR_LEN];
+	unsigned hlen;
+	uint32_t body; /* packet bytes left in this frame */
+	uint32_t pad; /* padding bytes after them */
+	uint64_t pos; /* packet bytes so far */
+	uint64_t packets; /* complete packets */
 };
 
 /* 0, or -1 on a frame the proxy must not send or when fn said stop. */
 static int
-fparse_feed(struct fparse *f, const uint8_t *p, size_t n, fparse_fn fn,
-    void *arg)
+fparse_feed(
+    struct fparse *f, const uint8_t *p, size_t n, fparse_fn fn, void *arg)
 {
 	while (n > 0) {
 		size_t take;
@@ -486,15 +495,13 @@ fparse_feed(struct fparse *f, const uint8_t *p, size_t n, fparse_fn fn,
 /* Bulk: every echoed packet is the pattern at its place in the stream
  * of packets (the client sends the pattern, cut into packets). */
 static int
-fparse_pattern(void *arg, const uint8_t *p, size_t len, uint64_t pos,
-    int end)
+fparse_pattern(void *arg, const uint8_t *p, size_t len, uint64_t pos, int end)
 {
 	return bench_pattern_check(p, len, pos) ? 0 : -1;
 }
 
 static int
-fparse_count(void *arg, const uint8_t *p, size_t len, uint64_t pos,
-    int end)
+fparse_count(void *arg, const uint8_t *p, size_t len, uint64_t pos, int end)
 {
 	return 0;
 }
@@ -559,8 +566,8 @@ cmp_double(const void *a, const void *b)
  * many links.
  */
 static const char *
-mid_fields(double wall, double mpc, const struct mpstats *a,
-    const struct mpstats *b)
+mid_fields(
+    double wall, double mpc, const struct mpstats *a, const struct mpstats *b)
 {
 	static char buf[256];
 	double links = a->ok && b->ok ? mp_links_used(a, b) : -1;
@@ -570,18 +577,19 @@ mid_fields(double wall, double mpc, const struct mpstats *a,
 		return "";
 	if (strcmp(B.scenario, "bulk") == 0)
 		snprintf(pk, sizeof(pk), " packet=%zu", B.packet);
-	snprintf(buf, sizeof(buf), "%s mp_cpu_s=%.3f "
+	snprintf(buf, sizeof(buf),
+	    "%s mp_cpu_s=%.3f "
 	    "mp_cpu_share=%.3f mp_clients=%.0f mp_links=%.0f "
-	    "clients_per_link=%.1f", pk, mpc,
-	    B.mp > 0 ? mpc / wall : -1.0, b->ok ? b->nconns : -1.0, links,
-	    b->ok && links > 0 ? b->nconns / links : -1.0);
+	    "clients_per_link=%.1f",
+	    pk, mpc, B.mp > 0 ? mpc / wall : -1.0, b->ok ? b->nconns : -1.0,
+	    links, b->ok && links > 0 ? b->nconns / links : -1.0);
 	return buf;
 }
 
 /* Middle bulk: per connection, the packets queued and the echo. */
 struct mstate {
-	uint64_t	 pkts_up;
-	struct fparse	 fp;
+	uint64_t pkts_up;
+	struct fparse fp;
 };
 
 /* Queue count packets of the pattern stream (middle bulk). */
@@ -591,7 +599,7 @@ mid_write_packets(struct bconn *c, struct mstate *m, int count)
 	for (int i = 0; i < count; i++) {
 		uint64_t pos = m->pkts_up * B.packet;
 		if (mid_send(c, bench_pattern + pos % BENCH_PATTERN_LEN,
-		    B.packet) == -1)
+		        B.packet) == -1)
 			return -1;
 		m->pkts_up++;
 	}
@@ -621,8 +629,10 @@ scen_bulk(void)
 	else if (strcmp(B.mode, "download") == 0 && !B.middle)
 		down = 1, t.dc = B.dc_source;
 	else
-		die("bulk: --mode echo, upload%s", B.middle ? " (fake_mp "
-		    "cannot source data)" : " or download");
+		die("bulk: --mode echo, upload%s",
+		    B.middle ? " (fake_mp "
+		               "cannot source data)"
+		             : " or download");
 	if (rbuf == NULL || cs == NULL || ms == NULL ||
 	    (ep = epoll_create1(0)) == -1)
 		die("out of memory");
@@ -643,8 +653,8 @@ scen_bulk(void)
 	uint64_t t_start = bench_now_ns() + (uint64_t)(B.warmup * 1e9);
 	uint64_t t_end = t_start + (uint64_t)(B.duration * 1e9);
 	/* Sub-windows of 1 s (or a third of a short run). */
-	uint64_t win = B.duration >= 3 ? 1000000000ull :
-	    (uint64_t)(B.duration / 3 * 1e9);
+	uint64_t win =
+	    B.duration >= 3 ? 1000000000ull : (uint64_t)(B.duration / 3 * 1e9);
 	uint64_t t_win = 0, wu = 0, wd = 0;
 	struct snap ws;
 	double wins[256];
@@ -668,16 +678,17 @@ scen_bulk(void)
 				/* Per-window figures show the noise. */
 				struct snap w;
 				snap_take(&w);
-				double b = (up ? su - wu : 0) +
-				    (down ? sd - wd : 0);
+				double b =
+				    (up ? su - wu : 0) + (down ? sd - wd : 0);
 				if (b > 0)
-					wins[nwin++] = (w.worker - ws.worker) /
-					    (b / 1e9);
+					wins[nwin++] =
+					    (w.worker - ws.worker) / (b / 1e9);
 				ws = w, wu = su, wd = sd;
 				t_win = now + win;
 			}
-			if (now >= t_end || (B.bytes > 0 &&
-			    (double)(su - up0 + sd - down0) >= B.bytes)) {
+			if (now >= t_end ||
+			    (B.bytes > 0 &&
+			        (double)(su - up0 + sd - down0) >= B.bytes)) {
 				snap_take(&s1);
 				up1 = su, down1 = sd;
 				break;
@@ -691,8 +702,8 @@ scen_bulk(void)
 			uint32_t ev = evs[i].events;
 			if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
 				for (int round = 0; round < 4; round++) {
-					ssize_t r = bconn_read(c, rbuf,
-					    RBUF_LEN);
+					ssize_t r =
+					    bconn_read(c, rbuf, RBUF_LEN);
 					if (r == BCONN_AGAIN)
 						break;
 					if (r == BCONN_EOF)
@@ -702,27 +713,28 @@ scen_bulk(void)
 						die("read: %s: %s", c->why,
 						    strerror(c->err));
 					if (B.middle) {
-						struct mstate *m =
-						    &ms[c - cs];
-						if (fparse_feed(&m->fp, rbuf,
-						    r, B.verify ?
-						    fparse_pattern :
-						    fparse_count, NULL) == -1)
+						struct mstate *m = &ms[c - cs];
+						if (fparse_feed(&m->fp, rbuf, r,
+						        B.verify
+						            ? fparse_pattern
+						            : fparse_count,
+						        NULL) == -1)
 							die("wrong frame or "
 							    "packet from the "
 							    "proxy after %llu "
 							    "packets",
 							    (unsigned long long)
-							    m->fp.packets);
+							        m->fp.packets);
 						continue;
 					}
 					if (B.verify && !B.t.nocrypt && r > 0 &&
-					    !bench_pattern_check(rbuf, r,
-					    c->down - r))
+					    !bench_pattern_check(
+					        rbuf, r, c->down - r))
 						die("wrong bytes from the "
 						    "proxy at stream offset "
-						    "%llu", (unsigned long long)
-						    (c->down - r));
+						    "%llu",
+						    (unsigned long long)(c->down -
+						        r));
 				}
 			}
 			if (ev & EPOLLOUT) {
@@ -734,9 +746,9 @@ scen_bulk(void)
 					if (r == 0)
 						break;
 					if ((B.middle ? mid_write_packets(c,
-					    &ms[c - cs], burst) :
-					    bconn_write_pattern(c, B.chunk)) ==
-					    -1)
+					                    &ms[c - cs], burst)
+					              : bconn_write_pattern(
+					                    c, B.chunk)) == -1)
 						die("send: %s",
 						    strerror(c->err));
 				}
@@ -771,7 +783,8 @@ scen_bulk(void)
 			delivered = (mp1.bytes - mp0.bytes) / (double)psent;
 			if (delivered < 0.99 || delivered > 1.01)
 				note("fake_mp got %.1f%% of the packet bytes "
-				    "the proxy accepted", 100 * delivered);
+				     "the proxy accepted",
+				    100 * delivered);
 		}
 	} else
 		mp_stats(&mp1);
@@ -787,12 +800,14 @@ scen_bulk(void)
 			prev = dc_r1;
 		}
 		uint64_t got = dc_r1 - dc_r0;
-		got = got > (uint64_t)n * O2_HEADER_LEN ?
-		    got - (uint64_t)n * O2_HEADER_LEN : 0;
+		got = got > (uint64_t)n * O2_HEADER_LEN
+		    ? got - (uint64_t)n * O2_HEADER_LEN
+		    : 0;
 		delivered = sent ? (double)got / (double)sent : 0;
 		if (delivered < 0.99 || delivered > 1.01)
 			note("the DC got %.1f%% of the bytes the proxy "
-			    "accepted", 100 * delivered);
+			     "accepted",
+			    100 * delivered);
 	}
 
 	double wall = ns2s(s1.t - s0.t);
@@ -803,19 +818,19 @@ scen_bulk(void)
 	double load = (s1.self - s0.self) + (s1.fastdc - s0.fastdc) + mpc;
 	qsort(wins, nwin, sizeof(double), cmp_double);
 	result(" backend=%s mode=%s proto=%s conns=%d seconds=%.2f "
-	    "bytes_up=%.0f "
-	    "bytes_down=%.0f up_mb_s=%.1f down_mb_s=%.1f worker_cpu_s=%.3f "
-	    "worker_cpu_share=%.3f load_cpu_share=%.3f gb_divisor=%s "
-	    "cpu_s_per_gb=%.3f windows=%d win_cpu_s_per_gb_min=%.3f "
-	    "win_cpu_s_per_gb_median=%.3f win_cpu_s_per_gb_max=%.3f "
-	    "tls_record=%zu verify=%d dc_delivered=%.4f%s",
-	    backend_name(), B.mode, bench_proto_name(t.proto), n, wall, bu,
-	    bd, bu / wall / 1e6,
-	    bd / wall / 1e6, cpu, cpu / wall, load / wall,
-	    echo ? "up+down" : up ? "up" : "down",
-	    div > 0 ? cpu / (div / 1e9) : -1.0, nwin,
-	    nwin ? wins[0] : -1.0, nwin ? wins[nwin / 2] : -1.0,
-	    nwin ? wins[nwin - 1] : -1.0,
+	       "bytes_up=%.0f "
+	       "bytes_down=%.0f up_mb_s=%.1f down_mb_s=%.1f worker_cpu_s=%.3f "
+	       "worker_cpu_share=%.3f load_cpu_share=%.3f gb_divisor=%s "
+	       "cpu_s_per_gb=%.3f windows=%d win_cpu_s_per_gb_min=%.3f "
+	       "win_cpu_s_per_gb_median=%.3f win_cpu_s_per_gb_max=%.3f "
+	       "tls_record=%zu verify=%d dc_delivered=%.4f%s",
+	    backend_name(), B.mode, bench_proto_name(t.proto), n, wall, bu, bd,
+	    bu / wall / 1e6, bd / wall / 1e6, cpu, cpu / wall, load / wall,
+	    echo     ? "up+down"
+	        : up ? "up"
+	             : "down",
+	    div > 0 ? cpu / (div / 1e9) : -1.0, nwin, nwin ? wins[0] : -1.0,
+	    nwin ? wins[nwin / 2] : -1.0, nwin ? wins[nwin - 1] : -1.0,
 	    t.proto == BENCH_TLS ? (t.tls_record ? t.tls_record : 2878) : 0,
 	    B.verify && !B.t.nocrypt, delivered,
 	    mid_fields(wall, mpc, &mp0, &mp1));
@@ -829,11 +844,11 @@ scen_bulk(void)
 
 /* What a load child reports to the parent through its pipe. */
 struct child_report {
-	uint64_t	 ok, errors, dropped;
-	uint64_t	 lat_sum_ns;
-	double		 cpu;		/* its CPU seconds in the window */
-	uint32_t	 hist[HIST_N];
-	char		 first_error[128];
+	uint64_t ok, errors, dropped;
+	uint64_t lat_sum_ns;
+	double cpu; /* its CPU seconds in the window */
+	uint32_t hist[HIST_N];
+	char first_error[128];
 };
 
 static void
@@ -895,22 +910,22 @@ ping_init(void)
 {
 	uint32_t len = PING_PAYLOAD;
 
-	memcpy(ping_frame, &len, 4);	/* LE on every host we run on */
+	memcpy(ping_frame, &len, 4); /* LE on every host we run on */
 	memcpy(ping_frame + 4, bench_pattern + 4, PING_PAYLOAD);
 }
 
 /* Per-connection state of a ping (handshake and idle children). */
 struct pconn {
-	struct bconn	 c;
-	uint8_t		 got[PING_LEN];
-	size_t		 got_len;
-	int		 done;		/* echo seen */
-	int		 active;
+	struct bconn c;
+	uint8_t got[PING_LEN];
+	size_t got_len;
+	int done; /* echo seen */
+	int active;
 	/* Middle: the framed req_pq_multi sent, the resPQ coming back. */
-	uint8_t		 req[MID_HDR_LEN + MID_REQ_PQ_LEN + MID_PAD_MAX];
-	size_t		 req_len;
-	uint8_t		 ans[MID_RES_PQ_LEN];
-	struct fparse	 fp;
+	uint8_t req[MID_HDR_LEN + MID_REQ_PQ_LEN + MID_PAD_MAX];
+	size_t req_len;
+	uint8_t ans[MID_RES_PQ_LEN];
+	struct fparse fp;
 };
 
 /* A new req_pq_multi with a random nonce, framed (middle mode). */
@@ -935,8 +950,7 @@ mid_req_make(struct pconn *p)
 
 /* Collect the answer; check it once complete: the resPQ to our nonce. */
 static int
-fparse_respq(void *arg, const uint8_t *b, size_t len, uint64_t pos,
-    int end)
+fparse_respq(void *arg, const uint8_t *b, size_t len, uint64_t pos, int end)
 {
 	struct pconn *p = arg;
 	static const uint8_t zero[8];
@@ -947,10 +961,12 @@ fparse_respq(void *arg, const uint8_t *b, size_t len, uint64_t pos,
 	if (!end)
 		return 0;
 	return pos + len == MID_RES_PQ_LEN &&
-	    memcmp(p->ans, zero, sizeof(zero)) == 0 &&
-	    get_le32(p->ans + MID_MSG_BODY) == MID_RES_PQ &&
-	    memcmp(p->ans + MID_MSG_NONCE, p->req + MID_HDR_LEN +
-	    MID_MSG_NONCE, MID_NONCE_LEN) == 0 ? 0 : -1;
+	        memcmp(p->ans, zero, sizeof(zero)) == 0 &&
+	        get_le32(p->ans + MID_MSG_BODY) == MID_RES_PQ &&
+	        memcmp(p->ans + MID_MSG_NONCE,
+	            p->req + MID_HDR_LEN + MID_MSG_NONCE, MID_NONCE_LEN) == 0
+	    ? 0
+	    : -1;
 }
 
 /* ping_read for middle mode: one framed resPQ, nothing more. */
@@ -1030,7 +1046,7 @@ pconn_start(int ep, struct pconn *p, const struct bench_target *t)
 		mid_req_make(p);
 	}
 	if (bconn_start(&p->c, t, B.middle ? p->req : ping_frame,
-	    B.middle ? p->req_len : PING_LEN) == -1)
+	        B.middle ? p->req_len : PING_LEN) == -1)
 		return -1;
 	p->active = 1;
 	ep_set(ep, &p->c, EPOLL_CTL_ADD);
@@ -1124,15 +1140,16 @@ hs_child(int wfd, uint64_t t_start, uint64_t t_end, int inflight)
 				struct pconn *p = &ps[i];
 				/* (t_start may be later than now: restarted
 				 * in this round) */
-				if (p->active && (p->c.t_start > now ||
-				    now - p->c.t_start < HS_TIMEOUT_NS))
+				if (p->active &&
+				    (p->c.t_start > now ||
+				        now - p->c.t_start < HS_TIMEOUT_NS))
 					continue;
 				if (p->active) {
 					p->c.why = "timeout";
 					p->c.err = 0;
 					if (now >= t_start)
-						report_error(rep, &p->c,
-						    "handshake");
+						report_error(
+						    rep, &p->c, "handshake");
 					bconn_close(&p->c);
 				}
 				if (pconn_start(ep, p, &t) == -1)
@@ -1147,8 +1164,8 @@ hs_child(int wfd, uint64_t t_start, uint64_t t_end, int inflight)
 
 /* Fork nprocs children running fn; their report pipes go to fds. */
 static void
-spawn(int nprocs, pid_t *pids, int *fds, void (*fn)(int, int, void *),
-    void *arg)
+spawn(
+    int nprocs, pid_t *pids, int *fds, void (*fn)(int, int, void *), void *arg)
 {
 	for (int i = 0; i < nprocs; i++) {
 		int pfd[2];
@@ -1172,8 +1189,8 @@ spawn(int nprocs, pid_t *pids, int *fds, void (*fn)(int, int, void *),
 }
 
 struct hs_args {
-	uint64_t	 t_start, t_end;
-	int		 inflight;
+	uint64_t t_start, t_end;
+	int inflight;
 };
 
 static void
@@ -1258,13 +1275,12 @@ scen_handshake(void)
 	double mpc = s1.mp - s0.mp;
 	double load = sum->cpu + (s1.fastdc - s0.fastdc) + mpc;
 	result(" backend=%s proto=%s procs=%d inflight=%d seconds=%.2f "
-	    "handshakes=%llu "
-	    "errors=%llu rate_per_s=%.0f worker_cpu_s=%.3f "
-	    "worker_cpu_share=%.3f load_cpu_share=%.3f "
-	    "cpu_us_per_handshake=%.1f hs_ms_mean=%.3f hs_ms_p50=%.3f "
-	    "hs_ms_p99=%.3f%s",
-	    backend_name(), bench_proto_name(B.t.proto), nprocs, inflight,
-	    wall,
+	       "handshakes=%llu "
+	       "errors=%llu rate_per_s=%.0f worker_cpu_s=%.3f "
+	       "worker_cpu_share=%.3f load_cpu_share=%.3f "
+	       "cpu_us_per_handshake=%.1f hs_ms_mean=%.3f hs_ms_p50=%.3f "
+	       "hs_ms_p99=%.3f%s",
+	    backend_name(), bench_proto_name(B.t.proto), nprocs, inflight, wall,
 	    (unsigned long long)sum->ok, (unsigned long long)sum->errors,
 	    sum->ok / wall, cpu, cpu / wall, load / wall,
 	    sum->ok ? cpu / sum->ok * 1e6 : -1.0,
@@ -1280,9 +1296,9 @@ scen_handshake(void)
 /* ------------------------------------------------------------ idle */
 
 struct idle_args {
-	int		 total, nprocs, inflight;
-	int		 ctl;		/* read end: EOF means "close all" */
-	int		 ctl_w;		/* write end, the parent's only */
+	int total, nprocs, inflight;
+	int ctl; /* read end: EOF means "close all" */
+	int ctl_w; /* write end, the parent's only */
 };
 
 /*
@@ -1319,8 +1335,8 @@ idle_child_main(int idx, int wfd, void *arg)
 			busy++;
 		}
 		if (bench_now_ns() > until) {
-			note("idle: %d connections never finished",
-			    share - fin);
+			note(
+			    "idle: %d connections never finished", share - fin);
 			rep->errors += share - fin;
 			break;
 		}
@@ -1377,7 +1393,7 @@ idle_child_main(int idx, int wfd, void *arg)
 
 /* What the idle scenario reads from smaps_rollup. */
 struct mem {
-	long long	 pss, rss, anon, shmem;
+	long long pss, rss, anon, shmem;
 };
 
 static void
@@ -1409,8 +1425,8 @@ scen_idle(void)
 	int fds[MAX_PROCS];
 	struct child_report *rep = calloc(1, sizeof(*rep));
 	uint64_t ok = 0, errors = 0, dropped = 0;
-	struct idle_args a = { total, nprocs, B.inflight ? B.inflight : 32,
-	    -1, -1 };
+	struct idle_args a = { total, nprocs, B.inflight ? B.inflight : 32, -1,
+		-1 };
 	char err[128] = "";
 
 	if (nprocs > MAX_PROCS || rep == NULL)
@@ -1456,20 +1472,18 @@ scen_idle(void)
 		die("no idle connection could be opened");
 
 	result(" backend=%s proto=%s conns=%llu errors=%llu dropped=%llu "
-	    "procs=%d "
-	    "open_s=%.2f pss_before=%lld pss_after=%lld rss_before=%lld "
-	    "rss_after=%lld worker_fds_per_conn=%.2f "
-	    "rss_bytes_per_idle_conn=%.0f "
-	    "pss_anon_bytes_per_idle_conn=%.0f "
-	    "pss_shmem_bytes_per_idle_conn=%.0f "
-	    "pss_bytes_per_idle_conn=%.0f%s",
-	    backend_name(), bench_proto_name(B.t.proto),
-	    (unsigned long long)ok,
+	       "procs=%d "
+	       "open_s=%.2f pss_before=%lld pss_after=%lld rss_before=%lld "
+	       "rss_after=%lld worker_fds_per_conn=%.2f "
+	       "rss_bytes_per_idle_conn=%.0f "
+	       "pss_anon_bytes_per_idle_conn=%.0f "
+	       "pss_shmem_bytes_per_idle_conn=%.0f "
+	       "pss_bytes_per_idle_conn=%.0f%s",
+	    backend_name(), bench_proto_name(B.t.proto), (unsigned long long)ok,
 	    (unsigned long long)errors, (unsigned long long)dropped, nprocs,
-	    open_s, m0.pss, m1.pss, m0.rss, m1.rss,
-	    (double)(fds1 - fds0) / ok, per_conn(m0.rss, m1.rss, ok),
-	    per_conn(m0.anon, m1.anon, ok), per_conn(m0.shmem, m1.shmem, ok),
-	    per_conn(m0.pss, m1.pss, ok),
+	    open_s, m0.pss, m1.pss, m0.rss, m1.rss, (double)(fds1 - fds0) / ok,
+	    per_conn(m0.rss, m1.rss, ok), per_conn(m0.anon, m1.anon, ok),
+	    per_conn(m0.shmem, m1.shmem, ok), per_conn(m0.pss, m1.pss, ok),
 	    mid_fields(open_s, mpc, &mp0, &mp1));
 	free(rep);
 	return 0;
@@ -1478,10 +1492,10 @@ scen_idle(void)
 /* ------------------------------------------------------------ latency */
 
 struct lconn {
-	struct bconn	 c;
-	uint8_t		 acc[4 + 65536];	/* a partial echo frame */
-	size_t		 acc_len;
-	uint64_t	 echoed;	/* frames back on this connection */
+	struct bconn c;
+	uint8_t acc[4 + 65536]; /* a partial echo frame */
+	size_t acc_len;
+	uint64_t echoed; /* frames back on this connection */
 };
 
 static int
@@ -1539,7 +1553,7 @@ scen_latency(void)
 		ls[i].c = cs[i];
 		ls[i].c.events = EPOLLIN;
 		struct epoll_event e = { .events = EPOLLIN,
-		    .data.ptr = &ls[i] };
+			.data.ptr = &ls[i] };
 		epoll_ctl(ep, EPOLL_CTL_MOD, ls[i].c.fd, &e);
 	}
 	free(cs);
@@ -1547,15 +1561,15 @@ scen_latency(void)
 	uint32_t plen = B.size;
 	memcpy(pkt, &plen, 4);
 	memcpy(pkt + 4, bench_pattern, B.size);
-	if ((tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC |
-	    TFD_NONBLOCK)) == -1)
+	if ((tfd = timerfd_create(
+	         CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) == -1)
 		die("timerfd: %s", strerror(errno));
 	uint64_t period = (uint64_t)(1e9 / B.rate);
 	uint64_t t_begin = bench_now_ns() + 10000000ull;
 	uint64_t t_start = t_begin + (uint64_t)(B.warmup * 1e9);
 	uint64_t t_end = t_start + (uint64_t)(B.duration * 1e9);
-	struct itimerspec its = {
-		{ period / 1000000000ull, period % 1000000000ull },
+	struct itimerspec its = { { period / 1000000000ull,
+		                      period % 1000000000ull },
 		{ t_begin / 1000000000ull, t_begin % 1000000000ull } };
 	if (timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) == -1)
 		die("timerfd_settime: %s", strerror(errno));
@@ -1582,7 +1596,8 @@ scen_latency(void)
 			if (evs[i].data.ptr == NULL) {
 				uint64_t exp;
 				if (read(tfd, &exp, sizeof(exp)) !=
-				    sizeof(exp) || !sending)
+				        sizeof(exp) ||
+				    !sending)
 					continue;
 				late += exp - 1;
 				while (exp-- > 0 && seq < nsent_max) {
@@ -1591,8 +1606,7 @@ scen_latency(void)
 					 * payload */
 					memcpy(pkt + 4, &seq, sizeof(seq));
 					sent_at[seq] = bench_now_ns();
-					if (bconn_write(&l->c, pkt, flen) ==
-					    -1)
+					if (bconn_write(&l->c, pkt, flen) == -1)
 						die("send: %s",
 						    strerror(l->c.err));
 					if (bconn_pending(&l->c))
@@ -1608,14 +1622,15 @@ scen_latency(void)
 				if (r == BCONN_AGAIN)
 					break;
 				if (r < 0)
-					die("read: %s", r == BCONN_EOF ?
-					    "the proxy closed" : l->c.why);
+					die("read: %s",
+					    r == BCONN_EOF ? "the proxy closed"
+					                   : l->c.why);
 				for (ssize_t off = 0; off < r;) {
 					size_t take = flen - l->acc_len;
 					if (take > (size_t)(r - off))
 						take = r - off;
-					memcpy(l->acc + l->acc_len,
-					    rbuf + off, take);
+					memcpy(l->acc + l->acc_len, rbuf + off,
+					    take);
 					l->acc_len += take;
 					off += take;
 					if (l->acc_len < flen)
@@ -1626,11 +1641,12 @@ scen_latency(void)
 					 * (round robin). With crypto, the
 					 * number inside must agree. */
 					uint64_t s = (uint64_t)(l - ls) +
-					    l->echoed++ * n, inside;
+					    l->echoed++ * n,
+					         inside;
 					memcpy(&inside, l->acc + 4,
 					    sizeof(inside));
-					if (s >= seq || (!B.t.nocrypt &&
-					    inside != s))
+					if (s >= seq ||
+					    (!B.t.nocrypt && inside != s))
 						die("latency: wrong echo");
 					received++;
 					if (sent_at[s] >= t_start &&
@@ -1654,9 +1670,9 @@ scen_latency(void)
 	double wall = ns2s(s1.t - s0.t);
 	double cpu = s1.worker - s0.worker;
 	result(" proto=%s conns=%d rate_per_s=%.0f size=%d seconds=%.2f "
-	    "samples=%zu lost=%zu late_ticks=%zu worker_cpu_share=%.3f "
-	    "mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
-	    "p999_us=%.1f max_us=%.1f",
+	       "samples=%zu lost=%zu late_ticks=%zu worker_cpu_share=%.3f "
+	       "mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
+	       "p999_us=%.1f max_us=%.1f",
 	    bench_proto_name(t.proto), n, B.rate, B.size, wall, nsamples,
 	    seq - received, late, B.nworkers ? cpu / wall : -1.0, mean,
 	    pct_us(samples, nsamples, 0.5), pct_us(samples, nsamples, 0.9),
@@ -1767,8 +1783,7 @@ scen_aes(void)
 		}
 		bytes += 64 * len;
 		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
-	} while ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9 <
-	    secs);
+	} while ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9 < secs);
 	double cpu = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
 	result(" impl=%s cipher=%s block=%zu gb_per_s=%.3f cpu_s_per_gb=%.3f",
 	    impl, name, len, bytes / cpu / 1e9, cpu / (bytes / 1e9));
@@ -1791,8 +1806,10 @@ scen_openssl(void)
 	double bps = -1, v;
 	FILE *f;
 
-	snprintf(cmd, sizeof(cmd), "%s speed -mr -evp aes-256-ctr "
-	    "-seconds 1 -bytes 16384 2>/dev/null", bin);
+	snprintf(cmd, sizeof(cmd),
+	    "%s speed -mr -evp aes-256-ctr "
+	    "-seconds 1 -bytes 16384 2>/dev/null",
+	    bin);
 	if ((f = popen(cmd, "r")) == NULL)
 		die("popen: %s", strerror(errno));
 	while (fgets(line, sizeof(line), f) != NULL)
@@ -1802,7 +1819,8 @@ scen_openssl(void)
 	if (bps <= 0)
 		die("could not parse the output of: %s", cmd);
 	result(" impl=openssl-speed cipher=aes-256-ctr block=16384 "
-	    "gb_per_s=%.3f cpu_s_per_gb=%.3f", bps / 1e9, 1e9 / bps);
+	       "gb_per_s=%.3f cpu_s_per_gb=%.3f",
+	    bps / 1e9, 1e9 / bps);
 	return 0;
 }
 
@@ -1847,8 +1865,8 @@ table_mid(const char *line, char *note, size_t cap, int cpu)
 	if (n >= cap)
 		return;
 	if (cpu && !isnan(v = kvd(line, "mp_cpu_share")) && v >= 0)
-		n += snprintf(note + n, cap - n, ", fake_mp %.0f%% cpu",
-		    100 * v);
+		n += snprintf(
+		    note + n, cap - n, ", fake_mp %.0f%% cpu", 100 * v);
 	if (n < cap && !isnan(v = kvd(line, "clients_per_link")) && v >= 0)
 		snprintf(note + n, cap - n, ", %.0f clients / %.0f links",
 		    kvd(line, "mp_clients"), kvd(line, "mp_links"));
@@ -1884,13 +1902,13 @@ table_row(const char *line)
 		if (!isnan(dl) && dl >= 0)
 			snprintf(dls, sizeof(dls), ", %s got %.1f%%",
 			    middle ? "ME" : "DC", 100 * dl);
-		snprintf(note, sizeof(note), "windows %.2f..%.2f, "
+		snprintf(note, sizeof(note),
+		    "windows %.2f..%.2f, "
 		    "up %.0f / down %.0f MB/s, worker %.0f%% cpu, "
 		    "load side %.0f%%, per GB %s%s",
 		    kvd(line, "win_cpu_s_per_gb_min"),
-		    kvd(line, "win_cpu_s_per_gb_max"),
-		    kvd(line, "up_mb_s"), kvd(line, "down_mb_s"),
-		    100 * kvd(line, "worker_cpu_share"),
+		    kvd(line, "win_cpu_s_per_gb_max"), kvd(line, "up_mb_s"),
+		    kvd(line, "down_mb_s"), 100 * kvd(line, "worker_cpu_share"),
 		    100 * kvd(line, "load_cpu_share"),
 		    kv(line, "gb_divisor", mode, sizeof(mode)) ? mode : "?",
 		    dls);
@@ -1901,7 +1919,8 @@ table_row(const char *line)
 		metric = "cpu_us_per_handshake";
 		val = kvd(line, "cpu_us_per_handshake");
 		target = 70;
-		snprintf(note, sizeof(note), "%.0f/s, worker %.0f%% cpu, "
+		snprintf(note, sizeof(note),
+		    "%.0f/s, worker %.0f%% cpu, "
 		    "load side %.0f%%, %.0f errors",
 		    kvd(line, "rate_per_s"),
 		    100 * kvd(line, "worker_cpu_share"),
@@ -1913,9 +1932,11 @@ table_row(const char *line)
 		metric = "pss_bytes_per_idle_conn";
 		val = kvd(line, "pss_bytes_per_idle_conn");
 		target = 4096;
-		snprintf(note, sizeof(note), "%.0f conns; per conn: "
+		snprintf(note, sizeof(note),
+		    "%.0f conns; per conn: "
 		    "anon (heap) %.0f B, shmem (replay cache) %.0f B, "
-		    "rss %.0f B, %.1f fds; %.0f dropped", kvd(line, "conns"),
+		    "rss %.0f B, %.1f fds; %.0f dropped",
+		    kvd(line, "conns"),
 		    kvd(line, "pss_anon_bytes_per_idle_conn"),
 		    kvd(line, "pss_shmem_bytes_per_idle_conn"),
 		    kvd(line, "rss_bytes_per_idle_conn"),
@@ -1926,7 +1947,8 @@ table_row(const char *line)
 		metric = "p99_us";
 		val = kvd(line, "p99_us");
 		target = 150;
-		snprintf(note, sizeof(note), "p50 %.0f p90 %.0f p99.9 %.0f "
+		snprintf(note, sizeof(note),
+		    "p50 %.0f p90 %.0f p99.9 %.0f "
 		    "max %.0f us, %.0f/s x %.0f B, %.0f samples",
 		    kvd(line, "p50_us"), kvd(line, "p90_us"),
 		    kvd(line, "p999_us"), kvd(line, "max_us"),
@@ -1939,8 +1961,9 @@ table_row(const char *line)
 		if (!kv(line, "impl", im, sizeof(im)))
 			snprintf(im, sizeof(im), "?");
 		snprintf(what, sizeof(what), "%s %s", ci,
-		    strcmp(sc, "openssl") == 0 ? "openssl speed" :
-		    strchr(im, '/') ? strchr(im, '/') + 1 : im);
+		    strcmp(sc, "openssl") == 0 ? "openssl speed"
+		        : strchr(im, '/')      ? strchr(im, '/') + 1
+		                               : im);
 		metric = "cpu_s_per_gb";
 		val = kvd(line, "cpu_s_per_gb");
 		snprintf(note, sizeof(note), "%.2f GB/s per core",
@@ -1956,8 +1979,9 @@ table_row(const char *line)
 	if (!isnan(target)) {
 		snprintf(tgt, sizeof(tgt), "<= %g", target);
 		snprintf(verdict, sizeof(verdict), "%s",
-		    isnan(val) || val < 0 ? "?" : val <= target ? "ok" :
-		    "OVER");
+		    isnan(val) || val < 0 ? "?"
+		        : val <= target   ? "ok"
+		                          : "OVER");
 	}
 	printf("%-28s %-24s %10.3f %-8s %-5s %s\n", name, metric, val, tgt,
 	    verdict, note);
@@ -2007,50 +2031,84 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-"usage: mtbench [options] bulk|handshake|idle|latency|aes|openssl|prime\n"
-"       mtbench table [FILE...]\n"
+	    "usage: mtbench [options] "
+	    "bulk|handshake|idle|latency|aes|openssl|prime\n"
+	    "       mtbench table [FILE...]\n"
 
-"  -p, --proxy HOST:PORT   the proxy (default 127.0.0.1:443)\n"
-"  -s, --secret HEX        the user's 32-hex-digit secret\n"
-"  -D, --domain NAME       fake-TLS domain (default www.example.com)\n"
-"  -P, --proto P           classic | secure | tls (default classic)\n"
-"  -m, --mode M            bulk: echo | upload | download (default echo)\n"
-"  -c, --conns N           connections (bulk 8, idle 5000, latency 1)\n"
-"  -t, --duration S        measured seconds (default 10)\n"
-"  -w, --warmup S          unmeasured seconds first (default 1)\n"
-"  -b, --bytes N           bulk: stop after N bytes (both ways counted)\n"
-"      --procs N           load processes (handshake 4, idle 1+N/8000)\n"
-"      --inflight N        concurrent handshakes per process\n"
-"      --rate R            latency: packets per second (default 1000)\n"
-"      --size B            latency: packet payload bytes (default 64)\n"
-"      --chunk B           bulk: bytes per write (default 65536)\n"
-"      --tls-record B      largest record payload we send (2878)\n"
-"  -n, --nocrypt           no AES on our side (needs fastdc -n)\n"
-"      --no-verify         do not check the bytes that come back\n"
-"      --daemon PID        the supervisor; its workers are measured\n"
-"      --worker PID        a worker to measure (repeatable)\n"
-"      --fastdc PID        fastdc, for the load side's CPU share\n"
-"      --dc-echo N, --dc-sink N, --dc-source N\n"
-"                          DC indexes routed to fastdc's modes (2, 3, 4)\n"
-"                          (middle: to fake_mp echo and sink, 2 and 3)\n"
-"      --middle            the daemon runs backend middle: send framed\n"
-"                          MTProto packets (bulk, handshake, idle)\n"
-"      --packet B          middle bulk: packet bytes (default 16384)\n"
-"      --mp PID            fake_mp, for its CPU share\n"
-"      --mp-ctl PORT       fake_mp's control port (reset, stats)\n"
-"      --algo A            aes: ctr | cbc-enc | cbc-dec | crc32 | crc32c\n"
-"      --label TEXT        added to the result line\n");
+	    "  -p, --proxy HOST:PORT   the proxy (default 127.0.0.1:443)\n"
+	    "  -s, --secret HEX        the user's 32-hex-digit secret\n"
+	    "  -D, --domain NAME       fake-TLS domain (default "
+	    "www.example.com)\n"
+	    "  -P, --proto P           classic | secure | tls (default "
+	    "classic)\n"
+	    "  -m, --mode M            bulk: echo | upload | download (default "
+	    "echo)\n"
+	    "  -c, --conns N           connections (bulk 8, idle 5000, latency "
+	    "1)\n"
+	    "  -t, --duration S        measured seconds (default 10)\n"
+	    "  -w, --warmup S          unmeasured seconds first (default 1)\n"
+	    "  -b, --bytes N           bulk: stop after N bytes (both ways "
+	    "counted)\n"
+	    "      --procs N           load processes (handshake 4, idle "
+	    "1+N/8000)\n"
+	    "      --inflight N        concurrent handshakes per process\n"
+	    "      --rate R            latency: packets per second (default "
+	    "1000)\n"
+	    "      --size B            latency: packet payload bytes (default "
+	    "64)\n"
+	    "      --chunk B           bulk: bytes per write (default 65536)\n"
+	    "      --tls-record B      largest record payload we send (2878)\n"
+	    "  -n, --nocrypt           no AES on our side (needs fastdc -n)\n"
+	    "      --no-verify         do not check the bytes that come back\n"
+	    "      --daemon PID        the supervisor; its workers are "
+	    "measured\n"
+	    "      --worker PID        a worker to measure (repeatable)\n"
+	    "      --fastdc PID        fastdc, for the load side's CPU share\n"
+	    "      --dc-echo N, --dc-sink N, --dc-source N\n"
+	    "                          DC indexes routed to fastdc's modes (2, "
+	    "3, 4)\n"
+	    "                          (middle: to fake_mp echo and sink, 2 "
+	    "and 3)\n"
+	    "      --middle            the daemon runs backend middle: send "
+	    "framed\n"
+	    "                          MTProto packets (bulk, handshake, "
+	    "idle)\n"
+	    "      --packet B          middle bulk: packet bytes (default "
+	    "16384)\n"
+	    "      --mp PID            fake_mp, for its CPU share\n"
+	    "      --mp-ctl PORT       fake_mp's control port (reset, stats)\n"
+	    "      --algo A            aes: ctr | cbc-enc | cbc-dec | crc32 | "
+	    "crc32c\n"
+	    "      --label TEXT        added to the result line\n");
 	exit(2);
 }
 
 int
 main(int argc, char **argv)
 {
-	enum { O_PROCS = 256, O_INFLIGHT, O_RATE, O_SIZE, O_CHUNK, O_TLSREC,
-	    O_NOVERIFY, O_DAEMON, O_WORKER, O_FASTDC, O_DCE, O_DCK, O_DCS,
-	    O_LABEL, O_MIDDLE, O_PACKET, O_MP, O_MPCTL, O_ALGO };
-	static const struct option opts[] = {
-		{ "proxy", required_argument, NULL, 'p' },
+	enum {
+		O_PROCS = 256,
+		O_INFLIGHT,
+		O_RATE,
+		O_SIZE,
+		O_CHUNK,
+		O_TLSREC,
+		O_NOVERIFY,
+		O_DAEMON,
+		O_WORKER,
+		O_FASTDC,
+		O_DCE,
+		O_DCK,
+		O_DCS,
+		O_LABEL,
+		O_MIDDLE,
+		O_PACKET,
+		O_MP,
+		O_MPCTL,
+		O_ALGO
+	};
+	static const struct option opts[] = { { "proxy", required_argument,
+		                                  NULL, 'p' },
 		{ "secret", required_argument, NULL, 's' },
 		{ "domain", required_argument, NULL, 'D' },
 		{ "proto", required_argument, NULL, 'P' },
@@ -2079,9 +2137,7 @@ main(int argc, char **argv)
 		{ "mp", required_argument, NULL, O_MP },
 		{ "mp-ctl", required_argument, NULL, O_MPCTL },
 		{ "algo", required_argument, NULL, O_ALGO },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
 	const char *proxy = "127.0.0.1:443", *secret = NULL;
 	int ch, p;
 
@@ -2089,8 +2145,8 @@ main(int argc, char **argv)
 		return cmd_table(argc - 2, argv + 2);
 	snprintf(B.t.domain, sizeof(B.t.domain), "www.example.com");
 	B.t.tls_record = 2878;
-	while ((ch = getopt_long(argc, argv, "p:s:D:P:m:c:t:w:b:nh", opts,
-	    NULL)) != -1) {
+	while ((ch = getopt_long(
+	            argc, argv, "p:s:D:P:m:c:t:w:b:nh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
 			proxy = optarg;
@@ -2213,8 +2269,8 @@ main(int argc, char **argv)
 	else {
 		if (bench_target_addr(&B.t, proxy) == -1)
 			die("bad --proxy %s", proxy);
-		if (secret == NULL || hex_decode(secret, B.t.secret,
-		    O2_SECRET_LEN) == -1)
+		if (secret == NULL ||
+		    hex_decode(secret, B.t.secret, O2_SECRET_LEN) == -1)
 			die("--secret: 32 hex digits needed");
 		if (strcmp(B.scenario, "bulk") == 0)
 			r = scen_bulk();

@@ -44,8 +44,9 @@ check_config(const struct config *c)
 	    c->replay_entries < 1024 || c->refresh < 1 ||
 	    c->connect_timeout < 1)
 		abort();
-	if (c->tls_cert_len_min < 1 || c->tls_cert_len_min >
-	    c->tls_cert_len_max || c->tls_cert_len_max > 16384)
+	if (c->tls_cert_len_min < 1 ||
+	    c->tls_cert_len_min > c->tls_cert_len_max ||
+	    c->tls_cert_len_max > 16384)
 		abort();
 	if (c->log_level < LOG_ERR || c->log_level > LOG_DEBUG)
 		abort();
@@ -67,8 +68,10 @@ check_config(const struct config *c)
 			abort();
 		if (l->port == 0 || l->addrlen == 0)
 			abort();
-		if (l->protocols == 0 || (l->protocols &
-		    ~(unsigned)(PROTO_CLASSIC | PROTO_SECURE | PROTO_FAKE_TLS)))
+		if (l->protocols == 0 ||
+		    (l->protocols &
+		        ~(unsigned)(PROTO_CLASSIC | PROTO_SECURE |
+		            PROTO_FAKE_TLS)))
 			abort();
 		if ((l->protocols & PROTO_FAKE_TLS) &&
 		    (strlen(l->tls_domain) < 4 || strlen(l->tls_domain) > 182))
@@ -83,7 +86,7 @@ check_config(const struct config *c)
 			check_str(l->users[u].name, sizeof(l->users[u].name));
 			for (size_t v = 0; v < u; v++)
 				if (strcmp(l->users[u].name,
-				    l->users[v].name) == 0)
+				        l->users[v].name) == 0)
 					abort();
 		}
 	}

@@ -13,12 +13,12 @@
 
 #include "framing.h"
 
-#define MAX_FRAMES	64
+#define MAX_FRAMES 64
 
-typedef int (*decode_fn)(enum frame_kind, const uint8_t *, size_t,
-    struct frame_info *);
+typedef int (*decode_fn)(
+    enum frame_kind, const uint8_t *, size_t, struct frame_info *);
 
-int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static void
 check(int ok)
@@ -29,8 +29,8 @@ check(int ok)
 
 /* Decodes buf frame by frame with one decoder, checking each answer. */
 static void
-walk(decode_fn decode, int proxy_side, enum frame_kind kind,
-    const uint8_t *buf, size_t len)
+walk(decode_fn decode, int proxy_side, enum frame_kind kind, const uint8_t *buf,
+    size_t len)
 {
 	struct frame_info fi, pre;
 	size_t max = proxy_side ? FRAME_MAX_PACKET : FRAME_CLIENT_MAX_PACKET;
@@ -77,8 +77,8 @@ round_trip(enum frame_kind kind, size_t pktlen, int quickack)
 	n = frame_encode_header(kind, pktlen, hdr, &padlen);
 	if (n != 0) {
 		check(n == 1 || n == 4);
-		check(kind == FRAME_PADDED ? padlen >= 1 && padlen <= 3 :
-		    padlen == 0);
+		check(kind == FRAME_PADDED ? padlen >= 1 && padlen <= 3
+		                           : padlen == 0);
 		rc = frame_client_decode(kind, hdr, n, &fi);
 		if (pktlen + padlen > FRAME_CLIENT_MAX_PACKET)
 			check(rc == FRAME_ERROR);
@@ -131,8 +131,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* A quick ack reaches the client with the same value. */
 		frame_quickack(kind, data + 1, ack);
 		if (data[4] & 0x80) {
-			check(frame_client_decode(kind, ack, 4, &fi) ==
-			    FRAME_OK);
+			check(
+			    frame_client_decode(kind, ack, 4, &fi) == FRAME_OK);
 			check(fi.quickack && fi.confirm == v && fi.total == 4);
 		}
 	}

@@ -13,13 +13,15 @@
 #include "crypto.h"
 #include "o2.h"
 
-#define MAX_SECRETS	4
+#define MAX_SECRETS 4
 
 static const uint32_t tags[] = {
-	O2_TAG_ABRIDGED, O2_TAG_INTERMEDIATE, O2_TAG_PADDED,
+	O2_TAG_ABRIDGED,
+	O2_TAG_INTERMEDIATE,
+	O2_TAG_PADDED,
 };
 
-int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static void
 check(int ok)
@@ -30,8 +32,8 @@ check(int ok)
 
 /* a's enc and b's dec carry msg unchanged, and back. */
 static void
-check_pair(struct o2_session *a, struct o2_session *b, const uint8_t *msg,
-    size_t len)
+check_pair(
+    struct o2_session *a, struct o2_session *b, const uint8_t *msg, size_t len)
 {
 	uint8_t buf[256];
 
@@ -83,7 +85,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	dc = (int16_t)(data[60] | data[61] << 8);
 	want = nsecrets ? (int)(data[63] % nsecrets) : 0;
 	check(o2_connect(wire, tag, dc, nsecrets ? secrets[want] : NULL, data,
-	    &a) == 0);
+	          &a) == 0);
 	check(memcmp(wire, data, O2_TAG_OFF) == 0);
 	idx = o2_accept(wire, nsecrets ? secrets : NULL, nsecrets, &b);
 	check(idx >= 0);
@@ -98,8 +100,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_pair(&a, &b, rest, restlen);
 
 	/* Passthrough towards a DC keeps the client's reply stream. */
-	check(o2_connect_passthrough(wire, tag, dc, b.enc_key, b.enc_iv, data,
-	    &c) == 0);
+	check(o2_connect_passthrough(
+	          wire, tag, dc, b.enc_key, b.enc_iv, data, &c) == 0);
 	check(c.dec == NULL && c.enc != NULL);
 	o2_session_free(&a);
 	check(o2_accept(wire, NULL, 0, &a) == 0);

@@ -14,9 +14,9 @@
 
 #include "rpc.h"
 
-#define MAX_TOTAL	4096
+#define MAX_TOTAL 4096
 
-int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static void
 check(int ok)
@@ -46,18 +46,18 @@ parse_all(const uint8_t *p, size_t len)
 	size_t m;
 
 	if (rpc_nonce_parse(p, len, &n) == 0 && n.schema == RPC_CRYPTO_AES) {
-		m = rpc_nonce_build(out, sizeof(out), n.key_selector, 4, n.ts,
-		    n.nonce);
+		m = rpc_nonce_build(
+		    out, sizeof(out), n.key_selector, 4, n.ts, n.nonce);
 		check_same(out, m, p, len);
 	}
 	if (rpc_handshake_parse(p, len, &h) == 0) {
-		m = rpc_handshake_build(out, sizeof(out), h.flags,
-		    h.sender_pid, h.peer_pid);
+		m = rpc_handshake_build(
+		    out, sizeof(out), h.flags, h.sender_pid, h.peer_pid);
 		check_same(out, m, p, len);
 	}
 	if (rpc_handshake_error_parse(p, len, &he) == 0) {
-		m = rpc_handshake_error_build(out, sizeof(out), he.code,
-		    he.sender_pid);
+		m = rpc_handshake_error_build(
+		    out, sizeof(out), he.code, he.sender_pid);
 		check_same(out, m, p, len);
 	}
 	if (rpc_proxy_ans_parse(p, len, &a) == 0) {
@@ -70,14 +70,15 @@ parse_all(const uint8_t *p, size_t len)
 		}
 	}
 	if (rpc_simple_ack_parse(p, len, &id, &confirm) == 0)
-		check_same(out, rpc_simple_ack_build(out, sizeof(out), id,
-		    confirm), p, len);
+		check_same(out,
+		    rpc_simple_ack_build(out, sizeof(out), id, confirm), p,
+		    len);
 	if (rpc_close_ext_parse(p, len, &id) == 0)
-		check_same(out, rpc_close_ext_build(out, sizeof(out), id), p,
-		    len);
+		check_same(
+		    out, rpc_close_ext_build(out, sizeof(out), id), p, len);
 	if (rpc_close_conn_parse(p, len, &id) == 0)
-		check_same(out, rpc_close_conn_build(out, sizeof(out), id), p,
-		    len);
+		check_same(
+		    out, rpc_close_conn_build(out, sizeof(out), id), p, len);
 	if (rpc_ping_parse(p, len, &id) == 0)
 		check_same(out, rpc_ping_build(out, sizeof(out), id), p, len);
 	if (rpc_pong_parse(p, len, &id) == 0)
@@ -96,12 +97,13 @@ parse_all(const uint8_t *p, size_t len)
 		m = rpc_proxy_req_build(out, sizeof(out), r.flags, r.conn_id,
 		    (struct sockaddr *)&c, (struct sockaddr *)&px,
 		    r.has_ad_tag ? r.ad_tag : NULL, r.data, r.len);
-		check(m == (r.has_ad_tag ? RPC_PROXY_REQ_HDR_TAG :
-		    RPC_PROXY_REQ_HDR) + r.len);
+		check(m ==
+		    (r.has_ad_tag ? RPC_PROXY_REQ_HDR_TAG : RPC_PROXY_REQ_HDR) +
+		        r.len);
 		check(rpc_proxy_req_parse(out, m, &r2) == 0);
-		check(r2.flags == ((r.flags & ~(RPC_FLAG_HTTP_QUERY |
-		    RPC_FLAG_HAS_AD_TAG)) |
-		    (r.has_ad_tag ? RPC_FLAG_HAS_AD_TAG : 0)));
+		check(r2.flags ==
+		    ((r.flags & ~(RPC_FLAG_HTTP_QUERY | RPC_FLAG_HAS_AD_TAG)) |
+		        (r.has_ad_tag ? RPC_FLAG_HAS_AD_TAG : 0)));
 		check(r2.conn_id == r.conn_id);
 		check(memcmp(r2.client_ip, r.client_ip, 16) == 0);
 		check(memcmp(r2.proxy_ip, r.proxy_ip, 16) == 0);
@@ -139,20 +141,20 @@ decode_stream(const uint8_t *s, size_t len, int32_t seq, int crc32c)
 			return frames;
 		}
 		check(st == RPC_DECODE_OK);
-		check(f.payload > s + off && f.payload + f.len + 4 ==
-		    s + off + f.consumed);
+		check(f.payload > s + off &&
+		    f.payload + f.len + 4 == s + off + f.consumed);
 		check(f.len >= 4 && f.len % 4 == 0 &&
 		    f.len + RPC_FRAME_OVERHEAD <= MAX_TOTAL);
-		check(f.seq == d2.seq && d.seq == (int32_t)((uint32_t)f.seq +
-		    1));
+		check(
+		    f.seq == d2.seq && d.seq == (int32_t)((uint32_t)f.seq + 1));
 		/* Any shorter prefix just needs more. */
 		check(rpc_frame_decode(&d2, s + off, f.consumed - 1, &f2) ==
 		    RPC_DECODE_NEED_MORE);
 		/* The frame re-encodes to its own bytes. */
 		size_t m = rpc_frame_encode(re, sizeof(re), f.seq, f.payload,
 		    f.len, crc32c && f.seq >= 0);
-		check_same(re, m, f.payload - RPC_FRAME_HDR, f.len +
-		    RPC_FRAME_OVERHEAD);
+		check_same(re, m, f.payload - RPC_FRAME_HDR,
+		    f.len + RPC_FRAME_OVERHEAD);
 		parse_all(f.payload, f.len);
 		off += f.consumed;
 		frames++;
@@ -229,8 +231,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (len > MAX_TOTAL - RPC_FRAME_OVERHEAD)
 		len = MAX_TOTAL - RPC_FRAME_OVERHEAD;
 	if (len >= 4) {
-		size_t n = rpc_frame_encode(enc, sizeof(enc), seq, data, len,
-		    crc32c && seq >= 0);
+		size_t n = rpc_frame_encode(
+		    enc, sizeof(enc), seq, data, len, crc32c && seq >= 0);
 		int pad = rpc_frame_pad(enc + n, sizeof(enc) - n, n);
 		check(n == len + RPC_FRAME_OVERHEAD && pad >= 0);
 		check((n + (size_t)pad) % RPC_BLOCK == 0);

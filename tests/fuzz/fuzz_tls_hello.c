@@ -13,14 +13,14 @@
 
 #include "tls.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 /* The second is the secret of the spec's A4_fake_tls vectors (seeds). */
 static const uint8_t secrets[2][TLS_SECRET_LEN] = {
-	{ 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
-	  0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10 },
-	{ 0x52, 0x24, 0xc7, 0x45, 0x33, 0x12, 0x3f, 0x5d,
-	  0x68, 0xc8, 0x32, 0xd0, 0xdf, 0xec, 0x65, 0xae },
+	{ 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b,
+	    0x0c, 0x0d, 0x0e, 0x0f, 0x10 },
+	{ 0x52, 0x24, 0xc7, 0x45, 0x33, 0x12, 0x3f, 0x5d, 0x68, 0xc8, 0x32,
+	    0xd0, 0xdf, 0xec, 0x65, 0xae },
 };
 
 static void
@@ -40,7 +40,7 @@ check_hello(const struct tls_hello *ch)
 	check(ch->has_sni ? n > 0 : n == 0);
 	check(ch->cipher_suite == 0 ||
 	    (ch->cipher_suite >= TLS_SUITE_13_FIRST &&
-	    ch->cipher_suite <= TLS_SUITE_13_LAST));
+	        ch->cipher_suite <= TLS_SUITE_13_LAST));
 }
 
 /* A parsed hello must get an answer that a client accepts. */
@@ -53,11 +53,12 @@ answer(const struct tls_hello *ch, size_t cert_len)
 
 	check(total > 0 && total <= sizeof(out));
 	check(tls_server_hello_build(out, sizeof(out), ch, secrets[0], key,
-	    cert, cert_len, cert_len & 1) == total);
-	check(tls_server_hello_check(out, total, ch->random, secrets[0],
-	    &rt) == 1 && rt == total);
-	check(tls_server_hello_check(out, total - 1, ch->random, secrets[0],
-	    &rt) == 0);
+	          cert, cert_len, cert_len & 1) == total);
+	check(tls_server_hello_check(out, total, ch->random, secrets[0], &rt) ==
+	        1 &&
+	    rt == total);
+	check(tls_server_hello_check(
+	          out, total - 1, ch->random, secrets[0], &rt) == 0);
 }
 
 int
@@ -77,8 +78,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vi = tls_hello_verify(data, size, secrets, 2, &ts);
 	check(vi >= -1 && vi <= 1);
 
-	rc = tls_hello_assemble(data, size, joined, sizeof(joined), &jlen,
-	    &used);
+	rc = tls_hello_assemble(
+	    data, size, joined, sizeof(joined), &jlen, &used);
 	check(rc == TLS_HELLO_OK || rc == TLS_HELLO_NEED_MORE ||
 	    rc == TLS_HELLO_NOT_TLS || rc == TLS_HELLO_BAD);
 	if (size >= 1 && data[0] != 0x16)
@@ -87,7 +88,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* Not OK now: no prefix is OK either. */
 		if (size > 0)
 			check(tls_hello_assemble(data, size / 2, joined,
-			    sizeof(joined), &j2, &u2) != TLS_HELLO_OK);
+			          sizeof(joined), &j2, &u2) != TLS_HELLO_OK);
 		return 0;
 	}
 	check(used <= size && jlen <= used && jlen <= TLS_HELLO_MAX);
@@ -96,16 +97,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(memcmp(joined, data, jlen) == 0);
 	/* Decided exactly at the last byte; more bytes change nothing. */
 	check(tls_hello_assemble(data, used - 1, joined + 0, sizeof(joined),
-	    &j2, &u2) == TLS_HELLO_NEED_MORE);
+	          &j2, &u2) == TLS_HELLO_NEED_MORE);
 	check(tls_hello_assemble(data, size, joined, sizeof(joined), &j2,
-	    &u2) == TLS_HELLO_OK && j2 == jlen && u2 == used);
+	          &u2) == TLS_HELLO_OK &&
+	    j2 == jlen && u2 == used);
 	check(tls_hello_assemble(data, size, joined, jlen - 1, &j2, &u2) ==
 	    TLS_HELLO_BAD);
 
 	if (tls_hello_parse(joined, jlen, &ch) == 0) {
 		check_hello(&ch);
 		check(memcmp(ch.random, joined + TLS_RANDOM_OFF,
-		    TLS_RANDOM_LEN) == 0);
+		          TLS_RANDOM_LEN) == 0);
 		answer(&ch, 1 + jlen % 500);
 	}
 	vi = tls_hello_verify(joined, jlen, secrets, 2, &ts);

@@ -14,7 +14,7 @@
 
 #include "tls.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static void
 check(int ok)
@@ -116,8 +116,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(failed == (n1 == -1));
 	if (!failed) {
 		check((size_t)n1 == got && memcmp(whole, acc, got) == 0);
-		check(tls_reader_at_boundary(&r1) ==
-		    tls_reader_at_boundary(&r2));
+		check(
+		    tls_reader_at_boundary(&r1) == tls_reader_at_boundary(&r2));
 		round_trip(acc, got, seed);
 	}
 	free(whole);

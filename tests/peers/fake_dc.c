@@ -39,42 +39,42 @@
 #include "peer.h"
 #include "util.h"
 
-#define SCRATCH_LEN	(256 * 1024)
+#define SCRATCH_LEN (256 * 1024)
 /* Stop reading a connection whose output backs up beyond this. */
-#define OUT_HIGH	(4 * 1024 * 1024)
-#define OUT_LOW		(1024 * 1024)
-#define SOURCE_CHUNK	(64 * 1024)
+#define OUT_HIGH     (4 * 1024 * 1024)
+#define OUT_LOW      (1024 * 1024)
+#define SOURCE_CHUNK (64 * 1024)
 /* A whole answer frame: the largest packet, header and padding. */
-#define OUT_LEN		(FRAME_MAX_PACKET + 64)
+#define OUT_LEN (FRAME_MAX_PACKET + 64)
 
 enum mode { MODE_PACKETS, MODE_ECHO, MODE_SINK, MODE_SOURCE };
 
 struct dc_conn {
-	struct bufferevent	*bev;
-	unsigned		 id;
-	int			 have_header;
-	int			 closing;	/* free when output drained */
-	int			 eof;
-	struct o2_session	 o2;
-	enum frame_kind		 kind;
-	struct peer_buf		 plain;		/* packets mode: undecoded */
-	uint64_t		 received;	/* bytes after the header */
-	uint64_t		 sent;
-	uint64_t		 packets;
-	struct peer_prng	 prng;
+	struct bufferevent *bev;
+	unsigned id;
+	int have_header;
+	int closing; /* free when output drained */
+	int eof;
+	struct o2_session o2;
+	enum frame_kind kind;
+	struct peer_buf plain; /* packets mode: undecoded */
+	uint64_t received; /* bytes after the header */
+	uint64_t sent;
+	uint64_t packets;
+	struct peer_prng prng;
 };
 
 static struct {
-	struct event_base	*base;
-	enum mode		 mode;
-	uint64_t		 source_bytes;
-	unsigned		 next_id;
-	uint8_t			*scratch;
-	uint8_t			*out;
+	struct event_base *base;
+	enum mode mode;
+	uint64_t source_bytes;
+	unsigned next_id;
+	uint8_t *scratch;
+	uint8_t *out;
 } G;
 
-static void	conn_read(struct dc_conn *);
-static void	conn_eof(struct dc_conn *);
+static void conn_read(struct dc_conn *);
+static void conn_eof(struct dc_conn *);
 
 static void
 conn_free(struct dc_conn *c)
@@ -138,14 +138,15 @@ do_packets(struct dc_conn *c)
 
 	for (;;) {
 		const uint8_t *p = peer_buf_data(&c->plain);
-		int r = frame_decode(c->kind, p, peer_buf_size(&c->plain),
-		    &fi);
+		int r = frame_decode(c->kind, p, peer_buf_size(&c->plain), &fi);
 		if (r == FRAME_NEED_MORE)
 			return 0;
 		if (r == FRAME_ERROR) {
 			char why[128];
-			snprintf(why, sizeof(why), "framing error at packet "
-			    "%" PRIu64 ": %s", c->packets,
+			snprintf(why, sizeof(why),
+			    "framing error at packet "
+			    "%" PRIu64 ": %s",
+			    c->packets,
 			    peer_hex(p, peer_buf_size(&c->plain), 8));
 			conn_fail(c, why);
 			return -1;
@@ -174,10 +175,11 @@ source_fill(struct dc_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	while (c->sent < G.source_bytes &&
-	    evbuffer_get_length(out) < OUT_HIGH) {
-		size_t n = G.source_bytes - c->sent < SOURCE_CHUNK ?
-		    G.source_bytes - c->sent : SOURCE_CHUNK;
+	while (
+	    c->sent < G.source_bytes && evbuffer_get_length(out) < OUT_HIGH) {
+		size_t n = G.source_bytes - c->sent < SOURCE_CHUNK
+		    ? G.source_bytes - c->sent
+		    : SOURCE_CHUNK;
 		peer_prng_fill(&c->prng, G.out, n);
 		if (conn_send(c, G.out, n) == -1) {
 			conn_fail(c, "send failed");
@@ -210,8 +212,8 @@ conn_header(struct dc_conn *c)
 	}
 	c->have_header = 1;
 	c->kind = frame_kind_from_tag(c->o2.tag);
-	fprintf(stderr, "fake_dc: conn %u tag %08x dc %d\n", c->id,
-	    c->o2.tag, c->o2.dc);
+	fprintf(stderr, "fake_dc: conn %u tag %08x dc %d\n", c->id, c->o2.tag,
+	    c->o2.dc);
 	if (G.mode == MODE_SOURCE) {
 		peer_prng_init(&c->prng, PEER_SOURCE_SEED);
 		return source_fill(c);
@@ -314,9 +316,10 @@ conn_eof(struct dc_conn *c)
 		break;
 	case MODE_PACKETS:
 		if (peer_buf_size(&c->plain) > 0)
-			fprintf(stderr, "fake_dc: conn %u: %zu bytes of an "
-			    "incomplete frame at EOF\n", c->id,
-			    peer_buf_size(&c->plain));
+			fprintf(stderr,
+			    "fake_dc: conn %u: %zu bytes of an "
+			    "incomplete frame at EOF\n",
+			    c->id, peer_buf_size(&c->plain));
 		break;
 	default:
 		break;
@@ -366,8 +369,8 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		}
 		peer_tcp_nodelay(fd);
 		c->id = G.next_id++;
-		c->bev = bufferevent_socket_new(G.base, fd,
-		    BEV_OPT_CLOSE_ON_FREE);
+		c->bev =
+		    bufferevent_socket_new(G.base, fd, BEV_OPT_CLOSE_ON_FREE);
 		if (c->bev == NULL) {
 			close(fd);
 			free(c);
@@ -384,7 +387,8 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: fake_dc --port P [--host H] "
+	fprintf(stderr,
+	    "usage: fake_dc --port P [--host H] "
 	    "[--mode packets|echo|sink|source] [--source-bytes N]\n");
 	exit(2);
 }
@@ -452,8 +456,8 @@ main(int argc, char **argv)
 		    strerror(errno));
 		return 1;
 	}
-	struct event *lev = event_new(G.base, lfd, EV_READ | EV_PERSIST,
-	    accept_cb, NULL);
+	struct event *lev =
+	    event_new(G.base, lfd, EV_READ | EV_PERSIST, accept_cb, NULL);
 	if (lev == NULL || event_add(lev, NULL) == -1) {
 		fprintf(stderr, "fake_dc: event_add failed\n");
 		return 1;

@@ -54,13 +54,13 @@
 #include "rpc.h"
 #include "util.h"
 
-#define READ_CHUNK	(256 * 1024)
-#define READS_PER_EVENT	8		/* then let other links run */
+#define READ_CHUNK      (256 * 1024)
+#define READS_PER_EVENT 8 /* then let other links run */
 /* Stop reading a link whose output backs up beyond this. */
-#define OUT_HIGH	(8 * 1024 * 1024)
-#define OUT_LOW		(2 * 1024 * 1024)
-#define CONN_BUCKETS	65536
-#define CTL_LINE_MAX	1024
+#define OUT_HIGH     (8 * 1024 * 1024)
+#define OUT_LOW      (2 * 1024 * 1024)
+#define CONN_BUCKETS 65536
+#define CTL_LINE_MAX 1024
 
 enum mode { MODE_ECHO, MODE_SINK };
 
@@ -73,86 +73,85 @@ static const char *const state_names[] = {
 };
 
 struct mp_link {
-	struct mp_link		*next, *prev;
-	unsigned		 index;
-	int			 fd;
-	enum link_state		 state;
-	struct event		*rev;
-	struct event		*wev;
-	int			 reading;	/* rev is added */
-	int			 writing;	/* wev is added */
-	int			 full;		/* output over OUT_HIGH */
+	struct mp_link *next, *prev;
+	unsigned index;
+	int fd;
+	enum link_state state;
+	struct event *rev;
+	struct event *wev;
+	int reading; /* rev is added */
+	int writing; /* wev is added */
+	int full; /* output over OUT_HIGH */
 	/* Input: the first `dec` bytes of the data are plaintext. */
-	struct peer_buf		 in;
-	size_t			 dec;
-	uint64_t		 in_pos;	/* stream bytes consumed */
-	int			 ciphered;	/* decryption has begun */
-	struct peer_buf		 out;
-	struct rpc_decoder	 nonce_rx;
-	struct rpc_link		 rl;
-	int			 have_rl;
-	int			 crc32c;
-	struct sockaddr_storage	 me, px;
-	char			 px_str[ADDR_STRLEN];
+	struct peer_buf in;
+	size_t dec;
+	uint64_t in_pos; /* stream bytes consumed */
+	int ciphered; /* decryption has begun */
+	struct peer_buf out;
+	struct rpc_decoder nonce_rx;
+	struct rpc_link rl;
+	int have_rl;
+	int crc32c;
+	struct sockaddr_storage me, px;
+	char px_str[ADDR_STRLEN];
 };
 
 struct mp_conn {
-	struct mp_conn		*hnext;		/* hash chain */
-	struct mp_conn		*lnext;		/* in order of creation */
-	uint64_t		 id;
-	unsigned		 link;
-	uint32_t		 flags;		/* of the latest packet */
-	uint32_t		 flags_seen;	/* OR of all packets' */
-	int			 has_tag;
-	uint8_t			 tag[RPC_AD_TAG_LEN];
-	char			 client[ADDR_STRLEN];
-	char			 proxy[ADDR_STRLEN];
-	uint64_t		 packets;
-	uint64_t		 bytes;
-	uint64_t		 after_close;	/* packets after CLOSE_CONN */
-	int			 closed;	/* CLOSE_CONN received */
-	int			 ext_closed;	/* CLOSE_EXT sent */
+	struct mp_conn *hnext; /* hash chain */
+	struct mp_conn *lnext; /* in order of creation */
+	uint64_t id;
+	unsigned link;
+	uint32_t flags; /* of the latest packet */
+	uint32_t flags_seen; /* OR of all packets' */
+	int has_tag;
+	uint8_t tag[RPC_AD_TAG_LEN];
+	char client[ADDR_STRLEN];
+	char proxy[ADDR_STRLEN];
+	uint64_t packets;
+	uint64_t bytes;
+	uint64_t after_close; /* packets after CLOSE_CONN */
+	int closed; /* CLOSE_CONN received */
+	int ext_closed; /* CLOSE_EXT sent */
 };
 
 struct ctl_client {
-	struct bufferevent	*bev;
+	struct bufferevent *bev;
 };
 
 static struct {
-	struct event_base	*base;
-	enum mode		 mode;
-	int			 no_pong;
-	int			 crc32c;
-	int			 verbose;
-	int			 hold;
-	uint8_t			 secret[RPC_SECRET_MAX];
-	size_t			 secret_len;
-	uint32_t		 start_time;
-	unsigned		 next_index;
-	struct mp_link		*links;
-	unsigned		 nlinks;
-	struct mp_conn		*conn_tab[CONN_BUCKETS];
-	struct mp_conn		*conn_head, **conn_tail;
-	uint64_t		 nconns;
-	uint64_t		 pongs;
-	uint64_t		 pings;
-	uint64_t		 pings_answered;
-	uint64_t		 closes;
-	uint64_t		 packets;
-	uint64_t		 bytes;
-	uint64_t		 bytes_in;
-	uint64_t		 bytes_out;
+	struct event_base *base;
+	enum mode mode;
+	int no_pong;
+	int crc32c;
+	int verbose;
+	int hold;
+	uint8_t secret[RPC_SECRET_MAX];
+	size_t secret_len;
+	uint32_t start_time;
+	unsigned next_index;
+	struct mp_link *links;
+	unsigned nlinks;
+	struct mp_conn *conn_tab[CONN_BUCKETS];
+	struct mp_conn *conn_head, **conn_tail;
+	uint64_t nconns;
+	uint64_t pongs;
+	uint64_t pings;
+	uint64_t pings_answered;
+	uint64_t closes;
+	uint64_t packets;
+	uint64_t bytes;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
 } G;
 
-static void	link_update_read(struct mp_link *);
+static void link_update_read(struct mp_link *);
 
 /* ------------------------------------------------------------ conns */
 
 static unsigned
 conn_hash(uint64_t id)
 {
-	return (unsigned)((id * 0x9e3779b97f4a7c15ull) >> 48) %
-	    CONN_BUCKETS;
+	return (unsigned)((id * 0x9e3779b97f4a7c15ull) >> 48) % CONN_BUCKETS;
 }
 
 static struct mp_conn *
@@ -246,8 +245,8 @@ static int
 link_flush(struct mp_link *l)
 {
 	while (peer_buf_size(&l->out) > 0) {
-		ssize_t n = write(l->fd, peer_buf_data(&l->out),
-		    peer_buf_size(&l->out));
+		ssize_t n = write(
+		    l->fd, peer_buf_data(&l->out), peer_buf_size(&l->out));
 		if (n > 0) {
 			peer_buf_consume(&l->out, (size_t)n);
 			continue;
@@ -316,13 +315,13 @@ link_send(struct mp_link *l, const uint8_t *payload, size_t len)
 
 /* An RPC_PROXY_ANS with a copy of data; one copy, then CBC in place. */
 static int
-link_send_ans(struct mp_link *l, uint64_t conn_id, const uint8_t *data,
-    size_t len)
+link_send_ans(
+    struct mp_link *l, uint64_t conn_id, const uint8_t *data, size_t len)
 {
 	size_t cap = RPC_FRAME_SPACE(RPC_PROXY_ANS_HDR + len);
 	uint8_t *frame = peer_buf_reserve(&l->out, cap);
-	size_t n = rpc_proxy_ans_build(frame + RPC_FRAME_HDR,
-	    cap - RPC_FRAME_HDR, 0, conn_id, data, len);
+	size_t n = rpc_proxy_ans_build(
+	    frame + RPC_FRAME_HDR, cap - RPC_FRAME_HDR, 0, conn_id, data, len);
 
 	if (n == 0)
 		return -1;
@@ -346,17 +345,17 @@ on_nonce(struct mp_link *l, const struct rpc_frame *f)
 		return -1;
 	}
 	/* The same checks an ME makes of the proxy's nonce. */
-	if (rpc_nonce_check(&n, G.secret, G.secret_len, ts,
-	    RPC_NONCE_MAX_SKEW, &err) == -1) {
+	if (rpc_nonce_check(&n, G.secret, G.secret_len, ts, RPC_NONCE_MAX_SKEW,
+	        &err) == -1) {
 		link_close(l, err);
 		return -1;
 	}
 	random_bytes(nonce_srv, sizeof(nonce_srv));
-	len = rpc_nonce_build(payload, sizeof(payload), G.secret,
-	    G.secret_len, ts, nonce_srv);
+	len = rpc_nonce_build(
+	    payload, sizeof(payload), G.secret, G.secret_len, ts, nonce_srv);
 	frame = peer_buf_reserve(&l->out, RPC_FRAME_SPACE(len));
-	len = rpc_frame_encode(frame, RPC_FRAME_SPACE(len), RPC_SEQ_NONCE,
-	    payload, len, 0);
+	len = rpc_frame_encode(
+	    frame, RPC_FRAME_SPACE(len), RPC_SEQ_NONCE, payload, len, 0);
 	if (len == 0) {
 		link_close(l, "cannot build the nonce answer");
 		return -1;
@@ -403,10 +402,10 @@ on_handshake(struct mp_link *l, const struct rpc_frame *f)
 	}
 	if (G.crc32c && (h.flags & RPC_HANDSHAKE_CRC32C))
 		flags = RPC_HANDSHAKE_CRC32C;
-	rpc_pid_make(pid, (struct sockaddr *)&l->me, (uint16_t)getpid(),
-	    G.start_time);
-	len = rpc_handshake_build(payload, sizeof(payload), flags, pid,
-	    h.sender_pid);
+	rpc_pid_make(
+	    pid, (struct sockaddr *)&l->me, (uint16_t)getpid(), G.start_time);
+	len = rpc_handshake_build(
+	    payload, sizeof(payload), flags, pid, h.sender_pid);
 	if (len == 0 || link_send(l, payload, len) == -1) {
 		link_close(l, "cannot answer the handshake");
 		return -1;
@@ -415,8 +414,8 @@ on_handshake(struct mp_link *l, const struct rpc_frame *f)
 	l->crc32c = flags != 0;
 	rpc_link_set_crc32c(&l->rl, l->crc32c);
 	l->state = LINK_READY;
-	fprintf(stderr, "fake_mp: link %u (%s): ready%s\n", l->index,
-	    l->px_str, l->crc32c ? ", crc32c" : "");
+	fprintf(stderr, "fake_mp: link %u (%s): ready%s\n", l->index, l->px_str,
+	    l->crc32c ? ", crc32c" : "");
 	return 0;
 }
 
@@ -434,20 +433,24 @@ on_proxy_req(struct mp_link *l, const uint8_t *p, size_t len)
 	if ((c = conn_find(r.conn_id)) == NULL) {
 		c = conn_add(r.conn_id);
 		c->link = l->index;
-		ip16_str(r.client_ip, r.client_port, c->client,
-		    sizeof(c->client));
+		ip16_str(
+		    r.client_ip, r.client_port, c->client, sizeof(c->client));
 		ip16_str(r.proxy_ip, r.proxy_port, c->proxy, sizeof(c->proxy));
 		c->has_tag = r.has_ad_tag;
 		memcpy(c->tag, r.ad_tag, sizeof(c->tag));
 		if (G.verbose)
-			fprintf(stderr, "fake_mp: link %u: conn %016" PRIx64
+			fprintf(stderr,
+			    "fake_mp: link %u: conn %016" PRIx64
 			    " flags 0x%08x client %s proxy %s tag %s\n",
 			    l->index, c->id, r.flags, c->client, c->proxy,
 			    c->has_tag ? peer_hex(c->tag, RPC_AD_TAG_LEN,
-			    RPC_AD_TAG_LEN) : "none");
+			                     RPC_AD_TAG_LEN)
+			               : "none");
 	} else if (c->link != l->index) {
-		fprintf(stderr, "fake_mp: conn %016" PRIx64 " moved from link "
-		    "%u to link %u\n", c->id, c->link, l->index);
+		fprintf(stderr,
+		    "fake_mp: conn %016" PRIx64 " moved from link "
+		    "%u to link %u\n",
+		    c->id, c->link, l->index);
 		c->link = l->index;
 	}
 	if (c->closed)
@@ -493,9 +496,9 @@ on_message(struct mp_link *l, const struct rpc_frame *f)
 		if ((c = conn_find(id)) != NULL)
 			c->closed = 1;
 		if (G.verbose)
-			fprintf(stderr, "fake_mp: link %u: conn %016" PRIx64
-			    " closed%s\n", l->index, id,
-			    c == NULL ? " (unknown)" : "");
+			fprintf(stderr,
+			    "fake_mp: link %u: conn %016" PRIx64 " closed%s\n",
+			    l->index, id, c == NULL ? " (unknown)" : "");
 		return 0;
 	case RPC_PING:
 		if (rpc_ping_parse(f->payload, f->len, &id) == -1)
@@ -503,8 +506,8 @@ on_message(struct mp_link *l, const struct rpc_frame *f)
 		G.pings++;
 		if (G.no_pong)
 			return 0;
-		if (link_send(l, payload, rpc_pong_build(payload,
-		    sizeof(payload), id)) == -1) {
+		if (link_send(l, payload,
+		        rpc_pong_build(payload, sizeof(payload), id)) == -1) {
 			link_close(l, "cannot send RPC_PONG");
 			return -1;
 		}
@@ -516,13 +519,17 @@ on_message(struct mp_link *l, const struct rpc_frame *f)
 		G.pongs++;
 		return 0;
 	default:
-		snprintf(why, sizeof(why), "unexpected message type %08x "
-		    "(%zu bytes)", type, f->len);
+		snprintf(why, sizeof(why),
+		    "unexpected message type %08x "
+		    "(%zu bytes)",
+		    type, f->len);
 		link_close(l, why);
 		return -1;
 	}
-	snprintf(why, sizeof(why), "malformed message of type %08x "
-	    "(%zu bytes)", type, f->len);
+	snprintf(why, sizeof(why),
+	    "malformed message of type %08x "
+	    "(%zu bytes)",
+	    type, f->len);
 	link_close(l, why);
 	return -1;
 }
@@ -569,14 +576,15 @@ link_process(struct mp_link *l)
 			}
 			size_t n = (peer_buf_size(&l->in) - l->dec) &
 			    ~(size_t)(RPC_BLOCK - 1);
-			if (n > 0 && rpc_link_decrypt(&l->rl,
-			    peer_buf_data(&l->in) + l->dec, n) == -1) {
+			if (n > 0 &&
+			    rpc_link_decrypt(&l->rl,
+			        peer_buf_data(&l->in) + l->dec, n) == -1) {
 				link_close(l, "decryption failed");
 				return -1;
 			}
 			l->dec += n;
-			st = rpc_link_decode(&l->rl, peer_buf_data(&l->in),
-			    l->dec, &f);
+			st = rpc_link_decode(
+			    &l->rl, peer_buf_data(&l->in), l->dec, &f);
 		}
 		if (st == RPC_DECODE_ERROR) {
 			link_close(l, f.error);
@@ -684,25 +692,25 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			free(l);
 			continue;
 		}
-		addr_str((struct sockaddr *)&l->px, l->px_str,
-		    sizeof(l->px_str));
+		addr_str(
+		    (struct sockaddr *)&l->px, l->px_str, sizeof(l->px_str));
 		peer_tcp_nodelay(fd);
-		l->rev = event_new(G.base, fd, EV_READ | EV_PERSIST,
-		    link_read_cb, l);
-		l->wev = event_new(G.base, fd, EV_WRITE | EV_PERSIST,
-		    link_write_cb, l);
+		l->rev = event_new(
+		    G.base, fd, EV_READ | EV_PERSIST, link_read_cb, l);
+		l->wev = event_new(
+		    G.base, fd, EV_WRITE | EV_PERSIST, link_write_cb, l);
 		if (l->rev == NULL || l->wev == NULL)
 			abort();
 		l->index = G.next_index++;
-		rpc_decoder_init(&l->nonce_rx, RPC_SEQ_NONCE,
-		    RPC_FRAME_MAX_DEFAULT);
+		rpc_decoder_init(
+		    &l->nonce_rx, RPC_SEQ_NONCE, RPC_FRAME_MAX_DEFAULT);
 		l->next = G.links;
 		if (G.links != NULL)
 			G.links->prev = l;
 		G.links = l;
 		G.nlinks++;
-		fprintf(stderr, "fake_mp: link %u from %s\n", l->index,
-		    l->px_str);
+		fprintf(
+		    stderr, "fake_mp: link %u from %s\n", l->index, l->px_str);
 		link_update_read(l);
 	}
 }
@@ -740,12 +748,15 @@ ctl_stats(struct evbuffer *out)
 	char tag[2 * RPC_AD_TAG_LEN + 1];
 	const char *sep = "";
 
-	evbuffer_add_printf(out, "{\"links\": %u, \"links_total\": %u, "
-	    "\"open_links\": [", G.nlinks, G.next_index);
+	evbuffer_add_printf(out,
+	    "{\"links\": %u, \"links_total\": %u, "
+	    "\"open_links\": [",
+	    G.nlinks, G.next_index);
 	for (l = G.links; l != NULL; l = l->next) {
-		evbuffer_add_printf(out, "%s{\"index\": %u, \"state\": \"%s\", "
-		    "\"proxy\": \"%s\", \"crc32c\": %s, \"queued\": %zu}", sep,
-		    l->index, state_names[l->state], l->px_str,
+		evbuffer_add_printf(out,
+		    "%s{\"index\": %u, \"state\": \"%s\", "
+		    "\"proxy\": \"%s\", \"crc32c\": %s, \"queued\": %zu}",
+		    sep, l->index, state_names[l->state], l->px_str,
 		    l->crc32c ? "true" : "false", peer_buf_size(&l->out));
 		sep = ", ";
 	}
@@ -754,26 +765,28 @@ ctl_stats(struct evbuffer *out)
 	for (c = G.conn_head; c != NULL; c = c->lnext) {
 		if (c->has_tag)
 			hex_encode(c->tag, RPC_AD_TAG_LEN, tag);
-		evbuffer_add_printf(out, "%s\"%016" PRIx64 "\": {\"link\": %u, "
+		evbuffer_add_printf(out,
+		    "%s\"%016" PRIx64 "\": {\"link\": %u, "
 		    "\"flags\": \"0x%08x\", \"flags_seen\": \"0x%08x\", "
 		    "\"ad_tag\": %s%s%s, \"client\": \"%s\", "
 		    "\"proxy\": \"%s\", \"packets\": %" PRIu64 ", "
 		    "\"bytes\": %" PRIu64 ", \"closed\": %s, "
-		    "\"ext_closed\": %s, \"after_close\": %" PRIu64 "}", sep,
-		    c->id, c->link, c->flags, c->flags_seen,
+		    "\"ext_closed\": %s, \"after_close\": %" PRIu64 "}",
+		    sep, c->id, c->link, c->flags, c->flags_seen,
 		    c->has_tag ? "\"" : "", c->has_tag ? tag : "null",
 		    c->has_tag ? "\"" : "", c->client, c->proxy, c->packets,
 		    c->bytes, c->closed ? "true" : "false",
 		    c->ext_closed ? "true" : "false", c->after_close);
 		sep = ", ";
 	}
-	evbuffer_add_printf(out, "}, \"nconns\": %" PRIu64 ", \"pongs\": %"
-	    PRIu64 ", \"pings\": %" PRIu64 ", \"pings_answered\": %" PRIu64
-	    ", \"closes\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"bytes\": %"
-	    PRIu64 ", \"bytes_in\": %" PRIu64 ", \"bytes_out\": %" PRIu64
-	    ", \"hold\": %s}\n", G.nconns, G.pongs, G.pings, G.pings_answered,
-	    G.closes, G.packets, G.bytes, G.bytes_in, G.bytes_out,
-	    G.hold ? "true" : "false");
+	evbuffer_add_printf(out,
+	    "}, \"nconns\": %" PRIu64 ", \"pongs\": %" PRIu64
+	    ", \"pings\": %" PRIu64 ", \"pings_answered\": %" PRIu64
+	    ", \"closes\": %" PRIu64 ", \"packets\": %" PRIu64
+	    ", \"bytes\": %" PRIu64 ", \"bytes_in\": %" PRIu64
+	    ", \"bytes_out\": %" PRIu64 ", \"hold\": %s}\n",
+	    G.nconns, G.pongs, G.pings, G.pings_answered, G.closes, G.packets,
+	    G.bytes, G.bytes_in, G.bytes_out, G.hold ? "true" : "false");
 }
 
 /* Sends a message on a ready link; the error text or NULL. */
@@ -860,13 +873,15 @@ ctl_command(char *line, struct evbuffer *out)
 		} else if (parse_u64(a2, 16, &v) == -1 || v > UINT32_MAX) {
 			err = "bad confirm";
 		} else {
-			err = ctl_send(l, payload, rpc_simple_ack_build(payload,
-			    sizeof(payload), c->id, (uint32_t)v));
+			err = ctl_send(l, payload,
+			    rpc_simple_ack_build(
+			        payload, sizeof(payload), c->id, (uint32_t)v));
 		}
 	} else if (strcmp(cmd, "close_ext") == 0) {
 		if ((l = ctl_conn_link(a1, &c, &err)) != NULL) {
-			err = ctl_send(l, payload, rpc_close_ext_build(payload,
-			    sizeof(payload), c->id));
+			err = ctl_send(l, payload,
+			    rpc_close_ext_build(
+			        payload, sizeof(payload), c->id));
 			if (err == NULL)
 				c->ext_closed = 1;
 		}
@@ -876,12 +891,12 @@ ctl_command(char *line, struct evbuffer *out)
 			if (l->state != LINK_READY)
 				continue;
 			random_bytes(&v, sizeof(v));
-			ctl_send(l, payload, rpc_ping_build(payload,
-			    sizeof(payload), v));
+			ctl_send(l, payload,
+			    rpc_ping_build(payload, sizeof(payload), v));
 		}
 	} else if (strcmp(cmd, "hold") == 0) {
-		if (a1 == NULL || (strcmp(a1, "0") != 0 &&
-		    strcmp(a1, "1") != 0)) {
+		if (a1 == NULL ||
+		    (strcmp(a1, "0") != 0 && strcmp(a1, "1") != 0)) {
 			err = "hold wants 0 or 1";
 		} else {
 			G.hold = a1[0] == '1';
@@ -943,15 +958,14 @@ ctl_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		}
 		struct ctl_client *cc = calloc(1, sizeof(*cc));
 		if (cc == NULL ||
-		    (cc->bev = bufferevent_socket_new(G.base, fd,
-		    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		    (cc->bev = bufferevent_socket_new(
+		         G.base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 			free(cc);
 			close(fd);
 			continue;
 		}
 		peer_tcp_nodelay(fd);
-		bufferevent_setcb(cc->bev, ctl_read_cb, NULL, ctl_event_cb,
-		    cc);
+		bufferevent_setcb(cc->bev, ctl_read_cb, NULL, ctl_event_cb, cc);
 		bufferevent_enable(cc->bev, EV_READ | EV_WRITE);
 	}
 }
@@ -970,8 +984,10 @@ read_secret(const char *path)
 	}
 	G.secret_len = fread(G.secret, 1, sizeof(G.secret), f);
 	if (fread(&extra, 1, 1, f) == 1 || G.secret_len < RPC_SECRET_MIN) {
-		fprintf(stderr, "fake_mp: %s: the proxy secret must have "
-		    "%d..%d bytes\n", path, RPC_SECRET_MIN, RPC_SECRET_MAX);
+		fprintf(stderr,
+		    "fake_mp: %s: the proxy secret must have "
+		    "%d..%d bytes\n",
+		    path, RPC_SECRET_MIN, RPC_SECRET_MAX);
 		fclose(f);
 		return -1;
 	}
@@ -1001,7 +1017,8 @@ listen_on(const char *host, long port, event_callback_fn cb, uint16_t *bound)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: fake_mp --port P [--host H] --secret-file F "
+	fprintf(stderr,
+	    "usage: fake_mp --port P [--host H] --secret-file F "
 	    "[--control-port C]\n"
 	    "\t[--no-pong] [--crc32c] [--mode echo|sink] [--verbose]\n");
 	exit(2);

@@ -44,40 +44,40 @@
 #include "rpc.h"
 #include "util.h"
 
-#define READ_CHUNK	(256 * 1024)
-#define WAIT_MS		3000	/* for an answer that must come */
-#define QUIET_MS	300	/* for one that must not */
-#define BULK_WINDOW	(8u << 20)	/* unanswered bytes in flight */
-#define BULK_OUT_MAX	(1u << 20)
-#define BULK_SEED	0x6d705f62756c6bull
+#define READ_CHUNK   (256 * 1024)
+#define WAIT_MS      3000 /* for an answer that must come */
+#define QUIET_MS     300 /* for one that must not */
+#define BULK_WINDOW  (8u << 20) /* unanswered bytes in flight */
+#define BULK_OUT_MAX (1u << 20)
+#define BULK_SEED    0x6d705f62756c6bull
 
 struct tlink {
-	int			 fd;
-	struct rpc_link		 rl;
-	int			 have_rl;
-	struct peer_buf		 in;
-	size_t			 dec;		/* plaintext at the front */
-	size_t			 pending;	/* of the last frame returned */
-	struct sockaddr_storage	 me, px;
-	uint8_t			 pid[RPC_PID_LEN];
-	int			 crc32c;
+	int fd;
+	struct rpc_link rl;
+	int have_rl;
+	struct peer_buf in;
+	size_t dec; /* plaintext at the front */
+	size_t pending; /* of the last frame returned */
+	struct sockaddr_storage me, px;
+	uint8_t pid[RPC_PID_LEN];
+	int crc32c;
 };
 
 static struct {
-	const char		*host;
-	uint16_t		 port;
-	uint16_t		 ctl_port;
-	uint8_t			 secret[RPC_SECRET_MAX];
-	size_t			 secret_len;
-	int			 expect_crc32c;
-	int			 sink;
-	int			 no_pong;
-	int			 ctl_fd;
-	unsigned		 checks;
+	const char *host;
+	uint16_t port;
+	uint16_t ctl_port;
+	uint8_t secret[RPC_SECRET_MAX];
+	size_t secret_len;
+	int expect_crc32c;
+	int sink;
+	int no_pong;
+	int ctl_fd;
+	unsigned checks;
 } G;
 
-static void die(const char *, ...) __attribute__((format(printf, 1, 2),
-    noreturn));
+static void
+die(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 static void
 die(const char *fmt, ...)
@@ -92,11 +92,12 @@ die(const char *fmt, ...)
 	exit(1);
 }
 
-#define CHECK(cond, ...) do {						\
-	if (!(cond))							\
-		die(__VA_ARGS__);					\
-	G.checks++;							\
-} while (0)
+#define CHECK(cond, ...) \
+	do { \
+		if (!(cond)) \
+			die(__VA_ARGS__); \
+		G.checks++; \
+	} while (0)
 
 /* ------------------------------------------------------------ sockets */
 
@@ -157,8 +158,8 @@ static ssize_t
 fill(int fd, struct peer_buf *b, int timeout_ms)
 {
 	for (;;) {
-		ssize_t n = read(fd, peer_buf_reserve(b, READ_CHUNK),
-		    READ_CHUNK);
+		ssize_t n =
+		    read(fd, peer_buf_reserve(b, READ_CHUNK), READ_CHUNK);
 		if (n > 0) {
 			peer_buf_commit(b, (size_t)n);
 			return n;
@@ -197,8 +198,9 @@ ctl(const char *fmt, ...)
 		G.ctl_fd = tcp_connect("127.0.0.1", G.ctl_port);
 	write_all(G.ctl_fd, (uint8_t *)cmd, (size_t)n);
 	for (;;) {
-		nl = peer_buf_size(&in) == 0 ? NULL : memchr(peer_buf_data(&in),
-		    '\n', peer_buf_size(&in));
+		nl = peer_buf_size(&in) == 0
+		    ? NULL
+		    : memchr(peer_buf_data(&in), '\n', peer_buf_size(&in));
 		if (nl != NULL)
 			break;
 		if (fill(G.ctl_fd, &in, WAIT_MS) <= 0)
@@ -271,8 +273,8 @@ check_conn(uint64_t id, const char *want)
 {
 	char *s = ctl("stats"), *obj = stats_conn(s, id);
 
-	CHECK(strstr(obj, want) != NULL, "conn %016" PRIx64 ": no %s in %s",
-	    id, want, obj);
+	CHECK(strstr(obj, want) != NULL, "conn %016" PRIx64 ": no %s in %s", id,
+	    want, obj);
 	free(obj);
 	free(s);
 }
@@ -294,9 +296,9 @@ conn_link(uint64_t id)
 /* ------------------------------------------------------------ links */
 
 struct open_opts {
-	int		pad_nonce;	/* fillers after the nonce (Py, Erl) */
-	uint32_t	hs_flags;
-	int		bad_selector;
+	int pad_nonce; /* fillers after the nonce (Py, Erl) */
+	uint32_t hs_flags;
+	int bad_selector;
 };
 
 /* Plaintext nonce answer; -1 if the link closed instead. */
@@ -308,8 +310,8 @@ recv_nonce(struct tlink *t, struct rpc_nonce *n)
 
 	rpc_decoder_init(&d, RPC_SEQ_NONCE, RPC_FRAME_MAX_DEFAULT);
 	for (;;) {
-		enum rpc_decode_status st = rpc_frame_decode(&d,
-		    peer_buf_data(&t->in), peer_buf_size(&t->in), &f);
+		enum rpc_decode_status st = rpc_frame_decode(
+		    &d, peer_buf_data(&t->in), peer_buf_size(&t->in), &f);
 		if (st == RPC_DECODE_ERROR)
 			die("nonce answer: %s", f.error);
 		if (st == RPC_DECODE_OK)
@@ -337,14 +339,15 @@ tl_recv(struct tlink *t, int timeout_ms, struct rpc_frame *f)
 	peer_buf_consume(&t->in, t->pending);
 	t->pending = 0;
 	for (;;) {
-		size_t n = (peer_buf_size(&t->in) - t->dec) &
-		    ~(size_t)(RPC_BLOCK - 1);
-		if (n > 0 && rpc_link_decrypt(&t->rl,
-		    peer_buf_data(&t->in) + t->dec, n) == -1)
+		size_t n =
+		    (peer_buf_size(&t->in) - t->dec) & ~(size_t)(RPC_BLOCK - 1);
+		if (n > 0 &&
+		    rpc_link_decrypt(
+		        &t->rl, peer_buf_data(&t->in) + t->dec, n) == -1)
 			die("decrypt failed");
 		t->dec += n;
-		enum rpc_decode_status st = rpc_link_decode(&t->rl,
-		    peer_buf_data(&t->in), t->dec, f);
+		enum rpc_decode_status st =
+		    rpc_link_decode(&t->rl, peer_buf_data(&t->in), t->dec, f);
 		if (st == RPC_DECODE_ERROR)
 			die("from fake_mp: %s", f->error);
 		if (st == RPC_DECODE_OK) {
@@ -360,14 +363,13 @@ tl_recv(struct tlink *t, int timeout_ms, struct rpc_frame *f)
 }
 
 static void
-tl_expect(struct tlink *t, uint32_t type, struct rpc_frame *f,
-    const char *what)
+tl_expect(struct tlink *t, uint32_t type, struct rpc_frame *f, const char *what)
 {
 	int r = tl_recv(t, WAIT_MS, f);
 
 	CHECK(r == 1, "%s: %s", what, r == 0 ? "timeout" : "link closed");
-	CHECK(rpc_msg_type(f->payload, f->len) == type,
-	    "%s: got type %08x", what, rpc_msg_type(f->payload, f->len));
+	CHECK(rpc_msg_type(f->payload, f->len) == type, "%s: got type %08x",
+	    what, rpc_msg_type(f->payload, f->len));
 }
 
 static void
@@ -386,8 +388,8 @@ tl_expect_quiet(struct tlink *t, const char *what)
 	struct rpc_frame f;
 	int r = tl_recv(t, QUIET_MS, &f);
 
-	CHECK(r == 0, "%s: %s", what, r == 1 ? "unexpected frame" :
-	    "link closed");
+	CHECK(r == 0, "%s: %s", what,
+	    r == 1 ? "unexpected frame" : "link closed");
 }
 
 /* Seals payload into a frame and sends it. */
@@ -449,20 +451,18 @@ tl_open(struct tlink *t, const struct open_opts *o)
 	if (o->bad_selector)
 		secret[0] ^= 0xff;
 	random_bytes(nonce_clt, sizeof(nonce_clt));
-	len = rpc_nonce_build(buf + RPC_FRAME_HDR, sizeof(buf) -
-	    RPC_FRAME_HDR, secret, G.secret_len, ts, nonce_clt);
+	len = rpc_nonce_build(buf + RPC_FRAME_HDR, sizeof(buf) - RPC_FRAME_HDR,
+	    secret, G.secret_len, ts, nonce_clt);
 	len = rpc_frame_finish(buf, len, RPC_SEQ_NONCE, 0);
 	if (o->pad_nonce)
-		len += (size_t)rpc_frame_pad(buf + len, sizeof(buf) - len,
-		    len);
-	CHECK(len == (o->pad_nonce ? 48u : 44u), "nonce frame length %zu",
-	    len);
+		len += (size_t)rpc_frame_pad(buf + len, sizeof(buf) - len, len);
+	CHECK(len == (o->pad_nonce ? 48u : 44u), "nonce frame length %zu", len);
 	write_all(t->fd, buf, len);
 	if (recv_nonce(t, &n) == -1)
 		return -1;
 	CHECK(!o->bad_selector, "nonce with a wrong key selector accepted");
-	if (rpc_nonce_check(&n, G.secret, G.secret_len, ts,
-	    RPC_NONCE_MAX_SKEW, &err) == -1)
+	if (rpc_nonce_check(
+	        &n, G.secret, G.secret_len, ts, RPC_NONCE_MAX_SKEW, &err) == -1)
 		die("nonce answer: %s", err);
 
 	memset(&kp, 0, sizeof(kp));
@@ -478,11 +478,10 @@ tl_open(struct tlink *t, const struct open_opts *o)
 		die("key derivation failed");
 	t->have_rl = 1;
 
-	rpc_pid_make(t->pid, (struct sockaddr *)&t->px, (uint16_t)getpid(),
-	    ts);
+	rpc_pid_make(t->pid, (struct sockaddr *)&t->px, (uint16_t)getpid(), ts);
 	rpc_pid_make(peer_pid, (struct sockaddr *)&t->me, 0, 0);
-	len = rpc_handshake_build(buf, sizeof(buf), o->hs_flags, t->pid,
-	    peer_pid);
+	len = rpc_handshake_build(
+	    buf, sizeof(buf), o->hs_flags, t->pid, peer_pid);
 	tl_send(t, buf, len);
 	tl_expect(t, RPC_HANDSHAKE, &f, "handshake answer");
 	CHECK(f.seq == RPC_SEQ_HANDSHAKE, "handshake answer seq %d", f.seq);
@@ -519,8 +518,8 @@ send_req(struct tlink *t, uint64_t conn_id, const char *client,
 		abort();
 	addr(client, &c);
 	addr("203.0.113.5:443", &p);
-	flags = rpc_proxy_req_flags(RPC_TRANSPORT_INTERMEDIATE, quickack,
-	    tag != NULL, pkt, len);
+	flags = rpc_proxy_req_flags(
+	    RPC_TRANSPORT_INTERMEDIATE, quickack, tag != NULL, pkt, len);
 	n = rpc_proxy_req_build(buf, RPC_PROXY_REQ_HDR_TAG + len, flags,
 	    conn_id, (struct sockaddr *)&c, (struct sockaddr *)&p, tag, pkt,
 	    len);
@@ -531,8 +530,8 @@ send_req(struct tlink *t, uint64_t conn_id, const char *client,
 }
 
 static void
-expect_echo(struct tlink *t, uint64_t conn_id, const uint8_t *pkt,
-    size_t len, const char *what)
+expect_echo(struct tlink *t, uint64_t conn_id, const uint8_t *pkt, size_t len,
+    const char *what)
 {
 	struct rpc_proxy_ans a;
 	struct rpc_frame f;
@@ -544,8 +543,7 @@ expect_echo(struct tlink *t, uint64_t conn_id, const uint8_t *pkt,
 	tl_expect(t, RPC_PROXY_ANS, &f, what);
 	CHECK(rpc_proxy_ans_parse(f.payload, f.len, &a) == 0,
 	    "%s: malformed PROXY_ANS", what);
-	CHECK(a.conn_id == conn_id, "%s: conn_id %016" PRIx64, what,
-	    a.conn_id);
+	CHECK(a.conn_id == conn_id, "%s: conn_id %016" PRIx64, what, a.conn_id);
 	CHECK(a.len == len && memcmp(a.data, pkt, len) == 0,
 	    "%s: echo differs (%zu bytes, want %zu)", what, a.len, len);
 }
@@ -574,8 +572,8 @@ send_bad_crc(struct tlink *t)
 	size_t len, n;
 	int pad;
 
-	len = rpc_ping_build(frame + RPC_FRAME_HDR, sizeof(frame) -
-	    RPC_FRAME_HDR, 42);
+	len = rpc_ping_build(
+	    frame + RPC_FRAME_HDR, sizeof(frame) - RPC_FRAME_HDR, 42);
 	n = rpc_frame_finish(frame, len, t->rl.keys.seq_out, t->crc32c);
 	frame[n - 1] ^= 0x5a;
 	pad = rpc_frame_pad(frame + n, sizeof(frame) - n, n);
@@ -591,7 +589,7 @@ static void
 selftest(void)
 {
 	struct open_opts o = { .pad_nonce = 1,
-	    .hs_flags = RPC_HANDSHAKE_CRC32C };
+		.hs_flags = RPC_HANDSHAKE_CRC32C };
 	struct tlink a, b, c;
 	struct rpc_frame f;
 	struct rpc_proxy_ans ans;
@@ -624,9 +622,12 @@ selftest(void)
 	send_req(&a, y, "[2001:db8::1]:5555", tag, req, sizeof(req), 1);
 	tl_expect(&a, RPC_PROXY_ANS, &f, "resPQ");
 	CHECK(rpc_proxy_ans_parse(f.payload, f.len, &ans) == 0 &&
-	    ans.conn_id == y, "resPQ: bad PROXY_ANS");
-	CHECK(peer_is_res_pq(ans.data, ans.len, nonce), "resPQ: not a resPQ "
-	    "for our nonce: %s", peer_hex(ans.data, ans.len, 84));
+	        ans.conn_id == y,
+	    "resPQ: bad PROXY_ANS");
+	CHECK(peer_is_res_pq(ans.data, ans.len, nonce),
+	    "resPQ: not a resPQ "
+	    "for our nonce: %s",
+	    peer_hex(ans.data, ans.len, 84));
 
 	/* One packet of the largest size a client may send. */
 	if ((big = malloc(big_len)) == NULL)
@@ -672,7 +673,8 @@ selftest(void)
 	free(s);
 	tl_expect(&a, RPC_SIMPLE_ACK, &f, "SIMPLE_ACK");
 	CHECK(rpc_simple_ack_parse(f.payload, f.len, &id, &confirm) == 0 &&
-	    id == y && confirm == 0x11223344, "SIMPLE_ACK content");
+	        id == y && confirm == 0x11223344,
+	    "SIMPLE_ACK content");
 	CHECK(memcmp(f.payload + 12, "\x44\x33\x22\x11", 4) == 0,
 	    "SIMPLE_ACK confirm bytes");
 	s = ctl("ack 12345 0x1");
@@ -719,8 +721,9 @@ selftest(void)
 	ctl_ok("hold 0");
 	if (G.sink) {
 		/* Nothing to wait for: look at the counters instead. */
-		for (int i = 0; i < 100 && strstr(s = ctl("stats"),
-		    "\"198.51.100.8:1\"") == NULL; i++) {
+		for (int i = 0; i < 100 &&
+		     strstr(s = ctl("stats"), "\"198.51.100.8:1\"") == NULL;
+		     i++) {
 			free(s);
 			usleep(10000);
 		}
@@ -752,7 +755,7 @@ selftest(void)
 
 	/* Malformed input closes the link. */
 	CHECK(tl_open(&c, &o) == 0, "link C refused");
-	memcpy(pkt, "\x78\x56\x34\x12", 4);	/* an unknown type */
+	memcpy(pkt, "\x78\x56\x34\x12", 4); /* an unknown type */
 	tl_send(&c, pkt, 12);
 	tl_expect_eof(&c, "unknown message type");
 	tl_close(&c);
@@ -769,7 +772,7 @@ selftest(void)
 
 	CHECK(tl_open(&c, &o) == 0, "link F refused");
 	pkt[0] = 0;
-	memcpy(pkt, "\xee\xf1\xce\x36", 4);	/* PROXY_REQ, too short */
+	memcpy(pkt, "\xee\xf1\xce\x36", 4); /* PROXY_REQ, too short */
 	tl_send(&c, pkt, 20);
 	tl_expect_eof(&c, "short PROXY_REQ");
 	tl_close(&c);
@@ -794,7 +797,7 @@ static void
 bulk(uint64_t total, size_t psize, unsigned nconns, int verify)
 {
 	struct open_opts o = { .pad_nonce = 1,
-	    .hs_flags = G.expect_crc32c ? RPC_HANDSHAKE_CRC32C : 0 };
+		.hs_flags = G.expect_crc32c ? RPC_HANDSHAKE_CRC32C : 0 };
 	struct tlink t;
 	struct peer_buf out = { 0 };
 	struct peer_prng tx, rx;
@@ -814,10 +817,9 @@ bulk(uint64_t total, size_t psize, unsigned nconns, int verify)
 	peer_prng_init(&rx, BULK_SEED);
 	random_bytes(&base, sizeof(base));
 	t0 = peer_now();
-	while (G.sink ? sent < total || peer_buf_size(&out) > 0 :
-	    recvd < total) {
-		while (sent < total &&
-		    (G.sink || sent - recvd < BULK_WINDOW) &&
+	while (
+	    G.sink ? sent < total || peer_buf_size(&out) > 0 : recvd < total) {
+		while (sent < total && (G.sink || sent - recvd < BULK_WINDOW) &&
 		    peer_buf_size(&out) < BULK_OUT_MAX) {
 			size_t n = total - sent < psize ? total - sent : psize;
 			size_t cap = RPC_FRAME_SPACE(RPC_PROXY_REQ_HDR + n);
@@ -835,14 +837,16 @@ bulk(uint64_t total, size_t psize, unsigned nconns, int verify)
 			sent += n;
 			pk_out++;
 		}
-		struct pollfd pfd = { .fd = t.fd, .events = POLLIN |
-		    (peer_buf_size(&out) > 0 ? POLLOUT : 0) };
+		struct pollfd pfd = { .fd = t.fd,
+			.events =
+			    POLLIN | (peer_buf_size(&out) > 0 ? POLLOUT : 0) };
 		if (poll(&pfd, 1, 10000) == 0)
 			die("bulk stalled at %" PRIu64 " sent, %" PRIu64
-			    " received", sent, recvd);
+			    " received",
+			    sent, recvd);
 		if (pfd.revents & POLLOUT) {
-			ssize_t n = write(t.fd, peer_buf_data(&out),
-			    peer_buf_size(&out));
+			ssize_t n = write(
+			    t.fd, peer_buf_data(&out), peer_buf_size(&out));
 			if (n > 0)
 				peer_buf_consume(&out, (size_t)n);
 			else if (errno != EAGAIN && errno != EINTR)
@@ -876,7 +880,7 @@ bulk(uint64_t total, size_t psize, unsigned nconns, int verify)
 	}
 	dt = peer_now() - t0;
 	printf("mp_selftest: bulk %s: %" PRIu64 " bytes in %" PRIu64
-	    " packets of %zu over %u conns in %.3f s: %.1f MB/s%s\n",
+	       " packets of %zu over %u conns in %.3f s: %.1f MB/s%s\n",
 	    G.sink ? "sink" : "echo", recvd, pk_out, psize, nconns, dt,
 	    recvd / dt / 1e6, G.sink ? "" : " each way");
 	peer_buf_free(&out);
@@ -901,7 +905,8 @@ read_secret(const char *path)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: mp_selftest --port P --control-port C "
+	fprintf(stderr,
+	    "usage: mp_selftest --port P --control-port C "
 	    "--secret-file F [--host H]\n"
 	    "\t[--expect-crc32c] [--sink] [--no-pong]\n"
 	    "\t[--bulk MIB [--packet BYTES] [--conns N] [--no-verify]]\n");
@@ -971,9 +976,8 @@ main(int argc, char **argv)
 		}
 	}
 	if (port <= 0 || port > 65535 || ctl_port <= 0 || ctl_port > 65535 ||
-	    secret_file == NULL || optind != argc || mib < 0 ||
-	    packet < 4 || packet % 4 != 0 || packet > (long)FRAME_MAX_PACKET ||
-	    conns < 1)
+	    secret_file == NULL || optind != argc || mib < 0 || packet < 4 ||
+	    packet % 4 != 0 || packet > (long)FRAME_MAX_PACKET || conns < 1)
 		usage();
 	G.port = (uint16_t)port;
 	G.ctl_port = (uint16_t)ctl_port;

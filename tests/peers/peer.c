@@ -40,7 +40,7 @@ peer_buf_reserve(struct peer_buf *b, size_t n)
 			cap *= 2;
 		uint8_t *p = realloc(b->p, cap);
 		if (p == NULL)
-			abort();	/* a test peer can only give up */
+			abort(); /* a test peer can only give up */
 		b->p = p;
 		b->cap = cap;
 	}
@@ -159,8 +159,8 @@ peer_listen(const char *host, uint16_t port, uint16_t *bound)
 		errno = EINVAL;
 		return -1;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd =
+	    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -178,9 +178,9 @@ peer_listen(const char *host, uint16_t port, uint16_t *bound)
 		errno = e;
 		return -1;
 	}
-	*bound = ntohs(ss.ss_family == AF_INET ?
-	    ((struct sockaddr_in *)&ss)->sin_port :
-	    ((struct sockaddr_in6 *)&ss)->sin6_port);
+	*bound = ntohs(ss.ss_family == AF_INET
+	        ? ((struct sockaddr_in *)&ss)->sin_port
+	        : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	return fd;
 }
 
@@ -234,7 +234,7 @@ peer_client_init(struct peer_client *c, enum peer_proto proto,
 		break;
 	case PEER_SECURE:
 	case PEER_TLS:
-		tag = O2_TAG_PADDED;	/* spec A.1.1, A.1.3 */
+		tag = O2_TAG_PADDED; /* spec A.1.1, A.1.3 */
 		break;
 	default:
 		return -1;
@@ -258,21 +258,20 @@ size_t
 peer_client_hello(struct peer_client *c, uint8_t *out, size_t cap,
     const char *sni, uint32_t ts, size_t hello_len)
 {
-	size_t n = tls_client_hello_build(out, cap, c->secret, sni, ts,
-	    hello_len);
+	size_t n =
+	    tls_client_hello_build(out, cap, c->secret, sni, ts, hello_len);
 
 	if (n >= TLS_RANDOM_OFF + TLS_RANDOM_LEN)
-		memcpy(c->client_random, out + TLS_RANDOM_OFF,
-		    TLS_RANDOM_LEN);
+		memcpy(c->client_random, out + TLS_RANDOM_OFF, TLS_RANDOM_LEN);
 	return n;
 }
 
 int
-peer_client_server_hello(struct peer_client *c, const uint8_t *buf,
-    size_t len, size_t *used)
+peer_client_server_hello(
+    struct peer_client *c, const uint8_t *buf, size_t len, size_t *used)
 {
-	return tls_server_hello_check(buf, len, c->client_random, c->secret,
-	    used);
+	return tls_server_hello_check(
+	    buf, len, c->client_random, c->secret, used);
 }
 
 int
@@ -287,8 +286,8 @@ void
 peer_client_wrap(const uint8_t *buf, size_t len, struct peer_buf *out)
 {
 	while (len > 0) {
-		size_t n = len < PEER_TLS_RECORD_MAX ? len :
-		    PEER_TLS_RECORD_MAX;
+		size_t n =
+		    len < PEER_TLS_RECORD_MAX ? len : PEER_TLS_RECORD_MAX;
 		uint8_t *p = peer_buf_reserve(out, TLS_RECORD_HEADER_LEN + n);
 		tls_record_header(p, n);
 		memcpy(p + TLS_RECORD_HEADER_LEN, buf, n);
@@ -335,28 +334,26 @@ peer_client_frame(struct peer_client *c, const uint8_t *pkt, size_t pktlen,
 /* ------------------------------------------------------------ MTProto */
 
 /* Offsets of an unencrypted MTProto message, spec A.3.4. */
-#define MSG_AUTH_KEY_ID		0
-#define MSG_ID			8
-#define MSG_LENGTH		16
-#define MSG_BODY		20
-#define MSG_NONCE		24
+#define MSG_AUTH_KEY_ID 0
+#define MSG_ID          8
+#define MSG_LENGTH      16
+#define MSG_BODY        20
+#define MSG_NONCE       24
 
 /* resPQ body after the constructor and nonce (MTProto auth docs). */
-#define RESPQ_SERVER_NONCE	40
-#define RESPQ_PQ		56	/* TL string: 1 length byte, 8, pad 3 */
-#define RESPQ_VECTOR		68
-#define RESPQ_COUNT		72
-#define RESPQ_FINGERPRINT	76
-#define RESPQ_BODY_LEN		(PEER_RES_PQ_LEN - MSG_BODY)
+#define RESPQ_SERVER_NONCE 40
+#define RESPQ_PQ           56 /* TL string: 1 length byte, 8, pad 3 */
+#define RESPQ_VECTOR       68
+#define RESPQ_COUNT        72
+#define RESPQ_FINGERPRINT  76
+#define RESPQ_BODY_LEN     (PEER_RES_PQ_LEN - MSG_BODY)
 
 /* The pq of the MTProto documentation's example exchange. */
-static const uint8_t respq_pq[8] = {
-	0x17, 0xed, 0x48, 0x94, 0x1a, 0x08, 0xf9, 0x81
-};
+static const uint8_t respq_pq[8] = { 0x17, 0xed, 0x48, 0x94, 0x1a, 0x08, 0xf9,
+	0x81 };
 /* A server public key fingerprint as DCs send them (LE64). */
-static const uint8_t respq_fingerprint[8] = {
-	0x21, 0x6b, 0xe8, 0x6c, 0x02, 0x2b, 0xb4, 0xc3
-};
+static const uint8_t respq_fingerprint[8] = { 0x21, 0x6b, 0xe8, 0x6c, 0x02,
+	0x2b, 0xb4, 0xc3 };
 
 /* An MTProto msg_id: Unix time << 32, low bits as mod4 wants. */
 static void
@@ -383,7 +380,7 @@ void
 peer_req_pq(uint8_t out[PEER_REQ_PQ_LEN], const uint8_t nonce[PEER_NONCE_LEN])
 {
 	memset(out, 0, PEER_REQ_PQ_LEN);
-	put_msg_id(out + MSG_ID, 0);	/* client ids are 0 mod 4 */
+	put_msg_id(out + MSG_ID, 0); /* client ids are 0 mod 4 */
 	put_le32(out + MSG_LENGTH, PEER_REQ_PQ_LEN - MSG_BODY);
 	put_le32(out + MSG_BODY, PEER_REQ_PQ_MULTI);
 	memcpy(out + MSG_NONCE, nonce, PEER_NONCE_LEN);
@@ -406,7 +403,7 @@ void
 peer_res_pq(uint8_t out[PEER_RES_PQ_LEN], const uint8_t nonce[PEER_NONCE_LEN])
 {
 	memset(out, 0, PEER_RES_PQ_LEN);
-	put_msg_id(out + MSG_ID, 1);	/* server answers are 1 mod 4 */
+	put_msg_id(out + MSG_ID, 1); /* server answers are 1 mod 4 */
 	put_le32(out + MSG_LENGTH, RESPQ_BODY_LEN);
 	put_le32(out + MSG_BODY, PEER_RES_PQ);
 	memcpy(out + MSG_NONCE, nonce, PEER_NONCE_LEN);
@@ -420,8 +417,8 @@ peer_res_pq(uint8_t out[PEER_RES_PQ_LEN], const uint8_t nonce[PEER_NONCE_LEN])
 }
 
 int
-peer_is_res_pq(const uint8_t *pkt, size_t len,
-    const uint8_t nonce[PEER_NONCE_LEN])
+peer_is_res_pq(
+    const uint8_t *pkt, size_t len, const uint8_t nonce[PEER_NONCE_LEN])
 {
 	if (len < PEER_RES_PQ_LEN || !is_zero(pkt + MSG_AUTH_KEY_ID, 8))
 		return 0;

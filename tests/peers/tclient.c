@@ -68,89 +68,88 @@
 #include "tls.h"
 #include "util.h"
 
-#define SCRATCH_LEN	(256 * 1024)
+#define SCRATCH_LEN (256 * 1024)
 /* Keep at most this much queued towards the proxy. */
-#define OUT_HIGH	(1024 * 1024)
-#define OUT_LOW		(256 * 1024)
+#define OUT_HIGH (1024 * 1024)
+#define OUT_LOW  (256 * 1024)
 /* Probe: report once the server has been quiet this long after data. */
-#define PROBE_QUIET_MS	700
-#define PROBE_HEX_MAX	32
-#define ECHO_SEED_BASE	0x6563686full
+#define PROBE_QUIET_MS 700
+#define PROBE_HEX_MAX  32
+#define ECHO_SEED_BASE 0x6563686full
 /* noread: how often to look whether the proxy has closed the socket. */
-#define NOREAD_CHECK_MS	100
-#define HOLD_ROUNDS_DEFAULT	3
+#define NOREAD_CHECK_MS     100
+#define HOLD_ROUNDS_DEFAULT 3
 
-enum test { T_REQPQ, T_ECHO, T_UPLOAD, T_DOWNLOAD, T_PROBE, T_HOLD,
-	T_NOREAD };
+enum test { T_REQPQ, T_ECHO, T_UPLOAD, T_DOWNLOAD, T_PROBE, T_HOLD, T_NOREAD };
 
 enum state {
 	S_CONNECTING,
-	S_HELLO,	/* ClientHello sent, waiting for the ServerHello */
+	S_HELLO, /* ClientHello sent, waiting for the ServerHello */
 	S_RUNNING,
-	S_PROBE,	/* first bytes sent, collecting the answer */
+	S_PROBE, /* first bytes sent, collecting the answer */
 	S_DONE,
 };
 
 struct tconn {
-	int			 idx;
-	enum state		 state;
-	struct bufferevent	*bev;
-	struct event		*quiet;		/* probe */
-	struct event		*tick;		/* hold, noread */
-	struct peer_client	 pc;
-	struct peer_buf		 hs;		/* ServerHello so far / probe */
-	struct peer_buf		 in;		/* plaintext from the proxy */
-	struct peer_buf		 plain;		/* frames being built */
-	struct peer_prng	 tx;
-	struct peer_prng	 rx;
-	uint64_t		 sent;		/* payload bytes queued */
-	uint64_t		 received;	/* payload bytes verified */
-	uint64_t		 packets;	/* packets received */
-	uint8_t			 nonce[PEER_NONCE_LEN];
-	int			 shut;		/* upload: write side closed */
-	int			 ok;
-	long			 rounds;	/* hold: answers received */
-	int			 outstanding;	/* hold: a request unanswered */
-	double			 started;	/* hold: handshake done */
-	double			 sent_at;	/* hold: last request sent */
+	int idx;
+	enum state state;
+	struct bufferevent *bev;
+	struct event *quiet; /* probe */
+	struct event *tick; /* hold, noread */
+	struct peer_client pc;
+	struct peer_buf hs; /* ServerHello so far / probe */
+	struct peer_buf in; /* plaintext from the proxy */
+	struct peer_buf plain; /* frames being built */
+	struct peer_prng tx;
+	struct peer_prng rx;
+	uint64_t sent; /* payload bytes queued */
+	uint64_t received; /* payload bytes verified */
+	uint64_t packets; /* packets received */
+	uint8_t nonce[PEER_NONCE_LEN];
+	int shut; /* upload: write side closed */
+	int ok;
+	long rounds; /* hold: answers received */
+	int outstanding; /* hold: a request unanswered */
+	double started; /* hold: handshake done */
+	double sent_at; /* hold: last request sent */
 };
 
 static struct {
-	const char		*host;
-	long			 port;
-	uint8_t			 secret[O2_SECRET_LEN];
-	int			 proto;
-	const char		*domain;
-	long			 dc;
-	long			 conns;
-	enum test		 test;
-	uint64_t		 bytes;
-	uint64_t		 packet;
-	double			 timeout;
-	const char		*record;
-	const char		*replay;
-	uint8_t			*replay_buf;
-	size_t			 replay_len;
-	long			 ts_offset;
-	long			 hello_len;
-	double			 interval;
-	long			 rounds;
-	double			 hold;
-	int			 quickack;
+	const char *host;
+	long port;
+	uint8_t secret[O2_SECRET_LEN];
+	int proto;
+	const char *domain;
+	long dc;
+	long conns;
+	enum test test;
+	uint64_t bytes;
+	uint64_t packet;
+	double timeout;
+	const char *record;
+	const char *replay;
+	uint8_t *replay_buf;
+	size_t replay_len;
+	long ts_offset;
+	long hello_len;
+	double interval;
+	long rounds;
+	double hold;
+	int quickack;
 
-	struct event_base	*base;
-	struct sockaddr_storage	 addr;
-	socklen_t		 addrlen;
-	struct tconn		*c;
-	long			 finished;
-	long			 nok;
-	uint64_t		 total;
-	uint8_t			*scratch;
-	uint8_t			*pkt;		/* one echo packet */
-	int			 recorded;
+	struct event_base *base;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct tconn *c;
+	long finished;
+	long nok;
+	uint64_t total;
+	uint8_t *scratch;
+	uint8_t *pkt; /* one echo packet */
+	int recorded;
 } G;
 
-static void	conn_input(struct tconn *, uint8_t *, size_t);
+static void conn_input(struct tconn *, uint8_t *, size_t);
 
 /* ------------------------------------------------------------ life */
 
@@ -217,7 +216,7 @@ probe_report(struct tconn *c, const char *what)
 	else
 		printf("GOT-DATA %zu %s\n", peer_buf_size(&c->hs),
 		    peer_hex(peer_buf_data(&c->hs), peer_buf_size(&c->hs),
-		    PROBE_HEX_MAX));
+		        PROBE_HEX_MAX));
 	fflush(stdout);
 	c->ok = 1;
 	conn_end(c);
@@ -243,8 +242,8 @@ queue_stream(struct tconn *c, const uint8_t *buf, size_t len)
 	if (G.proto == PEER_TLS) {
 		struct peer_buf rec = { 0 };
 		peer_client_wrap(buf, len, &rec);
-		bufferevent_write(c->bev, peer_buf_data(&rec),
-		    peer_buf_size(&rec));
+		bufferevent_write(
+		    c->bev, peer_buf_data(&rec), peer_buf_size(&rec));
 		peer_buf_free(&rec);
 	} else {
 		bufferevent_write(c->bev, buf, len);
@@ -287,14 +286,13 @@ echo_packet_len(uint64_t k)
  * bit when asked (spec A.3.1, A.3.2).
  */
 static int
-frame_packet(struct tconn *c, const uint8_t *pkt, size_t pktlen,
-    int quickack)
+frame_packet(struct tconn *c, const uint8_t *pkt, size_t pktlen, int quickack)
 {
 	uint8_t hdr[4];
 	size_t padlen, hl;
 
-	hl = frame_client_encode_header(c->pc.kind, pktlen, quickack, hdr,
-	    &padlen);
+	hl = frame_client_encode_header(
+	    c->pc.kind, pktlen, quickack, hdr, &padlen);
 	if (hl == 0)
 		return -1;
 	uint8_t *p = peer_buf_reserve(&c->plain, hl + pktlen + padlen);
@@ -312,10 +310,10 @@ pump_noread(struct tconn *c)
 {
 	while (evbuffer_get_length(out_of(c)) < OUT_HIGH) {
 		peer_prng_fill(&c->tx, G.pkt, G.packet);
-		if (peer_client_frame(&c->pc, G.pkt, G.packet,
-		    &c->plain) == -1) {
-			conn_fail(c, "cannot frame %" PRIu64 " bytes",
-			    G.packet);
+		if (peer_client_frame(&c->pc, G.pkt, G.packet, &c->plain) ==
+		    -1) {
+			conn_fail(
+			    c, "cannot frame %" PRIu64 " bytes", G.packet);
 			return;
 		}
 		c->sent += G.packet;
@@ -396,16 +394,16 @@ pump(struct tconn *c)
 		if (G.test == T_ECHO) {
 			n = echo_packet_len(c->sent / G.packet);
 			peer_prng_fill(&c->tx, G.pkt, n);
-			if (peer_client_frame(&c->pc, G.pkt, n,
-			    &c->plain) == -1) {
+			if (peer_client_frame(&c->pc, G.pkt, n, &c->plain) ==
+			    -1) {
 				conn_fail(c, "cannot frame %zu bytes", n);
 				return;
 			}
 		} else if (G.test == T_UPLOAD) {
-			n = G.bytes - c->sent < 65536 ? G.bytes - c->sent :
-			    65536;
-			peer_prng_fill(&c->tx, peer_buf_reserve(&c->plain, n),
-			    n);
+			n = G.bytes - c->sent < 65536 ? G.bytes - c->sent
+			                              : 65536;
+			peer_prng_fill(
+			    &c->tx, peer_buf_reserve(&c->plain, n), n);
 			peer_buf_commit(&c->plain, n);
 		} else {
 			return;
@@ -495,8 +493,8 @@ start_stream(struct tconn *c)
 			return;
 		}
 		record_first(c, peer_buf_data(&rec), peer_buf_size(&rec));
-		bufferevent_write(c->bev, peer_buf_data(&rec),
-		    peer_buf_size(&rec));
+		bufferevent_write(
+		    c->bev, peer_buf_data(&rec), peer_buf_size(&rec));
 		peer_buf_free(&rec);
 		peer_buf_reset(&c->plain);
 	} else if (flush_plain(c, c->pc.header, O2_HEADER_LEN) == -1) {
@@ -522,11 +520,11 @@ on_connected(struct tconn *c)
 		return;
 	}
 	uint32_t ts = (uint32_t)(now_unix() + G.ts_offset);
-	size_t n = peer_client_hello(&c->pc, hello, sizeof(hello), G.domain,
-	    ts, (size_t)G.hello_len);
+	size_t n = peer_client_hello(
+	    &c->pc, hello, sizeof(hello), G.domain, ts, (size_t)G.hello_len);
 	if (n == 0) {
-		conn_fail(c, "cannot build a ClientHello of %ld bytes",
-		    G.hello_len);
+		conn_fail(
+		    c, "cannot build a ClientHello of %ld bytes", G.hello_len);
 		return;
 	}
 	record_first(c, hello, n);
@@ -556,23 +554,28 @@ got_packet(struct tconn *c, const uint8_t *pkt, size_t len)
 	case T_ECHO:
 		want = echo_packet_len(c->packets - 1);
 		if (want == 0) {
-			conn_fail(c, "unexpected packet %" PRIu64 " (%zu "
-			    "bytes) after all data", c->packets, len);
+			conn_fail(c,
+			    "unexpected packet %" PRIu64 " (%zu "
+			    "bytes) after all data",
+			    c->packets, len);
 			return;
 		}
 		/* Secure clients' 4, 8 or 12 padding bytes may stick
 		 * (spec A.3.3), so the echo can be a little longer. */
 		if (len < want || len > want + 12 ||
 		    (len > want && G.proto != PEER_SECURE &&
-		    G.proto != PEER_TLS)) {
-			conn_fail(c, "packet %" PRIu64 " is %zu bytes, sent "
-			    "%" PRIu64, c->packets, len, want);
+		        G.proto != PEER_TLS)) {
+			conn_fail(c,
+			    "packet %" PRIu64 " is %zu bytes, sent "
+			    "%" PRIu64,
+			    c->packets, len, want);
 			return;
 		}
 		if ((bad = peer_prng_check(&c->rx, pkt, want)) != 0) {
-			conn_fail(c, "packet %" PRIu64 " differs at byte %zu "
-			    "(stream offset %" PRIu64 ")", c->packets, bad - 1,
-			    c->received + bad - 1);
+			conn_fail(c,
+			    "packet %" PRIu64 " differs at byte %zu "
+			    "(stream offset %" PRIu64 ")",
+			    c->packets, bad - 1, c->received + bad - 1);
 			return;
 		}
 		c->received += want;
@@ -581,9 +584,10 @@ got_packet(struct tconn *c, const uint8_t *pkt, size_t len)
 		return;
 	case T_HOLD: {
 		if (!c->outstanding || !peer_is_res_pq(pkt, len, c->nonce)) {
-			conn_fail(c, "round %ld: not a resPQ for our nonce: "
-			    "%zu bytes %s", c->rounds + 1, len,
-			    peer_hex(pkt, len, 32));
+			conn_fail(c,
+			    "round %ld: not a resPQ for our nonce: "
+			    "%zu bytes %s",
+			    c->rounds + 1, len, peer_hex(pkt, len, 32));
 			return;
 		}
 		c->outstanding = 0;
@@ -601,7 +605,7 @@ got_packet(struct tconn *c, const uint8_t *pkt, size_t len)
 		if (wait < 0)
 			wait = 0;
 		struct timeval tv = { (time_t)wait,
-		    (suseconds_t)((wait - (time_t)wait) * 1e6) };
+			(suseconds_t)((wait - (time_t)wait) * 1e6) };
 		evtimer_add(c->tick, &tv);
 		return;
 	}
@@ -633,8 +637,8 @@ got_plain(struct tconn *c)
 			conn_fail(c, "more than %" PRIu64 " bytes", G.bytes);
 			return;
 		}
-		if ((bad = peer_prng_check(&c->rx, peer_buf_data(&c->in),
-		    n)) != 0) {
+		if ((bad = peer_prng_check(&c->rx, peer_buf_data(&c->in), n)) !=
+		    0) {
 			conn_fail(c, "download differs at byte %" PRIu64,
 			    c->received + bad - 1);
 			return;
@@ -651,9 +655,10 @@ got_plain(struct tconn *c)
 		for (int i = 7; i >= 0; i--)
 			cnt = cnt << 8 | p[i];
 		if (!c->shut || cnt != G.bytes || peer_buf_size(&c->in) != 8) {
-			conn_fail(c, "the DC counted %" PRIu64 " bytes of "
-			    "%" PRIu64 " (%zu bytes of answer)", cnt, G.bytes,
-			    peer_buf_size(&c->in));
+			conn_fail(c,
+			    "the DC counted %" PRIu64 " bytes of "
+			    "%" PRIu64 " (%zu bytes of answer)",
+			    cnt, G.bytes, peer_buf_size(&c->in));
 			return;
 		}
 		c->received = cnt;
@@ -668,14 +673,14 @@ got_plain(struct tconn *c)
 		if (r == FRAME_ERROR) {
 			conn_fail(c, "bad frame from the proxy: %s",
 			    peer_hex(peer_buf_data(&c->in),
-			    peer_buf_size(&c->in), 8));
+			        peer_buf_size(&c->in), 8));
 			return;
 		}
 		if (fi.quickack)
 			got_quickack(c, &fi);
 		else if (fi.pktlen > 0)
-			got_packet(c, peer_buf_data(&c->in) + fi.hdrlen,
-			    fi.pktlen);
+			got_packet(
+			    c, peer_buf_data(&c->in) + fi.hdrlen, fi.pktlen);
 		if (c->state == S_DONE)
 			return;
 		peer_buf_consume(&c->in, fi.total);
@@ -691,13 +696,13 @@ probe_input(struct tconn *c, const uint8_t *buf, size_t len)
 	/* A fake-TLS answer is recognised by its HMAC (spec A.4.6). */
 	const uint8_t *p = peer_buf_data(&c->hs);
 	if (p[0] == 0x16 && (G.proto == PEER_TLS || G.replay != NULL) &&
-	    peer_client_server_hello(&c->pc, p, peer_buf_size(&c->hs),
-	    &used) == 1) {
+	    peer_client_server_hello(&c->pc, p, peer_buf_size(&c->hs), &used) ==
+	        1) {
 		probe_report(c, "GOT-SERVERHELLO");
 		return;
 	}
 	struct timeval tv = { PROBE_QUIET_MS / 1000,
-	    (PROBE_QUIET_MS % 1000) * 1000 };
+		(PROBE_QUIET_MS % 1000) * 1000 };
 	evtimer_add(c->quiet, &tv);
 }
 
@@ -718,8 +723,9 @@ conn_input(struct tconn *c, uint8_t *buf, size_t len)
 			return;
 		if (r == -1) {
 			conn_fail(c, "not our ServerHello (%zu bytes): %s",
-			    peer_buf_size(&c->hs), peer_hex(peer_buf_data(
-			    &c->hs), peer_buf_size(&c->hs), 32));
+			    peer_buf_size(&c->hs),
+			    peer_hex(peer_buf_data(&c->hs),
+			        peer_buf_size(&c->hs), 32));
 			return;
 		}
 		start_stream(c);
@@ -813,19 +819,23 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		if (c->state == S_HELLO)
-			conn_fail(c, "closed during the handshake, after %zu "
-			    "bytes: %s", peer_buf_size(&c->hs),
+			conn_fail(c,
+			    "closed during the handshake, after %zu "
+			    "bytes: %s",
+			    peer_buf_size(&c->hs),
 			    peer_hex(peer_buf_data(&c->hs),
-			    peer_buf_size(&c->hs), 32));
+			        peer_buf_size(&c->hs), 32));
 		else
-			conn_fail(c, "closed by the proxy after sending %"
-			    PRIu64 " and receiving %" PRIu64 " bytes",
+			conn_fail(c,
+			    "closed by the proxy after sending %" PRIu64
+			    " and receiving %" PRIu64 " bytes",
 			    c->sent, c->received);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR)
-		conn_fail(c, "%s: %s", c->state == S_CONNECTING ? "connect" :
-		    "socket error", strerror(EVUTIL_SOCKET_ERROR()));
+		conn_fail(c, "%s: %s",
+		    c->state == S_CONNECTING ? "connect" : "socket error",
+		    strerror(EVUTIL_SOCKET_ERROR()));
 }
 
 static void
@@ -850,9 +860,10 @@ timeout_cb(evutil_socket_t fd, short what, void *arg)
 		if (c->state == S_PROBE)
 			probe_report(c, NULL);
 		else if (c->state != S_DONE)
-			conn_fail(c, "timeout while %s: sent %" PRIu64
-			    ", received %" PRIu64 " bytes", names[c->state],
-			    c->sent, c->received);
+			conn_fail(c,
+			    "timeout while %s: sent %" PRIu64
+			    ", received %" PRIu64 " bytes",
+			    names[c->state], c->sent, c->received);
 	}
 	event_base_loopexit(G.base, NULL);
 }
@@ -877,8 +888,8 @@ conn_start(struct tconn *c, int idx)
 	bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&G.addr,
-	    (int)G.addrlen) == -1) {
+	if (bufferevent_socket_connect(
+	        c->bev, (struct sockaddr *)&G.addr, (int)G.addrlen) == -1) {
 		conn_fail(c, "connect: %s", strerror(errno));
 		return 0;
 	}
@@ -890,7 +901,8 @@ conn_start(struct tconn *c, int idx)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: tclient --port P [--host H] --secret HEX32 "
+	fprintf(stderr,
+	    "usage: tclient --port P [--host H] --secret HEX32 "
 	    "--proto abridged|intermediate|secure|tls\n"
 	    "\t[--domain D] [--dc N] [--conns N] "
 	    "[--test reqpq|echo|upload|download|probe|hold|noread]\n"
@@ -909,8 +921,7 @@ read_replay(void)
 
 	G.replay_buf = malloc(cap);
 	if (f == NULL || G.replay_buf == NULL) {
-		fprintf(stderr, "tclient: %s: %s\n", G.replay,
-		    strerror(errno));
+		fprintf(stderr, "tclient: %s: %s\n", G.replay, strerror(errno));
 		exit(2);
 	}
 	G.replay_len = fread(G.replay_buf, 1, cap, f);
@@ -947,7 +958,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const tests[] = { "reqpq", "echo", "upload",
-	    "download", "probe", "hold", "noread" };
+		"download", "probe", "hold", "noread" };
 	const char *secret = NULL;
 	struct rlimit rl;
 	int ch;
@@ -987,7 +998,7 @@ main(int argc, char **argv)
 			G.conns = strtol(optarg, NULL, 10);
 			break;
 		case 't':
-			G.test = (enum test)-1;
+			G.test = (enum test) - 1;
 			for (size_t i = 0; i < nitems(tests); i++)
 				if (strcmp(optarg, tests[i]) == 0)
 					G.test = (enum test)i;
@@ -1031,12 +1042,11 @@ main(int argc, char **argv)
 			usage();
 		}
 	}
-	if (G.port < 1 || G.port > 65535 || optind != argc ||
-	    secret == NULL || hex_decode(secret, G.secret, 16) == -1 ||
-	    G.proto < 0 || G.conns < 1 || G.conns > 100000 ||
-	    G.dc < -32768 || G.dc > 32767 || G.timeout <= 0 ||
-	    (G.record && G.replay) || G.interval < 0 || G.rounds < 0 ||
-	    G.hold < 0)
+	if (G.port < 1 || G.port > 65535 || optind != argc || secret == NULL ||
+	    hex_decode(secret, G.secret, 16) == -1 || G.proto < 0 ||
+	    G.conns < 1 || G.conns > 100000 || G.dc < -32768 || G.dc > 32767 ||
+	    G.timeout <= 0 || (G.record && G.replay) || G.interval < 0 ||
+	    G.rounds < 0 || G.hold < 0)
 		usage();
 	if (G.test == T_HOLD && G.rounds == 0 && G.hold == 0)
 		G.rounds = HOLD_ROUNDS_DEFAULT;
@@ -1070,13 +1080,15 @@ main(int argc, char **argv)
 	}
 	double t0 = peer_now();
 	struct timeval tv = { (time_t)G.timeout,
-	    (suseconds_t)((G.timeout - (time_t)G.timeout) * 1e6) };
+		(suseconds_t)((G.timeout - (time_t)G.timeout) * 1e6) };
 	struct event *tev = evtimer_new(G.base, timeout_cb, NULL);
 	evtimer_add(tev, &tv);
 	for (long i = 0; i < G.conns; i++)
 		if (conn_start(&G.c[i], (int)i) == -1) {
-			fprintf(stderr, "tclient: cannot set up connection "
-			    "%ld\n", i);
+			fprintf(stderr,
+			    "tclient: cannot set up connection "
+			    "%ld\n",
+			    i);
 			return 2;
 		}
 	if (G.finished < G.conns)

@@ -20,9 +20,9 @@
 #include "config.h"
 #include "util.h"
 
-#define SECRET_A	"00112233445566778899aabbccddeeff"
-#define SECRET_B	"5224c74533123f5d68c832d0dfec65ae"
-#define TAG		"0123456789abcdef0123456789abcdef"
+#define SECRET_A "00112233445566778899aabbccddeeff"
+#define SECRET_B "5224c74533123f5d68c832d0dfec65ae"
+#define TAG      "0123456789abcdef0123456789abcdef"
 
 /* A small valid file (lines 1-6) to put errors before or after. */
 #define GOOD_LISTENERS \
@@ -81,8 +81,8 @@ static struct config *
 expect_ok(const char *text)
 {
 	char err[CONFIG_ERR_MAX] = "";
-	struct config *cfg = config_load_string(text, "t.conf", err,
-	    sizeof(err));
+	struct config *cfg =
+	    config_load_string(text, "t.conf", err, sizeof(err));
 
 	ck_assert_msg(cfg != NULL, "rejected: %s", err);
 	return cfg;
@@ -209,8 +209,9 @@ START_TEST(test_full_file)
 	ck_assert_str_eq(l->name, "main");
 	ck_assert_str_eq(l->address, "::");
 	ck_assert_uint_eq(l->port, 444);
-	ck_assert_str_eq(addr_str((const struct sockaddr *)&l->addr, buf,
-	    sizeof(buf)), "[::]:444");
+	ck_assert_str_eq(
+	    addr_str((const struct sockaddr *)&l->addr, buf, sizeof(buf)),
+	    "[::]:444");
 	ck_assert_uint_eq(l->protocols, PROTO_FAKE_TLS | PROTO_SECURE);
 	ck_assert_str_eq(l->tls_domain, "www.example.com");
 	ck_assert_str_eq(l->fronting_host, "front.example.net");
@@ -232,8 +233,9 @@ START_TEST(test_full_file)
 
 	l = &c->listeners[1];
 	ck_assert_str_eq(l->name, "second");
-	ck_assert_str_eq(addr_str((const struct sockaddr *)&l->addr, buf,
-	    sizeof(buf)), "127.0.0.1:8443");
+	ck_assert_str_eq(
+	    addr_str((const struct sockaddr *)&l->addr, buf, sizeof(buf)),
+	    "127.0.0.1:8443");
 	ck_assert_uint_eq(l->protocols, PROTO_CLASSIC);
 	ck_assert_str_eq(l->tls_domain, "");
 	ck_assert_str_eq(l->fronting_host, "");
@@ -252,25 +254,27 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(c->ndcs, 2);
 	ck_assert_int_eq(c->dcs[0].id, 2);
 	ck_assert_str_eq(c->dcs[0].address, "149.154.167.51:443");
-	ck_assert_str_eq(addr_str((const struct sockaddr *)&c->dcs[0].addr,
-	    buf, sizeof(buf)), "149.154.167.51:443");
+	ck_assert_str_eq(addr_str((const struct sockaddr *)&c->dcs[0].addr, buf,
+	                     sizeof(buf)),
+	    "149.154.167.51:443");
 	ck_assert_int_eq(c->dcs[1].id, 4);
-	ck_assert_str_eq(addr_str((const struct sockaddr *)&c->dcs[1].addr,
-	    buf, sizeof(buf)), "[2001:67c:4e8:f004::a]:443");
+	ck_assert_str_eq(addr_str((const struct sockaddr *)&c->dcs[1].addr, buf,
+	                     sizeof(buf)),
+	    "[2001:67c:4e8:f004::a]:443");
 	ck_assert_int_eq(c->default_dc, 4);
 	ck_assert_str_eq(c->proxy_secret_url, "https://example.org/secret");
 	ck_assert_str_eq(c->proxy_config_url, "https://example.org/config");
 	ck_assert_str_eq(c->proxy_config_v6_url, "http://example.org/config6");
 	ck_assert_str_eq(c->proxy_secret_file, "/etc/mtprotod/proxy-secret");
-	ck_assert_str_eq(c->proxy_config_file,
-	    "/etc/mtprotod/proxy-multi.conf");
+	ck_assert_str_eq(
+	    c->proxy_config_file, "/etc/mtprotod/proxy-multi.conf");
 	ck_assert_int_eq(c->refresh, 3600);
 	ck_assert_str_eq(c->nat_ip, "203.0.113.7");
 	ck_assert_int_eq(c->connect_timeout, 5);
 	ck_assert_str_eq(c->ca_file, "/etc/ssl/private-ca.pem");
 	ck_assert_int_eq(c->http_timeout, 7);
-	ck_assert_str_eq(c->proxy_config_v6_file,
-	    "/etc/mtprotod/proxy-multi-v6.conf");
+	ck_assert_str_eq(
+	    c->proxy_config_v6_file, "/etc/mtprotod/proxy-multi-v6.conf");
 	ck_assert_str_eq(c->metrics_address, "::1");
 	ck_assert_uint_eq(c->metrics_port, 9999);
 	ck_assert_int_eq(c->middle_min_links, 0);
@@ -294,8 +298,8 @@ START_TEST(test_example_file)
 
 	/* The source tree is where the vectors are. */
 	ck_assert_ptr_nonnull(end);
-	snprintf(path, sizeof(path), "%.*setc/mtprotod.conf", (int)(end - v),
-	    v);
+	snprintf(
+	    path, sizeof(path), "%.*setc/mtprotod.conf", (int)(end - v), v);
 	/* As installed, all commented out, plus a private state_dir: it
 	 * runs the built-in fake-TLS listener. */
 	FILE *in = fopen(path, "r");
@@ -352,12 +356,12 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(c->group, "nogroup");
 	ck_assert_str_eq(c->chroot, "");
 	ck_assert_int_eq(c->workers_auto, 1);
-	ck_assert_int_eq(c->workers, n > CONFIG_MAX_WORKERS ?
-	    CONFIG_MAX_WORKERS : n);
-	ck_assert_str_eq(c->pidfile, root ? "/run/mtprotod.pid" :
-	    "./mtprotod.pid");
-	ck_assert_str_eq(c->state_dir, root ? "/var/lib/mtprotod" :
-	    "./mtprotod-state");
+	ck_assert_int_eq(
+	    c->workers, n > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : n);
+	ck_assert_str_eq(
+	    c->pidfile, root ? "/run/mtprotod.pid" : "./mtprotod.pid");
+	ck_assert_str_eq(
+	    c->state_dir, root ? "/var/lib/mtprotod" : "./mtprotod-state");
 	ck_assert_int_eq(c->shutdown_timeout, 60);
 	ck_assert_int_eq(c->max_restarts, 10);
 	ck_assert_int_eq(c->restart_period, 60);
@@ -374,10 +378,10 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c->tls_cert_len_max, 4700);
 	ck_assert_uint_eq(c->ndcs, 0);
 	ck_assert_int_eq(c->default_dc, 2);
-	ck_assert_str_eq(c->proxy_secret_url,
-	    "https://core.telegram.org/getProxySecret");
-	ck_assert_str_eq(c->proxy_config_url,
-	    "https://core.telegram.org/getProxyConfig");
+	ck_assert_str_eq(
+	    c->proxy_secret_url, "https://core.telegram.org/getProxySecret");
+	ck_assert_str_eq(
+	    c->proxy_config_url, "https://core.telegram.org/getProxyConfig");
 	ck_assert_str_eq(c->proxy_config_v6_url,
 	    "https://core.telegram.org/getProxyConfigV6");
 	ck_assert_str_eq(c->proxy_secret_file, "");
@@ -400,8 +404,8 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c->middle_fallback_direct, 0);
 
 	ck_assert_str_eq(l->address, "0.0.0.0");
-	ck_assert_uint_eq(l->protocols,
-	    PROTO_CLASSIC | PROTO_SECURE | PROTO_FAKE_TLS);
+	ck_assert_uint_eq(
+	    l->protocols, PROTO_CLASSIC | PROTO_SECURE | PROTO_FAKE_TLS);
 	ck_assert_str_eq(l->fronting_host, "www.example.com");
 	ck_assert_uint_eq(l->fronting_port, 443);
 	ck_assert_int_eq(l->has_ad_tag, 0);
@@ -411,8 +415,8 @@ START_TEST(test_defaults)
 
 	/* Unnamed listeners and users get names from their position. */
 	c = expect_ok("listeners = ( { port = 1; protocols = [\"secure\"];\n"
-	    "users = ( { secret = \"" SECRET_A "\"; },\n"
-	    "{ secret = \"" SECRET_B "\"; } ); } );\n");
+	              "users = ( { secret = \"" SECRET_A "\"; },\n"
+	              "{ secret = \"" SECRET_B "\"; } ); } );\n");
 	ck_assert_str_eq(c->listeners[0].name, "listener0");
 	ck_assert_str_eq(c->listeners[0].users[0].name, "user0");
 	ck_assert_str_eq(c->listeners[0].users[1].name, "user1");
@@ -425,14 +429,14 @@ START_TEST(test_workers_and_log)
 	struct config *c;
 
 	c = expect_ok("workers = \"auto\";\nlog = { target = \"syslog\"; "
-	    "level = \"warning\"; };\n" GOOD_LISTENERS);
+	              "level = \"warning\"; };\n" GOOD_LISTENERS);
 	ck_assert_int_eq(c->workers_auto, 1);
 	ck_assert_int_ge(c->workers, 1);
 	ck_assert_int_eq(c->log_target, LOG_TARGET_SYSLOG);
 	ck_assert_int_eq(c->log_level, LOG_WARNING);
 	config_free(c);
 	c = expect_ok("workers = 256;\nlog = { target = \"stderr\"; "
-	    "level = \"error\"; };\n" GOOD_LISTENERS);
+	              "level = \"error\"; };\n" GOOD_LISTENERS);
 	ck_assert_int_eq(c->workers, 256);
 	ck_assert_int_eq(c->log_target, LOG_TARGET_STDERR);
 	ck_assert_int_eq(c->log_level, LOG_ERR);
@@ -448,7 +452,8 @@ START_TEST(test_upper_case_secret)
 	struct config *c;
 	uint8_t want[16];
 
-	c = expect_ok("listeners = ( { port = 1; protocols = [\"secure\"];\n"
+	c = expect_ok(
+	    "listeners = ( { port = 1; protocols = [\"secure\"];\n"
 	    "users = ( { secret = \"5224C74533123F5D68C832D0DFEC65AE\"; }"
 	    " ); } );\n");
 	hex_decode(SECRET_B, want, 16);
@@ -462,7 +467,8 @@ START_TEST(test_backend_resolution)
 	struct config *c;
 
 	/* auto: middle as soon as the listener or one user has a tag. */
-	c = expect_ok("listeners = (\n"
+	c = expect_ok(
+	    "listeners = (\n"
 	    "{ name = \"plain\"; port = 1; protocols = [\"secure\"];\n"
 	    "  users = ( { secret = \"" SECRET_A "\"; } ); },\n"
 	    "{ name = \"ltag\"; port = 2; protocols = [\"secure\"];\n"
@@ -478,24 +484,24 @@ START_TEST(test_backend_resolution)
 	    "  ad_tag = \"" TAG "\"; backend = \"direct\";\n"
 	    "  users = ( { secret = \"" SECRET_A "\"; } ); }\n"
 	    ");\n");
-	ck_assert_int_eq(config_listener_backend(c, &c->listeners[0]),
-	    BACKEND_DIRECT);
-	ck_assert_int_eq(config_listener_backend(c, &c->listeners[1]),
-	    BACKEND_MIDDLE);
-	ck_assert_int_eq(config_listener_backend(c, &c->listeners[2]),
-	    BACKEND_MIDDLE);
+	ck_assert_int_eq(
+	    config_listener_backend(c, &c->listeners[0]), BACKEND_DIRECT);
+	ck_assert_int_eq(
+	    config_listener_backend(c, &c->listeners[1]), BACKEND_MIDDLE);
+	ck_assert_int_eq(
+	    config_listener_backend(c, &c->listeners[2]), BACKEND_MIDDLE);
 	ck_assert_int_eq(c->listeners[3].has_ad_tag, 0);
-	ck_assert_int_eq(config_listener_backend(c, &c->listeners[3]),
-	    BACKEND_DIRECT);
-	ck_assert_int_eq(config_listener_backend(c, &c->listeners[4]),
-	    BACKEND_DIRECT);
+	ck_assert_int_eq(
+	    config_listener_backend(c, &c->listeners[3]), BACKEND_DIRECT);
+	ck_assert_int_eq(
+	    config_listener_backend(c, &c->listeners[4]), BACKEND_DIRECT);
 	/* The global one is what INHERIT means. */
 	c->backend = BACKEND_DIRECT;
-	ck_assert_int_eq(config_listener_backend(c, &c->listeners[1]),
-	    BACKEND_DIRECT);
+	ck_assert_int_eq(
+	    config_listener_backend(c, &c->listeners[1]), BACKEND_DIRECT);
 	c->backend = BACKEND_MIDDLE;
-	ck_assert_int_eq(config_listener_backend(c, &c->listeners[0]),
-	    BACKEND_MIDDLE);
+	ck_assert_int_eq(
+	    config_listener_backend(c, &c->listeners[0]), BACKEND_MIDDLE);
 	config_free(c);
 }
 END_TEST
@@ -507,17 +513,17 @@ START_TEST(test_parse_secret)
 	hex_decode(SECRET_B, want, 16);
 	ck_assert_int_eq(config_parse_secret(SECRET_B, s), 0);
 	ck_assert_mem_eq(s, want, 16);
-	ck_assert_int_eq(config_parse_secret(
-	    "5224c74533123F5D68C832D0DFEC65AE", s), 0);
+	ck_assert_int_eq(
+	    config_parse_secret("5224c74533123F5D68C832D0DFEC65AE", s), 0);
 	ck_assert_mem_eq(s, want, 16);
-	ck_assert_int_eq(config_parse_secret(
-	    "5224c74533123f5d68c832d0dfec65a", s), -1);
-	ck_assert_int_eq(config_parse_secret(
-	    "5224c74533123f5d68c832d0dfec65ae0", s), -1);
-	ck_assert_int_eq(config_parse_secret(
-	    "5224c74533123f5d68c832d0dfec65ag", s), -1);
-	ck_assert_int_eq(config_parse_secret(
-	    "dd5224c74533123f5d68c832d0dfec65", s), 0);
+	ck_assert_int_eq(
+	    config_parse_secret("5224c74533123f5d68c832d0dfec65a", s), -1);
+	ck_assert_int_eq(
+	    config_parse_secret("5224c74533123f5d68c832d0dfec65ae0", s), -1);
+	ck_assert_int_eq(
+	    config_parse_secret("5224c74533123f5d68c832d0dfec65ag", s), -1);
+	ck_assert_int_eq(
+	    config_parse_secret("dd5224c74533123f5d68c832d0dfec65", s), 0);
 	ck_assert_int_eq(config_parse_secret("", s), -1);
 	ck_assert_int_eq(config_parse_secret(NULL, s), -1);
 	ck_assert_str_eq(config_proto_name(PROTO_CLASSIC), "classic");
@@ -581,8 +587,8 @@ START_TEST(test_builtin_default)
 	/* The second start hands out the same links. */
 	b = config_default_in(dir, err, sizeof(err));
 	ck_assert_msg(b != NULL, "%s", err);
-	ck_assert_mem_eq(b->listeners[0].users[0].secret, l->users[0].secret,
-	    16);
+	ck_assert_mem_eq(
+	    b->listeners[0].users[0].secret, l->users[0].secret, 16);
 	config_free(b);
 	config_free(a);
 
@@ -632,8 +638,8 @@ START_TEST(test_err_file_and_syntax)
 	snprintf(want, sizeof(want), "%s:9: workerz: unknown option", path);
 	ck_assert_str_eq(err, want);
 
-	write_file(path,
-	    "user = \"x\";\n\nlisteners = (\n  { port = ; }\n);\n");
+	write_file(
+	    path, "user = \"x\";\n\nlisteners = (\n  { port = ; }\n);\n");
 	c = config_load(path, err, sizeof(err));
 	ck_assert_ptr_null(c);
 	snprintf(want, sizeof(want), "%s:4: ", path);
@@ -656,12 +662,14 @@ START_TEST(test_err_unknown)
 {
 	expect_err("user = \"x\";\nbogus = 1;\n" GOOD_LISTENERS,
 	    "t.conf:2: bogus: unknown option");
-	expect_err("listeners = (\n"
+	expect_err(
+	    "listeners = (\n"
 	    "  { name = \"a\"; port = 443; tls_domain = \"www.example.com\";\n"
 	    "    prot = 5;\n"
 	    "    users = ( { secret = \"" SECRET_A "\"; } ); }\n);\n",
 	    "t.conf:3: listeners.[0].prot: unknown option");
-	expect_err("listeners = (\n"
+	expect_err(
+	    "listeners = (\n"
 	    "  { name = \"a\"; port = 443; tls_domain = \"www.example.com\";\n"
 	    "    users = (\n"
 	    "      { secret = \"" SECRET_A "\"; },\n"
@@ -671,7 +679,8 @@ START_TEST(test_err_unknown)
 	    "t.conf:6: listeners.[0].users.[1].password: unknown option");
 	expect_err(GOOD_LISTENERS "log = {\n  lvl = \"info\";\n};\n",
 	    "t.conf:8: log.lvl: unknown option");
-	expect_err(GOOD_LISTENERS "telegram = {\n  dc = (\n"
+	expect_err(GOOD_LISTENERS
+	    "telegram = {\n  dc = (\n"
 	    "    { id = 1; addr = \"1.2.3.4:443\"; }\n  );\n};\n",
 	    "t.conf:9: telegram.dc.[0].addr: unknown option");
 	expect_err(GOOD_LISTENERS "tls = { skew = 1; };\n",
@@ -687,39 +696,39 @@ START_TEST(test_err_secret)
 {
 	/* 31 digits */
 	expect_err("listeners = (\n"
-	    "  { port = 443; protocols = [\"secure\"];\n"
-	    "    users = (\n"
-	    "      { name = \"ok\"; secret = \"" SECRET_A "\"; },\n"
-	    "      { name = \"short\";\n"
-	    "        secret = \"5224c74533123f5d68c832d0dfec65a\"; }\n"
-	    "    ); }\n);\n",
+	           "  { port = 443; protocols = [\"secure\"];\n"
+	           "    users = (\n"
+	           "      { name = \"ok\"; secret = \"" SECRET_A "\"; },\n"
+	           "      { name = \"short\";\n"
+	           "        secret = \"5224c74533123f5d68c832d0dfec65a\"; }\n"
+	           "    ); }\n);\n",
 	    "t.conf:6: listeners.[0].users.[1].secret: must be 32 hex digits");
 	/* not hex */
 	expect_err("listeners = (\n"
-	    "  { port = 443; protocols = [\"secure\"];\n"
-	    "    users = (\n"
-	    "      { secret = \"5224c74533123f5d68c832d0dfec65zz\"; }\n"
-	    "    ); }\n);\n",
+	           "  { port = 443; protocols = [\"secure\"];\n"
+	           "    users = (\n"
+	           "      { secret = \"5224c74533123f5d68c832d0dfec65zz\"; }\n"
+	           "    ); }\n);\n",
 	    "t.conf:4: listeners.[0].users.[0].secret: must be 32 hex digits");
 	/* an ee link secret is not a config secret */
 	expect_err("listeners = ( { port = 443; protocols = [\"secure\"];\n"
-	    "users = ( { secret = \"dd" SECRET_A "\"; } ); } );\n",
+	           "users = ( { secret = \"dd" SECRET_A "\"; } ); } );\n",
 	    "t.conf:2: listeners.[0].users.[0].secret: must be 32 hex digits");
 	/* not a string */
 	expect_err("listeners = ( { port = 443; protocols = [\"secure\"];\n"
-	    "users = ( { secret = 12; } ); } );\n",
+	           "users = ( { secret = 12; } ); } );\n",
 	    "t.conf:2: listeners.[0].users.[0].secret: must be a string");
 	expect_err("listeners = ( { port = 443; protocols = [\"secure\"];\n"
-	    "users = ( { name = \"x\"; } ); } );\n",
+	           "users = ( { name = \"x\"; } ); } );\n",
 	    "t.conf:2: listeners.[0].users.[0].secret: missing");
 	expect_err("listeners = ( { port = 443; protocols = [\"secure\"];\n"
-	    "users = ( { secret = \"" SECRET_A "\"; },\n"
-	    "{ secret = \"" SECRET_A "\"; } ); } );\n",
+	           "users = ( { secret = \"" SECRET_A "\"; },\n"
+	           "{ secret = \"" SECRET_A "\"; } ); } );\n",
 	    "t.conf:3: listeners.[0].users.[1].secret: same secret as "
 	    "users.[0]");
 	expect_err("listeners = ( { port = 443; protocols = [\"secure\"];\n"
-	    "users = ( { secret = \"" SECRET_A "\";\n"
-	    "ad_tag = \"1234\"; } ); } );\n",
+	           "users = ( { secret = \"" SECRET_A "\";\n"
+	           "ad_tag = \"1234\"; } ); } );\n",
 	    "t.conf:3: listeners.[0].users.[0].ad_tag: must be 32 hex digits");
 }
 END_TEST
@@ -727,12 +736,14 @@ END_TEST
 static void
 two_listeners(char *buf, size_t cap, const char *second)
 {
-	snprintf(buf, cap, "listeners = (\n"
+	snprintf(buf, cap,
+	    "listeners = (\n"
 	    "  { name = \"a\"; port = 443; protocols = [\"secure\"];\n"
 	    "    users = ( { secret = \"" SECRET_A "\"; } ); },\n"
 	    "  {\n%s"
 	    "    users = ( { secret = \"" SECRET_A "\"; } ); }\n"
-	    ");\n", second);
+	    ");\n",
+	    second);
 }
 
 static void
@@ -757,63 +768,67 @@ START_TEST(test_err_listener_values)
 	config_free(c);
 
 	expect_listener_err("    name = \"a\"; port = 444;\n"
-	    "    protocols = [\"secure\"];\n",
+	                    "    protocols = [\"secure\"];\n",
 	    "t.conf:5: listeners.[1].name: duplicate listener name \"a\"");
 	expect_listener_err("    name = \"b\";\n    port = 443;\n"
-	    "    protocols = [\"secure\"];\n",
+	                    "    protocols = [\"secure\"];\n",
 	    "t.conf:6: listeners.[1].port: address 0.0.0.0 port 443 is "
 	    "already used by listeners.[0]");
 	expect_listener_err("    name = \"b\";\n"
-	    "    port = 0; protocols = [\"secure\"];\n",
+	                    "    port = 0; protocols = [\"secure\"];\n",
 	    "t.conf:6: listeners.[1].port: must be between 1 and 65535");
 	expect_listener_err("    name = \"b\";\n"
-	    "    port = 65536; protocols = [\"secure\"];\n",
+	                    "    port = 65536; protocols = [\"secure\"];\n",
 	    "t.conf:6: listeners.[1].port: must be between 1 and 65535");
 	expect_listener_err("    name = \"b\";\n"
-	    "    port = \"444\"; protocols = [\"secure\"];\n",
+	                    "    port = \"444\"; protocols = [\"secure\"];\n",
 	    "t.conf:6: listeners.[1].port: must be an integer");
 	expect_listener_err("    name = \"b\"; protocols = [\"secure\"];\n",
 	    "t.conf:4: listeners.[1].port: missing");
-	expect_listener_err("    name = \"b\"; port = 444;\n"
+	expect_listener_err(
+	    "    name = \"b\"; port = 444;\n"
 	    "    address = \"1.2.3\"; protocols = [\"secure\"];\n",
 	    "t.conf:6: listeners.[1].address: must be an IPv4 or IPv6 "
 	    "address literal");
-	expect_listener_err("    name = \"b\"; port = 444;\n"
+	expect_listener_err(
+	    "    name = \"b\"; port = 444;\n"
 	    "    address = \"localhost\"; protocols = [\"secure\"];\n",
 	    "t.conf:6: listeners.[1].address: must be an IPv4 or IPv6 "
 	    "address literal");
 	expect_listener_err("    name = \"b\"; port = 444;\n"
-	    "    protocols = [\"secure\",\n      \"tls\"];\n",
+	                    "    protocols = [\"secure\",\n      \"tls\"];\n",
 	    "t.conf:7: listeners.[1].protocols.[1]: unknown protocol \"tls\"");
 	expect_listener_err("    name = \"b\"; port = 444;\n"
-	    "    protocols = [];\n",
+	                    "    protocols = [];\n",
 	    "t.conf:6: listeners.[1].protocols: must name at least one");
 	expect_listener_err("    name = \"b\"; port = 444;\n"
-	    "    protocols = \"secure\";\n",
+	                    "    protocols = \"secure\";\n",
 	    "t.conf:6: listeners.[1].protocols: must be an array");
 	expect_listener_err("    name = \"b\"; port = 444;\n"
-	    "    protocols = [\"secure\", \"secure\"];\n",
+	                    "    protocols = [\"secure\", \"secure\"];\n",
 	    "t.conf:6: listeners.[1].protocols.[1]: \"secure\" listed twice");
 	expect_listener_err("    name = \"b\"; port = 444;\n"
-	    "    protocols = [\"fake_tls\"];\n",
+	                    "    protocols = [\"fake_tls\"];\n",
 	    "t.conf:6: listeners.[1].tls_domain: missing: protocol fake_tls "
 	    "needs it");
 	/* protocols defaults to all three, fake_tls among them */
 	expect_listener_err("    name = \"b\"; port = 444;\n",
 	    "t.conf:4: listeners.[1].tls_domain: missing");
 	expect_listener_err("    name = \"b\"; port = 444;\n"
-	    "    tls_domain = \"a b\";\n",
+	                    "    tls_domain = \"a b\";\n",
 	    "t.conf:6: listeners.[1].tls_domain: must be a host name");
 	expect_listener_err("    name = \"b\"; port = 444;\n"
-	    "    tls_domain = \"a.b\";\n",
+	                    "    tls_domain = \"a.b\";\n",
 	    "t.conf:6: listeners.[1].tls_domain: must be 4 to 182 characters");
-	expect_listener_err("    name = \"b\"; port = 444;\n"
+	expect_listener_err(
+	    "    name = \"b\"; port = 444;\n"
 	    "    tls_domain = \"www.example.com\"; fronting = \"x:99999\";\n",
 	    "t.conf:6: listeners.[1].fronting: must be \"host:port\"");
 	expect_listener_err("    name = \"b\"; port = 444;\n"
-	    "    protocols = [\"secure\"]; ad_tag = \"xyz\";\n",
+	                    "    protocols = [\"secure\"]; ad_tag = \"xyz\";\n",
 	    "t.conf:6: listeners.[1].ad_tag: must be 32 hex digits or \"\"");
-	expect_listener_err("    name = \"b\"; port = 444;\n"
+	expect_listener_err(
+	    "    name = \"b\"; port = 444;\n"
 	    "    protocols = [\"secure\"]; backend = \"fast\";\n",
 	    "t.conf:6: listeners.[1].backend: must be \"auto\", \"middle\" "
 	    "or \"direct\"");
@@ -846,19 +861,19 @@ START_TEST(test_err_structure)
 	expect_err("listeners = { port = 1; };\n",
 	    "t.conf:1: listeners: must be a list");
 	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"]; }"
-	    "\n);\n",
+	           "\n);\n",
 	    "t.conf:2: listeners.[0].users: missing");
 	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"];\n"
-	    "    users = (); }\n);\n",
+	           "    users = (); }\n);\n",
 	    "t.conf:3: listeners.[0].users: must contain at least one user");
 	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"];\n"
-	    "    users = ( \"x\" ); }\n);\n",
+	           "    users = ( \"x\" ); }\n);\n",
 	    "t.conf:3: listeners.[0].users.[0]: must be a group");
 	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"];\n"
-	    "    users = (\n"
-	    "      { name = \"u\"; secret = \"" SECRET_A "\"; },\n"
-	    "      { name = \"u\"; secret = \"" SECRET_B "\"; }\n"
-	    "    ); }\n);\n",
+	           "    users = (\n"
+	           "      { name = \"u\"; secret = \"" SECRET_A "\"; },\n"
+	           "      { name = \"u\"; secret = \"" SECRET_B "\"; }\n"
+	           "    ); }\n);\n",
 	    "t.conf:5: listeners.[0].users.[1].name: duplicate user name "
 	    "\"u\"");
 	expect_err("log = \"syslog\";\n" GOOD_LISTENERS,
@@ -873,8 +888,8 @@ START_TEST(test_err_globals)
 	    "\"warning\" or \"error\"");
 	expect_err("log = {\n  level = \"warn\";\n};\n" GOOD_LISTENERS,
 	    "t.conf:2: log.level: must be");
-	expect_err("log = {\n  target = \"mtprotod.log\";\n};\n"
-	    GOOD_LISTENERS, "t.conf:2: log.target: must be \"stderr\", "
+	expect_err("log = {\n  target = \"mtprotod.log\";\n};\n" GOOD_LISTENERS,
+	    "t.conf:2: log.target: must be \"stderr\", "
 	    "\"syslog\" or an absolute file path");
 	expect_err("workers = 0;\n" GOOD_LISTENERS,
 	    "t.conf:1: workers: must be \"auto\" or an integer from 1 to 256");
@@ -896,8 +911,8 @@ START_TEST(test_err_globals)
 	    "t.conf:1: backend: must be \"auto\", \"middle\" or \"direct\"");
 	expect_err("user = \"\";\n" GOOD_LISTENERS,
 	    "t.conf:1: user: must not be empty");
-	expect_err("group = 5;\n" GOOD_LISTENERS,
-	    "t.conf:1: group: must be a string");
+	expect_err(
+	    "group = 5;\n" GOOD_LISTENERS, "t.conf:1: group: must be a string");
 	expect_err("chroot = \"jail\";\n" GOOD_LISTENERS,
 	    "t.conf:1: chroot: must be an absolute path");
 	expect_err("pidfile = \"\";\n" GOOD_LISTENERS,
@@ -907,19 +922,22 @@ START_TEST(test_err_globals)
 	expect_err(GOOD_LISTENERS "replay = { window = 0; };\n",
 	    "t.conf:7: replay.window: must be at least 1");
 	expect_err(GOOD_LISTENERS "tls = {\n cert_len_min = 3000;\n"
-	    " cert_len_max = 2000;\n};\n",
+	                          " cert_len_max = 2000;\n};\n",
 	    "t.conf:9: tls.cert_len_max: cert_len_min (3000) is larger");
 	expect_err(GOOD_LISTENERS "tls = { cert_len_max = 20000; };\n",
 	    "t.conf:7: tls.cert_len_max: must be between 1 and 16384");
 	expect_err(GOOD_LISTENERS "tls = { time_skew_past = -1; };\n",
 	    "t.conf:7: tls.time_skew_past: must be at least 0");
-	expect_err(GOOD_LISTENERS "telegram = {\n  dc = (\n"
+	expect_err(GOOD_LISTENERS
+	    "telegram = {\n  dc = (\n"
 	    "    { id = 2; address = \"149.154.167.51\"; }\n  );\n};\n",
 	    "t.conf:9: telegram.dc.[0].address: must be \"ip:port\"");
-	expect_err(GOOD_LISTENERS "telegram = {\n  dc = (\n"
+	expect_err(GOOD_LISTENERS
+	    "telegram = {\n  dc = (\n"
 	    "    { id = 0; address = \"149.154.167.51:443\"; }\n  );\n};\n",
 	    "t.conf:9: telegram.dc.[0].id: must be between 1 and 32767");
-	expect_err(GOOD_LISTENERS "telegram = {\n  dc = (\n"
+	expect_err(GOOD_LISTENERS
+	    "telegram = {\n  dc = (\n"
 	    "    { address = \"149.154.167.51:443\"; }\n  );\n};\n",
 	    "t.conf:9: telegram.dc.[0].id: missing");
 	expect_err(GOOD_LISTENERS "telegram = { default_dc = 0; };\n",
@@ -970,7 +988,7 @@ START_TEST(test_err_middle)
 	expect_err(GOOD_LISTENERS "middle = { ping_timeout = 0; };\n",
 	    "t.conf:7: middle.ping_timeout: must be at least 1");
 	expect_err(GOOD_LISTENERS "middle = {\n ping_interval = 40;\n"
-	    " ping_timeout = 40;\n};\n",
+	                          " ping_timeout = 40;\n};\n",
 	    "t.conf:9: middle.ping_timeout: ping_timeout (40) must be larger "
 	    "than ping_interval (40)");
 	expect_err(GOOD_LISTENERS "middle = { ping_interval = 100; };\n",

@@ -14,9 +14,9 @@
 
 /* The tables of spec B.1.1, as written there. */
 static const struct {
-	int16_t		 index;
-	const char	*ipv4;
-	const char	*ipv6;
+	int16_t index;
+	const char *ipv4;
+	const char *ipv6;
 } spec_dcs[] = {
 	{ 1, "149.154.175.50:443", "[2001:b28:f23d:f001::a]:443" },
 	{ 2, "149.154.167.51:443", "[2001:67c:4e8:f002::a]:443" },
@@ -31,8 +31,8 @@ static const struct {
 
 /* dc_lookup() as text; "" when it fails. */
 static const char *
-lookup_str(const struct dc_table *t, int16_t index, int v6, int *dflt,
-    char *buf)
+lookup_str(
+    const struct dc_table *t, int16_t index, int v6, int *dflt, char *buf)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = 0;
@@ -48,15 +48,15 @@ lookup_str(const struct dc_table *t, int16_t index, int v6, int *dflt,
 }
 
 static void
-check_lookup(const struct dc_table *t, int16_t index, int v6,
-    const char *want, int want_default)
+check_lookup(const struct dc_table *t, int16_t index, int v6, const char *want,
+    int want_default)
 {
 	char buf[ADDR_STRLEN];
 	int dflt;
 
 	ck_assert_str_eq(lookup_str(t, index, v6, &dflt, buf), want);
-	ck_assert_msg(dflt == want_default, "index %d: used_default %d",
-	    index, dflt);
+	ck_assert_msg(
+	    dflt == want_default, "index %d: used_default %d", index, dflt);
 }
 
 static void
@@ -118,8 +118,19 @@ END_TEST
 START_TEST(test_default_fallback)
 {
 	static const int16_t unknown[] = {
-		0, 6, -6, 7, 100, 202, 204, -204, 10000, 10004, -10004,
-		INT16_MAX, INT16_MIN,
+		0,
+		6,
+		-6,
+		7,
+		100,
+		202,
+		204,
+		-204,
+		10000,
+		10004,
+		-10004,
+		INT16_MAX,
+		INT16_MIN,
 	};
 	struct dc_table *t2 = dc_table_new(NULL, 0, 2);
 	struct dc_table *t4 = dc_table_new(NULL, 0, 4);
@@ -128,8 +139,8 @@ START_TEST(test_default_fallback)
 	ck_assert_ptr_nonnull(t4);
 	for (size_t i = 0; i < nitems(unknown); i++) {
 		check_lookup(t2, unknown[i], 0, "149.154.167.51:443", 1);
-		check_lookup(t2, unknown[i], 1,
-		    "[2001:67c:4e8:f002::a]:443", 1);
+		check_lookup(
+		    t2, unknown[i], 1, "[2001:67c:4e8:f002::a]:443", 1);
 		check_lookup(t4, unknown[i], 0, "149.154.167.91:443", 1);
 	}
 	/* A known id is not the default even when it equals it. */
@@ -146,10 +157,10 @@ START_TEST(test_overrides)
 	struct dc_table *t;
 
 	set_over(&over[0], 2, "10.0.0.1:443");
-	set_over(&over[1], 2, "10.0.0.2:8443");		/* the last one wins */
+	set_over(&over[1], 2, "10.0.0.2:8443"); /* the last one wins */
 	set_over(&over[2], 3, "[2001:db8::3]:444");
-	set_over(&over[3], 7, "10.0.0.7:443");		/* a new id, IPv4 */
-	set_over(&over[4], 10004, "[2001:db8::4]:443");	/* new, IPv6 only */
+	set_over(&over[3], 7, "10.0.0.7:443"); /* a new id, IPv4 */
+	set_over(&over[4], 10004, "[2001:db8::4]:443"); /* new, IPv6 only */
 	set_over(&over[5], 203, "192.0.2.203:443");
 	t = dc_table_new(over, nitems(over), 7);
 	ck_assert_ptr_nonnull(t);
@@ -220,7 +231,7 @@ START_TEST(test_warn_once)
 	ck_assert_ptr_nonnull(t);
 	ck_assert_int_eq(dc_table_warn_once(t, 6), 1);
 	ck_assert_int_eq(dc_table_warn_once(t, 6), 0);
-	ck_assert_int_eq(dc_table_warn_once(t, -6), 0);	/* same DC */
+	ck_assert_int_eq(dc_table_warn_once(t, -6), 0); /* same DC */
 	ck_assert_int_eq(dc_table_warn_once(t, -9), 1);
 	ck_assert_int_eq(dc_table_warn_once(t, 9), 0);
 	ck_assert_int_eq(dc_table_warn_once(t, 0), 1);
@@ -233,8 +244,8 @@ START_TEST(test_warn_once)
 	/* Known DCs are never reported. */
 	for (size_t i = 0; i < nitems(spec_dcs); i++) {
 		ck_assert_int_eq(dc_table_warn_once(t, spec_dcs[i].index), 0);
-		ck_assert_int_eq(dc_table_warn_once(t,
-		    (int16_t)-spec_dcs[i].index), 0);
+		ck_assert_int_eq(
+		    dc_table_warn_once(t, (int16_t)-spec_dcs[i].index), 0);
 	}
 	/* Every other index once, however often it comes. */
 	int first = 0;

@@ -11,11 +11,13 @@
 #include "vectors.h"
 
 static const enum frame_kind all_kinds[] = {
-	FRAME_ABRIDGED, FRAME_INTERMEDIATE, FRAME_PADDED,
+	FRAME_ABRIDGED,
+	FRAME_INTERMEDIATE,
+	FRAME_PADDED,
 };
 
-typedef int (*decode_fn)(enum frame_kind, const uint8_t *, size_t,
-    struct frame_info *);
+typedef int (*decode_fn)(
+    enum frame_kind, const uint8_t *, size_t, struct frame_info *);
 
 static uint8_t *
 vh(const char *name, size_t *len)
@@ -78,8 +80,8 @@ info(size_t hdrlen, size_t pktlen, int quickack)
 START_TEST(test_kind_from_tag)
 {
 	ck_assert_int_eq(frame_kind_from_tag(O2_TAG_ABRIDGED), FRAME_ABRIDGED);
-	ck_assert_int_eq(frame_kind_from_tag(O2_TAG_INTERMEDIATE),
-	    FRAME_INTERMEDIATE);
+	ck_assert_int_eq(
+	    frame_kind_from_tag(O2_TAG_INTERMEDIATE), FRAME_INTERMEDIATE);
 	ck_assert_int_eq(frame_kind_from_tag(O2_TAG_PADDED), FRAME_PADDED);
 	ck_assert_int_eq(frame_kind_from_tag(0), -1);
 	ck_assert_int_eq(frame_kind_from_tag(0xefefefeeu), -1);
@@ -90,10 +92,10 @@ END_TEST
 START_TEST(test_vectors_small)
 {
 	static const struct {
-		const char		*name;
-		enum frame_kind		 kind;
-		int			 quickack;
-		size_t			 hdrlen;
+		const char *name;
+		enum frame_kind kind;
+		int quickack;
+		size_t hdrlen;
 	} cases[] = {
 		{ "abridged_16", FRAME_ABRIDGED, 0, 1 },
 		{ "abridged_16_quickack", FRAME_ABRIDGED, 1, 1 },
@@ -106,24 +108,24 @@ START_TEST(test_vectors_small)
 	for (i = 0; i < nitems(cases); i++) {
 		frame = vh(cases[i].name, &len);
 		ck_assert_uint_gt(len, cases[i].hdrlen);
-		want = info(cases[i].hdrlen, len - cases[i].hdrlen,
-		    cases[i].quickack);
+		want = info(
+		    cases[i].hdrlen, len - cases[i].hdrlen, cases[i].quickack);
 		check_splits(frame_decode, cases[i].kind, frame, len, &want);
-		ck_assert_int_eq(frame_decode(cases[i].kind, frame, len, &fi),
-		    FRAME_OK);
+		ck_assert_int_eq(
+		    frame_decode(cases[i].kind, frame, len, &fi), FRAME_OK);
 		ck_assert_uint_eq(fi.pktlen, 16);
 
 		/* The client encodes the same header. */
-		n = frame_client_encode_header(cases[i].kind, 16,
-		    cases[i].quickack, hdr, &padlen);
+		n = frame_client_encode_header(
+		    cases[i].kind, 16, cases[i].quickack, hdr, &padlen);
 		ck_assert_uint_eq(n, cases[i].hdrlen);
 		ck_assert_uint_eq(padlen, 0);
 		ck_assert_mem_eq(hdr, frame, n);
 
 		/* So does the proxy, which never asks for quick acks. */
 		if (!cases[i].quickack) {
-			n = frame_encode_header(cases[i].kind, 16, hdr,
-			    &padlen);
+			n = frame_encode_header(
+			    cases[i].kind, 16, hdr, &padlen);
 			ck_assert_uint_eq(n, cases[i].hdrlen);
 			ck_assert_uint_eq(padlen, 0);
 			ck_assert_mem_eq(hdr, frame, n);
@@ -138,10 +140,10 @@ END_TEST
 START_TEST(test_vectors_headers)
 {
 	static const struct {
-		const char		*name;
-		enum frame_kind		 kind;
-		size_t			 pktlen;
-		int			 quickack;
+		const char *name;
+		enum frame_kind kind;
+		size_t pktlen;
+		int quickack;
 	} cases[] = {
 		{ "abridged_600_header", FRAME_ABRIDGED, 600, 0 },
 		{ "abridged_600_quickack_header", FRAME_ABRIDGED, 600, 1 },
@@ -161,7 +163,8 @@ START_TEST(test_vectors_headers)
 		ck_assert_mem_eq(out, hdr, 4);
 		if (!cases[i].quickack) {
 			ck_assert_uint_eq(frame_encode_header(cases[i].kind,
-			    cases[i].pktlen, out, &padlen), 4);
+			                      cases[i].pktlen, out, &padlen),
+			    4);
 			ck_assert_mem_eq(out, hdr, 4);
 		}
 		frame = malloc(4 + cases[i].pktlen);
@@ -189,13 +192,12 @@ START_TEST(test_vectors_padded)
 	want = info(4, plen, 0);
 	check_splits(frame_decode, FRAME_PADDED, frame, len, &want);
 	check_splits(frame_client_decode, FRAME_PADDED, frame, len, &want);
-	ck_assert_int_eq(frame_decode(FRAME_PADDED, frame, len, &fi),
-	    FRAME_OK);
+	ck_assert_int_eq(frame_decode(FRAME_PADDED, frame, len, &fi), FRAME_OK);
 	ck_assert_uint_ge(len, fi.hdrlen + fi.pktlen);
 	ck_assert_mem_eq(frame + fi.hdrlen, payload, plen);
 	/* Intermediate refuses the same length (not a multiple of 4). */
-	ck_assert_int_eq(frame_decode(FRAME_INTERMEDIATE, frame, len, &fi),
-	    FRAME_ERROR);
+	ck_assert_int_eq(
+	    frame_decode(FRAME_INTERMEDIATE, frame, len, &fi), FRAME_ERROR);
 
 	/* The proxy pads 1..3 bytes: 3 gives the vector's header. */
 	for (i = 0; i < 300; i++) {
@@ -213,8 +215,8 @@ START_TEST(test_vectors_padded)
 	/* Clients pad 0..15 bytes. */
 	memset(seen, 0, sizeof(seen));
 	for (i = 0; i < 2000; i++) {
-		n = frame_client_encode_header(FRAME_PADDED, plen, 0, hdr,
-		    &padlen);
+		n = frame_client_encode_header(
+		    FRAME_PADDED, plen, 0, hdr, &padlen);
 		ck_assert_uint_eq(n, 4);
 		ck_assert_uint_le(padlen, 15);
 		seen[padlen] = 1;
@@ -239,10 +241,11 @@ START_TEST(test_vectors_quickack)
 	ack = vec_hex("B2_middle_proxy.rpc_simple_ack_example", &alen);
 	ck_assert_uint_eq(alen, 16);
 	confirm = ack + 12;
-	value = (uint32_t)strtoul(vec_str("A3_framing.quick_ack_confirm_value"),
-	    NULL, 16);
-	ck_assert_uint_eq(value, (uint32_t)confirm[0] | confirm[1] << 8 |
-	    confirm[2] << 16 | (uint32_t)confirm[3] << 24);
+	value = (uint32_t)strtoul(
+	    vec_str("A3_framing.quick_ack_confirm_value"), NULL, 16);
+	ck_assert_uint_eq(value,
+	    (uint32_t)confirm[0] | confirm[1] << 8 | confirm[2] << 16 |
+	        (uint32_t)confirm[3] << 24);
 
 	want_ab = vh("quick_ack_to_client_abridged", &len);
 	ck_assert_uint_eq(len, 4);
@@ -259,8 +262,8 @@ START_TEST(test_vectors_quickack)
 	want = info(4, 0, 1);
 	want.confirm = value;
 	check_splits(frame_client_decode, FRAME_ABRIDGED, want_ab, 4, &want);
-	check_splits(frame_client_decode, FRAME_INTERMEDIATE, want_im, 4,
-	    &want);
+	check_splits(
+	    frame_client_decode, FRAME_INTERMEDIATE, want_im, 4, &want);
 	check_splits(frame_client_decode, FRAME_PADDED, want_im, 4, &want);
 	free(ack);
 	free(want_ab);
@@ -271,30 +274,30 @@ END_TEST
 START_TEST(test_malformed)
 {
 	static const struct {
-		enum frame_kind	 kind;
-		const char	*hex;
+		enum frame_kind kind;
+		const char *hex;
 	} cases[] = {
 		{ FRAME_ABRIDGED, "00" },
 		{ FRAME_ABRIDGED, "80" },
 		{ FRAME_ABRIDGED, "7f000000" },
-		{ FRAME_ABRIDGED, "7f7e0000" },		/* over-long */
+		{ FRAME_ABRIDGED, "7f7e0000" }, /* over-long */
 		{ FRAME_ABRIDGED, "ff7e0000" },
-		{ FRAME_ABRIDGED, "7f01fc03" },		/* MAX + 4 */
+		{ FRAME_ABRIDGED, "7f01fc03" }, /* MAX + 4 */
 		{ FRAME_ABRIDGED, "7fffffff" },
 		{ FRAME_INTERMEDIATE, "00000000" },
 		{ FRAME_INTERMEDIATE, "00000080" },
 		{ FRAME_INTERMEDIATE, "02000000" },
 		{ FRAME_INTERMEDIATE, "11000000" },
-		{ FRAME_INTERMEDIATE, "10000040" },	/* bit 30 */
+		{ FRAME_INTERMEDIATE, "10000040" }, /* bit 30 */
 		{ FRAME_INTERMEDIATE, "100000c0" },
-		{ FRAME_INTERMEDIATE, "04f00f00" },	/* MAX + 4 */
+		{ FRAME_INTERMEDIATE, "04f00f00" }, /* MAX + 4 */
 		{ FRAME_INTERMEDIATE, "ffffff7f" },
 		{ FRAME_PADDED, "00000000" },
 		{ FRAME_PADDED, "00000080" },
-		{ FRAME_PADDED, "01000000" },		/* nothing left */
+		{ FRAME_PADDED, "01000000" }, /* nothing left */
 		{ FRAME_PADDED, "03000080" },
 		{ FRAME_PADDED, "13000040" },
-		{ FRAME_PADDED, "01f00f00" },		/* MAX + 1 */
+		{ FRAME_PADDED, "01f00f00" }, /* MAX + 1 */
 		{ FRAME_PADDED, "ffffffff" },
 	};
 	struct frame_info fi;
@@ -305,8 +308,9 @@ START_TEST(test_malformed)
 		n = strlen(cases[i].hex) / 2;
 		ck_assert_int_eq(hex_decode(cases[i].hex, buf, n), 0);
 		memset(&fi, 0x5a, sizeof(fi));
-		ck_assert_msg(frame_decode(cases[i].kind, buf, n, &fi) ==
-		    FRAME_ERROR, "%d %s", cases[i].kind, cases[i].hex);
+		ck_assert_msg(
+		    frame_decode(cases[i].kind, buf, n, &fi) == FRAME_ERROR,
+		    "%d %s", cases[i].kind, cases[i].hex);
 		ck_assert_uint_eq(fi.total, 0);
 		ck_assert_uint_eq(fi.pktlen, 0);
 	}
@@ -317,9 +321,9 @@ END_TEST
 START_TEST(test_limits)
 {
 	static const struct {
-		enum frame_kind	 kind;
-		const char	*hex;
-		size_t		 hdrlen, pktlen, total;
+		enum frame_kind kind;
+		const char *hex;
+		size_t hdrlen, pktlen, total;
 	} cases[] = {
 		{ FRAME_ABRIDGED, "01", 1, 4, 5 },
 		{ FRAME_ABRIDGED, "7e", 1, 504, 505 },
@@ -343,8 +347,9 @@ START_TEST(test_limits)
 	for (i = 0; i < nitems(cases); i++) {
 		n = strlen(cases[i].hex) / 2;
 		ck_assert_int_eq(hex_decode(cases[i].hex, buf, n), 0);
-		ck_assert_msg(frame_decode(cases[i].kind, buf, n, &fi) ==
-		    FRAME_NEED_MORE, "%s", cases[i].hex);
+		ck_assert_msg(
+		    frame_decode(cases[i].kind, buf, n, &fi) == FRAME_NEED_MORE,
+		    "%s", cases[i].hex);
 		ck_assert_uint_eq(fi.hdrlen, cases[i].hdrlen);
 		ck_assert_uint_eq(fi.pktlen, cases[i].pktlen);
 		ck_assert_uint_eq(fi.total, cases[i].total);
@@ -355,16 +360,16 @@ END_TEST
 START_TEST(test_client_malformed)
 {
 	static const struct {
-		enum frame_kind	 kind;
-		const char	*hex;
+		enum frame_kind kind;
+		const char *hex;
 	} cases[] = {
 		{ FRAME_ABRIDGED, "00" },
 		{ FRAME_ABRIDGED, "7f000000" },
 		{ FRAME_ABRIDGED, "7f7e0000" },
-		{ FRAME_ABRIDGED, "7f010040" },		/* CLIENT_MAX + 4 */
+		{ FRAME_ABRIDGED, "7f010040" }, /* CLIENT_MAX + 4 */
 		{ FRAME_INTERMEDIATE, "00000000" },
 		{ FRAME_INTERMEDIATE, "06000000" },
-		{ FRAME_INTERMEDIATE, "04000001" },	/* CLIENT_MAX + 4 */
+		{ FRAME_INTERMEDIATE, "04000001" }, /* CLIENT_MAX + 4 */
 		{ FRAME_PADDED, "00000000" },
 		{ FRAME_PADDED, "03000000" },
 		{ FRAME_PADDED, "01000001" },
@@ -377,7 +382,8 @@ START_TEST(test_client_malformed)
 		n = strlen(cases[i].hex) / 2;
 		ck_assert_int_eq(hex_decode(cases[i].hex, buf, n), 0);
 		ck_assert_msg(frame_client_decode(cases[i].kind, buf, n, &fi) ==
-		    FRAME_ERROR, "%d %s", cases[i].kind, cases[i].hex);
+		        FRAME_ERROR,
+		    "%d %s", cases[i].kind, cases[i].hex);
 	}
 	/* The largest one it takes. */
 	put_le32(buf, FRAME_CLIENT_MAX_PACKET);
@@ -386,8 +392,8 @@ START_TEST(test_client_malformed)
 	ck_assert_uint_eq(fi.total, 4 + FRAME_CLIENT_MAX_PACKET);
 	/* An abridged quick ack needs all four bytes. */
 	buf[0] = 0x80;
-	ck_assert_int_eq(frame_client_decode(FRAME_ABRIDGED, buf, 1, &fi),
-	    FRAME_NEED_MORE);
+	ck_assert_int_eq(
+	    frame_client_decode(FRAME_ABRIDGED, buf, 1, &fi), FRAME_NEED_MORE);
 	ck_assert_int_eq(fi.quickack, 1);
 	ck_assert_uint_eq(fi.total, 4);
 }
@@ -400,44 +406,52 @@ START_TEST(test_encode_limits)
 
 	for (k = 0; k < nitems(all_kinds); k++) {
 		/* Empty or ragged packets cannot be framed. */
-		ck_assert_uint_eq(frame_encode_header(all_kinds[k], 0, hdr,
-		    &padlen), 0);
+		ck_assert_uint_eq(
+		    frame_encode_header(all_kinds[k], 0, hdr, &padlen), 0);
 		ck_assert_uint_eq(padlen, 0);
-		ck_assert_uint_eq(frame_encode_header(all_kinds[k], 18, hdr,
-		    &padlen), 0);
-		ck_assert_uint_eq(frame_client_encode_header(all_kinds[k], 0,
-		    0, hdr, &padlen), 0);
-		ck_assert_uint_eq(frame_client_encode_header(all_kinds[k], 7,
-		    1, hdr, &padlen), 0);
+		ck_assert_uint_eq(
+		    frame_encode_header(all_kinds[k], 18, hdr, &padlen), 0);
+		ck_assert_uint_eq(frame_client_encode_header(
+		                      all_kinds[k], 0, 0, hdr, &padlen),
+		    0);
+		ck_assert_uint_eq(frame_client_encode_header(
+		                      all_kinds[k], 7, 1, hdr, &padlen),
+		    0);
 		ck_assert_uint_eq(padlen, 0);
 	}
 	/* Abridged switches to the long form at 0x7f words. */
-	ck_assert_uint_eq(frame_encode_header(FRAME_ABRIDGED, 0x7e * 4, hdr,
-	    &padlen), 1);
+	ck_assert_uint_eq(
+	    frame_encode_header(FRAME_ABRIDGED, 0x7e * 4, hdr, &padlen), 1);
 	ck_assert_uint_eq(hdr[0], 0x7e);
-	ck_assert_uint_eq(frame_encode_header(FRAME_ABRIDGED, 0x7f * 4, hdr,
-	    &padlen), 4);
+	ck_assert_uint_eq(
+	    frame_encode_header(FRAME_ABRIDGED, 0x7f * 4, hdr, &padlen), 4);
 	ck_assert_int_eq(hex_decode("7f7f0000", want, 4), 0);
 	ck_assert_mem_eq(hdr, want, 4);
 	ck_assert_uint_eq(frame_encode_header(FRAME_ABRIDGED,
-	    (size_t)0xffffff * 4, hdr, &padlen), 4);
+	                      (size_t)0xffffff * 4, hdr, &padlen),
+	    4);
 	ck_assert_int_eq(hex_decode("7fffffff", want, 4), 0);
 	ck_assert_mem_eq(hdr, want, 4);
 	ck_assert_uint_eq(frame_encode_header(FRAME_ABRIDGED,
-	    (size_t)0x1000000 * 4, hdr, &padlen), 0);
+	                      (size_t)0x1000000 * 4, hdr, &padlen),
+	    0);
 	ck_assert_uint_eq(frame_client_encode_header(FRAME_ABRIDGED,
-	    (size_t)0x1000000 * 4, 0, hdr, &padlen), 0);
+	                      (size_t)0x1000000 * 4, 0, hdr, &padlen),
+	    0);
 	/* Intermediate lengths never reach bit 30. */
-	ck_assert_uint_eq(frame_encode_header(FRAME_INTERMEDIATE, 0x3ffffffc,
-	    hdr, &padlen), 4);
+	ck_assert_uint_eq(
+	    frame_encode_header(FRAME_INTERMEDIATE, 0x3ffffffc, hdr, &padlen),
+	    4);
 	ck_assert_int_eq(hex_decode("fcffff3f", want, 4), 0);
 	ck_assert_mem_eq(hdr, want, 4);
-	ck_assert_uint_eq(frame_encode_header(FRAME_INTERMEDIATE, 0x40000000,
-	    hdr, &padlen), 0);
-	ck_assert_uint_eq(frame_encode_header(FRAME_PADDED, 0x40000000,
-	    hdr, &padlen), 0);
-	ck_assert_uint_eq(frame_client_encode_header(FRAME_INTERMEDIATE,
-	    0x3ffffffc, 1, hdr, &padlen), 4);
+	ck_assert_uint_eq(
+	    frame_encode_header(FRAME_INTERMEDIATE, 0x40000000, hdr, &padlen),
+	    0);
+	ck_assert_uint_eq(
+	    frame_encode_header(FRAME_PADDED, 0x40000000, hdr, &padlen), 0);
+	ck_assert_uint_eq(frame_client_encode_header(
+	                      FRAME_INTERMEDIATE, 0x3ffffffc, 1, hdr, &padlen),
+	    4);
 	ck_assert_int_eq(hex_decode("fcffffbf", want, 4), 0);
 	ck_assert_mem_eq(hdr, want, 4);
 }
@@ -447,8 +461,17 @@ END_TEST
 START_TEST(test_round_trip)
 {
 	static const size_t lens[] = {
-		4, 8, 16, 28, 0x7e * 4, 0x7f * 4, 1000, 4096, 65536,
-		FRAME_MAX_PACKET - 4, FRAME_MAX_PACKET,
+		4,
+		8,
+		16,
+		28,
+		0x7e * 4,
+		0x7f * 4,
+		1000,
+		4096,
+		65536,
+		FRAME_MAX_PACKET - 4,
+		FRAME_MAX_PACKET,
 	};
 	struct frame_info fi;
 	uint8_t *buf, hdr[4];
@@ -460,12 +483,12 @@ START_TEST(test_round_trip)
 	for (k = 0; k < nitems(all_kinds); k++)
 		for (i = 0; i < nitems(lens); i++) {
 			/* Proxy to client. */
-			n = frame_encode_header(all_kinds[k], lens[i], hdr,
-			    &padlen);
+			n = frame_encode_header(
+			    all_kinds[k], lens[i], hdr, &padlen);
 			ck_assert_uint_ne(n, 0);
 			memcpy(buf, hdr, n);
-			rc = frame_client_decode(all_kinds[k], buf,
-			    n + lens[i] + padlen, &fi);
+			rc = frame_client_decode(
+			    all_kinds[k], buf, n + lens[i] + padlen, &fi);
 			ck_assert_int_eq(rc, FRAME_OK);
 			ck_assert_uint_eq(fi.hdrlen, n);
 			ck_assert_uint_eq(fi.pktlen, lens[i]);
@@ -473,8 +496,8 @@ START_TEST(test_round_trip)
 			ck_assert_int_eq(fi.quickack, 0);
 			/* Client to proxy, with and without quick ack. */
 			for (qa = 0; qa < 2; qa++) {
-				n = frame_client_encode_header(all_kinds[k],
-				    lens[i], qa, hdr, &padlen);
+				n = frame_client_encode_header(
+				    all_kinds[k], lens[i], qa, hdr, &padlen);
 				ck_assert_uint_ne(n, 0);
 				memcpy(buf, hdr, n);
 				rc = frame_decode(all_kinds[k], buf,
@@ -486,12 +509,12 @@ START_TEST(test_round_trip)
 				}
 				ck_assert_int_eq(rc, FRAME_OK);
 				ck_assert_uint_eq(fi.hdrlen, n);
-				ck_assert_uint_eq(fi.total,
-				    n + lens[i] + padlen);
+				ck_assert_uint_eq(
+				    fi.total, n + lens[i] + padlen);
 				ck_assert_int_eq(fi.quickack, qa);
 				/* Whole words of padding stay attached. */
-				ck_assert_uint_eq(fi.pktlen,
-				    lens[i] + (padlen & ~(size_t)3));
+				ck_assert_uint_eq(
+				    fi.pktlen, lens[i] + (padlen & ~(size_t)3));
 			}
 		}
 	free(buf);
@@ -512,7 +535,10 @@ plain_packet(uint8_t *pkt, size_t len, uint32_t msglen, uint32_t ctor)
 START_TEST(test_packet_check)
 {
 	static const uint32_t ctors[] = {
-		0x60469778, 0xbe7e8ef1, 0xd712e4be, 0xf5045f1f,
+		0x60469778,
+		0xbe7e8ef1,
+		0xd712e4be,
+		0xf5045f1f,
 	};
 	/* Requests from mtproto_proxy's (Erlang) test suite, spec B.2.7. */
 	static const char *erl[] = {
@@ -527,7 +553,7 @@ START_TEST(test_packet_check)
 	for (i = 0; i < nitems(erl); i++) {
 		ck_assert_int_eq(hex_decode(erl[i], pkt, 40), 0);
 		ck_assert_int_eq(frame_packet_check(pkt, 40), 1);
-		pkt[20] ^= 1;	/* unknown constructor */
+		pkt[20] ^= 1; /* unknown constructor */
 		ck_assert_int_eq(frame_packet_check(pkt, 40), 0);
 	}
 	for (i = 0; i < nitems(ctors); i++) {
@@ -590,14 +616,14 @@ START_TEST(test_random_bytes_safe)
 			rc = frame_decode(all_kinds[k], buf, len, &fi);
 			if (rc == FRAME_OK) {
 				ck_assert_uint_le(fi.total, len);
-				ck_assert_uint_le(fi.hdrlen + fi.pktlen,
-				    fi.total);
+				ck_assert_uint_le(
+				    fi.hdrlen + fi.pktlen, fi.total);
 				ck_assert_uint_gt(fi.pktlen, 0);
 				ck_assert_uint_eq(fi.pktlen % 4, 0);
 			} else if (rc == FRAME_NEED_MORE) {
 				ck_assert(fi.total == 0 || fi.total > len);
-				ck_assert_uint_le(fi.total,
-				    4 + FRAME_MAX_PACKET);
+				ck_assert_uint_le(
+				    fi.total, 4 + FRAME_MAX_PACKET);
 			} else
 				ck_assert_int_eq(rc, FRAME_ERROR);
 			rc = frame_client_decode(all_kinds[k], buf, len, &fi);

@@ -17,12 +17,12 @@
 #include "util.h"
 #include "vectors.h"
 
-#define V(name)	vec_str("A1_secrets." name)
+#define V(name) vec_str("A1_secrets." name)
 
-static uint8_t	secret[16];
-static char	domain[256];
-static char	server[256];
-static unsigned	port;
+static uint8_t secret[16];
+static char domain[256];
+static char server[256];
+static unsigned port;
 
 /* Secret and domain from ee_hex, server and port from a vector link. */
 static void
@@ -87,7 +87,7 @@ END_TEST
 START_TEST(test_base64url_roundtrip)
 {
 	static const char *domains[] = { "a.bc", "ab.cd", "abc.de",
-	    "www.example.com", "x-y.example.org" };
+		"www.example.com", "x-y.example.org" };
 	char out[LINKS_MAX], hex[LINKS_MAX];
 	unsigned char std[LINKS_MAX], dec[LINKS_MAX];
 	uint8_t want[LINKS_MAX];
@@ -95,20 +95,21 @@ START_TEST(test_base64url_roundtrip)
 	int dl;
 
 	for (size_t i = 0; i < sizeof(domains) / sizeof(domains[0]); i++) {
-		n = (size_t)links_secret(out, sizeof(out), PROTO_FAKE_TLS,
-		    secret, domains[i], 1);
+		n = (size_t)links_secret(
+		    out, sizeof(out), PROTO_FAKE_TLS, secret, domains[i], 1);
 		ck_assert_ptr_null(strpbrk(out, "+/="));
 		memcpy(std, out, n);
 		for (size_t k = 0; k < n; k++)
-			std[k] = std[k] == '-' ? '+' : std[k] == '_' ? '/' :
-			    std[k];
+			std[k] = std[k] == '-' ? '+'
+			    : std[k] == '_'    ? '/'
+			                       : std[k];
 		while (n % 4)
 			std[n++] = '=';
 		std[n] = '\0';
 		dl = EVP_DecodeBlock(dec, std, (int)n);
 		ck_assert_int_gt(dl, 0);
-		links_secret(hex, sizeof(hex), PROTO_FAKE_TLS, secret,
-		    domains[i], 0);
+		links_secret(
+		    hex, sizeof(hex), PROTO_FAKE_TLS, secret, domains[i], 0);
 		wl = strlen(hex) / 2;
 		ck_assert_int_eq(hex_decode(hex, want, wl), 0);
 		/* EVP_DecodeBlock counts padding bytes as zeros. */
@@ -129,11 +130,11 @@ START_TEST(test_links)
 	    (uint16_t)port, PROTO_CLASSIC, secret, NULL, 0);
 	ck_assert_str_eq(out, V("link_plain"));
 	ck_assert_int_eq(n, (int)strlen(out));
-	links_format(out, sizeof(out), LINKS_SCHEME_TG, server,
-	    (uint16_t)port, PROTO_SECURE, secret, NULL, 0);
+	links_format(out, sizeof(out), LINKS_SCHEME_TG, server, (uint16_t)port,
+	    PROTO_SECURE, secret, NULL, 0);
 	ck_assert_str_eq(out, V("link_dd"));
-	links_format(out, sizeof(out), LINKS_SCHEME_TG, server,
-	    (uint16_t)port, PROTO_FAKE_TLS, secret, domain, 0);
+	links_format(out, sizeof(out), LINKS_SCHEME_TG, server, (uint16_t)port,
+	    PROTO_FAKE_TLS, secret, domain, 0);
 	ck_assert_str_eq(out, V("link_ee_hex"));
 	links_format(out, sizeof(out), LINKS_SCHEME_HTTPS, server,
 	    (uint16_t)port, PROTO_FAKE_TLS, secret, domain, 1);
@@ -147,51 +148,56 @@ START_TEST(test_links_errors)
 	size_t need;
 
 	/* fake_tls without a usable domain */
-	ck_assert_int_eq(links_format(out, sizeof(out), LINKS_SCHEME_TG,
-	    server, 443, PROTO_FAKE_TLS, secret, NULL, 0), -1);
-	ck_assert_int_eq(links_format(out, sizeof(out), LINKS_SCHEME_TG,
-	    server, 443, PROTO_FAKE_TLS, secret, "", 0), -1);
+	ck_assert_int_eq(links_format(out, sizeof(out), LINKS_SCHEME_TG, server,
+	                     443, PROTO_FAKE_TLS, secret, NULL, 0),
+	    -1);
+	ck_assert_int_eq(links_format(out, sizeof(out), LINKS_SCHEME_TG, server,
+	                     443, PROTO_FAKE_TLS, secret, "", 0),
+	    -1);
 	memset(big, 'a', 183);
 	big[183] = '\0';
-	ck_assert_int_eq(links_secret(out, sizeof(out), PROTO_FAKE_TLS,
-	    secret, big, 0), -1);
+	ck_assert_int_eq(
+	    links_secret(out, sizeof(out), PROTO_FAKE_TLS, secret, big, 0), -1);
 	big[182] = '\0';
-	ck_assert_int_eq(links_secret(out, sizeof(out), PROTO_FAKE_TLS,
-	    secret, big, 0), 2 * (17 + 182));
-	ck_assert_int_eq(links_secret(out, sizeof(out), 0, secret, NULL, 0),
+	ck_assert_int_eq(
+	    links_secret(out, sizeof(out), PROTO_FAKE_TLS, secret, big, 0),
+	    2 * (17 + 182));
+	ck_assert_int_eq(
+	    links_secret(out, sizeof(out), 0, secret, NULL, 0), -1);
+	ck_assert_int_eq(links_secret(out, sizeof(out),
+	                     PROTO_CLASSIC | PROTO_SECURE, secret, NULL, 0),
 	    -1);
-	ck_assert_int_eq(links_secret(out, sizeof(out), PROTO_CLASSIC |
-	    PROTO_SECURE, secret, NULL, 0), -1);
 
 	/* Exactly fitting works, one byte less does not. */
 	need = strlen(V("link_dd")) + 1;
 	ck_assert_int_eq(links_format(out, need, LINKS_SCHEME_TG, server,
-	    (uint16_t)port, PROTO_SECURE, secret, NULL, 0),
+	                     (uint16_t)port, PROTO_SECURE, secret, NULL, 0),
 	    (int)need - 1);
 	ck_assert_str_eq(out, V("link_dd"));
 	for (size_t cap = 0; cap < need; cap++) {
 		memset(out, 'X', sizeof(out));
-		ck_assert_int_eq(links_format(out, cap, LINKS_SCHEME_TG,
-		    server, (uint16_t)port, PROTO_SECURE, secret, NULL, 0),
+		ck_assert_int_eq(
+		    links_format(out, cap, LINKS_SCHEME_TG, server,
+		        (uint16_t)port, PROTO_SECURE, secret, NULL, 0),
 		    -1);
 		ck_assert_int_eq(out[cap], 'X');
 	}
-	ck_assert_int_eq(links_secret(out, 33, PROTO_CLASSIC, secret, NULL,
-	    0), 32);
-	ck_assert_int_eq(links_secret(out, 32, PROTO_CLASSIC, secret, NULL,
-	    0), -1);
-	ck_assert_int_eq(links_secret(out, 0, PROTO_CLASSIC, secret, NULL,
-	    0), -1);
+	ck_assert_int_eq(
+	    links_secret(out, 33, PROTO_CLASSIC, secret, NULL, 0), 32);
+	ck_assert_int_eq(
+	    links_secret(out, 32, PROTO_CLASSIC, secret, NULL, 0), -1);
+	ck_assert_int_eq(
+	    links_secret(out, 0, PROTO_CLASSIC, secret, NULL, 0), -1);
 
 	/* A host with odd characters is percent-encoded. */
 	links_format(out, sizeof(out), LINKS_SCHEME_TG, "a b&c", 1,
 	    PROTO_CLASSIC, secret, NULL, 0);
-	ck_assert_int_eq(strncmp(out, "tg://proxy?server=a%20b%26c&port=1&",
-	    35), 0);
+	ck_assert_int_eq(
+	    strncmp(out, "tg://proxy?server=a%20b%26c&port=1&", 35), 0);
 	links_format(out, sizeof(out), LINKS_SCHEME_TG, "2001:db8::1", 443,
 	    PROTO_CLASSIC, secret, NULL, 0);
-	ck_assert_int_eq(strncmp(out,
-	    "tg://proxy?server=2001:db8::1&port=443&", 39), 0);
+	ck_assert_int_eq(
+	    strncmp(out, "tg://proxy?server=2001:db8::1&port=443&", 39), 0);
 }
 END_TEST
 
@@ -272,8 +278,8 @@ START_TEST(test_qr)
 
 			if (mx >= 0 && mx < w && my >= 0 && my < w)
 				want = qr->data[my * w + mx] & 1;
-			ck_assert_msg(grid[y * size + x] == want,
-			    "module %d,%d", x, y);
+			ck_assert_msg(
+			    grid[y * size + x] == want, "module %d,%d", x, y);
 		}
 	QRcode_free(qr);
 	free(grid);
@@ -325,17 +331,18 @@ START_TEST(test_print)
 	    "        secret = \"ffeeddccbbaa99887766554433221100\"; } ); },\n"
 	    "  { name = \"back\"; port = 8443; protocols = [ \"secure\" ];\n"
 	    "    users = ( { name = \"carol\"; secret = \"%s\"; } ); }\n"
-	    ");\n", port, domain, hex, hex);
+	    ");\n",
+	    port, domain, hex, hex);
 	cfg = config_load_string(conf, "links.conf", err, sizeof(err));
 	ck_assert_msg(cfg != NULL, "%s", err);
 
 	out = print_to_string(cfg, server, 0);
-	ck_assert_ptr_nonnull(strstr(out,
-	    "# listener front, user alice, protocol fake_tls\n"));
-	ck_assert_ptr_nonnull(strstr(out,
-	    "# listener front, user bob, protocol classic\n"));
-	ck_assert_ptr_nonnull(strstr(out,
-	    "# listener back, user carol, protocol secure\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(out, "# listener front, user alice, protocol fake_tls\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(out, "# listener front, user bob, protocol classic\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(out, "# listener back, user carol, protocol secure\n"));
 	/* 2 users x 3 protocols + 1 user x 1 protocol */
 	ck_assert_uint_eq(count(out, "# listener "), 7);
 	ck_assert_uint_eq(count(out, "tg://proxy?"), 7);
@@ -358,10 +365,8 @@ START_TEST(test_print)
 
 	/* No server given: the listener's own address, else a guess. */
 	out = print_to_string(cfg, NULL, 1);
-	ck_assert_ptr_nonnull(strstr(out,
-	    "tg://proxy?server=127.0.0.2&port="));
-	ck_assert_ptr_nonnull(strstr(out,
-	    "# listener back: server address "));
+	ck_assert_ptr_nonnull(strstr(out, "tg://proxy?server=127.0.0.2&port="));
+	ck_assert_ptr_nonnull(strstr(out, "# listener back: server address "));
 	ck_assert_ptr_null(strstr(out, "# listener front: server address"));
 	ck_assert_uint_gt(count(out, "\xe2\x96\x88"), 7 * 20);
 	free(out);

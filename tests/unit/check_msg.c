@@ -105,7 +105,7 @@ START_TEST(short_payload_rejected_by_getters)
 	ck_assert_int_eq(msgbuf_send(sv[0], &mb, -1), 0);
 	ck_assert_int_eq(msg_recv(sv[1], &m), 1);
 	ck_assert_int_eq(msg_get_u32(&m, &a), 0);
-	ck_assert_int_eq(msg_get_u64(&m, &c), -1);	/* past the end */
+	ck_assert_int_eq(msg_get_u64(&m, &c), -1); /* past the end */
 	ck_assert_int_eq(msg_end(&m), -1);
 	/* Trailing bytes are an error too. */
 	msgbuf_init(&mb, MSG_LINK_REFUSED);
@@ -164,8 +164,10 @@ START_TEST(malformed_rejected)
 	{
 		struct iovec iov = { raw, 8 };
 		char cbuf[CMSG_SPACE(sizeof(int))];
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-		    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		struct msghdr mh = { .msg_iov = &iov,
+			.msg_iovlen = 1,
+			.msg_control = cbuf,
+			.msg_controllen = sizeof(cbuf) };
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
@@ -173,10 +175,10 @@ START_TEST(malformed_rejected)
 		memcpy(CMSG_DATA(c), &p[1], sizeof(int));
 		ck_assert_int_eq(sendmsg(sv[0], &mh, 0), 8);
 	}
-	ck_assert_int_eq(msg_recv(sv[1], &m), 1);	/* the good one */
+	ck_assert_int_eq(msg_recv(sv[1], &m), 1); /* the good one */
 	ck_assert_int_ne(m.fd, -1);
 	msg_done(&m);
-	ck_assert_int_eq(msg_recv(sv[1], &m), -2);	/* the forged one */
+	ck_assert_int_eq(msg_recv(sv[1], &m), -2); /* the forged one */
 	ck_assert_int_eq(count_fds(), before);
 	close(p[0]);
 	close(p[1]);

@@ -12,19 +12,20 @@
 #include "vectors.h"
 
 static const uint32_t all_tags[] = {
-	O2_TAG_ABRIDGED, O2_TAG_INTERMEDIATE, O2_TAG_PADDED,
+	O2_TAG_ABRIDGED,
+	O2_TAG_INTERMEDIATE,
+	O2_TAG_PADDED,
 };
 static const int16_t all_dcs[] = { 2, -4, 10002 };
 
 /* The hex vector at a printf-formatted path; free() it. */
-static uint8_t *vhex(size_t *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
+static uint8_t *
+vhex(size_t *, const char *, ...) __attribute__((format(printf, 2, 3)));
 static void expect(const uint8_t *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
-static uint32_t vtag(const char *, ...)
-    __attribute__((format(printf, 1, 2)));
-static void expect_allowed(const char *, ...)
-    __attribute__((format(printf, 1, 2)));
+static uint32_t vtag(const char *, ...) __attribute__((format(printf, 1, 2)));
+static void
+expect_allowed(const char *, ...) __attribute__((format(printf, 1, 2)));
 
 static uint8_t *
 vhex(size_t *len, const char *fmt, ...)
@@ -51,8 +52,7 @@ expect(const uint8_t *got, size_t len, const char *fmt, ...)
 	vsnprintf(path, sizeof(path), fmt, ap);
 	va_end(ap);
 	want = vec_hex(path, &wlen);
-	ck_assert_msg(wlen == len, "%s: length %zu, want %zu", path, len,
-	    wlen);
+	ck_assert_msg(wlen == len, "%s: length %zu, want %zu", path, len, wlen);
 	ck_assert_msg(memcmp(got, want, len) == 0, "%s differs", path);
 	free(want);
 }
@@ -115,8 +115,7 @@ secret_vec(void)
 
 /* Apply a stream to the hex vector at from_fmt, expect to_fmt. */
 static void
-expect_stream(crypto_stream *s, const char *from_fmt, const char *to_fmt,
-    int i)
+expect_stream(crypto_stream *s, const char *from_fmt, const char *to_fmt, int i)
 {
 	char from[256], to[256];
 	uint8_t *buf;
@@ -142,7 +141,7 @@ expect_plain_header(const uint8_t wire[O2_HEADER_LEN], const uint8_t *key,
 	ck_assert_ptr_nonnull(s);
 	ck_assert_int_eq(crypto_stream_apply(s, wire, buf, sizeof(buf)), 0);
 	crypto_stream_free(s);
-	memcpy(buf, wire, O2_TAG_OFF);	/* bytes 0..55 travel in clear */
+	memcpy(buf, wire, O2_TAG_OFF); /* bytes 0..55 travel in clear */
 	expect(buf, sizeof(buf), "%s", path);
 }
 
@@ -158,10 +157,11 @@ START_TEST(test_a2_client_side)
 	random64 = vhex(&len, CASE "random64", _i);
 	ck_assert_uint_eq(len, O2_HEADER_LEN);
 	ck_assert_int_eq(o2_connect(wire, vtag(CASE "tag", _i),
-	    (int16_t)vec_int_i(_i), secret, random64, &cli), 0);
+	                     (int16_t)vec_int_i(_i), secret, random64, &cli),
+	    0);
 	expect(wire, sizeof(wire), CASE "header_wire", _i);
-	expect(wire + O2_TAG_OFF, 8, CASE "encrypted_tag_and_dc_bytes_56_63",
-	    _i);
+	expect(
+	    wire + O2_TAG_OFF, 8, CASE "encrypted_tag_and_dc_bytes_56_63", _i);
 	expect(cli.enc_key, O2_KEY_LEN, CASE "c2p_key", _i);
 	expect(cli.enc_iv, O2_IV_LEN, CASE "c2p_iv", _i);
 	expect(cli.dec_key, O2_KEY_LEN, CASE "p2c_key", _i);
@@ -173,8 +173,8 @@ START_TEST(test_a2_client_side)
 	/* enc continues at keystream offset 64, dec starts at 0. */
 	expect_stream(cli.enc, CASE "first_client_frame_plain",
 	    CASE "first_client_frame_wire", _i);
-	expect_stream(cli.dec, CASE "proxy_reply_wire",
-	    CASE "proxy_reply_plain", _i);
+	expect_stream(
+	    cli.dec, CASE "proxy_reply_wire", CASE "proxy_reply_plain", _i);
 	o2_session_free(&cli);
 	ck_assert_ptr_null(cli.enc);
 	ck_assert_ptr_null(cli.dec);
@@ -191,8 +191,9 @@ START_TEST(test_a2_proxy_side)
 
 	wire = vhex(&len, CASE "header_wire", _i);
 	ck_assert_uint_eq(len, O2_HEADER_LEN);
-	ck_assert_int_eq(o2_accept(wire,
-	    (const uint8_t (*)[O2_SECRET_LEN])secret, 1, &srv), 0);
+	ck_assert_int_eq(
+	    o2_accept(wire, (const uint8_t(*)[O2_SECRET_LEN])secret, 1, &srv),
+	    0);
 	ck_assert_uint_eq(srv.tag, vtag(CASE "tag", _i));
 	ck_assert_int_eq(srv.dc, vec_int_i(_i));
 	expect(srv.dec_key, O2_KEY_LEN, CASE "c2p_key", _i);
@@ -201,8 +202,8 @@ START_TEST(test_a2_proxy_side)
 	expect(srv.enc_iv, O2_IV_LEN, CASE "p2c_iv", _i);
 	expect_stream(srv.dec, CASE "first_client_frame_wire",
 	    CASE "first_client_frame_plain", _i);
-	expect_stream(srv.enc, CASE "proxy_reply_plain",
-	    CASE "proxy_reply_wire", _i);
+	expect_stream(
+	    srv.enc, CASE "proxy_reply_plain", CASE "proxy_reply_wire", _i);
 	o2_session_free(&srv);
 	free(wire);
 	free(secret);
@@ -219,7 +220,8 @@ START_TEST(test_a2_prehash)
 	plain = vhex(&len, CASE "header_plain", _i);
 	ck_assert_uint_eq(len, O2_HEADER_LEN);
 	ck_assert_int_eq(o2_connect(wire, vtag(CASE "tag", _i),
-	    (int16_t)vec_int_i(_i), NULL, plain, &raw), 0);
+	                     (int16_t)vec_int_i(_i), NULL, plain, &raw),
+	    0);
 	expect(raw.enc_key, O2_KEY_LEN, CASE "c2p_key_prehash", _i);
 	expect(raw.dec_key, O2_KEY_LEN, CASE "p2c_key_prehash", _i);
 	expect(raw.enc_iv, O2_IV_LEN, CASE "c2p_iv", _i);
@@ -279,16 +281,19 @@ START_TEST(test_b1_passthrough)
 	/* The client of A2 case 0 connects; the proxy accepts it. */
 	crandom = vhex(&len, "A2_obfuscated2.cases.0.random64");
 	ck_assert_int_eq(o2_connect(cwire, vtag("A2_obfuscated2.cases.0.tag"),
-	    (int16_t)vec_int_i(0), secret, crandom, &cli), 0);
-	ck_assert_int_eq(o2_accept(cwire,
-	    (const uint8_t (*)[O2_SECRET_LEN])secret, 1, &srv), 0);
+	                     (int16_t)vec_int_i(0), secret, crandom, &cli),
+	    0);
+	ck_assert_int_eq(
+	    o2_accept(cwire, (const uint8_t(*)[O2_SECRET_LEN])secret, 1, &srv),
+	    0);
 	expect(srv.enc_key, O2_KEY_LEN, B1P "client_p2c_key");
 	expect(srv.enc_iv, O2_IV_LEN, B1P "client_p2c_iv");
 
 	random64 = vhex(&len, B1P "random64_before_fill");
 	ck_assert_uint_eq(len, O2_HEADER_LEN);
 	ck_assert_int_eq(o2_connect_passthrough(wire, srv.tag, srv.dc,
-	    srv.enc_key, srv.enc_iv, random64, &px), 0);
+	                     srv.enc_key, srv.enc_iv, random64, &px),
+	    0);
 	expect(wire, sizeof(wire), B1P "header_wire");
 	expect(px.enc_key, O2_KEY_LEN, B1P "p2dc_key");
 	expect(px.enc_iv, O2_IV_LEN, B1P "p2dc_iv");
@@ -316,7 +321,8 @@ START_TEST(test_b1_passthrough)
 	o2_session_free(&px);
 	o2_session_free(&dc);
 	ck_assert_int_eq(o2_connect_passthrough(wire, O2_TAG_PADDED, -3,
-	    srv.enc_key, srv.enc_iv, NULL, &px), 0);
+	                     srv.enc_key, srv.enc_iv, NULL, &px),
+	    0);
 	ck_assert_int_eq(o2_header_allowed(wire), 1);
 	ck_assert_int_eq(o2_accept(wire, NULL, 0, &dc), 0);
 	ck_assert_uint_eq(dc.tag, O2_TAG_PADDED);
@@ -353,8 +359,8 @@ START_TEST(test_wrong_secret)
 	memset(other[1], 0, O2_SECRET_LEN);
 	memset(other[2], 0xdd, O2_SECRET_LEN);
 	memset(&s, 0x5a, sizeof(s));
-	ck_assert_int_eq(o2_accept(wire,
-	    (const uint8_t (*)[O2_SECRET_LEN])other, 3, &s), -1);
+	ck_assert_int_eq(
+	    o2_accept(wire, (const uint8_t(*)[O2_SECRET_LEN])other, 3, &s), -1);
 	ck_assert_ptr_null(s.enc);
 	ck_assert_ptr_null(s.dec);
 	ck_assert_uint_eq(s.tag, 0);
@@ -376,21 +382,23 @@ START_TEST(test_secret_index)
 	for (i = 0; i < nitems(list); i++)
 		random_bytes(list[i], O2_SECRET_LEN);
 	memcpy(list[2], secret, O2_SECRET_LEN);
-	ck_assert_int_eq(o2_accept(wire,
-	    (const uint8_t (*)[O2_SECRET_LEN])list, nitems(list), &s), 2);
+	ck_assert_int_eq(o2_accept(wire, (const uint8_t(*)[O2_SECRET_LEN])list,
+	                     nitems(list), &s),
+	    2);
 	ck_assert_int_eq(s.dc, vec_int_i(_i));
 	expect(s.enc_key, O2_KEY_LEN, "A2_obfuscated2.cases.%d.p2c_key", _i);
 	expect_stream(s.dec, "A2_obfuscated2.cases.%d.first_client_frame_wire",
 	    "A2_obfuscated2.cases.%d.first_client_frame_plain", _i);
 	o2_session_free(&s);
 	/* Only the first nsecrets count. */
-	ck_assert_int_eq(o2_accept(wire,
-	    (const uint8_t (*)[O2_SECRET_LEN])list, 2, &s), -1);
+	ck_assert_int_eq(
+	    o2_accept(wire, (const uint8_t(*)[O2_SECRET_LEN])list, 2, &s), -1);
 	/* The last one of several. */
 	memcpy(list[4], secret, O2_SECRET_LEN);
 	random_bytes(list[2], O2_SECRET_LEN);
-	ck_assert_int_eq(o2_accept(wire,
-	    (const uint8_t (*)[O2_SECRET_LEN])list, nitems(list), &s), 4);
+	ck_assert_int_eq(o2_accept(wire, (const uint8_t(*)[O2_SECRET_LEN])list,
+	                     nitems(list), &s),
+	    4);
 	o2_session_free(&s);
 	free(wire);
 	free(secret);
@@ -427,24 +435,30 @@ START_TEST(test_round_trip)
 	for (t = 0; t < nitems(all_tags); t++)
 		for (d = 0; d < nitems(all_dcs); d++)
 			for (with_secret = 0; with_secret < 2; with_secret++) {
-				ck_assert_int_eq(o2_connect(wire, all_tags[t],
-				    all_dcs[d], with_secret ? secrets[1] : NULL,
-				    NULL, &cli), 0);
+				ck_assert_int_eq(
+				    o2_connect(wire, all_tags[t], all_dcs[d],
+				        with_secret ? secrets[1] : NULL, NULL,
+				        &cli),
+				    0);
 				ck_assert_int_eq(o2_header_allowed(wire), 1);
-				ck_assert_int_eq(o2_accept(wire,
-				    with_secret ? (const uint8_t (*)
-				    [O2_SECRET_LEN])secrets : NULL, 2, &srv),
+				ck_assert_int_eq(
+				    o2_accept(wire,
+				        with_secret
+				            ? (const uint8_t(*)[O2_SECRET_LEN])
+				                  secrets
+				            : NULL,
+				        2, &srv),
 				    with_secret);
 				ck_assert_uint_eq(srv.tag, all_tags[t]);
 				ck_assert_int_eq(srv.dc, all_dcs[d]);
-				ck_assert_mem_eq(srv.dec_key, cli.enc_key,
-				    O2_KEY_LEN);
-				ck_assert_mem_eq(srv.dec_iv, cli.enc_iv,
-				    O2_IV_LEN);
-				ck_assert_mem_eq(srv.enc_key, cli.dec_key,
-				    O2_KEY_LEN);
-				ck_assert_mem_eq(srv.enc_iv, cli.dec_iv,
-				    O2_IV_LEN);
+				ck_assert_mem_eq(
+				    srv.dec_key, cli.enc_key, O2_KEY_LEN);
+				ck_assert_mem_eq(
+				    srv.dec_iv, cli.enc_iv, O2_IV_LEN);
+				ck_assert_mem_eq(
+				    srv.enc_key, cli.dec_key, O2_KEY_LEN);
+				ck_assert_mem_eq(
+				    srv.enc_iv, cli.dec_iv, O2_IV_LEN);
 				check_pair(&cli, &srv, 1);
 				check_pair(&cli, &srv, 299);
 				o2_session_free(&cli);
@@ -459,12 +473,12 @@ START_TEST(test_bad_tag)
 	uint8_t wire[O2_HEADER_LEN];
 	static const uint8_t key[O2_KEY_LEN], iv[O2_IV_LEN];
 
-	ck_assert_int_eq(o2_connect(wire, 0xefefefeeu, 2, NULL, NULL, &s),
-	    -1);
+	ck_assert_int_eq(o2_connect(wire, 0xefefefeeu, 2, NULL, NULL, &s), -1);
 	ck_assert_ptr_null(s.enc);
 	ck_assert_int_eq(o2_connect(wire, 0, 2, NULL, NULL, &s), -1);
-	ck_assert_int_eq(o2_connect_passthrough(wire, 0x16030102u, 2, key,
-	    iv, NULL, &s), -1);
+	ck_assert_int_eq(
+	    o2_connect_passthrough(wire, 0x16030102u, 2, key, iv, NULL, &s),
+	    -1);
 	ck_assert_int_eq(o2_tag_valid(O2_TAG_ABRIDGED), 1);
 	ck_assert_int_eq(o2_tag_valid(O2_TAG_INTERMEDIATE), 1);
 	ck_assert_int_eq(o2_tag_valid(O2_TAG_PADDED), 1);
@@ -475,15 +489,15 @@ END_TEST
 START_TEST(test_forbidden_first_bytes)
 {
 	static const struct {
-		const char	*hex;
-		int		 allowed;
+		const char *hex;
+		int allowed;
 	} cases[] = {
 		{ "ef00000001020304", 0 },
 		{ "efefefef01020304", 0 },
-		{ "4845414401020304", 0 },	/* HEAD */
-		{ "504f535401020304", 0 },	/* POST */
-		{ "4745542001020304", 0 },	/* "GET " */
-		{ "4f50544901020304", 0 },	/* OPTI */
+		{ "4845414401020304", 0 }, /* HEAD */
+		{ "504f535401020304", 0 }, /* POST */
+		{ "4745542001020304", 0 }, /* "GET " */
+		{ "4f50544901020304", 0 }, /* OPTI */
 		{ "dddddddd01020304", 0 },
 		{ "eeeeeeee01020304", 0 },
 		{ "1603010201020304", 0 },
@@ -493,8 +507,8 @@ START_TEST(test_forbidden_first_bytes)
 		{ "eeeeeeef01020304", 1 },
 		{ "dddddddc01020304", 1 },
 		{ "1603010301020304", 1 },
-		{ "4845415801020304", 1 },	/* HEAX */
-		{ "4745540001020304", 1 },	/* "GET\0" */
+		{ "4845415801020304", 1 }, /* HEAX */
+		{ "4745540001020304", 1 }, /* "GET\0" */
 		{ "0102030400000001", 1 },
 		{ "0102030401000000", 1 },
 		{ "0000000000000080", 1 },
@@ -520,8 +534,8 @@ START_TEST(test_forbidden_first_bytes)
 	 * the redraw; none may come out.
 	 */
 	for (n = 0; n < 2000; n++) {
-		ck_assert_int_eq(o2_connect(wire, O2_TAG_ABRIDGED, 1, NULL,
-		    NULL, &s), 0);
+		ck_assert_int_eq(
+		    o2_connect(wire, O2_TAG_ABRIDGED, 1, NULL, NULL, &s), 0);
 		ck_assert_int_eq(o2_header_allowed(wire), 1);
 		o2_session_free(&s);
 	}

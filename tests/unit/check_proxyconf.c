@@ -43,13 +43,12 @@ count(int dc)
 /* The example of spec B.2.1 (Erl's tests). */
 START_TEST(test_erlang_example)
 {
-	const char *text =
-	    "# force_probability 1 10\n"
-	    "default 2;\n"
-	    "proxy_for 1 149.154.175.50:8888;\n"
-	    "proxy_for -1 149.154.175.50:8888;\n"
-	    "proxy_for 2 149.154.162.39:80;\n"
-	    "proxy_for 2 149.154.162.33:80;\n";
+	const char *text = "# force_probability 1 10\n"
+	                   "default 2;\n"
+	                   "proxy_for 1 149.154.175.50:8888;\n"
+	                   "proxy_for -1 149.154.175.50:8888;\n"
+	                   "proxy_for 2 149.154.162.39:80;\n"
+	                   "proxy_for 2 149.154.162.33:80;\n";
 
 	ck_assert_msg(parse(text) == 0, "%s", err);
 	ck_assert_uint_eq(pc.n, 4);
@@ -119,12 +118,11 @@ END_TEST
 /* The IPv4 and IPv6 files parsed as one text; no default: no fallback. */
 START_TEST(test_joined_no_default)
 {
-	const char *text =
-	    "proxy_for 2 149.154.161.144:8888;\n"
-	    "proxy_for 5 91.108.56.183:8888;\n"
-	    "\n"
-	    "proxy_for 2 [2001:67c:4e8:f002::d]:80;\n"
-	    "proxy_for 5 [2001:b28:f23f:f005::d]:8888;\n";
+	const char *text = "proxy_for 2 149.154.161.144:8888;\n"
+	                   "proxy_for 5 91.108.56.183:8888;\n"
+	                   "\n"
+	                   "proxy_for 2 [2001:67c:4e8:f002::d]:80;\n"
+	                   "proxy_for 5 [2001:b28:f23f:f005::d]:8888;\n";
 
 	ck_assert_msg(parse(text) == 0, "%s", err);
 	ck_assert_int_eq(pc.has_default, 0);
@@ -137,8 +135,8 @@ START_TEST(test_joined_no_default)
 	ck_assert_ptr_null(e);
 
 	/* A default with no entries of its own gives nothing either. */
-	ck_assert_msg(parse("default 9; proxy_for 2 1.2.3.4:5;") == 0, "%s",
-	    err);
+	ck_assert_msg(
+	    parse("default 9; proxy_for 2 1.2.3.4:5;") == 0, "%s", err);
 	ck_assert_uint_eq(count(3), 0);
 	ck_assert_uint_eq(count(9), 0);
 	ck_assert_uint_eq(count(2), 1);
@@ -150,11 +148,11 @@ START_TEST(test_length_bound)
 {
 	const char *text = "proxy_for 2 1.2.3.4:80;proxy_for 3 garbage";
 
-	ck_assert_msg(proxyconf_parse(text, 23, &pc, err, sizeof(err)) == 0,
-	    "%s", err);
+	ck_assert_msg(
+	    proxyconf_parse(text, 23, &pc, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_uint_eq(pc.n, 1);
-	ck_assert_int_eq(proxyconf_parse(text, strlen(text), &pc, err,
-	    sizeof(err)), -1);
+	ck_assert_int_eq(
+	    proxyconf_parse(text, strlen(text), &pc, err, sizeof(err)), -1);
 	ck_assert_uint_eq(pc.n, 0);
 	/* Cut inside the port: "1.2.3.4:8" is still valid and complete. */
 	ck_assert_int_eq(proxyconf_parse(text, 21, &pc, err, sizeof(err)), -1);
@@ -165,8 +163,8 @@ START_TEST(test_length_bound)
 END_TEST
 
 struct bad_case {
-	const char	*text;
-	const char	*want;		/* substring of the error */
+	const char *text;
+	const char *want; /* substring of the error */
 };
 
 static const struct bad_case bad_cases[] = {
@@ -175,7 +173,7 @@ static const struct bad_case bad_cases[] = {
 	{ "timeout 10;\nmin_connections 1;\n", "no proxy_for" },
 	{ "proxy_for 2 1.2.3.4:80", "line 1: unexpected end of text" },
 	{ "proxy_for 2 1.2.3.4:80\nproxy_for 3 1.2.3.5:80;",
-	  "line 2: \"proxy_for\": expected \";\", got \"proxy_for\"" },
+	    "line 2: \"proxy_for\": expected \";\", got \"proxy_for\"" },
 	{ "proxy_for 2;", "missing argument" },
 	{ "proxy_for 2 1.2.3.4:80 5.6.7.8:80;", "expected \";\"" },
 	{ "proxy_for x 1.2.3.4:80;", "bad DC \"x\"" },
@@ -203,14 +201,14 @@ static const struct bad_case bad_cases[] = {
 	{ "proxy_for 2 1.2.3.4:80;\ndefault;", "missing argument" },
 	{ "proxy_for 2 1.2.3.4:80;\ndefault 40000;", "default: bad DC" },
 	{ "proxy_for 2 1.2.3.4:80;\n\n\nproxy_fro 2 1.2.3.4:80;",
-	  "line 4: unknown statement \"proxy_fro\"" },
+	    "line 4: unknown statement \"proxy_fro\"" },
 	{ "<html><body>502 Bad Gateway</body></html>", "unknown statement" },
 	{ "proxy_for 2 1.2.3.4:80;\n\x01", "line 2: unexpected byte 0x01" },
 	{ "proxy_for 2 1.2.3.4:80;\xc3\xa9", "unexpected byte 0xc3" },
 	{ "proxy_for 2 1.2.3.4:80;\n"
 	  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 	  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-	  "line 2: word too long" },
+	    "line 2: word too long" },
 };
 
 START_TEST(test_malformed)
@@ -220,8 +218,10 @@ START_TEST(test_malformed)
 	memset(err, 'X', sizeof(err));
 	ck_assert_msg(parse(c->text) == -1, "accepted: %s", c->text);
 	ck_assert_uint_eq(pc.n, 0);
-	ck_assert_msg(strstr(err, c->want) != NULL, "text %s: error \"%s\", "
-	    "want \"%s\"", c->text, err, c->want);
+	ck_assert_msg(strstr(err, c->want) != NULL,
+	    "text %s: error \"%s\", "
+	    "want \"%s\"",
+	    c->text, err, c->want);
 	ck_assert_int_eq(strncmp(err, "line ", 5), 0);
 }
 END_TEST
@@ -231,8 +231,8 @@ START_TEST(test_nul_byte)
 {
 	static const char text[] = "proxy_for 2 1.2.3.4:80;\0proxy_for 3 x;";
 
-	ck_assert_int_eq(proxyconf_parse(text, sizeof(text) - 1, &pc, err,
-	    sizeof(err)), -1);
+	ck_assert_int_eq(
+	    proxyconf_parse(text, sizeof(text) - 1, &pc, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "unexpected byte 0x00"));
 }
 END_TEST
@@ -247,8 +247,8 @@ START_TEST(test_too_many)
 		n += (size_t)snprintf(text + n, cap - n,
 		    "proxy_for %d 10.0.%d.%d:443;\n", 700 - i, i / 256,
 		    i % 256);
-	ck_assert_msg(proxyconf_parse(text, n, &pc, err, sizeof(err)) == 0,
-	    "%s", err);
+	ck_assert_msg(
+	    proxyconf_parse(text, n, &pc, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_uint_eq(pc.n, PROXYCONF_MAX_ENTRIES);
 	ck_assert_int_eq(pc.entries[0].dc, 700 - PROXYCONF_MAX_ENTRIES + 1);
 	ck_assert_str_eq(entry(700, 0), "10.0.0.0:443");
@@ -265,8 +265,8 @@ START_TEST(test_small_err)
 	char small[8];
 
 	memset(small, 'X', sizeof(small));
-	ck_assert_int_eq(proxyconf_parse("bogus;", 6, &pc, small,
-	    sizeof(small)), -1);
+	ck_assert_int_eq(
+	    proxyconf_parse("bogus;", 6, &pc, small, sizeof(small)), -1);
 	ck_assert_str_eq(small, "line 1:");
 }
 END_TEST

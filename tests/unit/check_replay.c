@@ -61,8 +61,8 @@ START_TEST(test_siphash_openssl)
 		ck_assert_ptr_nonnull(ctx);
 		ck_assert_int_eq(EVP_MAC_init(ctx, k, sizeof(k), params), 1);
 		ck_assert_int_eq(EVP_MAC_update(ctx, m, sizeof(m)), 1);
-		ck_assert_int_eq(EVP_MAC_final(ctx, out, &outlen, sizeof(out)),
-		    1);
+		ck_assert_int_eq(
+		    EVP_MAC_final(ctx, out, &outlen, sizeof(out)), 1);
 		ck_assert_uint_eq(outlen, 8);
 		EVP_MAC_CTX_free(ctx);
 		for (int i = 7; i >= 0; i--)
@@ -208,8 +208,8 @@ START_TEST(test_capacity)
 }
 END_TEST
 
-#define RACE_PROCS	4
-#define RACE_KEYS	10000
+#define RACE_PROCS 4
+#define RACE_KEYS  10000
 
 START_TEST(test_cross_process_race)
 {
@@ -238,8 +238,8 @@ START_TEST(test_cross_process_race)
 			for (uint32_t i = 0; i < RACE_KEYS; i++) {
 				key_of(i, key);
 				if (replay_check_insert(rc, key, 100000) == 0)
-					__atomic_fetch_add(&accepted[i], 1,
-					    __ATOMIC_SEQ_CST);
+					__atomic_fetch_add(
+					    &accepted[i], 1, __ATOMIC_SEQ_CST);
 			}
 			_exit(0);
 		}
@@ -254,8 +254,8 @@ START_TEST(test_cross_process_race)
 		ck_assert_int_eq(WEXITSTATUS(st), 0);
 	}
 	for (uint32_t i = 0; i < RACE_KEYS; i++)
-		ck_assert_msg(accepted[i] == 1, "key %u accepted %u times",
-		    i, accepted[i]);
+		ck_assert_msg(accepted[i] == 1, "key %u accepted %u times", i,
+		    accepted[i]);
 	ck_assert_uint_eq(replay_count(rc), RACE_KEYS);
 	ck_assert_uint_eq(replay_early_evictions(rc), 0);
 	munmap(accepted, RACE_KEYS * sizeof(*accepted));

@@ -10,7 +10,7 @@
 #include "util.h"
 #include "vectors.h"
 
-#define B2	"B2_middle_proxy."
+#define B2 "B2_middle_proxy."
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -76,10 +76,10 @@ sa(const char *ip, int port, struct sockaddr_storage *ss)
 
 /* Inputs of B2_middle_proxy.kdf_ipv4 or kdf_ipv6, owned by the caller. */
 struct kdf_case {
-	uint8_t			*nonce_srv, *nonce_clt, *secret;
-	size_t			 secret_len;
-	struct sockaddr_storage	 me, us;
-	struct rpc_kdf_params	 p;
+	uint8_t *nonce_srv, *nonce_clt, *secret;
+	size_t secret_len;
+	struct sockaddr_storage me, us;
+	struct rpc_kdf_params p;
 };
 
 static void
@@ -131,12 +131,11 @@ links_ipv4(struct rpc_link *proxy, struct rpc_link *me)
 
 	kdf_case_load(&c, "kdf_ipv4");
 	ck_assert_int_eq(rpc_link_keys_derive(&k, &c.p, 0), 0);
-	ck_assert_int_eq(rpc_link_restore(proxy, &k, RPC_FRAME_MAX_DEFAULT),
-	    0);
+	ck_assert_int_eq(rpc_link_restore(proxy, &k, RPC_FRAME_MAX_DEFAULT), 0);
 	if (me) {
 		ck_assert_int_eq(rpc_link_keys_derive(&k, &c.p, 1), 0);
-		ck_assert_int_eq(rpc_link_restore(me, &k,
-		    RPC_FRAME_MAX_DEFAULT), 0);
+		ck_assert_int_eq(
+		    rpc_link_restore(me, &k, RPC_FRAME_MAX_DEFAULT), 0);
 	}
 	kdf_case_free(&c);
 }
@@ -168,10 +167,10 @@ vector_proxy_req(uint8_t *out, size_t cap)
 	uint32_t flags;
 
 	ck_assert_uint_eq(taglen, RPC_AD_TAG_LEN);
-	ck_assert_int_eq(addr_parse(vec_str(B2 "rpc_proxy_req.client"), 0,
-	    &client, &sl), 0);
-	ck_assert_int_eq(addr_parse(vec_str(B2 "rpc_proxy_req.proxy"), 0,
-	    &proxy, &sl), 0);
+	ck_assert_int_eq(
+	    addr_parse(vec_str(B2 "rpc_proxy_req.client"), 0, &client, &sl), 0);
+	ck_assert_int_eq(
+	    addr_parse(vec_str(B2 "rpc_proxy_req.proxy"), 0, &proxy, &sl), 0);
 	flags = rpc_proxy_req_flags(RPC_TRANSPORT_ABRIDGED, 0, 1, data, dlen);
 	ck_assert_uint_eq(flags, vec_u32hex(B2 "rpc_proxy_req.flags"));
 	n = rpc_proxy_req_build(out, cap, flags,
@@ -184,13 +183,13 @@ vector_proxy_req(uint8_t *out, size_t cap)
 
 /* A receiver: bytes accumulate in buf, frames are taken from its start. */
 struct rx {
-	uint8_t			buf[4096];
-	size_t			have;
-	struct rpc_decoder	dec;
-	int			nframes;
-	uint8_t			payloads[16][64];
-	size_t			lens[16];
-	int			error;
+	uint8_t buf[4096];
+	size_t have;
+	struct rpc_decoder dec;
+	int nframes;
+	uint8_t payloads[16][64];
+	size_t lens[16];
+	int error;
 };
 
 static void
@@ -246,8 +245,8 @@ START_TEST(test_crc)
 	uint8_t buf[1024];
 
 	ck_assert_uint_eq(rpc_crc32(s, 9), vec_u32hex(B2 "crc32_of_123456789"));
-	ck_assert_uint_eq(rpc_crc32c(s, 9),
-	    vec_u32hex(B2 "crc32c_of_123456789"));
+	ck_assert_uint_eq(
+	    rpc_crc32c(s, 9), vec_u32hex(B2 "crc32c_of_123456789"));
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)(i * 7 + (i >> 3));
 	for (size_t n = 0; n <= sizeof(buf); n += 37)
@@ -286,8 +285,8 @@ check_kdf(const char *which)
 
 	/* The SERVER string differs only in its purpose bytes. */
 	uint8_t s2[RPC_KDF_MAX];
-	ck_assert_uint_eq(rpc_kdf_string(s2, sizeof(s2), &c.p, RPC_KDF_SERVER),
-	    n);
+	ck_assert_uint_eq(
+	    rpc_kdf_string(s2, sizeof(s2), &c.p, RPC_KDF_SERVER), n);
 	ck_assert_int_eq(memcmp(s2 + 42, "SERVER", 6), 0);
 	ck_assert_int_eq(memcmp(s2, s, 42), 0);
 	ck_assert_int_eq(memcmp(s2 + 48, s + 48, n - 48), 0);
@@ -321,18 +320,18 @@ check_kdf(const char *which)
 	ck_assert_uint_eq(rpc_kdf_string(s, sizeof(s), &c.p, 2), 0);
 	struct rpc_kdf_params bad = c.p;
 	bad.secret_len = RPC_SECRET_MIN - 1;
-	ck_assert_uint_eq(rpc_kdf_string(s, sizeof(s), &bad, RPC_KDF_CLIENT),
-	    0);
+	ck_assert_uint_eq(
+	    rpc_kdf_string(s, sizeof(s), &bad, RPC_KDF_CLIENT), 0);
 	bad.secret_len = RPC_SECRET_MAX + 1;
-	ck_assert_uint_eq(rpc_kdf_string(s, sizeof(s), &bad, RPC_KDF_CLIENT),
-	    0);
+	ck_assert_uint_eq(
+	    rpc_kdf_string(s, sizeof(s), &bad, RPC_KDF_CLIENT), 0);
 	ck_assert_int_eq(rpc_link_keys_derive(&k, &bad, 0), -1);
 	struct sockaddr_storage other;
 	sa(c.me.ss_family == AF_INET ? "::1" : "127.0.0.1", 1, &other);
 	bad = c.p;
 	bad.me_addr = (struct sockaddr *)&other;
-	ck_assert_uint_eq(rpc_kdf_string(s, sizeof(s), &bad, RPC_KDF_CLIENT),
-	    0);
+	ck_assert_uint_eq(
+	    rpc_kdf_string(s, sizeof(s), &bad, RPC_KDF_CLIENT), 0);
 	kdf_case_free(&c);
 }
 
@@ -358,8 +357,8 @@ START_TEST(test_kdf_ipv4)
 	sa(ip, (int)vec_int(B2 "kdf_ipv4.clt_port"), &us6);
 	c.p.me_addr = (struct sockaddr *)&me6;
 	c.p.proxy_addr = (struct sockaddr *)&us6;
-	ck_assert_uint_eq(rpc_kdf_string(s6, sizeof(s6), &c.p, RPC_KDF_CLIENT),
-	    n);
+	ck_assert_uint_eq(
+	    rpc_kdf_string(s6, sizeof(s6), &c.p, RPC_KDF_CLIENT), n);
 	ck_bytes(s6, n, s, n, "kdf string from mapped addresses");
 	kdf_case_free(&c);
 }
@@ -434,21 +433,22 @@ START_TEST(test_nonce)
 	ck_assert_uint_eq(rn.schema, RPC_CRYPTO_AES);
 	ck_assert_uint_eq(rn.ts, ts + 1);
 	ck_assert_int_eq(memcmp(rn.nonce, ns, 16), 0);
-	ck_assert_int_eq(rpc_nonce_check(&rn, secret, slen, ts,
-	    RPC_NONCE_MAX_SKEW, &why), 0);
+	ck_assert_int_eq(
+	    rpc_nonce_check(&rn, secret, slen, ts, RPC_NONCE_MAX_SKEW, &why),
+	    0);
 	n = rpc_nonce_build(out, sizeof(out), secret, slen, rn.ts, rn.nonce);
 	ck_bytes(out, n, ans, alen, "nonce answer rebuilt");
 
 	/* Checks: time, selector, schema; parse: type and length. */
-	ck_assert_int_eq(rpc_nonce_check(&rn, secret, slen, ts + 1 + 31, 30,
-	    &why), -1);
+	ck_assert_int_eq(
+	    rpc_nonce_check(&rn, secret, slen, ts + 1 + 31, 30, &why), -1);
 	ck_assert_ptr_nonnull(why);
-	ck_assert_int_eq(rpc_nonce_check(&rn, secret, slen, ts + 1 + 30, 30,
-	    &why), 0);
-	ck_assert_int_eq(rpc_nonce_check(&rn, secret, slen, ts + 1 - 30, 30,
-	    &why), 0);
-	ck_assert_int_eq(rpc_nonce_check(&rn, secret, slen, ts + 1 - 31, 30,
-	    &why), -1);
+	ck_assert_int_eq(
+	    rpc_nonce_check(&rn, secret, slen, ts + 1 + 30, 30, &why), 0);
+	ck_assert_int_eq(
+	    rpc_nonce_check(&rn, secret, slen, ts + 1 - 30, 30, &why), 0);
+	ck_assert_int_eq(
+	    rpc_nonce_check(&rn, secret, slen, ts + 1 - 31, 30, &why), -1);
 	secret[2] ^= 1;
 	ck_assert_int_eq(rpc_nonce_check(&rn, secret, slen, ts, 30, &why), -1);
 	secret[2] ^= 1;
@@ -535,8 +535,8 @@ START_TEST(test_proxy_req_vectors)
 	memcpy(wire, &k, sizeof(wire));
 	memset(&k, 0xa5, sizeof(k));
 	memcpy(&k2, wire, sizeof(k2));
-	ck_assert_int_eq(rpc_link_restore(&moved, &k2, RPC_FRAME_MAX_DEFAULT),
-	    0);
+	ck_assert_int_eq(
+	    rpc_link_restore(&moved, &k2, RPC_FRAME_MAX_DEFAULT), 0);
 	m = rpc_link_encode(&moved, out, sizeof(out), pl, n);
 	ck_vec(out, m, B2 "rpc_proxy_req.frame_wire_after_handshake");
 
@@ -546,16 +546,16 @@ START_TEST(test_proxy_req_vectors)
 	ck_assert_uint_eq(rpc_link_encode(&link, out, sizeof(out), hs, hn), 48);
 	rpc_link_capture(&link, &k);
 	rpc_link_free(&link);
-	ck_assert_int_eq(rpc_link_restore(&moved, &k, RPC_FRAME_MAX_DEFAULT),
-	    0);
+	ck_assert_int_eq(
+	    rpc_link_restore(&moved, &k, RPC_FRAME_MAX_DEFAULT), 0);
 	struct sockaddr_storage client, proxy;
 	socklen_t sl;
 	uint8_t *tag = vec_hex(B2 "rpc_proxy_req.ad_tag", &dlen);
 	uint8_t *data = vec_hex(B2 "rpc_proxy_req.data", &dlen);
-	ck_assert_int_eq(addr_parse(vec_str(B2 "rpc_proxy_req.client"), 0,
-	    &client, &sl), 0);
-	ck_assert_int_eq(addr_parse(vec_str(B2 "rpc_proxy_req.proxy"), 0,
-	    &proxy, &sl), 0);
+	ck_assert_int_eq(
+	    addr_parse(vec_str(B2 "rpc_proxy_req.client"), 0, &client, &sl), 0);
+	ck_assert_int_eq(
+	    addr_parse(vec_str(B2 "rpc_proxy_req.proxy"), 0, &proxy, &sl), 0);
 	size_t h = rpc_proxy_req_header(out + RPC_FRAME_HDR,
 	    sizeof(out) - RPC_FRAME_HDR, vec_u32hex(B2 "rpc_proxy_req.flags"),
 	    vec_u64hex(B2 "rpc_proxy_req.conn_id"), (struct sockaddr *)&client,
@@ -683,26 +683,26 @@ START_TEST(test_link_both_ends)
 	ck_assert(a.conn_id == cid);
 	ck_bytes(a.data, a.len, vdata, dlen, "PROXY_ANS data");
 	off += f.consumed;
-	ck_assert_int_eq(rpc_link_decode(&px, buf + off, n - off, &f),
-	    RPC_DECODE_OK);
-	ck_assert_int_eq(rpc_simple_ack_parse(f.payload, f.len, &id, &confirm),
-	    0);
+	ck_assert_int_eq(
+	    rpc_link_decode(&px, buf + off, n - off, &f), RPC_DECODE_OK);
+	ck_assert_int_eq(
+	    rpc_simple_ack_parse(f.payload, f.len, &id, &confirm), 0);
 	ck_assert(id == cid);
 	ck_assert_uint_eq(confirm, 0x8abcdef1);
 	off += f.consumed;
-	ck_assert_int_eq(rpc_link_decode(&px, buf + off, n - off, &f),
-	    RPC_DECODE_OK);
+	ck_assert_int_eq(
+	    rpc_link_decode(&px, buf + off, n - off, &f), RPC_DECODE_OK);
 	ck_assert_int_eq(rpc_ping_parse(f.payload, f.len, &id), 0);
 	ck_assert(id == 42);
 	off += f.consumed;
-	ck_assert_int_eq(rpc_link_decode(&px, buf + off, n - off, &f),
-	    RPC_DECODE_OK);
+	ck_assert_int_eq(
+	    rpc_link_decode(&px, buf + off, n - off, &f), RPC_DECODE_OK);
 	ck_assert_int_eq(f.seq, 3);
 	ck_assert_int_eq(rpc_close_ext_parse(f.payload, f.len, &id), 0);
 	ck_assert(id == cid);
 	off += f.consumed;
-	ck_assert_int_eq(rpc_link_decode(&px, buf + off, n - off, &f),
-	    RPC_DECODE_NEED_MORE);
+	ck_assert_int_eq(
+	    rpc_link_decode(&px, buf + off, n - off, &f), RPC_DECODE_NEED_MORE);
 	ck_assert_uint_eq(off + f.consumed, n);
 
 	/* A frame larger than the worker's max_total (4096) is fatal. */
@@ -736,8 +736,8 @@ START_TEST(test_crc32c_link)
 
 	links_ipv4(&px, &me);
 	vector_pids(sender, peer);
-	n = rpc_handshake_build(pl, sizeof(pl), RPC_HANDSHAKE_CRC32C, sender,
-	    peer);
+	n = rpc_handshake_build(
+	    pl, sizeof(pl), RPC_HANDSHAKE_CRC32C, sender, peer);
 	n = rpc_link_encode(&px, buf, sizeof(buf), pl, n);
 	ck_assert_int_eq(rpc_link_decrypt(&me, buf, n), 0);
 	ck_assert_int_eq(rpc_link_decode(&me, buf, n, &f), RPC_DECODE_OK);
@@ -745,14 +745,15 @@ START_TEST(test_crc32c_link)
 	ck_assert_uint_eq(h.flags, RPC_HANDSHAKE_CRC32C);
 	rpc_link_set_crc32c(&me, 1);
 	/* The answer is seq -1: still CRC32 although the ME switched. */
-	n = rpc_handshake_build(pl, sizeof(pl), RPC_HANDSHAKE_CRC32C, peer,
-	    sender);
+	n = rpc_handshake_build(
+	    pl, sizeof(pl), RPC_HANDSHAKE_CRC32C, peer, sender);
 	n = rpc_link_encode(&me, buf, sizeof(buf), pl, n);
 	ck_assert_int_eq(rpc_link_decrypt(&px, buf, n), 0);
 	ck_assert_int_eq(rpc_link_decode(&px, buf, n, &f), RPC_DECODE_OK);
 	ck_assert_int_eq(rpc_handshake_parse(f.payload, f.len, &h), 0);
-	ck_assert_int_eq(rpc_handshake_check(&h, RPC_HANDSHAKE_CRC32C, sender,
-	    &on, &why), 0);
+	ck_assert_int_eq(
+	    rpc_handshake_check(&h, RPC_HANDSHAKE_CRC32C, sender, &on, &why),
+	    0);
 	ck_assert_int_eq(on, 1);
 	ck_assert_int_eq(rpc_handshake_check(&h, 0, sender, &on, &why), 0);
 	ck_assert_int_eq(on, 0);
@@ -770,9 +771,9 @@ START_TEST(test_crc32c_link)
 	ck_assert_int_eq(rpc_link_decrypt(&me, buf, n), 0);
 	memcpy(plain, buf, n);
 	ck_assert_int_eq(rpc_link_decode(&me, buf, n, &f), RPC_DECODE_OK);
-	ck_assert_uint_eq(rpc_crc32c(plain, 20), (uint32_t)plain[20] |
-	    (uint32_t)plain[21] << 8 | (uint32_t)plain[22] << 16 |
-	    (uint32_t)plain[23] << 24);
+	ck_assert_uint_eq(rpc_crc32c(plain, 20),
+	    (uint32_t)plain[20] | (uint32_t)plain[21] << 8 |
+	        (uint32_t)plain[22] << 16 | (uint32_t)plain[23] << 24);
 	/* A CRC32 decoder rejects it. */
 	rpc_decoder_init(&d, 0, 1024);
 	ck_assert_int_eq(rpc_frame_decode(&d, plain, n, &f), RPC_DECODE_ERROR);
@@ -798,14 +799,14 @@ START_TEST(test_me_messages)
 	ck_assert(a.conn_id == cid);
 	ck_assert(a.data == v + 16);
 	ck_assert_uint_eq(a.len, vlen - 16);
-	n = rpc_proxy_ans_build(out, sizeof(out), a.flags, a.conn_id, a.data,
-	    a.len);
+	n = rpc_proxy_ans_build(
+	    out, sizeof(out), a.flags, a.conn_id, a.data, a.len);
 	ck_vec(out, n, B2 "rpc_proxy_ans_example");
 	ck_assert_int_eq(rpc_proxy_ans_parse(v, 15, &a), -1);
 	ck_assert_int_eq(rpc_proxy_ans_parse(v, 16, &a), 0);
 	ck_assert_uint_eq(a.len, 0);
-	ck_assert_uint_eq(rpc_proxy_ans_build(out, 16 + a.len - 1, 0, 0, v,
-	    a.len), 0);
+	ck_assert_uint_eq(
+	    rpc_proxy_ans_build(out, 16 + a.len - 1, 0, 0, v, a.len), 0);
 	v[3] ^= 0x80;
 	ck_assert_int_eq(rpc_proxy_ans_parse(v, vlen, &a), -1);
 	free(v);
@@ -814,7 +815,7 @@ START_TEST(test_me_messages)
 	ck_assert_uint_eq(rpc_msg_type(v, vlen), RPC_SIMPLE_ACK);
 	ck_assert_int_eq(rpc_simple_ack_parse(v, vlen, &id, &confirm), 0);
 	ck_assert(id == cid);
-	ck_assert_uint_eq(confirm, 0x8abcdef1);	/* gen_vectors.py */
+	ck_assert_uint_eq(confirm, 0x8abcdef1); /* gen_vectors.py */
 	n = rpc_simple_ack_build(out, sizeof(out), id, confirm);
 	ck_vec(out, n, B2 "rpc_simple_ack_example");
 	ck_assert_int_eq(rpc_simple_ack_parse(v, vlen - 4, &id, &confirm), -1);
@@ -914,11 +915,12 @@ START_TEST(test_proxy_req_layout)
 	ck_assert_int_eq(r.has_ad_tag, 0);
 	ck_assert(r.data == out + RPC_PROXY_REQ_HDR);
 	ck_assert_uint_eq(r.len, 8);
-	ck_assert_int_eq(memcmp(r.client_ip,
-	    &((struct sockaddr_in6 *)&c6)->sin6_addr, 16), 0);
+	ck_assert_int_eq(
+	    memcmp(r.client_ip, &((struct sockaddr_in6 *)&c6)->sin6_addr, 16),
+	    0);
 	ck_assert_uint_eq(r.client_port, 443);
 	ck_assert(memcmp(r.proxy_ip,
-	    "\0\0\0\0\0\0\0\0\0\0\xff\xff\xcb\0\x71\x07", 16) == 0);
+	              "\0\0\0\0\0\0\0\0\0\0\xff\xff\xcb\0\x71\x07", 16) == 0);
 	struct sockaddr_storage back;
 	socklen_t bl;
 	char str[ADDR_STRLEN];
@@ -927,19 +929,29 @@ START_TEST(test_proxy_req_layout)
 	    "[2001:db8::1]:443");
 
 	/* Errors: room, family, packet length. */
-	ck_assert_uint_eq(rpc_proxy_req_header(out, 55, 0, 1,
-	    (struct sockaddr *)&c4, (struct sockaddr *)&p4, NULL), 0);
-	ck_assert_uint_eq(rpc_proxy_req_header(out, 83, 0, 1,
-	    (struct sockaddr *)&c4, (struct sockaddr *)&p4, pkt), 0);
+	ck_assert_uint_eq(
+	    rpc_proxy_req_header(out, 55, 0, 1, (struct sockaddr *)&c4,
+	        (struct sockaddr *)&p4, NULL),
+	    0);
+	ck_assert_uint_eq(
+	    rpc_proxy_req_header(out, 83, 0, 1, (struct sockaddr *)&c4,
+	        (struct sockaddr *)&p4, pkt),
+	    0);
 	struct sockaddr_storage un;
 	memset(&un, 0, sizeof(un));
 	un.ss_family = AF_UNIX;
-	ck_assert_uint_eq(rpc_proxy_req_header(out, sizeof(out), 0, 1,
-	    (struct sockaddr *)&un, (struct sockaddr *)&p4, NULL), 0);
-	ck_assert_uint_eq(rpc_proxy_req_build(out, sizeof(out), 0, 1,
-	    (struct sockaddr *)&c4, (struct sockaddr *)&p4, NULL, pkt, 6), 0);
-	ck_assert_uint_eq(rpc_proxy_req_build(out, 56 + 7, 0, 1,
-	    (struct sockaddr *)&c4, (struct sockaddr *)&p4, NULL, pkt, 8), 0);
+	ck_assert_uint_eq(
+	    rpc_proxy_req_header(out, sizeof(out), 0, 1, (struct sockaddr *)&un,
+	        (struct sockaddr *)&p4, NULL),
+	    0);
+	ck_assert_uint_eq(
+	    rpc_proxy_req_build(out, sizeof(out), 0, 1, (struct sockaddr *)&c4,
+	        (struct sockaddr *)&p4, NULL, pkt, 6),
+	    0);
+	ck_assert_uint_eq(
+	    rpc_proxy_req_build(out, 56 + 7, 0, 1, (struct sockaddr *)&c4,
+	        (struct sockaddr *)&p4, NULL, pkt, 8),
+	    0);
 
 	/* Parse errors: ad tag flag without a (valid) extra block. */
 	n = rpc_proxy_req_build(out, sizeof(out), 0, 1, (struct sockaddr *)&c4,
@@ -955,7 +967,7 @@ START_TEST(test_proxy_req_layout)
 	out[64] = 16;
 	out[56] = 25;
 	ck_assert_int_eq(rpc_proxy_req_parse(out, n, &r), -1);
-	out[56] = 28;	/* extra block eats 4 bytes of the packet */
+	out[56] = 28; /* extra block eats 4 bytes of the packet */
 	ck_assert_int_eq(rpc_proxy_req_parse(out, n, &r), 0);
 	ck_assert_uint_eq(r.len, 4);
 	out[56] = 36;
@@ -968,13 +980,14 @@ START_TEST(test_erlang_known_answers)
 {
 	static const char *frames[][3] = {
 		{ "0", "01010101",
-		  "100000000000000001010101162" "7afa0" },
+		    "100000000000000001010101162"
+		    "7afa0" },
 		{ "0", "0101010101010101",
-		  "14000000000000000101010101010101f6c42e95"
-		  "040000000400000004000000" },
+		    "14000000000000000101010101010101f6c42e95"
+		    "040000000400000004000000" },
 		{ "1", "0808080808080808",
-		  "14000000010000000808080808080808309284"
-		  "74040000000400000004000000" },
+		    "14000000010000000808080808080808309284"
+		    "74040000000400000004000000" },
 	};
 	uint8_t out[512], *pl, *want;
 	size_t plen, wlen, n;
@@ -983,8 +996,8 @@ START_TEST(test_erlang_known_answers)
 	for (size_t i = 0; i < nitems(frames); i++) {
 		pl = unhex(frames[i][1], &plen);
 		want = unhex(frames[i][2], &wlen);
-		n = rpc_frame_encode(out, sizeof(out), atoi(frames[i][0]), pl,
-		    plen, 0);
+		n = rpc_frame_encode(
+		    out, sizeof(out), atoi(frames[i][0]), pl, plen, 0);
 		pad = rpc_frame_pad(out + n, sizeof(out) - n, n);
 		ck_bytes(out, n + (size_t)pad, want, wlen, "Erl frame");
 		free(pl);
@@ -996,7 +1009,8 @@ START_TEST(test_erlang_known_answers)
 	uint8_t *ek, *eiv, hs[32];
 	memset(&k, 0, sizeof(k));
 	ek = unhex("595448f7ac38cc0b0af28ff06f3521a2"
-	    "dd8d94f36415a7a084633dbd80498a59", &n);
+	           "dd8d94f36415a7a084633dbd80498a59",
+	    &n);
 	eiv = unhex("f8c32a35eb684ee154abb67d12c0fb4d", &n);
 	memcpy(k.enc_key, ek, 32);
 	memcpy(k.enc_iv, eiv, 16);
@@ -1008,18 +1022,20 @@ START_TEST(test_erlang_known_answers)
 	    (const uint8_t *)"IPIPPRPDTIME", (const uint8_t *)"IPIPPRPDTIME");
 	n = rpc_link_encode(&l, out, sizeof(out), hs, n);
 	want = unhex("a1cec6bfaff030a2f5c0ead268c3a1d6"
-	    "3793919dae21f3c654bc1dc97480b995"
-	    "49f1957af4c13b7099bc8d865a184bd8", &wlen);
+	             "3793919dae21f3c654bc1dc97480b995"
+	             "49f1957af4c13b7099bc8d865a184bd8",
+	    &wlen);
 	ck_bytes(out, n, want, wlen, "Erl CBC handshake");
 	free(want);
 
-	uint8_t *frame = unhex(
-	    "8800000000000000eef1ce3608100240c32b6a7fd3da9c66"
-	    "4141414141414141414141414141414141414141"
-	    "4242424242424242424242424242424242424242"
-	    "18000000ae261edb10dcbe8f1493fa4cd9ab300891c0b5b326000000"
-	    "00000000000000000000000038dc175b14000000789746601a31604a"
-	    "ddf3680dad0d84c0ee16617ef7e997160400000004000000", &wlen);
+	uint8_t *frame =
+	    unhex("8800000000000000eef1ce3608100240c32b6a7fd3da9c66"
+	          "4141414141414141414141414141414141414141"
+	          "4242424242424242424242424242424242424242"
+	          "18000000ae261edb10dcbe8f1493fa4cd9ab300891c0b5b326000000"
+	          "00000000000000000000000038dc175b14000000789746601a31604a"
+	          "ddf3680dad0d84c0ee16617ef7e997160400000004000000",
+	        &wlen);
 	ck_assert_uint_eq(wlen, 0x88 + 8);
 	struct rpc_proxy_req r;
 	ck_assert_int_eq(rpc_proxy_req_parse(frame + 8, 0x88 - 12, &r), 0);
@@ -1028,8 +1044,10 @@ START_TEST(test_erlang_known_answers)
 	ck_assert_int_eq(r.has_ad_tag, 1);
 	uint8_t *tag = unhex("dcbe8f1493fa4cd9ab300891c0b5b326", &n);
 	ck_bytes(r.ad_tag, 16, tag, 16, "Erl ad tag");
-	uint8_t *data = unhex("000000000000000000000000"
-	    "38dc175b14000000789746601a31604addf3680dad0d84c0ee16617e", &n);
+	uint8_t *data =
+	    unhex("000000000000000000000000"
+	          "38dc175b14000000789746601a31604addf3680dad0d84c0ee16617e",
+	        &n);
 	ck_bytes(r.data, r.len, data, n, "Erl packet");
 	n = rpc_frame_encode(out, sizeof(out), 0, frame + 8, 0x88 - 12, 0);
 	pad = rpc_frame_pad(out + n, sizeof(out) - n, n);
@@ -1040,7 +1058,8 @@ START_TEST(test_erlang_known_answers)
 	    "68f73941206bf59a4dc2a19d3fe8a944714060c50ad14275fb0f0a8df87a28f2"
 	    "c326c4ed4484bd3166351f8b3840d56b4f69d2b69d49cb69a586a374315e8fab"
 	    "5884547bc4262335dcb6e8c75c1db681ef74fc1f481d78cb39312e818e5ecc79"
-	    "1571d30ac17eb4e38b2855df867c9851", &wlen);
+	    "1571d30ac17eb4e38b2855df867c9851",
+	    &wlen);
 	ck_bytes(out, n, want, wlen, "Erl CBC PROXY_REQ");
 	free(want);
 	free(frame);
@@ -1052,15 +1071,18 @@ START_TEST(test_erlang_known_answers)
 	sa("80.211.29.34", 53634, &p);
 	free(data);
 	data = unhex("000000000000000000000000"
-	    "3d02185b140000007897466099c58eeef58b55d0a0f144596a0776a7", &plen);
+	             "3d02185b140000007897466099c58eeef58b55d0a0f144596a0776a7",
+	    &plen);
 	n = rpc_proxy_req_build(out, sizeof(out),
 	    rpc_proxy_req_flags(RPC_TRANSPORT_ABRIDGED, 0, 1, data, plen), 1,
 	    (struct sockaddr *)&c, (struct sockaddr *)&p, tag, data, plen);
-	want = unhex("eef1ce360a10024001000000000000000000000000000000"
+	want = unhex(
+	    "eef1ce360a10024001000000000000000000000000000000"
 	    "0000ffff6dee839f6804000000000000000000000000ffff50d31d2282d10000"
 	    "18000000ae261edb10dcbe8f1493fa4cd9ab300891c0b5b326000000"
 	    "0000000000000000000000003d02185b140000007897466099c58eeef58b55d0"
-	    "a0f144596a0776a7", &wlen);
+	    "a0f144596a0776a7",
+	    &wlen);
 	ck_bytes(out, n, want, wlen, "Erl PROXY_REQ");
 	free(want);
 	free(data);
@@ -1088,8 +1110,8 @@ build_stream(uint8_t *s, size_t cap, uint8_t payloads[][64], size_t *lens)
 			lens[i] = 32;
 		for (size_t j = 0; j < lens[i]; j++)
 			payloads[i][j] = (uint8_t)(i * 31 + j);
-		m = rpc_frame_encode(s + n, cap - n, i - 2, payloads[i],
-		    lens[i], 0);
+		m = rpc_frame_encode(
+		    s + n, cap - n, i - 2, payloads[i], lens[i], 0);
 		ck_assert_uint_gt(m, 0);
 		n += m;
 		if (i == 1) {
@@ -1123,8 +1145,8 @@ START_TEST(test_decode_split)
 		ck_assert_uint_eq(r.have, 0);
 		for (int i = 0; i < 5; i++) {
 			ck_assert_uint_eq(r.lens[i], lens[i]);
-			ck_assert_int_eq(memcmp(r.payloads[i], payloads[i],
-			    lens[i]), 0);
+			ck_assert_int_eq(
+			    memcmp(r.payloads[i], payloads[i], lens[i]), 0);
 		}
 		ck_assert_int_eq(r.dec.seq, 3);
 	}
@@ -1153,8 +1175,8 @@ START_TEST(test_decode_errors)
 			memcpy(bad, s, n);
 			bad[i] ^= (uint8_t)(1 << bit);
 			rpc_decoder_init(&d, RPC_SEQ_NONCE, 1024);
-			enum rpc_decode_status st = rpc_frame_decode(&d, bad,
-			    n, &f);
+			enum rpc_decode_status st =
+			    rpc_frame_decode(&d, bad, n, &f);
 			/* A length that grew past what is here may wait. */
 			if (i < 4 && st == RPC_DECODE_NEED_MORE)
 				continue;
@@ -1179,8 +1201,8 @@ START_TEST(test_decode_errors)
 		bad[2] = (totals[i] >> 16) & 0xff;
 		bad[3] = totals[i] >> 24;
 		rpc_decoder_init(&d, RPC_SEQ_NONCE, 1024);
-		ck_assert_int_eq(rpc_frame_decode(&d, bad, 4, &f),
-		    RPC_DECODE_ERROR);
+		ck_assert_int_eq(
+		    rpc_frame_decode(&d, bad, 4, &f), RPC_DECODE_ERROR);
 	}
 	/* Exactly max_total is fine. */
 	rpc_decoder_init(&d, RPC_SEQ_NONCE, 44);
@@ -1192,20 +1214,20 @@ START_TEST(test_decode_errors)
 	rpc_decoder_init(&d, RPC_SEQ_NONCE, 1024);
 	ck_assert_int_eq(rpc_frame_decode(&d, s, n, &f), RPC_DECODE_OK);
 	size_t off = f.consumed;
-	ck_assert_int_eq(rpc_frame_decode(&d, s + off, n - off, &f),
-	    RPC_DECODE_OK);
+	ck_assert_int_eq(
+	    rpc_frame_decode(&d, s + off, n - off, &f), RPC_DECODE_OK);
 	off += f.consumed;
 	uint8_t frame[64];
-	size_t m = rpc_frame_encode(frame, sizeof(frame), 1, payloads[0], 8,
-	    0);
+	size_t m = rpc_frame_encode(frame, sizeof(frame), 1, payloads[0], 8, 0);
 	ck_assert_int_eq(rpc_frame_decode(&d, frame, m, &f), RPC_DECODE_ERROR);
 
 	/* Only fillers, and nothing: NEED_MORE, fillers consumed. */
 	rpc_decoder_init(&d, 0, 1024);
 	ck_assert_int_eq(rpc_frame_decode(&d, s, 0, &f), RPC_DECODE_NEED_MORE);
 	ck_assert_uint_eq(f.consumed, 0);
-	ck_assert_int_eq(rpc_frame_decode(&d, (const uint8_t *)
-	    "\4\0\0\0\4\0\0\0\4\0", 10, &f), RPC_DECODE_NEED_MORE);
+	ck_assert_int_eq(rpc_frame_decode(&d,
+	                     (const uint8_t *)"\4\0\0\0\4\0\0\0\4\0", 10, &f),
+	    RPC_DECODE_NEED_MORE);
 	ck_assert_uint_eq(f.consumed, 8);
 }
 END_TEST

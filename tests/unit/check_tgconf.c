@@ -28,20 +28,18 @@
 #include "util.h"
 
 /* The example of spec B.2.1 (from the Erlang proxy's tests). */
-static const char conf_v4[] =
-    "# force_probability 1 10\n"
-    "default 2;\n"
-    "proxy_for 1 149.154.175.50:8888;\n"
-    "proxy_for -1 149.154.175.50:8888;\n"
-    "proxy_for 2 149.154.162.39:80;\n"
-    "proxy_for 2 149.154.162.33:80;\n";
-static const char conf_v6[] =
-    "proxy_for 1 [2001:b28:f23d:f001::d]:8888;\n"
-    "proxy_for 2 [2001:67c:4e8:f002::d]:80;\n";
+static const char conf_v4[] = "# force_probability 1 10\n"
+                              "default 2;\n"
+                              "proxy_for 1 149.154.175.50:8888;\n"
+                              "proxy_for -1 149.154.175.50:8888;\n"
+                              "proxy_for 2 149.154.162.39:80;\n"
+                              "proxy_for 2 149.154.162.33:80;\n";
+static const char conf_v6[] = "proxy_for 1 [2001:b28:f23d:f001::d]:8888;\n"
+                              "proxy_for 2 [2001:67c:4e8:f002::d]:80;\n";
 
 /* IMF-fixdate example of RFC 7231 7.1.1.1 and its Unix time. */
-#define RFC_DATE	"Sun, 06 Nov 1994 08:49:37 GMT"
-#define RFC_TIME	784111777
+#define RFC_DATE "Sun, 06 Nov 1994 08:49:37 GMT"
+#define RFC_TIME 784111777
 
 static char tmpdir[PATH_MAX];
 
@@ -124,7 +122,8 @@ START_TEST(test_check_config)
 	ck_assert_ptr_nonnull(pc);
 	err[0] = 'x';
 	ck_assert_int_eq(tgconf_check_config((const uint8_t *)conf_v4,
-	    strlen(conf_v4), pc, err, sizeof(err)), 0);
+	                     strlen(conf_v4), pc, err, sizeof(err)),
+	    0);
 	ck_assert_uint_eq(pc->n, 4);
 	ck_assert_int_eq(pc->has_default, 1);
 	ck_assert_int_eq(pc->default_dc, 2);
@@ -133,7 +132,8 @@ START_TEST(test_check_config)
 	    "149.154.162.33:80");
 
 	ck_assert_int_eq(tgconf_check_config((const uint8_t *)conf_v6,
-	    strlen(conf_v6), pc, err, sizeof(err)), 0);
+	                     strlen(conf_v6), pc, err, sizeof(err)),
+	    0);
 	ck_assert_uint_eq(pc->n, 2);
 	ck_assert_str_eq(addr_str(&pc->entries[0].addr.sa, buf, sizeof(buf)),
 	    "[2001:b28:f23d:f001::d]:8888");
@@ -141,24 +141,31 @@ START_TEST(test_check_config)
 	/* What a broken download looks like: never a good list. */
 	err[0] = '\0';
 	ck_assert_int_eq(tgconf_check_config((const uint8_t *)"default 2;\n",
-	    11, pc, err, sizeof(err)), -1);
+	                     11, pc, err, sizeof(err)),
+	    -1);
 	ck_assert_uint_gt(strlen(err), 0);
 	err[0] = '\0';
-	ck_assert_int_eq(tgconf_check_config((const uint8_t *)
-	    "<html>busy</html>", 17, pc, err, sizeof(err)), -1);
+	ck_assert_int_eq(
+	    tgconf_check_config(
+	        (const uint8_t *)"<html>busy</html>", 17, pc, err, sizeof(err)),
+	    -1);
 	ck_assert_uint_gt(strlen(err), 0);
-	ck_assert_int_eq(tgconf_check_config((const uint8_t *)"", 0, pc, err,
-	    sizeof(err)), -1);
-	ck_assert_int_eq(tgconf_check_config((const uint8_t *)
-	    "proxy_for 2 149.154.162.39:0;\n", 30, pc, err, sizeof(err)), -1);
+	ck_assert_int_eq(
+	    tgconf_check_config((const uint8_t *)"", 0, pc, err, sizeof(err)),
+	    -1);
+	ck_assert_int_eq(tgconf_check_config(
+	                     (const uint8_t *)"proxy_for 2 149.154.162.39:0;\n",
+	                     30, pc, err, sizeof(err)),
+	    -1);
 
 	ck_assert_ptr_nonnull(big = malloc(TGCONF_BODY_MAX + 1));
 	memset(big, ' ', TGCONF_BODY_MAX + 1);
 	memcpy(big, conf_v4, strlen(conf_v4));
-	ck_assert_int_eq(tgconf_check_config(big, TGCONF_BODY_MAX, pc, err,
-	    sizeof(err)), 0);
-	ck_assert_int_eq(tgconf_check_config(big, TGCONF_BODY_MAX + 1, pc,
-	    err, sizeof(err)), -1);
+	ck_assert_int_eq(
+	    tgconf_check_config(big, TGCONF_BODY_MAX, pc, err, sizeof(err)), 0);
+	ck_assert_int_eq(
+	    tgconf_check_config(big, TGCONF_BODY_MAX + 1, pc, err, sizeof(err)),
+	    -1);
 	ck_assert_str_eq(err, "1048577 bytes, more than 1048576");
 	free(big);
 	free(pc);
@@ -173,19 +180,23 @@ make_state(struct tg_state *s, uint8_t fill)
 	memset(s, 0, sizeof(*s));
 	memset(s->secret, fill, 128);
 	s->secret_len = 128;
-	ck_assert_int_eq(proxyconf_parse(conf_v4, strlen(conf_v4), &s->v4,
-	    err, sizeof(err)), 0);
-	ck_assert_int_eq(proxyconf_parse(conf_v6, strlen(conf_v6), &s->v6,
-	    err, sizeof(err)), 0);
+	ck_assert_int_eq(
+	    proxyconf_parse(conf_v4, strlen(conf_v4), &s->v4, err, sizeof(err)),
+	    0);
+	ck_assert_int_eq(
+	    proxyconf_parse(conf_v6, strlen(conf_v6), &s->v6, err, sizeof(err)),
+	    0);
 }
 
 START_TEST(test_state_equal)
 {
-	static const char respaced[] = "default 2; proxy_for 1 "
+	static const char respaced[] =
+	    "default 2; proxy_for 1 "
 	    "149.154.175.50:8888; proxy_for -1 149.154.175.50:8888;\n"
 	    "# x\nproxy_for 2 149.154.162.39:80;\tproxy_for 2 "
 	    "149.154.162.33:80;";
-	static const char other_default[] = "default 1; proxy_for 1 "
+	static const char other_default[] =
+	    "default 1; proxy_for 1 "
 	    "149.154.175.50:8888; proxy_for -1 149.154.175.50:8888;\n"
 	    "proxy_for 2 149.154.162.39:80; proxy_for 2 149.154.162.33:80;";
 	struct tg_state *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
@@ -216,11 +227,13 @@ START_TEST(test_state_equal)
 
 	/* The same list with comments and spacing changed is equal... */
 	ck_assert_int_eq(proxyconf_parse(respaced, strlen(respaced), &b->v4,
-	    err, sizeof(err)), 0);
+	                     err, sizeof(err)),
+	    0);
 	ck_assert_int_eq(tgconf_state_equal(a, b), 1);
 	/* ...another default DC is not, nor a missing IPv6 list. */
-	ck_assert_int_eq(proxyconf_parse(other_default,
-	    strlen(other_default), &b->v4, err, sizeof(err)), 0);
+	ck_assert_int_eq(proxyconf_parse(other_default, strlen(other_default),
+	                     &b->v4, err, sizeof(err)),
+	    0);
 	ck_assert_int_eq(tgconf_state_equal(a, b), 0);
 	b->v4 = a->v4;
 	memset(&b->v6, 0, sizeof(b->v6));
@@ -237,31 +250,32 @@ START_TEST(test_http_date)
 	ck_assert_int_eq(tgconf_parse_http_date(RFC_DATE, &t), 0);
 	ck_assert_int_eq(t, RFC_TIME);
 	t = 0;
-	ck_assert_int_eq(tgconf_parse_http_date(
-	    "Sunday, 06-Nov-94 08:49:37 GMT", &t), 0);
+	ck_assert_int_eq(
+	    tgconf_parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT", &t), 0);
 	ck_assert_int_eq(t, RFC_TIME);
 	t = 0;
-	ck_assert_int_eq(tgconf_parse_http_date("Sun Nov  6 08:49:37 1994",
-	    &t), 0);
+	ck_assert_int_eq(
+	    tgconf_parse_http_date("Sun Nov  6 08:49:37 1994", &t), 0);
 	ck_assert_int_eq(t, RFC_TIME);
-	ck_assert_int_eq(tgconf_parse_http_date(
-	    "Thu, 01 Jan 1970 00:00:00 GMT", &t), 0);
+	ck_assert_int_eq(
+	    tgconf_parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT", &t), 0);
 	ck_assert_int_eq(t, 0);
-	ck_assert_int_eq(tgconf_parse_http_date(
-	    "Tue, 19 Jan 2038 03:14:08 GMT", &t), 0);
+	ck_assert_int_eq(
+	    tgconf_parse_http_date("Tue, 19 Jan 2038 03:14:08 GMT", &t), 0);
 	ck_assert_int_eq(t, 2147483648LL);
 
 	ck_assert_int_eq(tgconf_parse_http_date(NULL, &t), -1);
 	ck_assert_int_eq(tgconf_parse_http_date("", &t), -1);
 	ck_assert_int_eq(tgconf_parse_http_date("yesterday", &t), -1);
-	ck_assert_int_eq(tgconf_parse_http_date(
-	    "Sun, 06 Nov 1994 08:49:37", &t), -1);
-	ck_assert_int_eq(tgconf_parse_http_date(
-	    "Sun, 06 Nov 1994 08:49:37 GMT junk", &t), -1);
-	ck_assert_int_eq(tgconf_parse_http_date(
-	    "Sun, 32 Nov 1994 08:49:37 GMT", &t), -1);
-	ck_assert_int_eq(tgconf_parse_http_date(
-	    "Sun, 06 Nov 1994 25:49:37 GMT", &t), -1);
+	ck_assert_int_eq(
+	    tgconf_parse_http_date("Sun, 06 Nov 1994 08:49:37", &t), -1);
+	ck_assert_int_eq(
+	    tgconf_parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT junk", &t),
+	    -1);
+	ck_assert_int_eq(
+	    tgconf_parse_http_date("Sun, 32 Nov 1994 08:49:37 GMT", &t), -1);
+	ck_assert_int_eq(
+	    tgconf_parse_http_date("Sun, 06 Nov 1994 25:49:37 GMT", &t), -1);
 
 	/* Our clock minus theirs: ahead is positive. */
 	ck_assert_int_eq(tgconf_clock_skew(RFC_DATE, RFC_TIME + 45, &skew), 0);
@@ -284,10 +298,11 @@ START_TEST(test_cache_round_trip)
 
 	for (size_t i = 0; i < sizeof(secret); i++)
 		secret[i] = (uint8_t)(i * 7 + 3);
-	ck_assert_int_eq(tgconf_cache_write(tmpdir, TGCONF_CACHE_SECRET,
-	    secret, sizeof(secret)), 0);
-	ck_assert_int_eq(tgconf_cache_read(tmpdir, TGCONF_CACHE_SECRET, &body,
-	    &len), 0);
+	ck_assert_int_eq(tgconf_cache_write(tmpdir, TGCONF_CACHE_SECRET, secret,
+	                     sizeof(secret)),
+	    0);
+	ck_assert_int_eq(
+	    tgconf_cache_read(tmpdir, TGCONF_CACHE_SECRET, &body, &len), 0);
 	ck_assert_uint_eq(len, sizeof(secret));
 	ck_assert_mem_eq(body, secret, sizeof(secret));
 	free(body);
@@ -299,9 +314,10 @@ START_TEST(test_cache_round_trip)
 
 	/* Replacing it. */
 	ck_assert_int_eq(tgconf_cache_write(tmpdir, TGCONF_CACHE_SECRET,
-	    (const uint8_t *)conf_v4, strlen(conf_v4)), 0);
-	ck_assert_int_eq(tgconf_cache_read(tmpdir, TGCONF_CACHE_SECRET, &body,
-	    &len), 0);
+	                     (const uint8_t *)conf_v4, strlen(conf_v4)),
+	    0);
+	ck_assert_int_eq(
+	    tgconf_cache_read(tmpdir, TGCONF_CACHE_SECRET, &body, &len), 0);
 	ck_assert_uint_eq(len, strlen(conf_v4));
 	ck_assert_mem_eq(body, conf_v4, len);
 	free(body);
@@ -309,17 +325,18 @@ START_TEST(test_cache_round_trip)
 
 	/* Empty. */
 	ck_assert_int_eq(tgconf_cache_write(tmpdir, TGCONF_CACHE_CONFIG,
-	    (const uint8_t *)"", 0), 0);
-	ck_assert_int_eq(tgconf_cache_read(tmpdir, TGCONF_CACHE_CONFIG, &body,
-	    &len), 0);
+	                     (const uint8_t *)"", 0),
+	    0);
+	ck_assert_int_eq(
+	    tgconf_cache_read(tmpdir, TGCONF_CACHE_CONFIG, &body, &len), 0);
 	ck_assert_uint_eq(len, 0);
 	free(body);
 	ck_assert_str_eq(dir_list(), "proxy-multi.conf proxy-secret");
 
 	/* Missing. */
 	errno = 0;
-	ck_assert_int_eq(tgconf_cache_read(tmpdir, TGCONF_CACHE_CONFIG_V6,
-	    &body, &len), -1);
+	ck_assert_int_eq(
+	    tgconf_cache_read(tmpdir, TGCONF_CACHE_CONFIG_V6, &body, &len), -1);
 	ck_assert_int_eq(errno, ENOENT);
 }
 END_TEST
@@ -333,8 +350,9 @@ START_TEST(test_cache_errors)
 	/* No such directory: nothing written, the error tells. */
 	snprintf(dir, sizeof(dir), "%s/none", tmpdir);
 	errno = 0;
-	ck_assert_int_eq(tgconf_cache_write(dir, TGCONF_CACHE_SECRET,
-	    (const uint8_t *)"x", 1), -1);
+	ck_assert_int_eq(tgconf_cache_write(
+	                     dir, TGCONF_CACHE_SECRET, (const uint8_t *)"x", 1),
+	    -1);
 	ck_assert_int_eq(errno, ENOENT);
 	ck_assert_str_eq(dir_list(), "");
 
@@ -381,7 +399,8 @@ load_config(const char *telegram)
 	    "listeners = ( { port = 443; protocols = [ \"secure\" ];\n"
 	    "  users = ( { secret = \"00112233445566778899aabbccddeeff\"; } );"
 	    " } );\n"
-	    "telegram = { %s };\n", tmpdir, telegram);
+	    "telegram = { %s };\n",
+	    tmpdir, telegram);
 	cfg = config_load_string(text, "t.conf", err, sizeof(err));
 	ck_assert_msg(cfg != NULL, "%s", err);
 	return cfg;
@@ -403,12 +422,15 @@ START_TEST(test_start_from_cache)
 	ck_assert_ptr_nonnull(base);
 	ck_assert_ptr_nonnull(want);
 	memset(secret, 0xa5, sizeof(secret));
-	ck_assert_int_eq(tgconf_cache_write(tmpdir, TGCONF_CACHE_SECRET,
-	    secret, sizeof(secret)), 0);
+	ck_assert_int_eq(tgconf_cache_write(tmpdir, TGCONF_CACHE_SECRET, secret,
+	                     sizeof(secret)),
+	    0);
 	ck_assert_int_eq(tgconf_cache_write(tmpdir, TGCONF_CACHE_CONFIG,
-	    (const uint8_t *)conf_v4, strlen(conf_v4)), 0);
+	                     (const uint8_t *)conf_v4, strlen(conf_v4)),
+	    0);
 	ck_assert_int_eq(tgconf_cache_write(tmpdir, TGCONF_CACHE_CONFIG_V6,
-	    (const uint8_t *)conf_v6, strlen(conf_v6)), 0);
+	                     (const uint8_t *)conf_v6, strlen(conf_v6)),
+	    0);
 
 	ck_assert_ptr_eq(tgconf_state(NULL)->source, NULL);
 	ck_assert_uint_eq(tgconf_state(NULL)->secret_len, 0);
@@ -427,8 +449,8 @@ START_TEST(test_start_from_cache)
 	ck_assert_int_eq(ncalls, 1);
 
 	/* A bad cached secret: nothing reported, nothing known. */
-	ck_assert_int_eq(tgconf_cache_write(tmpdir, TGCONF_CACHE_SECRET,
-	    secret, 16), 0);
+	ck_assert_int_eq(
+	    tgconf_cache_write(tmpdir, TGCONF_CACHE_SECRET, secret, 16), 0);
 	ncalls = 0;
 	t = tgconf_start(base, cfg, on_changed, &ncalls);
 	ck_assert_ptr_nonnull(t);
@@ -453,14 +475,15 @@ START_TEST(test_start_from_files)
 	memset(secret, 0x3c, sizeof(secret));
 	write_file("my-secret", secret, sizeof(secret));
 	write_file("my.conf", conf_v4, strlen(conf_v4));
-	snprintf(tele, sizeof(tele), CLOSED_URLS
-	    "proxy_secret_file = \"%s/my-secret\";"
-	    "proxy_config_file = \"%s/my.conf\";", tmpdir, tmpdir);
+	snprintf(tele, sizeof(tele),
+	    CLOSED_URLS "proxy_secret_file = \"%s/my-secret\";"
+	                "proxy_config_file = \"%s/my.conf\";",
+	    tmpdir, tmpdir);
 	cfg = load_config(tele);
 	ncalls = 0;
 	t = tgconf_start(base, cfg, on_changed, &ncalls);
 	ck_assert_ptr_nonnull(t);
-	ck_assert_int_eq(ncalls, 0);	/* files are read by the loop */
+	ck_assert_int_eq(ncalls, 0); /* files are read by the loop */
 	ck_assert_int_eq(event_base_loop(base, EVLOOP_ONCE), 0);
 	ck_assert_int_eq(ncalls, 1);
 	ck_assert_str_eq(seen.source, "file");

@@ -10,10 +10,10 @@
 #include "util.h"
 #include "vectors.h"
 
-#define V(name)	"A4_fake_tls." name
+#define V(name) "A4_fake_tls." name
 
 /* gen_vectors.py builds the first flight from this obfuscated2 case. */
-#define FIRST_FLIGHT_O2_CASE	"A2_obfuscated2.cases.2."
+#define FIRST_FLIGHT_O2_CASE "A2_obfuscated2.cases.2."
 
 /* The hex vector at path; its length must be want_len unless 0. */
 static uint8_t *
@@ -36,8 +36,7 @@ expect(const uint8_t *got, size_t len, const char *path)
 	size_t wlen;
 	uint8_t *want = vec_hex(path, &wlen);
 
-	ck_assert_msg(wlen == len, "%s: length %zu, want %zu", path, len,
-	    wlen);
+	ck_assert_msg(wlen == len, "%s: length %zu, want %zu", path, len, wlen);
 	ck_assert_msg(memcmp(got, want, len) == 0, "%s differs", path);
 	free(want);
 }
@@ -65,8 +64,8 @@ det(const char *label, uint8_t *out, size_t n)
 static uint8_t *
 vec_hello(size_t *len)
 {
-	return vbytes(V("client_hello"), (size_t)vec_int(V("client_hello_len")),
-	    len);
+	return vbytes(
+	    V("client_hello"), (size_t)vec_int(V("client_hello_len")), len);
 }
 
 static void
@@ -98,12 +97,14 @@ START_TEST(test_vector_hmac_and_xor)
 	for (int i = 0; i < 32; i++)
 		x[i] = hello[TLS_RANDOM_OFF + i] ^ d[i];
 	expect(x, 32, V("client_random_xor_hmac"));
-	ck_assert_uint_eq(want_ts, (uint32_t)x[28] | (uint32_t)x[29] << 8 |
-	    (uint32_t)x[30] << 16 | (uint32_t)x[31] << 24);
+	ck_assert_uint_eq(want_ts,
+	    (uint32_t)x[28] | (uint32_t)x[29] << 8 | (uint32_t)x[30] << 16 |
+	        (uint32_t)x[31] << 24);
 
 	/* And what tls_hello_verify makes of it. */
 	ck_assert_int_eq(tls_hello_verify(hello, len,
-	    (const uint8_t (*)[TLS_SECRET_LEN])secret, 1, &ts), 0);
+	                     (const uint8_t(*)[TLS_SECRET_LEN])secret, 1, &ts),
+	    0);
 	ck_assert_uint_eq(ts, want_ts);
 	ck_assert_uint_eq(ts, 1700000000u);
 	free(hello);
@@ -134,8 +135,9 @@ START_TEST(test_vector_verify_secret_index)
 		    i < TLS_RANDOM_OFF + TLS_RANDOM_LEN)
 			continue;
 		hello[i] ^= 0x01;
-		ck_assert_msg(tls_hello_verify(hello, len, secrets + 2, 1,
-		    &ts) == -1, "byte %zu", i);
+		ck_assert_msg(
+		    tls_hello_verify(hello, len, secrets + 2, 1, &ts) == -1,
+		    "byte %zu", i);
 		hello[i] ^= 0x01;
 	}
 	/* Too short to hold a random. */
@@ -149,8 +151,8 @@ START_TEST(test_vector_parse)
 	size_t len, n;
 	uint8_t *hello = vec_hello(&len), *want;
 	struct tls_hello ch;
-	unsigned long suite = strtoul(
-	    vec_str(V("first_non_grease_cipher_suite")), NULL, 16);
+	unsigned long suite =
+	    strtoul(vec_str(V("first_non_grease_cipher_suite")), NULL, 16);
 
 	ck_assert_int_eq(tls_hello_parse(hello, len, &ch), 0);
 	expect(ch.random, TLS_RANDOM_LEN, V("client_random"));
@@ -173,8 +175,9 @@ START_TEST(test_assemble_single)
 	uint8_t *hello = vec_hello(&len), joined[TLS_HELLO_MAX];
 	uint8_t wire[1024];
 
-	ck_assert_int_eq(tls_hello_assemble(hello, len, joined, sizeof(joined),
-	    &jlen, &used), TLS_HELLO_OK);
+	ck_assert_int_eq(tls_hello_assemble(
+	                     hello, len, joined, sizeof(joined), &jlen, &used),
+	    TLS_HELLO_OK);
 	ck_assert_uint_eq(jlen, len);
 	ck_assert_uint_eq(used, len);
 	ck_assert_mem_eq(joined, hello, len);
@@ -183,19 +186,22 @@ START_TEST(test_assemble_single)
 	memcpy(wire, hello, len);
 	memcpy(wire + len, "\x14\x03\x03\x00\x01\x01", 6);
 	ck_assert_int_eq(tls_hello_assemble(wire, len + 6, joined,
-	    sizeof(joined), &jlen, &used), TLS_HELLO_OK);
+	                     sizeof(joined), &jlen, &used),
+	    TLS_HELLO_OK);
 	ck_assert_uint_eq(used, len);
 	ck_assert_uint_eq(jlen, len);
 
 	/* One byte at a time: need more until the very last one. */
 	for (size_t k = 0; k < len; k++)
-		ck_assert_msg(tls_hello_assemble(hello, k, joined,
-		    sizeof(joined), &jlen, &used) == TLS_HELLO_NEED_MORE,
+		ck_assert_msg(
+		    tls_hello_assemble(hello, k, joined, sizeof(joined), &jlen,
+		        &used) == TLS_HELLO_NEED_MORE,
 		    "prefix %zu", k);
 
 	/* joined_cap too small is refused, not overrun. */
-	ck_assert_int_eq(tls_hello_assemble(hello, len, joined, len - 1,
-	    &jlen, &used), TLS_HELLO_BAD);
+	ck_assert_int_eq(
+	    tls_hello_assemble(hello, len, joined, len - 1, &jlen, &used),
+	    TLS_HELLO_BAD);
 	free(hello);
 }
 END_TEST
@@ -233,8 +239,8 @@ START_TEST(test_assemble_fragments)
 	static const size_t cuts_b[] = { 2 };
 	static const size_t cuts_c[] = { 4, 40, 41, 42, 300, 511 };
 	static const struct {
-		const size_t	*cuts;
-		size_t		 n;
+		const size_t *cuts;
+		size_t n;
 	} plans[] = {
 		{ cuts_a, nitems(cuts_a) },
 		{ cuts_b, nitems(cuts_b) },
@@ -248,21 +254,25 @@ START_TEST(test_assemble_fragments)
 
 	vec_secret(secret);
 	for (size_t p = 0; p < nitems(plans); p++) {
-		wlen = fragment(hello, len, plans[p].cuts, plans[p].n, 0x01,
-		    wire);
+		wlen =
+		    fragment(hello, len, plans[p].cuts, plans[p].n, 0x01, wire);
 		ck_assert_uint_eq(wlen, len + 5 * plans[p].n);
 		for (size_t k = 0; k < wlen; k++)
-			ck_assert_msg(tls_hello_assemble(wire, k, joined,
-			    sizeof(joined), &jlen, &used) ==
-			    TLS_HELLO_NEED_MORE, "plan %zu prefix %zu", p, k);
+			ck_assert_msg(
+			    tls_hello_assemble(wire, k, joined, sizeof(joined),
+			        &jlen, &used) == TLS_HELLO_NEED_MORE,
+			    "plan %zu prefix %zu", p, k);
 		memset(joined, 0xaa, sizeof(joined));
 		ck_assert_int_eq(tls_hello_assemble(wire, wlen, joined,
-		    sizeof(joined), &jlen, &used), TLS_HELLO_OK);
+		                     sizeof(joined), &jlen, &used),
+		    TLS_HELLO_OK);
 		ck_assert_uint_eq(used, wlen);
 		ck_assert_uint_eq(jlen, len);
 		ck_assert_mem_eq(joined, hello, len);
-		ck_assert_int_eq(tls_hello_verify(joined, jlen,
-		    (const uint8_t (*)[TLS_SECRET_LEN])secret, 1, &ts), 0);
+		ck_assert_int_eq(
+		    tls_hello_verify(joined, jlen,
+		        (const uint8_t(*)[TLS_SECRET_LEN])secret, 1, &ts),
+		    0);
 		ck_assert_uint_eq(ts, (uint32_t)vec_int(V("timestamp")));
 		ck_assert_int_eq(tls_hello_parse(joined, jlen, &ch), 0);
 		ck_assert_str_eq(ch.sni, vec_str(V("sni")));
@@ -270,20 +280,24 @@ START_TEST(test_assemble_fragments)
 
 	/* A continuation record of another version or type is refused. */
 	wlen = fragment(hello, len, cuts_a, nitems(cuts_a), 0x01, wire);
-	wire[5 + 1 + 2] = 0x03;		/* second record: 16 03 03 */
+	wire[5 + 1 + 2] = 0x03; /* second record: 16 03 03 */
 	ck_assert_int_eq(tls_hello_assemble(wire, 5 + 1 + 3, joined,
-	    sizeof(joined), &jlen, &used), TLS_HELLO_BAD);
-	ck_assert_int_eq(tls_hello_assemble(wire, wlen, joined,
-	    sizeof(joined), &jlen, &used), TLS_HELLO_BAD);
+	                     sizeof(joined), &jlen, &used),
+	    TLS_HELLO_BAD);
+	ck_assert_int_eq(tls_hello_assemble(
+	                     wire, wlen, joined, sizeof(joined), &jlen, &used),
+	    TLS_HELLO_BAD);
 	wire[5 + 1 + 2] = 0x01;
 	wire[5 + 1] = 0x17;
 	ck_assert_int_eq(tls_hello_assemble(wire, 5 + 1 + 1, joined,
-	    sizeof(joined), &jlen, &used), TLS_HELLO_BAD);
+	                     sizeof(joined), &jlen, &used),
+	    TLS_HELLO_BAD);
 
 	/* A single 16 03 03 record is accepted and kept as it is. */
 	wlen = fragment(hello, len, NULL, 0, 0x03, wire);
-	ck_assert_int_eq(tls_hello_assemble(wire, wlen, joined,
-	    sizeof(joined), &jlen, &used), TLS_HELLO_OK);
+	ck_assert_int_eq(tls_hello_assemble(
+	                     wire, wlen, joined, sizeof(joined), &jlen, &used),
+	    TLS_HELLO_OK);
 	ck_assert_mem_eq(joined, wire, wlen);
 	free(hello);
 }
@@ -299,12 +313,14 @@ START_TEST(test_assemble_too_many_fragments)
 	for (size_t i = 0; i < nitems(cuts); i++)
 		cuts[i] = i + 1;
 	wlen = fragment(hello, len, cuts, nitems(cuts) - 1, 0x01, wire);
-	ck_assert_int_eq(tls_hello_assemble(wire, wlen, joined,
-	    sizeof(joined), &jlen, &used), TLS_HELLO_OK);
+	ck_assert_int_eq(tls_hello_assemble(
+	                     wire, wlen, joined, sizeof(joined), &jlen, &used),
+	    TLS_HELLO_OK);
 	ck_assert_mem_eq(joined, hello, len);
 	wlen = fragment(hello, len, cuts, nitems(cuts), 0x01, wire);
-	ck_assert_int_eq(tls_hello_assemble(wire, wlen, joined,
-	    sizeof(joined), &jlen, &used), TLS_HELLO_BAD);
+	ck_assert_int_eq(tls_hello_assemble(
+	                     wire, wlen, joined, sizeof(joined), &jlen, &used),
+	    TLS_HELLO_BAD);
 	free(hello);
 }
 END_TEST
@@ -316,8 +332,7 @@ assemble_hex(const char *hex)
 	size_t n = strlen(hex) / 2, jlen, used;
 
 	ck_assert(n <= sizeof(buf) && hex_decode(hex, buf, n) == 0);
-	return tls_hello_assemble(buf, n, joined, sizeof(joined), &jlen,
-	    &used);
+	return tls_hello_assemble(buf, n, joined, sizeof(joined), &jlen, &used);
 }
 
 START_TEST(test_assemble_not_tls_and_bad)
@@ -348,7 +363,8 @@ START_TEST(test_assemble_not_tls_and_bad)
 	ck_assert_int_eq(assemble_hex("160301003001000029"), TLS_HELLO_BAD);
 	/* A message whose header says more than 16384 - 4 bytes. */
 	ck_assert_int_eq(assemble_hex("16030100040100"
-	    "3ffd"), TLS_HELLO_BAD);
+	                              "3ffd"),
+	    TLS_HELLO_BAD);
 }
 END_TEST
 
@@ -364,7 +380,10 @@ make_hello(uint8_t *out, const char *ext_hex, int with_ext)
 	    "0000000000000000000000000000000000000000000000000000000000000000"
 	    "20"
 	    "1111111111111111111111111111111111111111111111111111111111111111"
-	    "0006" "1a1a" "c02f" "1302"
+	    "0006"
+	    "1a1a"
+	    "c02f"
+	    "1302"
 	    "0100";
 	size_t hn = strlen(head) / 2, en = strlen(ext_hex) / 2, body, o;
 
@@ -415,7 +434,10 @@ START_TEST(test_parse_structure)
 
 	/* SNI "a.b", supported_versions {1.2, 1.3}, unknown extension. */
 	ck_assert_int_eq(parse_ext("000000080006000003612e62"
-	    "002b00050403030304" "fafa0000", &ch), 0);
+	                           "002b00050403030304"
+	                           "fafa0000",
+	                     &ch),
+	    0);
 	ck_assert_int_eq(ch.has_sni, 1);
 	ck_assert_str_eq(ch.sni, "a.b");
 	ck_assert_int_eq(ch.tls13, 1);
@@ -424,14 +446,18 @@ START_TEST(test_parse_structure)
 
 	/* Two SNI extensions; two host names in one. */
 	ck_assert_int_eq(parse_ext("000000080006000003612e62"
-	    "000000080006000003612e63", &ch), -1);
-	ck_assert_int_eq(parse_ext("0000000e000c000003612e62000003612e63",
-	    &ch), -1);
+	                           "000000080006000003612e63",
+	                     &ch),
+	    -1);
+	ck_assert_int_eq(
+	    parse_ext("0000000e000c000003612e62000003612e63", &ch), -1);
 	/* A second SNI extension even if the first had no host_name. */
 	ck_assert_int_eq(parse_ext("000000080006010003612e62", &ch), 0);
 	ck_assert_int_eq(ch.has_sni, 0);
 	ck_assert_int_eq(parse_ext("000000080006010003612e62"
-	    "000000080006000003612e62", &ch), -1);
+	                           "000000080006000003612e62",
+	                     &ch),
+	    -1);
 	/* Empty list, empty name, a NUL in the name. */
 	ck_assert_int_eq(parse_ext("000000020000", &ch), -1);
 	ck_assert_int_eq(parse_ext("00000005000300000000", &ch), -1);
@@ -471,7 +497,7 @@ START_TEST(test_parse_structure)
 	ck_assert_int_eq(tls_hello_parse(rec, n + 1, &ch), -1);
 	rec[8]--;
 	ck_assert_int_eq(tls_hello_parse(rec, n, &ch), -1);
-	ck_assert_uint_eq(ch.session_id_len, 0);	/* zeroed on failure */
+	ck_assert_uint_eq(ch.session_id_len, 0); /* zeroed on failure */
 	ck_assert_int_eq(tls_hello_parse(rec, 0, &ch), -1);
 }
 END_TEST
@@ -484,8 +510,8 @@ START_TEST(test_parse_vector_truncated_and_mutated)
 	int ok = 0;
 
 	for (size_t k = 0; k < len; k++)
-		ck_assert_msg(tls_hello_parse(hello, k, &ch) == -1, "len %zu",
-		    k);
+		ck_assert_msg(
+		    tls_hello_parse(hello, k, &ch) == -1, "len %zu", k);
 	/*
 	 * Every byte changed: must not crash (ASan watches); some changes
 	 * (random, session id, padding) still parse, length changes do not.
@@ -546,11 +572,12 @@ START_TEST(test_vector_server_hello)
 
 	ck_assert_int_eq(tls_hello_parse(hello, len, &ch), 0);
 	ck_assert_uint_eq(tls_server_hello_len(&ch, cert_len), total);
-	ck_assert_uint_eq(tls_server_hello_build(out, sizeof(out), &ch,
-	    secret, key, cert, cert_len, reversed), total);
+	ck_assert_uint_eq(tls_server_hello_build(out, sizeof(out), &ch, secret,
+	                      key, cert, cert_len, reversed),
+	    total);
 	if (reversed) {
-		expect(out, 127,
-		    V("server_hello_reversed_ext_first_127_bytes"));
+		expect(
+		    out, 127, V("server_hello_reversed_ext_first_127_bytes"));
 		expect(out + 11, 32, V("server_random_reversed_ext"));
 	} else {
 		expect(out, 127, V("server_hello_first_127_bytes"));
@@ -563,24 +590,27 @@ START_TEST(test_vector_server_hello)
 
 	/* The client's check: every prefix wants more, the whole is fine. */
 	for (size_t k = 0; k < total; k++)
-		ck_assert_msg(tls_server_hello_check(out, k, ch.random, secret,
-		    &rt) == 0, "prefix %zu", k);
-	ck_assert_int_eq(tls_server_hello_check(out, total, ch.random, secret,
-	    &rt), 1);
+		ck_assert_msg(
+		    tls_server_hello_check(out, k, ch.random, secret, &rt) == 0,
+		    "prefix %zu", k);
+	ck_assert_int_eq(
+	    tls_server_hello_check(out, total, ch.random, secret, &rt), 1);
 	ck_assert_uint_eq(rt, total);
-	ck_assert_int_eq(tls_server_hello_check(out, sizeof(out), ch.random,
-	    secret, &rt), 1);
+	ck_assert_int_eq(
+	    tls_server_hello_check(out, sizeof(out), ch.random, secret, &rt),
+	    1);
 	ck_assert_uint_eq(rt, total);
 	det("spec/tls/wrong-secret", wrong, sizeof(wrong));
-	ck_assert_int_eq(tls_server_hello_check(out, total, ch.random, wrong,
-	    &rt), -1);
+	ck_assert_int_eq(
+	    tls_server_hello_check(out, total, ch.random, wrong, &rt), -1);
 	out[total - 1] ^= 1;
-	ck_assert_int_eq(tls_server_hello_check(out, total, ch.random, secret,
-	    &rt), -1);
+	ck_assert_int_eq(
+	    tls_server_hello_check(out, total, ch.random, secret, &rt), -1);
 
 	/* Too small a buffer, bad certificate lengths. */
 	ck_assert_uint_eq(tls_server_hello_build(out, total - 1, &ch, secret,
-	    key, cert, cert_len, reversed), 0);
+	                      key, cert, cert_len, reversed),
+	    0);
 	ck_assert_uint_eq(tls_server_hello_len(&ch, 0), 0);
 	ck_assert_uint_eq(tls_server_hello_len(&ch, 16385), 0);
 	free(cert);
@@ -607,8 +637,10 @@ START_TEST(test_server_hello_shapes)
 		ch.cipher_suite = i == 0 ? 0 : 0x1303;
 		total = tls_server_hello_len(&ch, cert_len);
 		ck_assert_uint_eq(total, 138 - 32 + sl + cert_len);
-		ck_assert_uint_eq(tls_server_hello_build(out, sizeof(out), &ch,
-		    secret, NULL, NULL, cert_len, (int)(i & 1)), total);
+		ck_assert_uint_eq(
+		    tls_server_hello_build(out, sizeof(out), &ch, secret, NULL,
+		        NULL, cert_len, (int)(i & 1)),
+		    total);
 		/* Lengths at offsets 3 and 6..8 follow the session id. */
 		ck_assert_uint_eq((size_t)out[3] << 8 | out[4], 122 - 32 + sl);
 		ck_assert_uint_eq((size_t)out[7] << 8 | out[8], 118 - 32 + sl);
@@ -616,13 +648,16 @@ START_TEST(test_server_hello_shapes)
 		ck_assert_uint_eq(out[44 + sl], 0x13);
 		ck_assert_uint_eq(out[45 + sl], i == 0 ? 0x01 : 0x03);
 		ck_assert_uint_eq((size_t)out[total - cert_len - 2] << 8 |
-		    out[total - cert_len - 1], cert_len);
-		ck_assert_int_eq(tls_server_hello_check(out, total, ch.random,
-		    secret, &rt), 1);
+		        out[total - cert_len - 1],
+		    cert_len);
+		ck_assert_int_eq(
+		    tls_server_hello_check(out, total, ch.random, secret, &rt),
+		    1);
 		ck_assert_uint_eq(rt, total);
 		ch.random[0] ^= 1;
-		ck_assert_int_eq(tls_server_hello_check(out, total, ch.random,
-		    secret, &rt), -1);
+		ck_assert_int_eq(
+		    tls_server_hello_check(out, total, ch.random, secret, &rt),
+		    -1);
 	}
 	ch.session_id_len = 33;
 	ck_assert_uint_eq(tls_server_hello_len(&ch, 100), 0);
@@ -682,8 +717,8 @@ first_flight_payload(size_t *len)
 {
 	size_t a, b;
 	uint8_t *hdr = vec_hex(FIRST_FLIGHT_O2_CASE "header_wire", &a);
-	uint8_t *frame = vec_hex(FIRST_FLIGHT_O2_CASE "first_client_frame_wire",
-	    &b);
+	uint8_t *frame =
+	    vec_hex(FIRST_FLIGHT_O2_CASE "first_client_frame_wire", &b);
 	uint8_t *out = malloc(a + b);
 
 	ck_assert_ptr_nonnull(out);
@@ -745,8 +780,8 @@ START_TEST(test_reader_first_flight)
 		ck_assert_int_le(n, 1);
 		if (n == 1)
 			acc[got++] = buf[0];
-		ck_assert_int_eq(tls_reader_at_boundary(&r), i == 5 ||
-		    i == flen - 1);
+		ck_assert_int_eq(
+		    tls_reader_at_boundary(&r), i == 5 || i == flen - 1);
 	}
 	ck_assert_uint_eq(got, plen);
 	ck_assert_mem_eq(acc, want, plen);
@@ -779,9 +814,18 @@ START_TEST(test_reader_errors)
 	uint8_t *big = malloc(5 + TLS_RECORD_MAX_CIPHER + 1);
 	struct tls_reader r;
 
-	ck_assert_int_eq(read_hex(C, "140303000101" "1703030002abcd"), 2);
-	ck_assert_int_eq(read_hex(C, "1703030002abcd" "1703030001ef"), 3);
-	ck_assert_int_eq(read_hex(S, "1703030002abcd" "1703030001ef"), 3);
+	ck_assert_int_eq(read_hex(C,
+	                     "140303000101"
+	                     "1703030002abcd"),
+	    2);
+	ck_assert_int_eq(read_hex(C,
+	                     "1703030002abcd"
+	                     "1703030001ef"),
+	    3);
+	ck_assert_int_eq(read_hex(S,
+	                     "1703030002abcd"
+	                     "1703030001ef"),
+	    3);
 	ck_assert_int_eq(read_hex(C, ""), 0);
 	/* Incomplete is fine. */
 	ck_assert_int_eq(read_hex(C, "14030300"), 0);
@@ -844,8 +888,8 @@ START_TEST(test_record_header_round_trip)
 		tls_record_header(buf, sizes[i]);
 		for (size_t k = 0; k < sizes[i]; k++)
 			buf[5 + k] = (uint8_t)(k * 7 + i);
-		ck_assert_int_eq(tls_reader_feed(&r, buf, 5 + sizes[i]),
-		    (ssize_t)sizes[i]);
+		ck_assert_int_eq(
+		    tls_reader_feed(&r, buf, 5 + sizes[i]), (ssize_t)sizes[i]);
 		for (size_t k = 0; k < sizes[i]; k++)
 			ck_assert_uint_eq(buf[k], (uint8_t)(k * 7 + i));
 	}
@@ -867,9 +911,11 @@ START_TEST(test_client_hello_build)
 	det("check_tls/wrong", secrets[0], TLS_SECRET_LEN);
 	vec_secret(secrets[1]);
 	ck_assert_uint_eq(tls_client_hello_build(out, sizeof(out), secrets[1],
-	    "www.example.com", 1700000123u, target), target);
-	ck_assert_int_eq(tls_hello_assemble(out, target, joined,
-	    sizeof(joined), &jlen, &used), TLS_HELLO_OK);
+	                      "www.example.com", 1700000123u, target),
+	    target);
+	ck_assert_int_eq(tls_hello_assemble(
+	                     out, target, joined, sizeof(joined), &jlen, &used),
+	    TLS_HELLO_OK);
 	ck_assert_uint_eq(jlen, target);
 	ck_assert_uint_eq(used, target);
 	ck_assert_int_eq(tls_hello_parse(out, target, &ch), 0);
@@ -887,15 +933,19 @@ START_TEST(test_client_hello_build)
 	sl = tls_server_hello_build(resp, sizeof(resp), &ch, secrets[1], NULL,
 	    NULL, tls_cert_len_pick(2500, 4700), 0);
 	ck_assert_uint_gt(sl, 0);
-	ck_assert_int_eq(tls_server_hello_check(resp, sl, out + TLS_RANDOM_OFF,
-	    secrets[1], &rt), 1);
+	ck_assert_int_eq(tls_server_hello_check(
+	                     resp, sl, out + TLS_RANDOM_OFF, secrets[1], &rt),
+	    1);
 	ck_assert_uint_eq(rt, sl);
-	ck_assert_int_eq(tls_server_hello_check(resp, sl, out + TLS_RANDOM_OFF,
-	    secrets[0], &rt), -1);
+	ck_assert_int_eq(tls_server_hello_check(
+	                     resp, sl, out + TLS_RANDOM_OFF, secrets[0], &rt),
+	    -1);
 
 	/* Two hellos differ (random GREASE, session id, key, HMAC). */
-	ck_assert_uint_eq(tls_client_hello_build(joined, sizeof(joined),
-	    secrets[1], "www.example.com", 1700000123u, target), target);
+	ck_assert_uint_eq(
+	    tls_client_hello_build(joined, sizeof(joined), secrets[1],
+	        "www.example.com", 1700000123u, target),
+	    target);
 	ck_assert(memcmp(joined, out, target) != 0);
 }
 END_TEST
@@ -910,28 +960,31 @@ START_TEST(test_client_hello_build_limits)
 
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
-	ck_assert_uint_eq(tls_client_hello_build(out, 516, secret, "x.y", 1,
-	    517), 0);
+	ck_assert_uint_eq(
+	    tls_client_hello_build(out, 516, secret, "x.y", 1, 517), 0);
+	ck_assert_uint_eq(
+	    tls_client_hello_build(out, sizeof(out), secret, "x.y", 1, 100), 0);
 	ck_assert_uint_eq(tls_client_hello_build(out, sizeof(out), secret,
-	    "x.y", 1, 100), 0);
-	ck_assert_uint_eq(tls_client_hello_build(out, sizeof(out), secret,
-	    "x.y", 1, TLS_HELLO_MAX + 1), 0);
-	ck_assert_uint_eq(tls_client_hello_build(out, sizeof(out), secret,
-	    longname, 1, 1000), 0);
+	                      "x.y", 1, TLS_HELLO_MAX + 1),
+	    0);
+	ck_assert_uint_eq(
+	    tls_client_hello_build(out, sizeof(out), secret, longname, 1, 1000),
+	    0);
 	/* No SNI; the largest hello. */
-	n = tls_client_hello_build(out, sizeof(out), secret, NULL, 7,
-	    TLS_HELLO_MAX);
+	n = tls_client_hello_build(
+	    out, sizeof(out), secret, NULL, 7, TLS_HELLO_MAX);
 	ck_assert_uint_eq(n, TLS_HELLO_MAX);
 	ck_assert_int_eq(tls_hello_parse(out, n, &ch), 0);
 	ck_assert_int_eq(ch.has_sni, 0);
 	ck_assert_int_eq(tls_hello_verify(out, n,
-	    (const uint8_t (*)[TLS_SECRET_LEN])secret, 1, &ts), 0);
+	                     (const uint8_t(*)[TLS_SECRET_LEN])secret, 1, &ts),
+	    0);
 	ck_assert_uint_eq(ts, 7);
 	/* 255-byte name, smallest target that fits. */
 	longname[255] = '\0';
 	for (n = 300; n < 700; n++)
-		if (tls_client_hello_build(out, sizeof(out), secret, longname,
-		    1, n) != 0)
+		if (tls_client_hello_build(
+		        out, sizeof(out), secret, longname, 1, n) != 0)
 			break;
 	ck_assert_uint_lt(n, 700);
 	ck_assert_int_eq(tls_hello_parse(out, n, &ch), 0);

@@ -28,19 +28,18 @@ START_TEST(addresses)
 	char buf[ADDR_STRLEN];
 
 	ck_assert_int_eq(addr_parse("149.154.167.51:443", 0, &ss, &len), 0);
-	ck_assert_str_eq(addr_str((void *)&ss, buf, sizeof(buf)),
-	    "149.154.167.51:443");
-	ck_assert_int_eq(addr_parse("[2001:67c:4e8:f002::a]:8888", 0, &ss,
-	    &len), 0);
+	ck_assert_str_eq(
+	    addr_str((void *)&ss, buf, sizeof(buf)), "149.154.167.51:443");
+	ck_assert_int_eq(
+	    addr_parse("[2001:67c:4e8:f002::a]:8888", 0, &ss, &len), 0);
 	ck_assert_int_eq(ss.ss_family, AF_INET6);
 	ck_assert_str_eq(addr_str((void *)&ss, buf, sizeof(buf)),
 	    "[2001:67c:4e8:f002::a]:8888");
 	ck_assert_int_eq(addr_parse("127.0.0.1", 443, &ss, &len), 0);
-	ck_assert_str_eq(addr_str((void *)&ss, buf, sizeof(buf)),
-	    "127.0.0.1:443");
+	ck_assert_str_eq(
+	    addr_str((void *)&ss, buf, sizeof(buf)), "127.0.0.1:443");
 	ck_assert_int_eq(addr_parse("::1", 443, &ss, &len), 0);
-	ck_assert_str_eq(addr_str((void *)&ss, buf, sizeof(buf)),
-	    "[::1]:443");
+	ck_assert_str_eq(addr_str((void *)&ss, buf, sizeof(buf)), "[::1]:443");
 	ck_assert_int_eq(addr_parse("1.2.3.4:0", 0, &ss, &len), -1);
 	ck_assert_int_eq(addr_parse("1.2.3.4:65536", 0, &ss, &len), -1);
 	ck_assert_int_eq(addr_parse("1.2.3.4:x", 0, &ss, &len), -1);

@@ -38,7 +38,7 @@ lookup(const char *path)
 	j = root;
 	snprintf(buf, sizeof(buf), "%s", path);
 	for (tok = strtok_r(buf, ".", &save); tok && j;
-	    tok = strtok_r(NULL, ".", &save)) {
+	     tok = strtok_r(NULL, ".", &save)) {
 		if (json_is_array(j))
 			j = json_array_get(j, strtoul(tok, NULL, 10));
 		else

@@ -9,16 +9,16 @@
 #include <stdint.h>
 
 /* Loads the file once; aborts the test program if it cannot. */
-void		 vec_load(void);
+void vec_load(void);
 /* The string at path; aborts (test failure) if missing or not a string. */
-const char	*vec_str(const char *path);
-long long	 vec_int(const char *path);
+const char *vec_str(const char *path);
+long long vec_int(const char *path);
 /* Number of elements of the array at path. */
-size_t		 vec_len(const char *path);
+size_t vec_len(const char *path);
 /*
  * The hex string at path decoded into a malloc'd buffer; *len gets its
  * length. Aborts if missing or not hex. Free with free().
  */
-uint8_t		*vec_hex(const char *path, size_t *len);
+uint8_t *vec_hex(const char *path, size_t *len);
 
 #endif
