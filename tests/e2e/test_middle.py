@@ -349,12 +349,25 @@ def test_ad_tag_and_addresses():
                                        (port, SECRET2, TAG_U),
                                        (p2, SECRET, None)):
                 pr = tclient(lport, proto, "hold", secret=secret,
-                             rounds=3, interval=0.7, timeout=20,
+                             rounds=6, interval=0.7, timeout=20,
                              wait=False)
                 cases.append((pr, proto, lport, tag))
         try:
+            # A client's own address, read while it is surely alive (a
+            # busy machine may reach the later cases after they ended).
+            mine = {}
             for pr, proto, lport, tag in cases:
-                cid, c = conn_of_client(s.mp.conns, pr.pid, lport)
+                mine[pr.pid] = wait_for(
+                    lambda pid=pr.pid, lp=lport: {
+                        "127.0.0.1:%d" % p for p in local_ports(pid, lp)},
+                    30, 0.02, what="the socket of tclient %d" % pr.pid)
+            for pr, proto, lport, tag in cases:
+                def find(addrs=mine[pr.pid]):
+                    got = [(k, c) for k, c in s.mp.conns().items()
+                           if c["client"] in addrs]
+                    return got[0] if got else None
+                cid, c = wait_for(find, 30, 0.1,
+                                  what="the conn of tclient %d" % pr.pid)
                 want = F_MAGIC | F_EXTMODE2 | F_NOT_ENCRYPTED | \
                     TRANSPORT_BIT[proto] | (F_HAS_AD_TAG if tag else 0)
                 got = flags(c)

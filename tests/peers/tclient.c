@@ -1093,12 +1093,12 @@ main(int argc, char **argv)
 		}
 	if (G.finished < G.conns)
 		event_base_dispatch(G.base);
+	/* Fired or not, nothing else refers to it now. */
+	event_free(tev);
 	int probing = G.test == T_PROBE || G.replay != NULL;
 	if (!probing)
 		printf("tclient: %ld/%ld ok, %" PRIu64 " bytes, %.2f s\n",
 		    G.nok, G.conns, G.total, peer_now() - t0);
 	fflush(stdout);
-	if (probing)
-		return G.nok == G.conns ? 0 : 1;
 	return G.nok == G.conns ? 0 : 1;
 }
