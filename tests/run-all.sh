@@ -41,7 +41,10 @@ build_and_check() {
 	local dir=$OUT/$name
 	step "$name build: configure $*"
 	mkdir -p "$dir"
-	if ! (cd "$dir" && "$SRC/configure" -q "$@" && make -j"$JOBS" >make.out 2>&1); then
+	# The benchmark programs are built too (never run here), so that
+	# they cannot rot unnoticed.
+	if ! (cd "$dir" && "$SRC/configure" -q "$@" && make -j"$JOBS" >make.out 2>&1 &&
+	    make -j"$JOBS" bench >>make.out 2>&1); then
 		tail -40 "$dir/make.out" 2>/dev/null
 		bad "$name build"
 		return
