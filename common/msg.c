@@ -229,3 +229,24 @@ msg_done(struct msg *m)
 		close(m->fd);
 	m->fd = -1;
 }
+
+int
+msg_send_dcpool_peer(int sock, uint32_t slot, uint32_t generation, int fd)
+{
+	struct msgbuf mb;
+
+	msgbuf_init(&mb, MSG_DCPOOL_PEER);
+	msgbuf_put_u32(&mb, slot);
+	msgbuf_put_u32(&mb, generation);
+	return msgbuf_send(sock, &mb, fd);
+}
+
+int
+msg_get_dcpool_peer(struct msg *m, uint32_t *slot, uint32_t *generation)
+{
+	msg_get_u32(m, slot);
+	msg_get_u32(m, generation);
+	if (m->type != MSG_DCPOOL_PEER || msg_end(m) == -1 || m->fd == -1)
+		return -1;
+	return msg_take_fd(m);
+}

@@ -85,4 +85,9 @@ int msg_take_fd(struct msg *);
 /* Releases what a handler did not take (the fd). */
 void msg_done(struct msg *);
 
+/* MSG_DCPOOL_PEER: a worker slot and generation, and the channel fd. */
+int msg_send_dcpool_peer(int sock, uint32_t slot, uint32_t generation, int fd);
+/* The channel fd (caller owns it), or -1 when the message is malformed. */
+int msg_get_dcpool_peer(struct msg *, uint32_t *slot, uint32_t *generation);
+
 #endif

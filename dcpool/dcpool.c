@@ -124,6 +124,7 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 {
 	static struct msg m;
 	uint32_t slot, gen;
+	int pfd;
 	int r;
 
 	while ((r = msg_recv(fd, &m)) == 1) {
@@ -137,14 +138,13 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 				log_set_fd(msg_take_fd(&m));
 			break;
 		case MSG_DCPOOL_PEER:
-			msg_get_u32(&m, &slot);
-			msg_get_u32(&m, &gen);
-			if (msg_end(&m) == -1 || m.fd == -1) {
+			if ((pfd = msg_get_dcpool_peer(&m, &slot, &gen)) ==
+			    -1) {
 				log_warnx(
 				    "malformed %s", msg_type_name(m.type));
 				break;
 			}
-			add_peer(msg_take_fd(&m), (int)slot, (int)gen);
+			add_peer(pfd, (int)slot, (int)gen);
 			break;
 		default:
 			log_warnx("unexpected message %s from the supervisor",

@@ -251,7 +251,6 @@ current_dcpool(void)
 static void
 link_worker_dcpool(struct child *w, struct child *d)
 {
-	struct msgbuf mb;
 	int sv[2];
 
 	if (w == NULL || d == NULL)
@@ -260,11 +259,10 @@ link_worker_dcpool(struct child *w, struct child *d)
 		log_warn("socketpair for worker %d and dcpool", w->slot);
 		return;
 	}
-	msgbuf_init(&mb, MSG_DCPOOL_PEER);
-	msgbuf_put_u32(&mb, (uint32_t)w->slot);
-	msgbuf_put_u32(&mb, (uint32_t)w->generation);
-	if (msgbuf_send(w->chan, &mb, sv[0]) == -1 ||
-	    msgbuf_send(d->chan, &mb, sv[1]) == -1)
+	if (msg_send_dcpool_peer(w->chan, (uint32_t)w->slot,
+	        (uint32_t)w->generation, sv[0]) == -1 ||
+	    msg_send_dcpool_peer(d->chan, (uint32_t)w->slot,
+	        (uint32_t)w->generation, sv[1]) == -1)
 		log_warn("passing the dcpool channel to worker %d", w->slot);
 	close(sv[0]);
 	close(sv[1]);

@@ -222,25 +222,13 @@ kind_of(const struct session *s)
 static void
 link_want_read(struct mlink *l, int on)
 {
-	if (on == l->reading)
-		return;
-	if (on)
-		event_add(&l->rev, NULL);
-	else
-		event_del(&l->rev);
-	l->reading = on;
+	l->reading = event_want(&l->rev, l->reading, on);
 }
 
 static void
 link_want_write(struct mlink *l, int on)
 {
-	if (on == l->writing)
-		return;
-	if (on)
-		event_add(&l->wev, NULL);
-	else
-		event_del(&l->wev);
-	l->writing = on;
+	l->writing = event_want(&l->wev, l->writing, on);
 }
 
 /* Seal the payload already at frame + 8 and queue it. */

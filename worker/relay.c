@@ -34,25 +34,15 @@
 void
 side_want_read(struct session *s, struct side *sd, int on)
 {
-	if (sd->fd == -1 || on == sd->reading)
-		return;
-	if (on)
-		event_add(&sd->rev, NULL);
-	else
-		event_del(&sd->rev);
-	sd->reading = on;
+	if (sd->fd != -1)
+		sd->reading = event_want(&sd->rev, sd->reading, on);
 }
 
 void
 side_want_write(struct session *s, struct side *sd, int on)
 {
-	if (sd->fd == -1 || on == sd->writing)
-		return;
-	if (on)
-		event_add(&sd->wev, NULL);
-	else
-		event_del(&sd->wev);
-	sd->writing = on;
+	if (sd->fd != -1)
+		sd->writing = event_want(&sd->wev, sd->writing, on);
 }
 
 int

@@ -123,6 +123,23 @@ struct session {
 	uint8_t p2c_key[32], p2c_iv[16];
 };
 
+/*
+ * Add or delete ev so that it matches on; returns on, for the caller to
+ * keep as the event's state (was), so that unchanged interest costs
+ * nothing.
+ */
+static inline int
+event_want(struct event *ev, int was, int on)
+{
+	if (on != was) {
+		if (on)
+			event_add(ev, NULL);
+		else
+			event_del(ev);
+	}
+	return on;
+}
+
 /* relay.c */
 void relay_start(struct session *);
 void relay_read_cb(evutil_socket_t, short, void *);

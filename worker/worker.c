@@ -156,6 +156,7 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 {
 	static struct msg m;
 	uint32_t u;
+	int pfd;
 	int r;
 
 	while ((r = msg_recv(fd, &m)) == 1) {
@@ -171,14 +172,12 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 				log_set_fd(msg_take_fd(&m));
 			break;
 		case MSG_DCPOOL_PEER:
-			msg_get_u32(&m, &u);
-			msg_get_u32(&m, &u);
-			if (msg_end(&m) == -1 || m.fd == -1) {
+			if ((pfd = msg_get_dcpool_peer(&m, &u, &u)) == -1) {
 				log_warnx(
 				    "malformed %s", msg_type_name(m.type));
 				break;
 			}
-			set_dcpool(msg_take_fd(&m));
+			set_dcpool(pfd);
 			break;
 		default:
 			log_warnx("unexpected message %s from the supervisor",

@@ -198,6 +198,38 @@ START_TEST(overflow_refused)
 }
 END_TEST
 
+START_TEST(dcpool_peer_helpers)
+{
+	uint32_t slot = 0, gen = 0;
+	int p[2], fd;
+
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(msg_send_dcpool_peer(sv[0], 3, 7, p[0]), 0);
+	ck_assert_int_eq(msg_recv(sv[1], &m), 1);
+	fd = msg_get_dcpool_peer(&m, &slot, &gen);
+	ck_assert_int_ne(fd, -1);
+	ck_assert_uint_eq(slot, 3);
+	ck_assert_uint_eq(gen, 7);
+	ck_assert_int_eq(m.fd, -1); /* taken */
+	close(fd);
+	/* No fd: malformed. */
+	ck_assert_int_eq(msg_send_dcpool_peer(sv[0], 1, 2, -1), 0);
+	ck_assert_int_eq(msg_recv(sv[1], &m), 1);
+	ck_assert_int_eq(msg_get_dcpool_peer(&m, &slot, &gen), -1);
+	/* Another type with the same payload: malformed. */
+	struct msgbuf mb;
+	msgbuf_init(&mb, MSG_LINK_REFUSED);
+	msgbuf_put_u32(&mb, 1);
+	msgbuf_put_u32(&mb, 2);
+	ck_assert_int_eq(msgbuf_send(sv[0], &mb, p[1]), 0);
+	ck_assert_int_eq(msg_recv(sv[1], &m), 1);
+	ck_assert_int_eq(msg_get_dcpool_peer(&m, &slot, &gen), -1);
+	msg_done(&m);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -210,6 +242,7 @@ main(void)
 	tcase_add_test(tc, short_payload_rejected_by_getters);
 	tcase_add_test(tc, malformed_rejected);
 	tcase_add_test(tc, overflow_refused);
+	tcase_add_test(tc, dcpool_peer_helpers);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);
