@@ -18,8 +18,8 @@
 #include "metrics.h"
 #include "mplink.h"
 #include "msg.h"
+#include "priv.h"
 #include "tgconf.h"
-#include "supervisor/supervisor.h"
 #include "util.h"
 
 #define DCPOOL_MAX_PEERS (2 * CONFIG_MAX_WORKERS)
@@ -165,7 +165,7 @@ dcpool_main(struct dcpool_args *a)
 	log_init(a->cfg->log_target, a->cfg->log_file, a->cfg->log_level,
 	    "mtprotod");
 	proctitle_set("mtprotod: dcpool");
-	child_drop_privileges(a->cfg);
+	priv_drop(&a->priv);
 	D.base = event_base_new();
 	if (D.base == NULL)
 		fatalx("event_base_new failed");

@@ -2,6 +2,7 @@
 #define MTP_DCPOOL_H
 
 #include "config.h"
+#include "priv.h"
 
 struct shm_metrics;
 
@@ -10,6 +11,7 @@ struct dcpool_args {
 	int generation;
 	int chan; /* to the supervisor */
 	struct shm_metrics *metrics; /* read for the metrics page */
+	struct priv_params priv; /* to drop to */
 };
 
 void dcpool_main(struct dcpool_args *) __attribute__((noreturn));

@@ -27,6 +27,7 @@
 #include "listener.h"
 #include "log.h"
 #include "msg.h"
+#include "priv.h"
 #include "replay.h"
 #include "shm.h"
 #include "supervisor.h"
@@ -128,20 +129,19 @@ prepare_state_dir(const struct config *cfg)
 
 /* ------------------------------------------------------------ children */
 
-void
-child_drop_privileges(const struct config *cfg)
+/* What a child drops to, resolved before the fork (priv.h). */
+static struct priv_params
+child_priv(const struct config *cfg)
 {
-	if (!S.drop)
-		return;
-	if (cfg->chroot[0]) {
-		if (chroot(cfg->chroot) == -1 || chdir("/") == -1)
-			fatal("chroot %s", cfg->chroot);
-	}
-	if (setgroups(1, &S.gid) == -1 || setgid(S.gid) == -1 ||
-	    setuid(S.uid) == -1)
-		fatal("cannot drop privileges to %s:%s", cfg->user, cfg->group);
-	if (setuid(0) != -1)
-		fatalx("privileges were not dropped");
+	struct priv_params p = {
+		.drop = S.drop,
+		.uid = S.uid,
+		.gid = S.gid,
+		.chroot = cfg->chroot,
+		.user = cfg->user,
+		.group = cfg->group,
+	};
+	return p;
 }
 
 static int
@@ -516,6 +516,7 @@ spawn(int role, int slot, int generation)
 				.nlisten = nwl,
 				.metrics = shm_metrics_slot(S.metrics, mslot),
 				.replay = S.replay,
+				.priv = child_priv(cfg),
 			};
 			worker_main(&wa);
 		} else {
@@ -524,6 +525,7 @@ spawn(int role, int slot, int generation)
 				.generation = generation,
 				.chan = sv[1],
 				.metrics = S.metrics,
+				.priv = child_priv(cfg),
 			};
 			dcpool_main(&da);
 		}

@@ -20,10 +20,4 @@ void config_absolutize(struct config *, const char *cwd);
 /* Runs the daemon; returns the process exit status. */
 int supervisor_run(struct config *, const struct sup_options *);
 
-/*
- * What a child needs from the supervisor, resolved before the fork:
- * uid/gid to drop to (-1: stay), the chroot.
- */
-void child_drop_privileges(const struct config *);
-
 #endif

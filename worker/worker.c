@@ -22,7 +22,7 @@
 #include "session.h"
 #include "session_int.h"
 #include "shm.h"
-#include "supervisor/supervisor.h"
+#include "priv.h"
 #include "util.h"
 #include "worker.h"
 
@@ -209,7 +209,7 @@ worker_main(struct worker_args *a)
 	log_init(a->cfg->log_target, a->cfg->log_file, a->cfg->log_level,
 	    "mtprotod");
 	proctitle_set("mtprotod: worker %d", a->slot);
-	child_drop_privileges(a->cfg);
+	priv_drop(&a->priv);
 
 	/* The changelist folds the add/del pairs of one loop turn into
 	 * a single epoll_ctl each: sessions flip interest a lot. */

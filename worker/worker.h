@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "priv.h"
 
 struct shm_slot;
 struct replay_cache;
@@ -22,6 +23,7 @@ struct worker_args {
 	size_t nlisten;
 	struct shm_slot *metrics;
 	struct replay_cache *replay;
+	struct priv_params priv; /* to drop to */
 };
 
 void worker_main(struct worker_args *) __attribute__((noreturn));
