@@ -188,11 +188,20 @@ close_fds_except(int *keep, size_t n)
 	close_range(lo, ~0U, 0);
 }
 
+/*
+ * In the child, with every signal blocked since before the fork (see
+ * spawn): the parent's handlers would run our code in the child, so
+ * reset them all before anything can be delivered, then unblock.
+ * SIGINT is ignored: Ctrl-C in -f mode reaches the whole process group,
+ * and the supervisor, which gets it too, stops its children in order
+ * (workers drain, then the dcpool quits). A worker may still install
+ * its own SIGINT handler.
+ */
 static void
 child_reset_signals(void)
 {
 	struct sigaction sa;
-	sigset_t all;
+	sigset_t none;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
@@ -200,8 +209,9 @@ child_reset_signals(void)
 		sigaction(s, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 static struct child *
@@ -492,7 +502,14 @@ spawn(int role, int slot, int generation)
 		keep[nkeep++] = wl[i].fd;
 
 	int mslot = shm_metrics_alloc(S.metrics, 0, role, slot);
+	/* No signal may run our handlers in the child before it resets
+	 * them: block all across the fork (the child unblocks). */
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
 	pid = fork();
+	if (pid != 0)
+		sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid == -1) {
 		log_warn("fork");
 		shm_metrics_release(S.metrics, mslot);

@@ -1,5 +1,6 @@
 """The process tree: supervisor, workers, dcpool; restarts; stop."""
 import os
+import re
 import signal
 import time
 
@@ -191,6 +192,43 @@ def test_sigusr1_reopens_the_log_for_every_process():
         d.kill_all()
 
 
+def test_ctrl_c_in_foreground_drains():
+    """Ctrl-C on `mtprotod -f` sends SIGINT to the whole process group:
+    the supervisor stops gracefully, and its children must not die of
+    the signal themselves (workers drain, the dcpool waits its turn)."""
+    import subprocess
+    from mtp import MTPROTOD
+    d = Daemon(workers=2)
+    # Its own process group, as a shell gives a foreground job.
+    d.proc = subprocess.Popen(
+        [MTPROTOD, "-f", "-c", d.conf], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        d.wait_ready()
+        kids = list(d.kids())
+        dcpool = d.dcpool_pid()
+        c = connect(d.port)
+        wait_for(lambda: sum(socket_fds(p) for p in d.workers_now()) > 0,
+                 5, what="connection accepted")
+        os.killpg(d.pid, signal.SIGINT)
+        time.sleep(1.0)
+        check(d.proc.poll() is None, "stopped without draining")
+        check(is_open(c), "open connection dropped by Ctrl-C")
+        check(alive(dcpool), "the dcpool died of SIGINT")
+        d.wait_log("Interrupt: stopping gracefully")
+        check(not d.log_has(re.compile(r"killed by signal 2 ")),
+              "a child was killed by SIGINT")
+        c.close()
+        rc = d.proc.wait(15)
+        check(rc == 0, "exit status %r" % rc)
+        for pid in kids:
+            check(not alive(pid), "child %d still alive" % pid)
+        check(not os.path.exists(d.pidfile), "pidfile left behind")
+    finally:
+        d.kill_all()
+
+
 if __name__ == "__main__":
     run_tests([
                test_sigusr1_reopens_the_log_for_every_process,
@@ -199,4 +237,5 @@ if __name__ == "__main__":
                test_killed_children_come_back_in_their_slot,
                test_restart_intensity_stops_the_daemon,
                test_sigterm_stops_everything_and_removes_pidfile,
-               test_sigquit_stops_now])
+               test_sigquit_stops_now,
+               test_ctrl_c_in_foreground_drains])
