@@ -1,12 +1,17 @@
 #include "autoconf.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <event2/event.h>
+
+#include "log.h"
 #include "msg.h"
+#include "rpc.h"
 
 /* On the wire: u32 type, u32 payload length, payload. */
 struct msg_wire_hdr {
@@ -24,7 +29,6 @@ static const char *type_names[MSG_TYPE_MAX] = {
 	[MSG_LINK_REQUEST] = "link-request",
 	[MSG_LINK_GRANT] = "link-grant",
 	[MSG_LINK_REFUSED] = "link-refused",
-	[MSG_TG_CONFIG] = "tg-config",
 };
 
 const char *
@@ -66,13 +70,14 @@ msgbuf_put_u64(struct msgbuf *mb, uint64_t v)
 	msgbuf_put_bytes(mb, &v, sizeof(v));
 }
 
-int
-msgbuf_send(int sock, const struct msgbuf *mb, int fd)
+static int
+send_raw(
+    int sock, uint32_t type, const uint8_t *data, size_t len, int fd, int flags)
 {
-	struct msg_wire_hdr h = { mb->type, (uint32_t)mb->len };
+	struct msg_wire_hdr h = { type, (uint32_t)len };
 	struct iovec iov[2] = {
 		{ &h, sizeof(h) },
-		{ (void *)mb->data, mb->len },
+		{ (void *)data, len },
 	};
 	union {
 		struct cmsghdr align;
@@ -81,7 +86,7 @@ msgbuf_send(int sock, const struct msgbuf *mb, int fd)
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 	ssize_t n;
 
-	if (mb->overflow || mb->type == MSG_NONE || mb->type >= MSG_TYPE_MAX) {
+	if (type == MSG_NONE || type >= MSG_TYPE_MAX || len > MSG_PAYLOAD_MAX) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -96,11 +101,11 @@ msgbuf_send(int sock, const struct msgbuf *mb, int fd)
 		memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	}
 	do {
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
 	} while (n == -1 && errno == EINTR);
 	if (n == -1)
 		return -1;
-	if ((size_t)n != sizeof(h) + mb->len) {
+	if ((size_t)n != sizeof(h) + len) {
 		errno = EMSGSIZE;
 		return -1;
 	}
@@ -108,14 +113,19 @@ msgbuf_send(int sock, const struct msgbuf *mb, int fd)
 }
 
 int
+msgbuf_send(int sock, const struct msgbuf *mb, int fd)
+{
+	if (mb->overflow) {
+		errno = EINVAL;
+		return -1;
+	}
+	return send_raw(sock, mb->type, mb->data, mb->len, fd, 0);
+}
+
+int
 msg_send_simple(int sock, uint32_t type)
 {
-	struct msg_wire_hdr h = { type, 0 };
-	ssize_t n;
-	do {
-		n = send(sock, &h, sizeof(h), MSG_NOSIGNAL);
-	} while (n == -1 && errno == EINTR);
-	return n == (ssize_t)sizeof(h) ? 0 : -1;
+	return send_raw(sock, type, NULL, 0, -1, 0);
 }
 
 int
@@ -249,4 +259,336 @@ msg_get_dcpool_peer(struct msg *m, uint32_t *slot, uint32_t *generation)
 	if (m->type != MSG_DCPOOL_PEER || msg_end(m) == -1 || m->fd == -1)
 		return -1;
 	return msg_take_fd(m);
+}
+
+/* ------------------------------------------------------------ typed */
+
+int
+msg_send_drain(int sock)
+{
+	return msg_send_simple(sock, MSG_DRAIN);
+}
+
+int
+msg_send_quit(int sock)
+{
+	return msg_send_simple(sock, MSG_QUIT);
+}
+
+int
+msg_send_ready(int sock)
+{
+	return msg_send_simple(sock, MSG_READY);
+}
+
+int
+msg_get_empty(struct msg *m, uint32_t type)
+{
+	return m->type == type && msg_end(m) == 0 && m->fd == -1 ? 0 : -1;
+}
+
+int
+msg_send_reopen_log(int sock, int fd)
+{
+	return send_raw(sock, MSG_REOPEN_LOG, NULL, 0, fd, 0);
+}
+
+int
+msg_get_reopen_log(struct msg *m, int *fd)
+{
+	*fd = -1;
+	if (m->type != MSG_REOPEN_LOG || msg_end(m) == -1)
+		return -1;
+	*fd = msg_take_fd(m);
+	return 0;
+}
+
+/* A DC number on the wire: an int16 sign-extended to 32 bits. */
+static void
+put_dc(struct msgbuf *mb, int16_t dc)
+{
+	msgbuf_put_u32(mb, (uint32_t)(int32_t)dc);
+}
+
+static void
+get_dc(struct msg *m, int16_t *dc)
+{
+	uint32_t v;
+
+	*dc = 0;
+	if (msg_get_u32(m, &v) == -1)
+		return;
+	if ((int32_t)v < INT16_MIN || (int32_t)v > INT16_MAX) {
+		m->error = 1;
+		return;
+	}
+	*dc = (int16_t)(int32_t)v;
+}
+
+int
+msg_send_link_request(int sock, int16_t dc, uint32_t req_id)
+{
+	struct msgbuf mb;
+
+	msgbuf_init(&mb, MSG_LINK_REQUEST);
+	put_dc(&mb, dc);
+	msgbuf_put_u32(&mb, req_id);
+	return msgbuf_send(sock, &mb, -1);
+}
+
+int
+msg_get_link_request(struct msg *m, int16_t *dc, uint32_t *req_id)
+{
+	get_dc(m, dc);
+	msg_get_u32(m, req_id);
+	if (m->type != MSG_LINK_REQUEST || msg_end(m) == -1 || m->fd != -1)
+		return -1;
+	return 0;
+}
+
+void
+msg_build_link_grant(struct msgbuf *mb, int16_t dc, uint32_t req_id,
+    const struct rpc_link_keys *keys, const struct sockaddr_storage *me,
+    socklen_t melen)
+{
+	msgbuf_init(mb, MSG_LINK_GRANT);
+	put_dc(mb, dc);
+	msgbuf_put_u32(mb, req_id);
+	msgbuf_put_bytes(mb, keys, sizeof(*keys));
+	msgbuf_put_u32(mb, (uint32_t)melen);
+	msgbuf_put_bytes(mb, me, sizeof(*me));
+}
+
+int
+msg_send_link_grant(int sock, int16_t dc, uint32_t req_id,
+    const struct rpc_link_keys *keys, const struct sockaddr_storage *me,
+    socklen_t melen, int fd)
+{
+	struct msgbuf mb;
+
+	if (fd < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	msg_build_link_grant(&mb, dc, req_id, keys, me, melen);
+	return msgbuf_send(sock, &mb, fd);
+}
+
+int
+msg_get_link_grant(struct msg *m, int16_t *dc, uint32_t *req_id,
+    struct rpc_link_keys *keys, struct sockaddr_storage *me)
+{
+	uint32_t melen = 0;
+
+	get_dc(m, dc);
+	msg_get_u32(m, req_id);
+	msg_get_bytes(m, keys, sizeof(*keys));
+	msg_get_u32(m, &melen);
+	msg_get_bytes(m, me, sizeof(*me));
+	if (m->type != MSG_LINK_GRANT || msg_end(m) == -1 || m->fd == -1 ||
+	    melen == 0 || melen > sizeof(*me)) {
+		explicit_bzero(keys, sizeof(*keys));
+		return -1;
+	}
+	/* Only the address's own bytes count. */
+	memset((uint8_t *)me + melen, 0, sizeof(*me) - melen);
+	return msg_take_fd(m);
+}
+
+void
+msg_build_link_refused(
+    struct msgbuf *mb, int16_t dc, uint32_t req_id, uint32_t retry_ms)
+{
+	msgbuf_init(mb, MSG_LINK_REFUSED);
+	put_dc(mb, dc);
+	msgbuf_put_u32(mb, req_id);
+	msgbuf_put_u32(mb, retry_ms);
+}
+
+int
+msg_send_link_refused(int sock, int16_t dc, uint32_t req_id, uint32_t retry_ms)
+{
+	struct msgbuf mb;
+
+	msg_build_link_refused(&mb, dc, req_id, retry_ms);
+	return msgbuf_send(sock, &mb, -1);
+}
+
+int
+msg_get_link_refused(
+    struct msg *m, int16_t *dc, uint32_t *req_id, uint32_t *retry_ms)
+{
+	get_dc(m, dc);
+	msg_get_u32(m, req_id);
+	msg_get_u32(m, retry_ms);
+	if (m->type != MSG_LINK_REFUSED || msg_end(m) == -1 || m->fd != -1)
+		return -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------ queue */
+
+struct outq_item {
+	uint32_t type;
+	size_t len;
+	uint8_t *data;
+	int fd;
+};
+
+struct msg_outq {
+	int sock;
+	struct event *ev; /* EV_WRITE while something waits */
+	struct outq_item *v; /* a ring of max */
+	size_t max, head, n;
+	int broken; /* a send failed: drop everything */
+};
+
+static void
+item_drop(struct outq_item *it)
+{
+	if (it->fd != -1)
+		close(it->fd);
+	it->fd = -1;
+	/* A grant's payload holds link keys. */
+	if (it->data != NULL)
+		explicit_bzero(it->data, it->len);
+	free(it->data);
+	it->data = NULL;
+}
+
+static void
+outq_clear(struct msg_outq *q)
+{
+	for (; q->n > 0; q->n--, q->head = (q->head + 1) % q->max)
+		item_drop(&q->v[q->head]);
+	if (q->ev != NULL)
+		event_del(q->ev);
+}
+
+/* Sends what waits, in order; stops at EAGAIN. */
+static void
+outq_flush(struct msg_outq *q)
+{
+	while (q->n > 0) {
+		struct outq_item *it = &q->v[q->head];
+
+		if (send_raw(q->sock, it->type, it->data, it->len, it->fd,
+		        MSG_DONTWAIT) == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == ENOBUFS) {
+				event_add(q->ev, NULL);
+				return;
+			}
+			log_warn("sending %s (%zu waiting); dropping them",
+			    msg_type_name(it->type), q->n);
+			q->broken = 1;
+			outq_clear(q);
+			return;
+		}
+		item_drop(it);
+		q->head = (q->head + 1) % q->max;
+		q->n--;
+	}
+	event_del(q->ev);
+}
+
+static void
+outq_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	outq_flush(arg);
+}
+
+struct msg_outq *
+msg_outq_new(struct event_base *base, int sock, size_t max)
+{
+	struct msg_outq *q;
+
+	if (max == 0 || (q = calloc(1, sizeof(*q))) == NULL)
+		return NULL;
+	q->sock = sock;
+	q->max = max;
+	if ((q->v = calloc(max, sizeof(*q->v))) == NULL ||
+	    (q->ev = event_new(base, sock, EV_WRITE, outq_write_cb, q)) ==
+	        NULL) {
+		free(q->v);
+		free(q);
+		return NULL;
+	}
+	return q;
+}
+
+int
+msg_outq_send(struct msg_outq *q, const struct msgbuf *mb, int fd)
+{
+	struct outq_item *it;
+	int e;
+
+	if (mb->overflow) {
+		e = EINVAL;
+		goto drop;
+	}
+	if (q->broken) {
+		e = EPIPE;
+		goto drop;
+	}
+	if (q->n == 0) {
+		if (send_raw(q->sock, mb->type, mb->data, mb->len, fd,
+		        MSG_DONTWAIT) == 0) {
+			if (fd != -1)
+				close(fd);
+			return 0;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != ENOBUFS) {
+			e = errno;
+			q->broken = 1;
+			goto drop;
+		}
+	}
+	if (q->n == q->max) {
+		e = ENOBUFS;
+		goto drop;
+	}
+	it = &q->v[(q->head + q->n) % q->max];
+	it->data = NULL;
+	if (mb->len > 0 && (it->data = malloc(mb->len)) == NULL) {
+		e = ENOMEM;
+		goto drop;
+	}
+	if (mb->len > 0)
+		memcpy(it->data, mb->data, mb->len);
+	it->type = mb->type;
+	it->len = mb->len;
+	it->fd = fd;
+	q->n++;
+	event_add(q->ev, NULL);
+	return 0;
+drop:
+	if (fd != -1)
+		close(fd);
+	errno = e;
+	return -1;
+}
+
+size_t
+msg_outq_len(const struct msg_outq *q)
+{
+	return q->n;
+}
+
+int
+msg_outq_sock(const struct msg_outq *q)
+{
+	return q->sock;
+}
+
+void
+msg_outq_free(struct msg_outq *q)
+{
+	if (q == NULL)
+		return;
+	outq_clear(q);
+	event_free(q->ev);
+	free(q->v);
+	free(q);
 }

@@ -10,7 +10,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
+/*
+ * Integers are in host order (both ends are the same binary on the same
+ * host); a DC number travels as its int16 sign-extended to 32 bits.
+ */
 enum msg_type {
 	MSG_NONE = 0,
 
@@ -28,10 +33,13 @@ enum msg_type {
 	MSG_READY, /* (none) the child serves */
 
 	/* worker <-> dcpool (middle-proxy links) */
-	MSG_LINK_REQUEST, /* worker: u32 dc (i16 as u32), u32 count */
-	MSG_LINK_GRANT, /* dcpool: u32 dc, rpc link state; fd = link */
-	MSG_LINK_REFUSED, /* dcpool: u32 dc, u32 retry_after_ms */
-	MSG_TG_CONFIG, /* dcpool: Telegram config for workers */
+	MSG_LINK_REQUEST, /* worker: u32 dc, u32 request id */
+	MSG_LINK_GRANT, /* dcpool: u32 dc, u32 request id, struct
+				 * rpc_link_keys, u32 address length, struct
+				 * sockaddr_storage (the middle proxy);
+				 * fd = the link */
+	MSG_LINK_REFUSED, /* dcpool: u32 dc, u32 request id, u32
+				 * retry after (ms) */
 
 	MSG_TYPE_MAX
 };
@@ -85,9 +93,79 @@ int msg_take_fd(struct msg *);
 /* Releases what a handler did not take (the fd). */
 void msg_done(struct msg *);
 
+/*
+ * Typed pairs, one per message type. Send functions return 0, or -1
+ * with errno as msgbuf_send (they never take the fd: the caller closes
+ * its copy). Get functions check the type and that the payload is
+ * exactly what the type carries; 0 or -1 (malformed), unless they say
+ * otherwise. The msg_build_* functions fill a msgbuf for msg_outq_send.
+ */
+
+/* MSG_DRAIN, MSG_QUIT, MSG_READY: no payload, no fd. */
+int msg_send_drain(int sock);
+int msg_send_quit(int sock);
+int msg_send_ready(int sock);
+/* 0 if m is of that type with an empty payload, else -1. */
+int msg_get_empty(struct msg *, uint32_t type);
+
+/* MSG_REOPEN_LOG: fd = the new log file, or -1 when there is none. */
+int msg_send_reopen_log(int sock, int fd);
+/* 0 with *fd the log file (caller owns it) or -1 if none came. */
+int msg_get_reopen_log(struct msg *, int *fd);
+
 /* MSG_DCPOOL_PEER: a worker slot and generation, and the channel fd. */
 int msg_send_dcpool_peer(int sock, uint32_t slot, uint32_t generation, int fd);
 /* The channel fd (caller owns it), or -1 when the message is malformed. */
 int msg_get_dcpool_peer(struct msg *, uint32_t *slot, uint32_t *generation);
+
+struct rpc_link_keys;
+
+/* MSG_LINK_REQUEST: a worker asks the dcpool for a link to dc. */
+int msg_send_link_request(int sock, int16_t dc, uint32_t req_id);
+int msg_get_link_request(struct msg *, int16_t *dc, uint32_t *req_id);
+
+/*
+ * MSG_LINK_GRANT: a built link to dc for request req_id: its CBC state,
+ * the middle proxy's address, and the socket (fd).
+ */
+void msg_build_link_grant(struct msgbuf *, int16_t dc, uint32_t req_id,
+    const struct rpc_link_keys *keys, const struct sockaddr_storage *me,
+    socklen_t melen);
+int msg_send_link_grant(int sock, int16_t dc, uint32_t req_id,
+    const struct rpc_link_keys *keys, const struct sockaddr_storage *me,
+    socklen_t melen, int fd);
+/* returns the link fd (caller owns it), or -1 when malformed */
+int msg_get_link_grant(struct msg *, int16_t *dc, uint32_t *req_id,
+    struct rpc_link_keys *keys, struct sockaddr_storage *me);
+
+/* MSG_LINK_REFUSED: no link for request req_id; ask after retry_ms. */
+void msg_build_link_refused(
+    struct msgbuf *, int16_t dc, uint32_t req_id, uint32_t retry_ms);
+int
+msg_send_link_refused(int sock, int16_t dc, uint32_t req_id, uint32_t retry_ms);
+int msg_get_link_refused(
+    struct msg *, int16_t *dc, uint32_t *req_id, uint32_t *retry_ms);
+
+/*
+ * A bounded queue of messages to one peer, for a sender that must not
+ * lose a message when the peer's socket is full (EAGAIN): what cannot
+ * go now waits and is sent on EV_WRITE, in order. The queue owns each
+ * fd handed to it: it closes it once the message is sent or dropped.
+ */
+struct event_base;
+struct msg_outq;
+
+struct msg_outq *msg_outq_new(struct event_base *, int sock, size_t max);
+/*
+ * Sends mb (with fd, or -1) now, or queues it. 0 when sent or queued;
+ * -1 when dropped (queue full: ENOBUFS; the socket failed: its errno),
+ * fd then closed.
+ */
+int msg_outq_send(struct msg_outq *, const struct msgbuf *, int fd);
+/* Messages waiting. */
+size_t msg_outq_len(const struct msg_outq *);
+int msg_outq_sock(const struct msg_outq *);
+/* Drops what waits (closing the fds); the socket stays open. */
+void msg_outq_free(struct msg_outq *);
 
 #endif

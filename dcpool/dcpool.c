@@ -23,12 +23,19 @@
 #include "util.h"
 
 #define DCPOOL_MAX_PEERS (2 * CONFIG_MAX_WORKERS)
+/*
+ * Answers waiting for room in one worker's channel. A worker has at
+ * most a few requests in flight per pool; past this the worker is not
+ * reading, and its requests time out on its side.
+ */
+#define DCPOOL_OUTQ_MAX 256
 
 struct peer {
 	int fd;
 	int slot;
 	int generation;
 	struct event *ev;
+	struct msg_outq *out; /* answers to the worker */
 };
 
 static struct {
@@ -42,11 +49,13 @@ static struct {
 static void
 peer_close(struct peer *p)
 {
-	mplink_peer_gone(p->fd);
+	mplink_peer_gone(p->out);
+	msg_outq_free(p->out);
 	event_free(p->ev);
 	close(p->fd);
 	p->fd = -1;
 	p->ev = NULL;
+	p->out = NULL;
 }
 
 static void
@@ -56,19 +65,18 @@ peer_cb(evutil_socket_t fd, short what, void *arg)
 	static struct msg m;
 	int r;
 
-	uint32_t dc, req;
+	int16_t dc;
+	uint32_t req;
 
 	while ((r = msg_recv(fd, &m)) == 1) {
 		switch (m.type) {
 		case MSG_LINK_REQUEST:
-			msg_get_u32(&m, &dc);
-			msg_get_u32(&m, &req);
-			if (msg_end(&m) == -1) {
+			if (msg_get_link_request(&m, &dc, &req) == -1) {
 				log_warnx("malformed %s from worker %d",
 				    msg_type_name(m.type), p->slot);
 				break;
 			}
-			mplink_request(fd, (int16_t)(int32_t)dc, req);
+			mplink_request(p->out, dc, req);
 			break;
 		default:
 			log_warnx("unexpected message %s from worker %d",
@@ -83,19 +91,35 @@ peer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 add_peer(int fd, int slot, int generation)
 {
-	for (size_t i = 0; i < DCPOOL_MAX_PEERS; i++) {
+	size_t i;
+
+	for (i = 0; i < DCPOOL_MAX_PEERS; i++) {
 		struct peer *p = &D.peers[i];
 		if (p->ev)
 			continue;
+		fd_set_nonblock(fd);
+		p->out = msg_outq_new(D.base, fd, DCPOOL_OUTQ_MAX);
+		p->ev = event_new(D.base, fd, EV_READ | EV_PERSIST, peer_cb, p);
+		if (p->out == NULL || p->ev == NULL) {
+			log_warnx(
+			    "out of memory for the channel of worker %d", slot);
+			msg_outq_free(p->out);
+			if (p->ev)
+				event_free(p->ev);
+			p->out = NULL;
+			p->ev = NULL;
+			break;
+		}
 		p->fd = fd;
 		p->slot = slot;
 		p->generation = generation;
-		fd_set_nonblock(fd);
-		p->ev = event_new(D.base, fd, EV_READ | EV_PERSIST, peer_cb, p);
 		event_add(p->ev, NULL);
 		return;
 	}
-	log_warnx("too many workers; dropping the channel of worker %d", slot);
+	if (i == DCPOOL_MAX_PEERS)
+		log_warnx("too many workers; dropping the channel of worker "
+		          "%d",
+		    slot);
 	close(fd);
 }
 
@@ -131,20 +155,23 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 		switch (m.type) {
 		case MSG_QUIT:
 		case MSG_DRAIN:
+			if (msg_get_empty(&m, m.type) == -1)
+				goto bad;
 			log_info("dcpool exiting");
 			exit(0);
 		case MSG_REOPEN_LOG:
-			if (m.fd != -1)
-				log_set_fd(msg_take_fd(&m));
+			if (msg_get_reopen_log(&m, &pfd) == -1)
+				goto bad;
+			if (pfd != -1)
+				log_set_fd(pfd);
 			break;
 		case MSG_DCPOOL_PEER:
-			if ((pfd = msg_get_dcpool_peer(&m, &slot, &gen)) ==
-			    -1) {
-				log_warnx(
-				    "malformed %s", msg_type_name(m.type));
-				break;
-			}
+			if ((pfd = msg_get_dcpool_peer(&m, &slot, &gen)) == -1)
+				goto bad;
 			add_peer(pfd, (int)slot, (int)gen);
+			break;
+bad:
+			log_warnx("malformed %s", msg_type_name(m.type));
 			break;
 		default:
 			log_warnx("unexpected message %s from the supervisor",
@@ -180,7 +207,7 @@ dcpool_main(struct dcpool_args *a)
 	D.chan_ev =
 	    event_new(D.base, a->chan, EV_READ | EV_PERSIST, chan_cb, NULL);
 	event_add(D.chan_ev, NULL);
-	if (msg_send_simple(a->chan, MSG_READY) == -1)
+	if (msg_send_ready(a->chan) == -1)
 		log_warn("telling the supervisor we are ready");
 	log_info("dcpool serving (generation %d)", a->generation);
 	event_base_dispatch(D.base);

@@ -39,7 +39,7 @@ enum build_state { B_CONNECTING, B_NONCE, B_HANDSHAKE };
 
 struct build {
 	struct build *next;
-	int peer; /* the worker's channel */
+	struct msg_outq *peer; /* to the worker that asked */
 	int16_t dc;
 	uint32_t req;
 	enum build_state state;
@@ -77,18 +77,18 @@ mplink_init(
 	P.start_time = (uint32_t)now_unix();
 }
 
+/* The worker's queue sends it when the channel has room (item 9). */
 static void
-reply_refused(int peer, int16_t dc, uint32_t req, uint32_t retry_ms)
+reply_refused(
+    struct msg_outq *peer, int16_t dc, uint32_t req, uint32_t retry_ms)
 {
 	struct msgbuf mb;
 
-	msgbuf_init(&mb, MSG_LINK_REFUSED);
-	msgbuf_put_u32(&mb, (uint32_t)(int32_t)dc);
-	msgbuf_put_u32(&mb, req);
-	msgbuf_put_u32(&mb, retry_ms);
-	if (msgbuf_send(peer, &mb, -1) == -1)
-		log_debug(
-		    "telling a worker there is no link: %s", strerror(errno));
+	msg_build_link_refused(&mb, dc, req, retry_ms);
+	if (msg_outq_send(peer, &mb, -1) == -1)
+		log_warn("telling a worker there is no link to DC %d (request "
+		         "%u)",
+		    dc, req);
 }
 
 static void
@@ -132,20 +132,20 @@ build_done(struct build *b)
 	char a[ADDR_STRLEN];
 
 	rpc_link_capture(&b->link, &keys);
-	msgbuf_init(&mb, MSG_LINK_GRANT);
-	msgbuf_put_u32(&mb, (uint32_t)(int32_t)b->dc);
-	msgbuf_put_u32(&mb, b->req);
-	msgbuf_put_bytes(&mb, &keys, sizeof(keys));
-	msgbuf_put_u32(&mb, b->melen);
-	msgbuf_put_bytes(&mb, &b->me, sizeof(b->me));
-	if (msgbuf_send(b->peer, &mb, b->fd) == -1)
+	msg_build_link_grant(&mb, b->dc, b->req, &keys, &b->me, b->melen);
+	explicit_bzero(&keys, sizeof(keys));
+	/* The queue owns the socket now: it stays open until the grant
+	 * is sent, and is closed if the grant cannot be. */
+	int fd = b->fd;
+	b->fd = -1;
+	if (msg_outq_send(b->peer, &mb, fd) == -1)
 		log_warn("handing a link to DC %d to a worker", b->dc);
 	else
 		log_info("link to DC %d via %s handed to a worker", b->dc,
 		    addr_str((struct sockaddr *)&b->me, a, sizeof(a)));
+	explicit_bzero(mb.data, mb.len);
 	P.failures[(uint16_t)b->dc] = 0;
-	explicit_bzero(&keys, sizeof(keys));
-	build_free(b); /* closes our copy of the socket */
+	build_free(b);
 }
 
 static int
@@ -349,7 +349,7 @@ build_timeout_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-mplink_request(int peer, int16_t dc, uint32_t req)
+mplink_request(struct msg_outq *peer, int16_t dc, uint32_t req)
 {
 	const struct tg_state *st = tgconf_state(P.tg);
 	const struct proxyconf_entry *e;
@@ -405,7 +405,7 @@ mplink_request(int peer, int16_t dc, uint32_t req)
 }
 
 void
-mplink_peer_gone(int peer)
+mplink_peer_gone(struct msg_outq *peer)
 {
 	struct build *b = P.builds, *next;
 	for (; b; b = next) {

@@ -11,14 +11,16 @@
 struct event_base;
 struct config;
 struct tgconf;
+struct msg_outq;
 
 void mplink_init(struct event_base *, const struct config *, struct tgconf *);
 /*
- * A worker on channel fd asks for a link to dc; the answer (grant or
- * refusal) goes back on fd, tagged with req.
+ * A worker asks for a link to dc; the answer (grant or refusal), tagged
+ * with req, goes into the worker's queue, which must outlive the build
+ * (mplink_peer_gone before freeing it).
  */
-void mplink_request(int fd, int16_t dc, uint32_t req);
+void mplink_request(struct msg_outq *, int16_t dc, uint32_t req);
 /* The worker's channel closed: links being built for it are dropped. */
-void mplink_peer_gone(int fd);
+void mplink_peer_gone(struct msg_outq *);
 
 #endif

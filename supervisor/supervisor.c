@@ -278,6 +278,14 @@ link_worker_dcpool(struct child *w, struct child *d)
 	close(sv[1]);
 }
 
+/* MSG_DRAIN or MSG_QUIT to one child. */
+static int
+send_stop(struct child *c, uint32_t type)
+{
+	return type == MSG_DRAIN ? msg_send_drain(c->chan)
+	                         : msg_send_quit(c->chan);
+}
+
 static void
 send_all(int role, int generation, uint32_t type)
 {
@@ -286,7 +294,7 @@ send_all(int role, int generation, uint32_t type)
 		    (generation < 0 || c->generation == generation)) {
 			if (type == MSG_DRAIN)
 				c->draining = 1;
-			if (msg_send_simple(c->chan, type) == -1)
+			if (send_stop(c, type) == -1)
 				log_debug("send %s to pid %d: %s",
 				    msg_type_name(type), (int)c->pid,
 				    strerror(errno));
@@ -303,8 +311,8 @@ finish_reload(void)
 	for (struct child *c = S.children; c; c = c->next)
 		if (c->generation < S.generation && !c->draining) {
 			c->draining = 1;
-			msg_send_simple(c->chan,
-			    c->role == ROLE_DCPOOL ? MSG_QUIT : MSG_DRAIN);
+			send_stop(
+			    c, c->role == ROLE_DCPOOL ? MSG_QUIT : MSG_DRAIN);
 		}
 	lsock_close_removed(&S.ls);
 	S.state = S_RUNNING;
@@ -337,7 +345,7 @@ child_chan_cb(evutil_socket_t fd, short what, void *arg)
 	while ((r = msg_recv(fd, &m)) == 1) {
 		switch (m.type) {
 		case MSG_READY:
-			if (msg_end(&m) == -1)
+			if (msg_get_empty(&m, MSG_READY) == -1)
 				goto bad;
 			c->ready = 1;
 			log_debug("%s %d (pid %d) ready",
@@ -703,9 +711,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		/* Children run unprivileged and may not open the file
 		 * themselves: they get our new descriptor. */
 		for (struct child *c = S.children; c; c = c->next) {
-			struct msgbuf mb;
-			msgbuf_init(&mb, MSG_REOPEN_LOG);
-			if (msgbuf_send(c->chan, &mb, log_fd()) == -1)
+			if (msg_send_reopen_log(c->chan, log_fd()) == -1)
 				log_warn("passing the log file to pid %d",
 				    (int)c->pid);
 		}
