@@ -7,6 +7,17 @@
  * rebuilt and reported if it changed. Rounds repeat every refresh
  * seconds, sooner (with back-off) after a failure. Nothing here blocks:
  * DNS, TLS and HTTP all run on the dcpool's event loop.
+ *
+ * Who frees a fetch (issue 7 item 2): a fetch ends by being marked
+ * (fetch_done) from whatever callback noticed; the step event then runs
+ * on its own, after that callback returned, and closes it (fetch_close).
+ * Closing gives back what the fetch holds, except a DNS request still
+ * in flight: evdns owns that until its callback reports (with
+ * EVUTIL_EAI_CANCEL after our cancel, or an answer), so a closed fetch
+ * lives on until then and the callback frees it as its last act. Only
+ * fetch_release frees a fetch, and only when it is closed and owes
+ * nothing to evdns. If the tgconf goes first, the resolver goes with
+ * the last such fetch, from a fresh event (never inside evdns).
  */
 #include "autoconf.h"
 
@@ -98,8 +109,12 @@ struct fetch {
 	int port;
 	char ip[INET6_ADDRSTRLEN]; /* connected to */
 	int tls;
-	struct evdns_getaddrinfo_request *dnsreq;
+	struct evdns_getaddrinfo_request *dnsreq; /* owed a callback */
 	int resolved;
+	int closed; /* fetch_close ran: only the DNS callback is awaited */
+	int cancelling; /* inside evdns_getaddrinfo_cancel */
+	struct event_base *base;
+	struct evdns_base *orphan_dns; /* to free after the callback */
 	SSL *ssl; /* owned by bev */
 	struct bufferevent *bev; /* owned by evcon */
 	struct evhttp_connection *evcon;
@@ -570,25 +585,54 @@ cache_load(struct tgconf *t)
 /* ------------------------------------------------------------ HTTP */
 
 static void
-fetch_free(struct fetch *f)
+dns_free_cb(evutil_socket_t fd, short what, void *arg)
 {
-	if (f == NULL)
-		return;
-	if (f->dnsreq != NULL) {
-		struct evdns_getaddrinfo_request *r = f->dnsreq;
+	evdns_base_free(arg, 0);
+}
 
-		f->dnsreq = NULL;
-		f->done = 1; /* the cancel callback must do nothing */
-		evdns_getaddrinfo_cancel(r);
-	}
+/* The one place a fetch is freed: closed, and evdns owes it nothing. */
+static void
+fetch_release(struct fetch *f)
+{
+	static const struct timeval now = { 0, 0 };
+
+	if (f->orphan_dns != NULL &&
+	    event_base_once(f->base, -1, EV_TIMEOUT, dns_free_cb, f->orphan_dns,
+	        &now) == -1)
+		log_warnx("cannot free the resolver of the config fetches");
+	free(f->body);
+	free(f);
+}
+
+/*
+ * Closes a fetch: everything but a DNS request in flight goes now. 0
+ * when the fetch is freed, 1 when it waits for its DNS callback.
+ */
+static int
+fetch_close(struct fetch *f)
+{
+	f->closed = 1;
+	f->done = 1; /* a late callback must do nothing */
 	if (f->evcon != NULL)
 		evhttp_connection_free(f->evcon); /* and bev, ssl */
 	else if (f->bev != NULL)
 		bufferevent_free(f->bev);
+	f->evcon = NULL;
+	f->bev = NULL;
 	if (f->deadline != NULL)
 		event_free(f->deadline);
-	free(f->body);
-	free(f);
+	f->deadline = NULL;
+	if (f->dnsreq != NULL) {
+		/* The callback may come from within the cancel or later;
+		 * either way it clears dnsreq, and frees f only later. */
+		f->cancelling = 1;
+		evdns_getaddrinfo_cancel(f->dnsreq);
+		f->cancelling = 0;
+	}
+	if (f->dnsreq != NULL)
+		return 1;
+	fetch_release(f);
+	return 0;
 }
 
 /* Ends the fetch (once); the rest runs from the step event. */
@@ -899,6 +943,9 @@ dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	if (result == EVUTIL_EAI_CANCEL || f->done) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
+		/* A closed fetch waited only for this. */
+		if (f->closed && !f->cancelling)
+			fetch_release(f);
 		return;
 	}
 	if (result != 0) {
@@ -987,6 +1034,29 @@ out:
 	return r;
 }
 
+/* Tests point this at their own resolv.conf (a server on 127.0.0.1). */
+extern const char *tgconf_resolv_conf;
+const char *tgconf_resolv_conf = NULL;
+
+static struct evdns_base *
+dns_new(struct event_base *base)
+{
+	struct evdns_base *dns;
+
+	if (tgconf_resolv_conf == NULL)
+		return evdns_base_new(base,
+		    EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		        EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (dns != NULL &&
+	    evdns_base_resolv_conf_parse(
+	        dns, DNS_OPTIONS_ALL, tgconf_resolv_conf) != 0) {
+		evdns_base_free(dns, 0);
+		dns = NULL;
+	}
+	return dns;
+}
+
 static void
 fetch_start(struct tgconf *t, struct item *it)
 {
@@ -1004,6 +1074,7 @@ fetch_start(struct tgconf *t, struct item *it)
 	}
 	f->t = t;
 	f->it = it;
+	f->base = t->base;
 	t->f = f;
 	if ((f->deadline = evtimer_new(t->base, deadline_cb, f)) == NULL) {
 		fetch_done(f, 1, "out of memory");
@@ -1013,9 +1084,7 @@ fetch_start(struct tgconf *t, struct item *it)
 	if (fetch_parse_url(f, it->where) == -1)
 		return;
 	if (t->dns == NULL) {
-		t->dns = evdns_base_new(t->base,
-		    EVDNS_BASE_INITIALIZE_NAMESERVERS |
-		        EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		t->dns = dns_new(t->base);
 		if (t->dns == NULL) {
 			fetch_done(f, 1, "cannot set up DNS (resolv.conf?)");
 			return;
@@ -1051,7 +1120,7 @@ step_cb(evutil_socket_t fd, short what, void *arg)
 		item_result(t, it, f->body, f->len, f->tls ? "https" : "http");
 		f->body = NULL;
 	}
-	fetch_free(f);
+	fetch_close(f);
 	t->cur++;
 	next_item(t);
 }
@@ -1183,7 +1252,13 @@ tgconf_free(struct tgconf *t)
 {
 	if (t == NULL)
 		return;
-	fetch_free(t->f);
+	/* A fetch still owed a DNS callback outlives us, and takes the
+	 * resolver along (see the top of this file). */
+	if (t->f != NULL && fetch_close(t->f) == 1) {
+		t->f->orphan_dns = t->dns;
+		t->dns = NULL;
+	}
+	t->f = NULL;
 	if (t->timer != NULL)
 		event_free(t->timer);
 	if (t->step != NULL)

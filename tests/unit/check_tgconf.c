@@ -543,6 +543,68 @@ START_TEST(test_free_in_flight)
 }
 END_TEST
 
+/* dcpool/tgconf.c: where the resolver's configuration comes from. */
+extern const char *tgconf_resolv_conf;
+
+/*
+ * Issue 7 item 2: a fetch whose DNS lookup never answers is closed by
+ * its deadline; the cancelled lookup's callback comes later and must
+ * find the fetch still there (before the fix: a use after free, which
+ * ASan reports; configure --enable-sanitizers). Then the tgconf is
+ * freed while the next lookup waits: the same again, and no leak.
+ */
+START_TEST(test_dns_never_answers)
+{
+	struct event_base *base = event_base_new();
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	char conf[] = "/tmp/check_tgconf_resolv.XXXXXX";
+	char line[128];
+	struct timeval tv = { 1, 500000 };
+	struct config *cfg;
+	struct tgconf *t;
+	int fd, cfd;
+
+	ck_assert_ptr_nonnull(base);
+	/* A name server that reads nothing and never answers. */
+	ck_assert_int_ge(fd = socket(AF_INET, SOCK_DGRAM, 0), 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+	ck_assert_int_ge(cfd = mkstemp(conf), 0);
+	snprintf(line, sizeof(line),
+	    "nameserver 127.0.0.1:%d\noptions timeout:60 attempts:1\n",
+	    ntohs(sin.sin_port));
+	ck_assert_int_eq(write(cfd, line, strlen(line)), (ssize_t)strlen(line));
+	close(cfd);
+	tgconf_resolv_conf = conf;
+	cfg = load_config("http_timeout = 1;"
+	                  "proxy_secret_url = \"http://never.invalid/s\";"
+	                  "proxy_config_url = \"http://never.invalid/c\";"
+	                  "proxy_config_v6_url = \"http://never.invalid/c6\";");
+	ncalls = 0;
+	t = tgconf_start(base, cfg, on_changed, &ncalls);
+	ck_assert_ptr_nonnull(t);
+	/* The first fetch times out after 1 s; the next one starts. */
+	ck_assert_int_eq(event_base_loopexit(base, &tv), 0);
+	ck_assert_int_eq(event_base_dispatch(base), 0);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	/* Freed while the second lookup waits. */
+	tgconf_free(t);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(ncalls, 0);
+	tgconf_resolv_conf = NULL;
+	unlink(conf);
+	close(fd);
+	config_free(cfg);
+	event_base_free(base);
+}
+END_TEST
+
 static Suite *
 tgconf_suite(void)
 {
@@ -559,6 +621,7 @@ tgconf_suite(void)
 	tcase_add_test(tc, test_start_from_cache);
 	tcase_add_test(tc, test_start_from_files);
 	tcase_add_test(tc, test_free_in_flight);
+	tcase_add_test(tc, test_dns_never_answers);
 	suite_add_tcase(s, tc);
 	return s;
 }
