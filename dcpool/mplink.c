@@ -6,6 +6,17 @@
  * answer, derive the AES-CBC keys from both nonces and both addresses,
  * send RPC_HANDSHAKE encrypted, check the answer; then the socket and a
  * snapshot of both CBC chains go to the worker, which runs the link.
+ *
+ * Ownership (issue 7): a build is on P.builds from mplink_request until
+ * build_free, which only build_fail, build_done and mplink_peer_gone
+ * call; a callback that calls the first two returns at once and never
+ * touches the build again, and a build holds no DNS request (middle
+ * proxies are addresses). The link socket belongs to the build until
+ * build_done hands it to the worker's msg_outq, which keeps it open
+ * until the grant is sent (then our copy closes) or dropped (closed and
+ * logged). Every answer to a worker goes through that queue, so a full
+ * channel delays an answer instead of losing it; the queue belongs to
+ * dcpool.c's peer, which drops the builds naming it before freeing it.
  */
 #include "autoconf.h"
 
