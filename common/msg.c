@@ -54,6 +54,8 @@ msgbuf_put_bytes(struct msgbuf *mb, const void *p, size_t n)
 		mb->overflow = 1;
 		return;
 	}
+	if (n == 0)
+		return; /* p may be NULL */
 	memcpy(mb->data + mb->len, p, n);
 	mb->len += n;
 }
