@@ -126,6 +126,25 @@ prepare_state_dir(const struct config *cfg)
 		    cfg->user);
 }
 
+/*
+ * Before any fork with cfg: each listener's index of its connection
+ * gauges in the metrics zone, the same for its name in every generation.
+ */
+static void
+assign_listener_indexes(struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		struct config_listener *l = &cfg->listeners[i];
+
+		l->shm_index = shm_listener_index(S.metrics, l->name);
+		if (l->shm_index == -1)
+			log_warnx("listener %s: no connection gauges left "
+			          "(more than %d listener names since start); "
+			          "its max_connections is not enforced",
+			    l->name, SHM_MAX_LISTENERS);
+	}
+}
+
 /* ------------------------------------------------------------ children */
 
 void
@@ -515,6 +534,7 @@ spawn(int role, int slot, int generation)
 				.listen = wl,
 				.nlisten = nwl,
 				.metrics = shm_metrics_slot(S.metrics, mslot),
+				.zone = S.metrics,
 				.replay = S.replay,
 			};
 			worker_main(&wa);
@@ -646,6 +666,7 @@ do_reload(void)
 	/* Children keep their own copy of the old config (fork). */
 	config_free(S.cfg);
 	S.cfg = ncfg;
+	assign_listener_indexes(ncfg);
 	S.uid = uid;
 	S.gid = gid;
 	prepare_state_dir(ncfg);
@@ -809,6 +830,7 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 		log_warn("creating shared memory");
 		goto fail;
 	}
+	assign_listener_indexes(cfg);
 	for (size_t i = 0; i < S.ls.n; i++)
 		log_notice("listening on %s (%d sockets)", S.ls.v[i].key,
 		    S.ls.v[i].nfds);

@@ -6,6 +6,7 @@
 #include "config.h"
 
 struct shm_slot;
+struct shm_metrics;
 struct replay_cache;
 
 struct worker_listen {
@@ -21,6 +22,7 @@ struct worker_args {
 	struct worker_listen *listen;
 	size_t nlisten;
 	struct shm_slot *metrics;
+	struct shm_metrics *zone; /* every slot: admission control */
 	struct replay_cache *replay;
 };
 
