@@ -326,6 +326,79 @@ START_TEST(test_dead_lock_holder)
 }
 END_TEST
 
+/* A process dies holding the lock covering key; 0 when it is dead. */
+static int
+die_holding(struct replay_cache *rc, const uint8_t key[REPLAY_KEY_LEN])
+{
+	pid_t holder = fork();
+	int st;
+
+	if (holder == -1)
+		return -1;
+	if (holder == 0)
+		_exit(replay_test_lock_bucket(rc, key) == 0 ? 0 : 1);
+	if (waitpid(holder, &st, 0) != holder || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * 1 if another process sees key as a replay at time now within secs
+ * seconds (0 if it is blocked that long).
+ */
+static int
+replay_in_child(struct replay_cache *rc, const uint8_t key[REPLAY_KEY_LEN],
+    int64_t now, unsigned secs)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		signal(SIGALRM, SIG_DFL);
+		alarm(secs);
+		_exit(replay_check_insert(rc, key, now) == 1 ? 0 : 1);
+	}
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	    WEXITSTATUS(st) == 0;
+}
+
+/*
+ * Issue 7 item 11: a process handed a dead holder's lock (EOWNERDEAD)
+ * that dies before pthread_mutex_consistent() leaves it ENOTRECOVERABLE.
+ * The stripe then failed open forever: every replay of its keys passed.
+ * Several rounds, as the stripe's spare lock is reused.
+ */
+START_TEST(test_unrecoverable_lock)
+{
+	struct replay_cache *rc = replay_create(4096, 3600);
+	uint8_t key[REPLAY_KEY_LEN], first[REPLAY_KEY_LEN];
+	int64_t t = 100000;
+
+	ck_assert_ptr_nonnull(rc);
+	key_of(7, first);
+	ck_assert_int_eq(replay_check_insert(rc, first, t), 0);
+	for (int round = 0; round < 5; round++) {
+		key_of(7, key);
+		ck_assert_int_eq(die_holding(rc, key), 0);
+		ck_assert_int_eq(
+		    replay_test_poison_bucket(rc, key), EOWNERDEAD);
+		/* What was remembered before is still there... */
+		ck_assert_int_eq(replay_check_insert(rc, first, ++t), 1);
+		/* ...and new keys are remembered, here and elsewhere. */
+		key_of(1000 + (uint32_t)round, key);
+		ck_assert_int_eq(replay_check_insert(rc, key, ++t), 0);
+		ck_assert_int_eq(replay_check_insert(rc, key, ++t), 1);
+		ck_assert_int_eq(replay_in_child(rc, key, ++t, 5), 1);
+		ck_assert_int_eq(replay_in_child(rc, first, ++t, 5), 1);
+	}
+	/* The stripe's lock works normally afterwards. */
+	ck_assert_int_eq(replay_test_lock_bucket(rc, first), 0);
+	ck_assert_int_eq(replay_in_child(rc, first, ++t, 1), 0); /* blocked */
+	replay_destroy(rc);
+}
+END_TEST
+
 static Suite *
 replay_suite(void)
 {
@@ -343,6 +416,7 @@ replay_suite(void)
 	tcase_add_test(tc, test_capacity);
 	tcase_add_test(tc, test_cross_process_race);
 	tcase_add_test(tc, test_dead_lock_holder);
+	tcase_add_test(tc, test_unrecoverable_lock);
 	suite_add_tcase(s, tc);
 	return s;
 }
