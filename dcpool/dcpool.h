@@ -10,6 +10,7 @@ struct dcpool_args {
 	int generation;
 	int chan; /* to the supervisor */
 	struct shm_metrics *metrics; /* read for the metrics page */
+	struct replay_cache *replay; /* likewise */
 };
 
 void dcpool_main(struct dcpool_args *) __attribute__((noreturn));

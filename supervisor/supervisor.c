@@ -544,6 +544,7 @@ spawn(int role, int slot, int generation)
 				.generation = generation,
 				.chan = sv[1],
 				.metrics = S.metrics,
+				.replay = S.replay,
 			};
 			dcpool_main(&da);
 		}
