@@ -101,11 +101,19 @@ struct opt {
 	char path[PATH_BUF];
 };
 
-static int perr(struct parser *, const config_setting_t *, const char *,
+static void perr_fmt(struct parser *, const config_setting_t *, const char *,
     const char *, ...) __attribute__((format(printf, 4, 5)));
 
-static int
-perr(struct parser *p, const config_setting_t *s, const char *path,
+/*
+ * perr(p, setting, path, fmt, ...) writes the message and is -1, so that
+ * "return perr(...);" reads as the error it is. A macro, because the
+ * static analyzer does not follow variadic calls and would otherwise
+ * take every error path for a success.
+ */
+#define perr(...) (perr_fmt(__VA_ARGS__), -1)
+
+static void
+perr_fmt(struct parser *p, const config_setting_t *s, const char *path,
     const char *fmt, ...)
 {
 	const char *file = NULL;
@@ -113,7 +121,7 @@ perr(struct parser *p, const config_setting_t *s, const char *path,
 	va_list ap;
 
 	if (p->err == NULL || p->errlen == 0)
-		return -1;
+		return;
 	if (s != NULL) {
 		file = config_setting_source_file(s);
 		line = config_setting_source_line(s);
@@ -127,11 +135,10 @@ perr(struct parser *p, const config_setting_t *s, const char *path,
 	else
 		n = snprintf(p->err, p->errlen, "%s: %s: ", file, path);
 	if (n < 0 || (size_t)n >= p->errlen)
-		return -1;
+		return;
 	va_start(ap, fmt);
 	vsnprintf(p->err + n, p->errlen - n, fmt, ap);
 	va_end(ap);
-	return -1;
 }
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -713,8 +720,8 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 			    l->name, j);
 
 	snprintf(l->address, sizeof(l->address), "%s", DEF_LISTEN_ADDRESS);
-	if ((r = opt_str(p, s, path, "address", l->address, sizeof(l->address),
-	         &o)) == -1)
+	if (opt_str(p, s, path, "address", l->address, sizeof(l->address),
+	        &o) == -1)
 		return -1;
 	if (addr_from_ip_port(l->address, 1, &l->addr, &l->addrlen) == -1)
 		return perr(p, o.s ? o.s : s, o.path,
