@@ -150,6 +150,41 @@ shm_metrics_sum(const struct shm_metrics *m, uint64_t out[M_COUNTER_MAX])
 	sum_once(m, out);
 }
 
+static uint64_t
+sum1_once(const struct shm_metrics *m, enum shm_counter c)
+{
+	uint64_t n = __atomic_load_n(&m->retired.v[c], __ATOMIC_RELAXED);
+
+	for (size_t i = 0; i < m->nslots; i++) {
+		const struct shm_slot *s = &m->slots[i];
+		if (__atomic_load_n(&s->in_use, __ATOMIC_ACQUIRE))
+			n += __atomic_load_n(&s->v[c], __ATOMIC_RELAXED);
+	}
+	return n;
+}
+
+/* As shm_metrics_sum, for one counter. */
+uint64_t
+shm_metrics_sum1(const struct shm_metrics *m, enum shm_counter c)
+{
+	if ((int)c < 0 || c >= M_COUNTER_MAX)
+		return 0;
+	for (int tries = 0; tries < SHM_READ_TRIES; tries++) {
+		uint32_t seq = __atomic_load_n(&m->seq, __ATOMIC_ACQUIRE);
+		uint64_t n;
+
+		if (seq & 1) {
+			sched_yield();
+			continue;
+		}
+		n = sum1_once(m, c);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&m->seq, __ATOMIC_RELAXED) == seq)
+			return n;
+	}
+	return sum1_once(m, c);
+}
+
 int
 shm_listener_index(struct shm_metrics *m, const char *name)
 {

@@ -37,6 +37,8 @@ enum shm_counter {
 	M_COUNTERS_MONOTONIC, /* --- gauges below --- */
 	M_CURRENT = M_COUNTERS_MONOTONIC, /* open client connections */
 	M_CURRENT_DC, /* open connections to Telegram */
+	M_HANDSHAKES, /* client connections still in their handshake */
+	M_HANDSHAKE_BYTES, /* bytes those hold (limits.handshake_memory) */
 	M_COUNTER_MAX
 };
 
@@ -74,6 +76,11 @@ struct shm_slot *shm_metrics_slot(struct shm_metrics *, int slot);
  * see a monotonic counter go backwards, releases included.
  */
 void shm_metrics_sum(const struct shm_metrics *, uint64_t out[M_COUNTER_MAX]);
+/*
+ * Reader: one counter of shm_metrics_sum, for a check on the data path
+ * (a gauge against a limit) that needs no other.
+ */
+uint64_t shm_metrics_sum1(const struct shm_metrics *, enum shm_counter);
 
 /*
  * Supervisor, at config load: the stable index of a listener name, or -1

@@ -50,6 +50,10 @@ static const struct {
 	    "Open client connections." },
 	{ M_CURRENT_DC, "mtprotod_telegram_connections", "gauge",
 	    "Open connections and links to Telegram." },
+	{ M_HANDSHAKES, "mtprotod_handshake_connections", "gauge",
+	    "Client connections still in their handshake." },
+	{ M_HANDSHAKE_BYTES, "mtprotod_handshake_bytes", "gauge",
+	    "Bytes held by connections still in their handshake." },
 };
 
 static void

@@ -74,6 +74,14 @@ START_TEST(sum_across_processes)
 	shm_sub(shm_metrics_slot(m, b), M_CURRENT, 6);
 	shm_metrics_sum(m, out);
 	ck_assert_uint_eq(out[M_CURRENT], 0);
+	/* One counter alone, as the data path reads a gauge. */
+	shm_add(shm_metrics_slot(m, b), M_HANDSHAKE_BYTES, 16384);
+	ck_assert_uint_eq(shm_metrics_sum1(m, M_HANDSHAKE_BYTES), 16384);
+	ck_assert_uint_eq(shm_metrics_sum1(m, M_ACCEPTED), 2000);
+	ck_assert_uint_eq(shm_metrics_sum1(m, M_COUNTER_MAX), 0);
+	shm_metrics_release(m, b);
+	ck_assert_uint_eq(shm_metrics_sum1(m, M_HANDSHAKE_BYTES), 0);
+	ck_assert_uint_eq(shm_metrics_sum1(m, M_ACCEPTED), 2000);
 	shm_metrics_destroy(m);
 }
 END_TEST
@@ -123,7 +131,12 @@ START_TEST(sum_consistent_during_release)
 		uint64_t out[M_COUNTER_MAX], last = 0, reads = 0;
 
 		while (!__atomic_load_n(&sh->done, __ATOMIC_ACQUIRE)) {
-			shm_metrics_sum(m, out);
+			/* Both readers, in turn. */
+			if (reads % 2)
+				out[M_ACCEPTED] =
+				    shm_metrics_sum1(m, M_ACCEPTED);
+			else
+				shm_metrics_sum(m, out);
 			/* Bumped before each count, so an upper bound. */
 			uint64_t w =
 			    __atomic_load_n(&sh->written, __ATOMIC_ACQUIRE);
