@@ -291,8 +291,13 @@ stripe_lock(
 		pthread_mutex_t *mu = &s->mu[gen % REPLAY_LOCKS];
 
 		e = pthread_mutex_lock(mu);
-		if (e == EOWNERDEAD)
-			e = pthread_mutex_consistent(mu);
+		if (e == EOWNERDEAD &&
+		    (e = pthread_mutex_consistent(mu)) != 0) {
+			/* Let go: unrecoverable now, replaced next time. */
+			(void)pthread_mutex_unlock(mu);
+			e = ENOTRECOVERABLE;
+			continue;
+		}
 		if (e == ENOTRECOVERABLE) {
 			if ((e = stripe_replace(rc, s, gen)) != 0)
 				return e;
