@@ -204,6 +204,16 @@ shm_listener_index(struct shm_metrics *m, const char *name)
 	return free_idx;
 }
 
+int
+shm_listener_forget(struct shm_metrics *m, int idx)
+{
+	if (idx < 0 || idx >= SHM_MAX_LISTENERS ||
+	    shm_listener_conns(m, idx) != 0)
+		return -1;
+	m->lnames[idx][0] = '\0';
+	return 0;
+}
+
 /*
  * A gauge is read as signed so that one owner's miscount below zero
  * costs its own slot only, instead of adding four billion to the sum

@@ -90,6 +90,12 @@ uint64_t shm_metrics_sum1(const struct shm_metrics *, enum shm_counter);
  */
 int shm_listener_index(struct shm_metrics *, const char *name);
 /*
+ * Supervisor: free index idx for another name, unless a live slot still
+ * counts connections on it; 0 if freed, -1 if not. For a table filled
+ * by renames over many reloads.
+ */
+int shm_listener_forget(struct shm_metrics *, int idx);
+/*
  * Reader: sum over live slots of listener idx's gauge (idx -1 = all
  * listeners); 0 for any other idx out of range.
  */

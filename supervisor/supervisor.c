@@ -133,13 +133,37 @@ prepare_state_dir(const struct config *cfg)
 static void
 assign_listener_indexes(struct config *cfg)
 {
+	int full = 0;
+
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		struct config_listener *l = &cfg->listeners[i];
 
-		l->shm_index = shm_listener_index(S.metrics, l->name);
+		if ((l->shm_index = shm_listener_index(S.metrics, l->name)) ==
+		    -1)
+			full = 1;
+	}
+	/*
+	 * Names of listeners gone by renames: free those without open
+	 * connections. An old worker not yet draining might still count
+	 * one on a freed index for a moment; better than no limit at all.
+	 */
+	for (int k = 0; full && k < SHM_MAX_LISTENERS; k++) {
+		size_t i;
+
+		for (i = 0; i < cfg->nlisteners; i++)
+			if (cfg->listeners[i].shm_index == k)
+				break;
+		if (i == cfg->nlisteners)
+			(void)shm_listener_forget(S.metrics, k);
+	}
+	for (size_t i = 0; full && i < cfg->nlisteners; i++) {
+		struct config_listener *l = &cfg->listeners[i];
+
+		if (l->shm_index == -1)
+			l->shm_index = shm_listener_index(S.metrics, l->name);
 		if (l->shm_index == -1)
 			log_warnx("listener %s: no connection gauges left "
-			          "(more than %d listener names since start); "
+			          "(%d names, all with connections open); "
 			          "its max_connections is not enforced",
 			    l->name, SHM_MAX_LISTENERS);
 	}

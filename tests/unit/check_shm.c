@@ -199,6 +199,22 @@ START_TEST(listener_index_stable)
 	}
 	ck_assert_int_eq(shm_listener_index(m, "one-too-many"), -1);
 	ck_assert_int_eq(shm_listener_index(m, "second"), 1);
+
+	/* A name whose index still counts connections is kept... */
+	int slot = shm_metrics_alloc(m, 0, 0, 0);
+	shm_listener_conn_add(shm_metrics_slot(m, slot), 2, 1);
+	ck_assert_int_eq(shm_listener_forget(m, 2), -1);
+	ck_assert_int_eq(shm_listener_index(m, "third"), 2);
+	/* ...an idle one is freed for the next new name. */
+	ck_assert_int_eq(shm_listener_forget(m, 1), 0);
+	ck_assert_int_eq(shm_listener_index(m, "one-too-many"), 1);
+	ck_assert_int_eq(shm_listener_index(m, "second"), -1);
+	ck_assert_int_eq(shm_listener_forget(m, -1), -1);
+	ck_assert_int_eq(shm_listener_forget(m, SHM_MAX_LISTENERS), -1);
+	/* Once its connections are gone with its worker, it can go too. */
+	shm_metrics_release(m, slot);
+	ck_assert_int_eq(shm_listener_forget(m, 2), 0);
+	ck_assert_int_eq(shm_listener_index(m, "second"), 2);
 	shm_metrics_destroy(m);
 }
 END_TEST
