@@ -1,6 +1,7 @@
 """Shared counters on the metrics page (issue 7 item 11): the replay
 cache's early evictions and the per-listener connection gauges are
 exported, and an undersized replay cache shows in the first."""
+import signal
 import sys
 
 from mtp import (Daemon, FakeDC, check, free_port, listener_conf, metrics,
@@ -61,8 +62,27 @@ def test_undersized_replay_cache_shows():
               "handshakes: %r" % m)
 
 
+def test_reload_renamed_listener_gets_gauges():
+    # The dcpool of the new generation shows the listeners of the new
+    # config, each with its gauge (an index in the shared table).
+    with Setup() as s:
+        s.d.write_config(open(s.d.conf).read().replace(
+            'name = "second"', 'name = "renamed"'))
+        s.d.signal(signal.SIGHUP)
+        s.d.wait_log("reload complete", 20)
+
+        def shown():
+            m = s.metrics()
+            return ('mtprotod_listener_connections{listener="renamed"}'
+                    in m and m)
+        m = wait_for(shown, 10, what="the renamed listener's gauge")
+        check('mtprotod_listener_connections{listener="main"}' in m,
+              "main is gone from the metrics page: %r" % m)
+
+
 if __name__ == "__main__":
     sys.exit(run_tests([
         test_metrics_export_replay_and_listener_gauges,
         test_undersized_replay_cache_shows,
+        test_reload_renamed_listener_gets_gauges,
     ]))
