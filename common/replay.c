@@ -39,7 +39,7 @@
 #define REPLAY_MAX_STRIPES 1024
 #define REPLAY_LINE        64
 #define REPLAY_LOCKS       2 /* per stripe: in use, and its replacement */
-#define REPLAY_LOCK_TRIES  8 /* replacements one lookup waits through */
+#define REPLAY_LOCK_TRIES  64 /* replacements one lookup waits through */
 
 struct replay_bucket {
 	alignas(REPLAY_LINE) uint8_t key[REPLAY_WAYS][REPLAY_KEY_LEN];
