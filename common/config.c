@@ -65,6 +65,9 @@
 #define DEF_MIDDLE_CLIENT_QUEUE_MAX     1048576
 #define DEF_MIDDLE_CLIENT_QUEUE_TIMEOUT 10
 #define DEF_MIDDLE_LINK_QUEUE_MAX       8388608
+#define DEF_MIDDLE_POOL_IDLE_TIMEOUT    120
+/* About 4,000 handshakes holding their 16 KiB read buffer. */
+#define DEF_HANDSHAKE_MEMORY ((uint64_t)64 << 20)
 /* Smaller queue bounds than this would stall on one large packet. */
 #define MIN_MIDDLE_QUEUE    65536
 #define DEF_METRICS_ADDRESS "127.0.0.1"
@@ -98,11 +101,19 @@ struct opt {
 	char path[PATH_BUF];
 };
 
-static int perr(struct parser *, const config_setting_t *, const char *,
+static void perr_fmt(struct parser *, const config_setting_t *, const char *,
     const char *, ...) __attribute__((format(printf, 4, 5)));
 
-static int
-perr(struct parser *p, const config_setting_t *s, const char *path,
+/*
+ * perr(p, setting, path, fmt, ...) writes the message and is -1, so that
+ * "return perr(...);" reads as the error it is. A macro, because the
+ * static analyzer does not follow variadic calls and would otherwise
+ * take every error path for a success.
+ */
+#define perr(...) (perr_fmt(__VA_ARGS__), -1)
+
+static void
+perr_fmt(struct parser *p, const config_setting_t *s, const char *path,
     const char *fmt, ...)
 {
 	const char *file = NULL;
@@ -110,7 +121,7 @@ perr(struct parser *p, const config_setting_t *s, const char *path,
 	va_list ap;
 
 	if (p->err == NULL || p->errlen == 0)
-		return -1;
+		return;
 	if (s != NULL) {
 		file = config_setting_source_file(s);
 		line = config_setting_source_line(s);
@@ -124,11 +135,10 @@ perr(struct parser *p, const config_setting_t *s, const char *path,
 	else
 		n = snprintf(p->err, p->errlen, "%s: %s: ", file, path);
 	if (n < 0 || (size_t)n >= p->errlen)
-		return -1;
+		return;
 	va_start(ap, fmt);
 	vsnprintf(p->err + n, p->errlen - n, fmt, ap);
 	va_end(ap);
-	return -1;
 }
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -275,6 +285,76 @@ opt_bool(struct parser *p, const config_setting_t *grp, const char *gpath,
 		return perr(p, o.s, o.path, "must be true or false");
 	*dst = config_setting_get_bool(o.s) ? 1 : 0;
 	return 1;
+}
+
+int
+config_parse_size(const char *text, uint64_t *out)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+	const char *s = text;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	for (; isdigit((unsigned char)*s); s++) {
+		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	switch (*s) {
+	case '\0':
+		break;
+	case 'K':
+	case 'k':
+		shift = 10;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		break;
+	default:
+		return -1;
+	}
+	if (shift != 0 && *++s != '\0')
+		return -1;
+	if (v > (UINT64_MAX >> shift))
+		return -1;
+	*out = v << shift;
+	return 0;
+}
+
+/* Bytes: an integer >= 0, or a string such as "64M" (config_parse_size). */
+static int
+opt_size(struct parser *p, const config_setting_t *grp, const char *gpath,
+    const char *name, uint64_t *dst)
+{
+	struct opt o;
+	long long v;
+	int t;
+
+	if (!lookup(grp, gpath, name, &o))
+		return 0;
+	t = config_setting_type(o.s);
+	if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64) {
+		if ((v = config_setting_get_int64(o.s)) < 0)
+			return perr(p, o.s, o.path, "must be at least 0");
+		*dst = (uint64_t)v;
+		return 1;
+	}
+	if (t == CONFIG_TYPE_STRING &&
+	    config_parse_size(config_setting_get_string(o.s), dst) == 0)
+		return 1;
+	return perr(p, o.s, o.path,
+	    "must be a number of bytes, or a string with a K, M, G or T "
+	    "suffix such as \"64M\"");
 }
 
 static int
@@ -546,7 +626,44 @@ parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 
 static const char *const listener_opts[] = { "name", "address", "port",
 	"protocols", "tls_domain", "fronting", "ad_tag", "backend", "users",
-	NULL };
+	"limits", NULL };
+
+/*
+ * limits = { ... }: the global block (l == NULL) bounds the whole daemon,
+ * a listener's bounds that listener only. per_ip, per_subnet, subnet_v4
+ * and subnet_v6 (CONFIG.md) are not implemented yet, so they stay
+ * unknown rather than silently ignored.
+ */
+static const char *const limits_opts[] = { "max_connections",
+	"handshake_memory", NULL };
+static const char *const listener_limits_opts[] = { "max_connections", NULL };
+
+static int
+parse_limits(struct parser *p, struct config *cfg, struct config_listener *l,
+    const config_setting_t *g, const char *path)
+{
+	struct opt o;
+
+	if (l != NULL) {
+		/* Handshake memory is one pool for the whole daemon. */
+		if (lookup(g, path, "handshake_memory", &o))
+			return perr(
+			    p, o.s, o.path, "only in the global limits block");
+		if (check_known(p, g, path, listener_limits_opts) == -1)
+			return -1;
+		return opt_intf(p, g, path, "max_connections", 0, INT_MAX,
+		           &l->max_connections) == -1
+		    ? -1
+		    : 0;
+	}
+	if (check_known(p, g, path, limits_opts) == -1 ||
+	    opt_intf(p, g, path, "max_connections", 0, INT_MAX,
+	        &cfg->max_connections) == -1 ||
+	    opt_size(p, g, path, "handshake_memory", &cfg->handshake_memory) ==
+	        -1)
+		return -1;
+	return 0;
+}
 
 static int
 same_sockaddr(
@@ -584,6 +701,7 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 		return perr(p, s, path, "must be a group { ... }");
 	if (check_known(p, s, path, listener_opts) == -1)
 		return -1;
+	l->shm_index = -1;
 
 	if ((r = opt_str(p, s, path, "name", l->name, sizeof(l->name), &o)) ==
 	    -1)
@@ -602,8 +720,8 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 			    l->name, j);
 
 	snprintf(l->address, sizeof(l->address), "%s", DEF_LISTEN_ADDRESS);
-	if ((r = opt_str(p, s, path, "address", l->address, sizeof(l->address),
-	         &o)) == -1)
+	if (opt_str(p, s, path, "address", l->address, sizeof(l->address),
+	        &o) == -1)
 		return -1;
 	if (addr_from_ip_port(l->address, 1, &l->addr, &l->addrlen) == -1)
 		return perr(p, o.s ? o.s : s, o.path,
@@ -671,6 +789,10 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	if ((r = opt_str(p, s, path, "backend", buf, sizeof(buf), &o)) == -1)
 		return -1;
 	if (r == 1 && parse_backend(p, &o, buf, &l->backend) == -1)
+		return -1;
+
+	if ((r = opt_group(p, s, path, "limits", &o)) == -1 ||
+	    (r == 1 && parse_limits(p, cfg, l, o.s, o.path) == -1))
 		return -1;
 
 	if ((r = opt_list(p, s, path, "users", &o)) == -1)
@@ -916,7 +1038,8 @@ parse_telegram(struct parser *p, struct config *cfg, const config_setting_t *g,
 
 static const char *const middle_opts[] = { "min_links", "clients_per_link",
 	"ping_interval", "ping_timeout", "client_queue_max",
-	"client_queue_timeout", "link_queue_max", "fallback_direct", NULL };
+	"client_queue_timeout", "link_queue_max", "fallback_direct",
+	"pool_idle_timeout", NULL };
 
 static int
 parse_middle(struct parser *p, struct config *cfg, const config_setting_t *g,
@@ -938,7 +1061,9 @@ parse_middle(struct parser *p, struct config *cfg, const config_setting_t *g,
 	    opt_intf(p, g, path, "client_queue_timeout", 1, INT_MAX,
 	        &cfg->middle_client_queue_timeout) == -1 ||
 	    opt_bool(p, g, path, "fallback_direct",
-	        &cfg->middle_fallback_direct) == -1)
+	        &cfg->middle_fallback_direct) == -1 ||
+	    opt_intf(p, g, path, "pool_idle_timeout", 0, INT_MAX,
+	        &cfg->middle_pool_idle_timeout) == -1)
 		return -1;
 	/* A timeout within one ping interval would replace healthy links. */
 	if (cfg->middle_ping_timeout <= cfg->middle_ping_interval) {
@@ -993,7 +1118,8 @@ parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
 static const char *const root_opts[] = { "user", "group", "chroot", "workers",
 	"pidfile", "state_dir", "shutdown_timeout", "max_restarts",
 	"restart_period", "handshake_timeout", "idle_timeout", "backend", "log",
-	"listeners", "replay", "tls", "telegram", "metrics", "middle", NULL };
+	"listeners", "replay", "tls", "telegram", "metrics", "middle", "limits",
+	"resolv_conf", NULL };
 
 static int
 opt_nonempty(struct parser *p, const config_setting_t *g, const char *name,
@@ -1033,6 +1159,29 @@ parse_workers(struct parser *p, struct config *cfg, const config_setting_t *g)
 	    CONFIG_MAX_WORKERS);
 }
 
+/*
+ * Absolute, because the daemon changes directory when it detaches and
+ * the workers and the dcpool read the file after start-up.
+ */
+static int
+parse_resolv_conf(
+    struct parser *p, struct config *cfg, const config_setting_t *g)
+{
+	char buf[4096];
+	struct opt o;
+	int r;
+
+	if ((r = opt_str(p, g, "", "resolv_conf", buf, sizeof(buf), &o)) != 1)
+		return r;
+	if (buf[0] == '\0')
+		return 0;
+	if (buf[0] != '/')
+		return perr(p, o.s, o.path, "must be an absolute path or \"\"");
+	if ((cfg->resolv_conf = strdup(buf)) == NULL)
+		return perr(p, o.s, o.path, "out of memory");
+	return 0;
+}
+
 static int
 parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
 {
@@ -1070,7 +1219,12 @@ parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
 		return -1;
 	if (r == 1 && parse_backend(p, &o, buf, &cfg->backend) == -1)
 		return -1;
+	if (parse_resolv_conf(p, cfg, root) == -1)
+		return -1;
 
+	if ((r = opt_group(p, root, "", "limits", &o)) == -1 ||
+	    (r == 1 && parse_limits(p, cfg, NULL, o.s, o.path) == -1))
+		return -1;
 	if ((r = opt_group(p, root, "", "log", &o)) == -1 ||
 	    (r == 1 && parse_log(p, cfg, o.s, o.path) == -1))
 		return -1;
@@ -1168,6 +1322,10 @@ set_defaults(struct config *cfg)
 	cfg->middle_client_queue_timeout = DEF_MIDDLE_CLIENT_QUEUE_TIMEOUT;
 	cfg->middle_link_queue_max = DEF_MIDDLE_LINK_QUEUE_MAX;
 	cfg->middle_fallback_direct = 0;
+	cfg->middle_pool_idle_timeout = DEF_MIDDLE_POOL_IDLE_TIMEOUT;
+	cfg->max_connections = 0;
+	cfg->handshake_memory = DEF_HANDSHAKE_MEMORY;
+	cfg->resolv_conf = NULL;
 }
 
 /* Runs libconfig over the text or file, then our checks. */
@@ -1400,6 +1558,7 @@ default_listener(struct config *cfg, char *err, size_t errlen)
 	    DEF_BUILTIN_TLS_DOMAIN);
 	l->fronting_port = DEF_FRONTING_PORT;
 	l->backend = BACKEND_INHERIT;
+	l->shm_index = -1;
 	if ((l->users = calloc(1, sizeof(*l->users))) == NULL) {
 		seterr(err, errlen, "out of memory");
 		return -1;
@@ -1454,6 +1613,7 @@ config_free(struct config *cfg)
 		free(cfg->listeners[i].users);
 	free(cfg->listeners);
 	free(cfg->dcs);
+	free(cfg->resolv_conf);
 	free(cfg);
 }
 

@@ -56,6 +56,13 @@ struct config_listener {
 	enum backend_mode backend;
 	struct config_user *users;
 	size_t nusers;
+	int max_connections; /* limits.max_connections here; 0 = unlimited */
+	/*
+	 * Index of this listener's connection gauges in shared memory
+	 * (shm_listener_index), stable for its name across reloads; set by
+	 * the supervisor after parsing, -1 when the table is full.
+	 */
+	int shm_index;
 };
 
 struct config_dc {
@@ -80,6 +87,11 @@ struct config {
 	int handshake_timeout;
 	int idle_timeout;
 	enum backend_mode backend;
+	char *resolv_conf; /* resolver file; NULL = /etc/resolv.conf */
+
+	/* limits: admission control */
+	int max_connections; /* whole daemon; 0 = unlimited */
+	uint64_t handshake_memory; /* bytes, whole daemon; 0 = no bound */
 
 	enum log_target_kind log_target;
 	char log_file[4096];
@@ -128,6 +140,7 @@ struct config {
 	int middle_client_queue_timeout;
 	size_t middle_link_queue_max; /* bytes */
 	int middle_fallback_direct; /* bool */
+	int middle_pool_idle_timeout; /* seconds; 0 = keep min_links */
 };
 
 /*
@@ -145,6 +158,11 @@ struct config *config_load_string(
 struct config *config_default(char *err, size_t errlen);
 void config_free(struct config *);
 
+/*
+ * A size: decimal digits with an optional K, M, G or T suffix (1024-based,
+ * either case), e.g. "64M". -1 if malformed or above UINT64_MAX.
+ */
+int config_parse_size(const char *text, uint64_t *out);
 /* "0123..." (32 hex digits, any case) -> 16 bytes; -1 if malformed. */
 int config_parse_secret(const char *hex, uint8_t out[16]);
 /* The effective backend of a listener (resolves INHERIT and AUTO). */

@@ -15,18 +15,31 @@
 /*
  * Layout of the one shared mapping:
  *
- *	struct replay_cache	header, read-only after creation
- *	struct replay_stripe	nstripes locks, one cache line each
+ *	struct replay_cache	header, read-only after creation but for
+ *				the repair lock
+ *	struct replay_stripe	nstripes locks, two cache lines each
  *	struct replay_bucket	nbuckets buckets of REPLAY_WAYS slots
  *
  * A key lives in exactly one bucket (a keyed hash picks it), so a lookup
  * reads one 192-byte bucket (three cache lines) under one lock. Buckets map
  * onto stripes by their low bits; with more stripes than workers two
  * workers rarely contend.
+ *
+ * A robust mutex whose owner died is handed to the next locker with
+ * EOWNERDEAD; if that one dies too before pthread_mutex_consistent(), the
+ * mutex is ENOTRECOVERABLE for good and no lock can ever take it again.
+ * So each stripe has two mutexes and a generation saying which is in
+ * use: an unrecoverable one is retired by initialising the other and
+ * moving the generation on, under one cache-wide robust repair lock.
+ * Only lockers that read an old generation can still touch a retired
+ * mutex while it is reinitialised, and every locker checks the
+ * generation again once it holds the mutex, so they let go and retry.
  */
 #define REPLAY_WAYS        8
 #define REPLAY_MAX_STRIPES 1024
 #define REPLAY_LINE        64
+#define REPLAY_LOCKS       2 /* per stripe: in use, and its replacement */
+#define REPLAY_LOCK_TRIES  64 /* replacements one lookup waits through */
 
 struct replay_bucket {
 	alignas(REPLAY_LINE) uint8_t key[REPLAY_WAYS][REPLAY_KEY_LEN];
@@ -37,7 +50,8 @@ _Static_assert(sizeof(struct replay_bucket) == 3 * REPLAY_LINE,
     "a bucket is three cache lines");
 
 struct replay_stripe {
-	alignas(REPLAY_LINE) pthread_mutex_t mu;
+	alignas(REPLAY_LINE) pthread_mutex_t mu[REPLAY_LOCKS];
+	uint32_t gen; /* mu[gen % REPLAY_LOCKS] is the one in use */
 	uint64_t early_evictions;
 };
 
@@ -49,6 +63,7 @@ struct replay_cache {
 	uint8_t seed[16]; /* SipHash key */
 	struct replay_stripe *stripes;
 	struct replay_bucket *buckets;
+	pthread_mutex_t repair; /* held while a stripe's mutex is replaced */
 };
 
 static inline uint64_t
@@ -112,11 +127,27 @@ replay_siphash16(const uint8_t k[16], const uint8_t m[16])
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
+/* Process-shared and robust: a dead holder must not wedge the others. */
+static int
+lock_init(pthread_mutex_t *mu)
+{
+	pthread_mutexattr_t attr;
+	int e;
+
+	if ((e = pthread_mutexattr_init(&attr)) != 0)
+		return e;
+	if ((e = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED)) ==
+	        0 &&
+	    (e = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) == 0)
+		e = pthread_mutex_init(mu, &attr);
+	pthread_mutexattr_destroy(&attr);
+	return e;
+}
+
 struct replay_cache *
 replay_create(size_t entries, int window_seconds)
 {
 	struct replay_cache *rc;
-	pthread_mutexattr_t attr;
 	size_t nbuckets, nstripes, hdr, stripes_sz, size;
 	int e;
 
@@ -154,22 +185,12 @@ replay_create(size_t entries, int window_seconds)
 	rc->stripes = (struct replay_stripe *)((char *)rc + hdr);
 	rc->buckets = (struct replay_bucket *)((char *)rc + hdr + stripes_sz);
 
-	if ((e = pthread_mutexattr_init(&attr)) != 0)
+	if ((e = lock_init(&rc->repair)) != 0)
 		goto fail;
-	if ((e = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED)) !=
-	        0 ||
-	    (e = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) !=
-	        0) {
-		pthread_mutexattr_destroy(&attr);
-		goto fail;
-	}
-	for (size_t i = 0; i < nstripes; i++) {
-		if ((e = pthread_mutex_init(&rc->stripes[i].mu, &attr)) != 0) {
-			pthread_mutexattr_destroy(&attr);
+	/* The spare mutex is initialised when it is put to use. */
+	for (size_t i = 0; i < nstripes; i++)
+		if ((e = lock_init(&rc->stripes[i].mu[0])) != 0)
 			goto fail;
-		}
-	}
-	pthread_mutexattr_destroy(&attr);
 	return rc;
 
 fail:
@@ -222,17 +243,77 @@ stripe_of(struct replay_cache *rc, size_t bucket)
 }
 
 /*
- * A holder that died (EOWNERDEAD) left its bucket at worst with one slot
- * whose key is half written: a key nobody will send, so harmless, and the
- * lock is simply marked consistent again.
+ * Retire the stripe's mutex of generation gen, found ENOTRECOVERABLE.
+ * Whoever holds the repair lock does it once; the others find the
+ * generation moved on. A repairer that died leaves the repair lock
+ * EOWNERDEAD and its work half done, which the next one redoes: the
+ * spare is initialised again before the generation moves.
  */
 static int
-stripe_lock(struct replay_stripe *s)
+stripe_replace(struct replay_cache *rc, struct replay_stripe *s, uint32_t gen)
 {
-	int e = pthread_mutex_lock(&s->mu);
+	static int replace_logged;
+	int e = pthread_mutex_lock(&rc->repair);
 
 	if (e == EOWNERDEAD)
-		e = pthread_mutex_consistent(&s->mu);
+		e = pthread_mutex_consistent(&rc->repair);
+	if (e != 0)
+		return e;
+	if (__atomic_load_n(&s->gen, __ATOMIC_RELAXED) == gen &&
+	    (e = lock_init(&s->mu[(gen + 1) % REPLAY_LOCKS])) == 0) {
+		__atomic_store_n(&s->gen, gen + 1, __ATOMIC_RELEASE);
+		if (!replace_logged) {
+			replace_logged = 1;
+			log_warnx("replay cache: replaced a lock that a dead "
+			          "process left unrecoverable");
+		}
+	}
+	pthread_mutex_unlock(&rc->repair);
+	return e;
+}
+
+/*
+ * The stripe's mutex in use, locked, in *held; 0 or an errno value.
+ *
+ * A holder that died (EOWNERDEAD) cannot leave a bucket inconsistent:
+ * a slot is emptied before its key is written and dated after, so at
+ * worst a slot is empty that was about to hold a key. The lock is
+ * marked consistent again and that is all the repair needed.
+ */
+static int
+stripe_lock(
+    struct replay_cache *rc, struct replay_stripe *s, pthread_mutex_t **held)
+{
+	int e = ENOTRECOVERABLE;
+
+	for (int tries = 0; tries < REPLAY_LOCK_TRIES; tries++) {
+		uint32_t gen = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
+		pthread_mutex_t *mu = &s->mu[gen % REPLAY_LOCKS];
+
+		e = pthread_mutex_lock(mu);
+		if (e == EOWNERDEAD &&
+		    (e = pthread_mutex_consistent(mu)) != 0) {
+			/* Let go: unrecoverable now, replaced next time. */
+			(void)pthread_mutex_unlock(mu);
+			e = ENOTRECOVERABLE;
+			continue;
+		}
+		if (e == ENOTRECOVERABLE) {
+			if ((e = stripe_replace(rc, s, gen)) != 0)
+				return e;
+			continue;
+		}
+		if (e != 0)
+			return e;
+		/* Retired while we waited: not the lock in use any more. */
+		if (__atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) != gen) {
+			(void)pthread_mutex_unlock(mu);
+			e = ENOTRECOVERABLE;
+			continue;
+		}
+		*held = mu;
+		return 0;
+	}
 	return e;
 }
 
@@ -244,15 +325,17 @@ replay_check_insert(
 	size_t bi = bucket_of(rc, key);
 	struct replay_bucket *b = &rc->buckets[bi];
 	struct replay_stripe *s = stripe_of(rc, bi);
+	pthread_mutex_t *mu;
 	int victim = 0, found = 0, e;
 
 	if (now < 1)
 		now = 1; /* 0 marks an empty slot */
-	if ((e = stripe_lock(s)) != 0) {
+	if ((e = stripe_lock(rc, s, &mu)) != 0) {
 		/*
-		 * Only a holder killed between EOWNERDEAD and
-		 * pthread_mutex_consistent() gets here. Failing open keeps
-		 * serving honest clients; a replay merely goes unnoticed.
+		 * Only when the repair lock itself is unrecoverable, or
+		 * processes keep dying in the few instructions between
+		 * EOWNERDEAD and pthread_mutex_consistent(). Failing open
+		 * keeps serving honest clients; a replay goes unnoticed.
 		 */
 		if (!lock_warned) {
 			lock_warned = 1;
@@ -267,7 +350,7 @@ replay_check_insert(
 
 		if (ts != 0 && memcmp(b->key[i], key, REPLAY_KEY_LEN) == 0) {
 			if (now - ts < rc->window) {
-				pthread_mutex_unlock(&s->mu);
+				pthread_mutex_unlock(mu);
 				return 1;
 			}
 			victim = i;
@@ -279,9 +362,11 @@ replay_check_insert(
 	}
 	if (!found && b->ts[victim] != 0 && now - b->ts[victim] < rc->window)
 		__atomic_fetch_add(&s->early_evictions, 1, __ATOMIC_RELAXED);
+	/* Emptied first: a holder dying half way leaves no torn key. */
+	__atomic_store_n(&b->ts[victim], 0, __ATOMIC_RELAXED);
 	memcpy(b->key[victim], key, REPLAY_KEY_LEN);
 	__atomic_store_n(&b->ts[victim], now, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(mu);
 	return 0;
 }
 
@@ -326,5 +411,22 @@ int
 replay_test_lock_bucket(
     struct replay_cache *rc, const uint8_t key[REPLAY_KEY_LEN])
 {
-	return stripe_lock(stripe_of(rc, bucket_of(rc, key)));
+	pthread_mutex_t *mu;
+
+	return stripe_lock(rc, stripe_of(rc, bucket_of(rc, key)), &mu);
+}
+
+int
+replay_test_poison_bucket(
+    struct replay_cache *rc, const uint8_t key[REPLAY_KEY_LEN])
+{
+	struct replay_stripe *s = stripe_of(rc, bucket_of(rc, key));
+	pthread_mutex_t *mu =
+	    &s->mu[__atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) % REPLAY_LOCKS];
+	int e = pthread_mutex_lock(mu);
+
+	/* Unlocked without pthread_mutex_consistent(): unrecoverable. */
+	if (e == 0 || e == EOWNERDEAD)
+		pthread_mutex_unlock(mu);
+	return e;
 }

@@ -63,5 +63,13 @@ uint64_t replay_siphash16(const uint8_t k[16], const uint8_t m[16]);
  */
 int replay_test_lock_bucket(
     struct replay_cache *, const uint8_t key[REPLAY_KEY_LEN]);
+/*
+ * Take the lock covering key and release it at once, without marking it
+ * consistent if its holder had died: as a process does that dies right
+ * after being handed a dead holder's lock, this leaves the lock
+ * ENOTRECOVERABLE. Returns the lock's result (EOWNERDEAD for that).
+ */
+int replay_test_poison_bucket(
+    struct replay_cache *, const uint8_t key[REPLAY_KEY_LEN]);
 
 #endif

@@ -4,7 +4,15 @@
  * writer (no locks on the data path); readers sum the slots. When a child
  * exits, the supervisor folds its monotonic counters into the "retired"
  * slot and frees its slot, so totals never go backwards and gauges of a
- * dead process drop to zero.
+ * dead process drop to zero. For readers the fold and the free are one
+ * step: the supervisor bumps a sequence number around them and a reader
+ * that saw it move sums again (a seqlock), so a dead child is never
+ * counted twice or not at all.
+ *
+ * Each slot also holds one connection gauge per listener, for admission
+ * control across workers. Listeners are known by an index into a table
+ * of names the supervisor keeps in the zone, so a listener keeps its
+ * index across reloads and old and new workers count it together.
  */
 #ifndef MTP_SHM_H
 #define MTP_SHM_H
@@ -29,10 +37,15 @@ enum shm_counter {
 	M_COUNTERS_MONOTONIC, /* --- gauges below --- */
 	M_CURRENT = M_COUNTERS_MONOTONIC, /* open client connections */
 	M_CURRENT_DC, /* open connections to Telegram */
+	M_HANDSHAKES, /* client connections still in their handshake */
+	M_HANDSHAKE_BYTES, /* bytes those hold (limits.handshake_memory) */
 	M_COUNTER_MAX
 };
 
 #define SHM_SLOT_WORDS 16 /* 128 bytes: two cache lines */
+/* Listener names the zone tells apart over the daemon's life. */
+#define SHM_MAX_LISTENERS 64
+#define SHM_NAME_MAX      64 /* with the NUL, as CONFIG_NAME_MAX */
 
 struct shm_slot {
 	_Alignas(64) uint64_t v[SHM_SLOT_WORDS];
@@ -41,6 +54,8 @@ struct shm_slot {
 	int32_t in_use;
 	int32_t role; /* 0 worker, 1 dcpool */
 	int32_t index; /* worker slot number */
+	/* open connections per listener index; the owner writes them */
+	_Alignas(64) uint32_t lconns[SHM_MAX_LISTENERS];
 };
 
 struct shm_metrics;
@@ -50,11 +65,41 @@ void shm_metrics_destroy(struct shm_metrics *);
 size_t shm_metrics_nslots(const struct shm_metrics *);
 /* Supervisor: a free slot for a new child (zeroed), or -1 when full. */
 int shm_metrics_alloc(struct shm_metrics *, pid_t, int role, int index);
-/* Supervisor: fold a dead child's counters into the totals, free it. */
+/*
+ * Supervisor: fold a dead child's counters into the totals, free its slot
+ * (its gauges, listener gauges included, drop to zero).
+ */
 void shm_metrics_release(struct shm_metrics *, int slot);
 struct shm_slot *shm_metrics_slot(struct shm_metrics *, int slot);
-/* Reader: sum of every slot and the retired totals. */
+/*
+ * Reader: sum of every slot and the retired totals. Successive sums never
+ * see a monotonic counter go backwards, releases included.
+ */
 void shm_metrics_sum(const struct shm_metrics *, uint64_t out[M_COUNTER_MAX]);
+/*
+ * Reader: one counter of shm_metrics_sum, for a check on the data path
+ * (a gauge against a limit) that needs no other.
+ */
+uint64_t shm_metrics_sum1(const struct shm_metrics *, enum shm_counter);
+
+/*
+ * Supervisor, at config load: the stable index of a listener name, or -1
+ * when the table is full (or the name is empty or too long). The table
+ * only grows: it tells SHM_MAX_LISTENERS names apart over the daemon's
+ * life.
+ */
+int shm_listener_index(struct shm_metrics *, const char *name);
+/*
+ * Supervisor: free index idx for another name, unless a live slot still
+ * counts connections on it; 0 if freed, -1 if not. For a table filled
+ * by renames over many reloads.
+ */
+int shm_listener_forget(struct shm_metrics *, int idx);
+/*
+ * Reader: sum over live slots of listener idx's gauge (idx -1 = all
+ * listeners); 0 for any other idx out of range.
+ */
+uint64_t shm_listener_conns(const struct shm_metrics *, int idx);
 
 /* The owner's fast path: plain relaxed atomics on its own slot. */
 static inline void
@@ -69,6 +114,18 @@ shm_sub(struct shm_slot *s, enum shm_counter c, uint64_t n)
 {
 	if (s)
 		__atomic_store_n(&s->v[c], s->v[c] - n, __ATOMIC_RELAXED);
+}
+
+/*
+ * Owner fast path: its own slot's gauge for listener idx (from
+ * config_listener.shm_index; -1 or any idx out of range is ignored).
+ */
+static inline void
+shm_listener_conn_add(struct shm_slot *s, int idx, int32_t delta)
+{
+	if (s && idx >= 0 && idx < SHM_MAX_LISTENERS)
+		__atomic_store_n(&s->lconns[idx],
+		    s->lconns[idx] + (uint32_t)delta, __ATOMIC_RELAXED);
 }
 
 #endif

@@ -211,13 +211,23 @@ proctitle_init(int argc, char **argv)
 	if (newenv == NULL)
 		return;
 	for (i = 0; i < n; i++)
-		if ((newenv[i] = strdup(environ[i])) == NULL)
+		if ((newenv[i] = strdup(environ[i])) == NULL) {
+			/* No title then, but no copy lost either. */
+			while (i-- > 0)
+				free(newenv[i]);
+			free(newenv);
 			return;
+		}
 	environ = newenv;
 	/* argv must stay valid for getopt: move the strings too. */
-	for (i = 0; i < argc; i++)
-		if ((argv[i] = strdup(argv[i])) == NULL)
+	for (i = 0; i < argc; i++) {
+		char *copy = strdup(argv[i]);
+
+		/* argv[i] keeps pointing somewhere valid; no title then. */
+		if (copy == NULL)
 			return;
+		argv[i] = copy;
+	}
 	title_base = base;
 	title_len = end - base;
 }

@@ -202,7 +202,7 @@ dcpool_main(struct dcpool_args *a)
 			log_warnx("cannot start fetching Telegram's config");
 	}
 	mplink_init(D.base, a->cfg, D.tg);
-	metrics_start(D.base, a->cfg, a->metrics);
+	metrics_start(D.base, a->cfg, a->metrics, a->replay);
 	fd_set_nonblock(a->chan);
 	D.chan_ev =
 	    event_new(D.base, a->chan, EV_READ | EV_PERSIST, chan_cb, NULL);

@@ -11,6 +11,7 @@ struct dcpool_args {
 	int generation;
 	int chan; /* to the supervisor */
 	struct shm_metrics *metrics; /* read for the metrics page */
+	struct replay_cache *replay; /* likewise */
 	struct priv_params priv; /* to drop to */
 };
 

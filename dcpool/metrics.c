@@ -11,10 +11,13 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "replay.h"
 #include "shm.h"
 #include "util.h"
 
 static struct shm_metrics *zone;
+static struct replay_cache *replay;
+static const struct config *mcfg;
 
 static const struct {
 	enum shm_counter c;
@@ -47,6 +50,10 @@ static const struct {
 	    "Open client connections." },
 	{ M_CURRENT_DC, "mtprotod_telegram_connections", "gauge",
 	    "Open connections and links to Telegram." },
+	{ M_HANDSHAKES, "mtprotod_handshake_connections", "gauge",
+	    "Client connections still in their handshake." },
+	{ M_HANDSHAKE_BYTES, "mtprotod_handshake_bytes", "gauge",
+	    "Bytes held by connections still in their handshake." },
 };
 
 static void
@@ -65,6 +72,31 @@ metrics_cb(struct evhttp_request *req, void *arg)
 		    metric[i].name, metric[i].help, metric[i].name,
 		    metric[i].type, metric[i].name,
 		    (unsigned long long)v[metric[i].c]);
+	/* Names are [A-Za-z0-9_.-] (config.c): no label escaping needed. */
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_listener_connections Open client connections "
+	    "per listener.\n"
+	    "# TYPE mtprotod_listener_connections gauge\n");
+	for (size_t i = 0; i < mcfg->nlisteners; i++) {
+		const struct config_listener *l = &mcfg->listeners[i];
+
+		if (l->shm_index >= 0)
+			evbuffer_add_printf(b,
+			    "mtprotod_listener_connections{listener=\"%s\"} "
+			    "%llu\n",
+			    l->name,
+			    (unsigned long long)shm_listener_conns(
+			        zone, l->shm_index));
+	}
+	/* Nonzero: replay.entries is too small for the load. */
+	if (replay != NULL)
+		evbuffer_add_printf(b,
+		    "# HELP mtprotod_replay_early_evictions_total Handshakes "
+		    "forgotten by the replay cache before replay.window "
+		    "passed.\n"
+		    "# TYPE mtprotod_replay_early_evictions_total counter\n"
+		    "mtprotod_replay_early_evictions_total %llu\n",
+		    (unsigned long long)replay_early_evictions(replay));
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, HTTP_OK, "OK", b);
@@ -78,14 +110,16 @@ other_cb(struct evhttp_request *req, void *arg)
 }
 
 int
-metrics_start(
-    struct event_base *base, const struct config *cfg, struct shm_metrics *z)
+metrics_start(struct event_base *base, const struct config *cfg,
+    struct shm_metrics *z, struct replay_cache *rc)
 {
 	struct evhttp *http;
 
 	if (cfg->metrics_port == 0)
 		return 0;
 	zone = z;
+	replay = rc;
+	mcfg = cfg;
 	if ((http = evhttp_new(base)) == NULL)
 		return -1;
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);

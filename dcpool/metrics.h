@@ -8,9 +8,14 @@
 struct event_base;
 struct config;
 struct shm_metrics;
+struct replay_cache;
 
-/* 0, or -1 (logged) when the address cannot be bound. */
-int
-metrics_start(struct event_base *, const struct config *, struct shm_metrics *);
+/*
+ * 0, or -1 (logged) when the address cannot be bound. The zone and the
+ * replay cache (NULL: its metrics are left out) are the shared mappings
+ * the supervisor made before forking.
+ */
+int metrics_start(struct event_base *, const struct config *,
+    struct shm_metrics *, struct replay_cache *);
 
 #endif

@@ -127,6 +127,49 @@ prepare_state_dir(const struct config *cfg)
 		    cfg->user);
 }
 
+/*
+ * Before any fork with cfg: each listener's index of its connection
+ * gauges in the metrics zone, the same for its name in every generation.
+ */
+static void
+assign_listener_indexes(struct config *cfg)
+{
+	int full = 0;
+
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		struct config_listener *l = &cfg->listeners[i];
+
+		if ((l->shm_index = shm_listener_index(S.metrics, l->name)) ==
+		    -1)
+			full = 1;
+	}
+	/*
+	 * Names of listeners gone by renames: free those without open
+	 * connections. An old worker not yet draining might still count
+	 * one on a freed index for a moment; better than no limit at all.
+	 */
+	for (int k = 0; full && k < SHM_MAX_LISTENERS; k++) {
+		size_t i;
+
+		for (i = 0; i < cfg->nlisteners; i++)
+			if (cfg->listeners[i].shm_index == k)
+				break;
+		if (i == cfg->nlisteners)
+			(void)shm_listener_forget(S.metrics, k);
+	}
+	for (size_t i = 0; full && i < cfg->nlisteners; i++) {
+		struct config_listener *l = &cfg->listeners[i];
+
+		if (l->shm_index == -1)
+			l->shm_index = shm_listener_index(S.metrics, l->name);
+		if (l->shm_index == -1)
+			log_warnx("listener %s: no connection gauges left "
+			          "(%d names, all with connections open); "
+			          "its max_connections is not enforced",
+			    l->name, SHM_MAX_LISTENERS);
+	}
+}
+
 /* ------------------------------------------------------------ children */
 
 /* What a child drops to, resolved before the fork (priv.h). */
@@ -540,6 +583,7 @@ spawn(int role, int slot, int generation)
 				.listen = wl,
 				.nlisten = nwl,
 				.metrics = shm_metrics_slot(S.metrics, mslot),
+				.zone = S.metrics,
 				.replay = S.replay,
 				.priv = child_priv(cfg),
 			};
@@ -550,6 +594,7 @@ spawn(int role, int slot, int generation)
 				.generation = generation,
 				.chan = sv[1],
 				.metrics = S.metrics,
+				.replay = S.replay,
 				.priv = child_priv(cfg),
 			};
 			dcpool_main(&da);
@@ -673,6 +718,7 @@ do_reload(void)
 	/* Children keep their own copy of the old config (fork). */
 	config_free(S.cfg);
 	S.cfg = ncfg;
+	assign_listener_indexes(ncfg);
 	S.uid = uid;
 	S.gid = gid;
 	prepare_state_dir(ncfg);
@@ -834,6 +880,7 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 		log_warn("creating shared memory");
 		goto fail;
 	}
+	assign_listener_indexes(cfg);
 	for (size_t i = 0; i < S.ls.n; i++)
 		log_notice("listening on %s (%d sockets)", S.ls.v[i].key,
 		    S.ls.v[i].nfds);

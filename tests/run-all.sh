@@ -1,8 +1,9 @@
 #!/bin/bash
 # Builds mtprotod twice -- normally, and with AddressSanitizer +
 # UndefinedBehaviorSanitizer -- and runs every test (unit and end to end)
-# in both; then runs each fuzz target for a bounded time; then checks
-# that `make distcheck` works. Any failure or sanitizer report fails the
+# in both; then runs each fuzz target for a bounded time; then runs the
+# clang static analyzer (`make analyze`); then checks that
+# `make distcheck` works. Any failure or sanitizer report fails the
 # run. Prints "N passed, N failed" at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -91,6 +92,16 @@ if FUZZ_BUILD="$OUT/fuzz" tests/run-fuzz.sh "$FUZZ_SECONDS" >"$OUT/fuzz.out" 2>&
 else
 	tail -60 "$OUT/fuzz.out"
 	bad "fuzzing"
+fi
+
+# Zero reports from clang's analyzer over everything the tree builds.
+step "static analysis (make analyze)"
+if (cd "$OUT/normal" && make analyze >analyze.out 2>&1); then
+	grep 'scan-build:' "$OUT/normal/analyze.out" | tail -2
+	ok "static analysis"
+else
+	grep -E 'warning:|error:|scan-build:' "$OUT/normal/analyze.out" | sort -u | head -60
+	bad "static analysis (reports in $OUT/normal/analyze/report)"
 fi
 
 # The tarball builds, installs and passes its unit tests out of tree; the

@@ -7,6 +7,7 @@
 #include "priv.h"
 
 struct shm_slot;
+struct shm_metrics;
 struct replay_cache;
 
 struct worker_listen {
@@ -22,6 +23,7 @@ struct worker_args {
 	struct worker_listen *listen;
 	size_t nlisten;
 	struct shm_slot *metrics;
+	struct shm_metrics *zone; /* every slot: admission control */
 	struct replay_cache *replay;
 	struct priv_params priv; /* to drop to */
 };

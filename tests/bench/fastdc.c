@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -75,6 +76,7 @@ struct conn {
 	uint64_t sent; /* source: stream bytes so far */
 	int shut; /* source: done, SHUT_WR sent */
 	uint32_t events;
+	LIST_ENTRY(conn) entry; /* F.conns */
 };
 
 struct lref {
@@ -90,6 +92,7 @@ static struct {
 	volatile sig_atomic_t stop;
 	uint64_t accepted, closed, bad, bytes_in, bytes_out;
 	size_t live;
+	LIST_HEAD(, conn) conns; /* the live ones, closed at exit */
 } F;
 
 static void
@@ -101,6 +104,7 @@ on_signal(int sig)
 static void
 conn_close(struct conn *c)
 {
+	LIST_REMOVE(c, entry);
 	epoll_ctl(F.ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	o2_session_free(&c->o2);
@@ -324,6 +328,7 @@ do_accept(struct lref *lr)
 			free(c);
 			continue;
 		}
+		LIST_INSERT_HEAD(&F.conns, c, entry);
 		F.accepted++;
 		F.live++;
 	}
@@ -501,5 +506,7 @@ main(int argc, char **argv)
 		    (unsigned long long)F.closed, F.live,
 		    (unsigned long long)F.bad, (unsigned long long)F.bytes_in,
 		    (unsigned long long)F.bytes_out);
+	while (!LIST_EMPTY(&F.conns))
+		conn_close(LIST_FIRST(&F.conns));
 	return 0;
 }

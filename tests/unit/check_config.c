@@ -102,6 +102,11 @@ static const char full_conf[] =
     "handshake_timeout = 12;\n"
     "idle_timeout = 601;\n"
     "backend = \"middle\";\n"
+    "resolv_conf = \"/etc/mtprotod/resolv.conf\";\n"
+    "limits = {\n"
+    "  max_connections = 5000;\n"
+    "  handshake_memory = \"16M\";\n"
+    "};\n"
     "log = {\n"
     "  target = \"/var/log/mtprotod.log\";\n"
     "  level = \"debug\";\n"
@@ -116,6 +121,7 @@ static const char full_conf[] =
     "    fronting = \"front.example.net:8443\";\n"
     "    ad_tag = \"" TAG "\";\n"
     "    backend = \"direct\";\n"
+    "    limits = { max_connections = 100; };\n"
     "    users = (\n"
     "      { name = \"alice\"; secret = \"" SECRET_A "\"; },\n"
     "      { name = \"bob\"; secret = \"" SECRET_B "\";\n"
@@ -171,6 +177,7 @@ static const char full_conf[] =
     "  client_queue_timeout = 5;\n"
     "  link_queue_max = 4194304;\n"
     "  fallback_direct = true;\n"
+    "  pool_idle_timeout = 30;\n"
     "};\n";
 
 START_TEST(test_full_file)
@@ -221,6 +228,8 @@ START_TEST(test_full_file)
 	ck_assert_mem_eq(l->ad_tag, tag, 16);
 	ck_assert_int_eq(l->backend, BACKEND_DIRECT);
 	ck_assert_int_eq(config_listener_backend(c, l), BACKEND_DIRECT);
+	ck_assert_int_eq(l->max_connections, 100);
+	ck_assert_int_eq(l->shm_index, -1);
 	ck_assert_uint_eq(l->nusers, 2);
 	ck_assert_str_eq(l->users[0].name, "alice");
 	ck_assert_mem_eq(l->users[0].secret, sa, 16);
@@ -241,8 +250,13 @@ START_TEST(test_full_file)
 	ck_assert_str_eq(l->fronting_host, "");
 	ck_assert_int_eq(l->backend, BACKEND_INHERIT);
 	ck_assert_int_eq(config_listener_backend(c, l), BACKEND_MIDDLE);
+	ck_assert_int_eq(l->max_connections, 0);
 	ck_assert_uint_eq(l->nusers, 1);
 	ck_assert_str_eq(l->users[0].name, "carol");
+
+	ck_assert_str_eq(c->resolv_conf, "/etc/mtprotod/resolv.conf");
+	ck_assert_int_eq(c->max_connections, 5000);
+	ck_assert_uint_eq(c->handshake_memory, 16 << 20);
 
 	ck_assert_uint_eq(c->replay_entries, 2048);
 	ck_assert_int_eq(c->replay_window, 3600);
@@ -285,6 +299,7 @@ START_TEST(test_full_file)
 	ck_assert_int_eq(c->middle_client_queue_timeout, 5);
 	ck_assert_uint_eq(c->middle_link_queue_max, 4194304);
 	ck_assert_int_eq(c->middle_fallback_direct, 1);
+	ck_assert_int_eq(c->middle_pool_idle_timeout, 30);
 	config_free(c);
 }
 END_TEST
@@ -402,8 +417,14 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c->middle_client_queue_timeout, 10);
 	ck_assert_uint_eq(c->middle_link_queue_max, 8388608);
 	ck_assert_int_eq(c->middle_fallback_direct, 0);
+	ck_assert_int_eq(c->middle_pool_idle_timeout, 120);
+	ck_assert_ptr_null(c->resolv_conf);
+	ck_assert_int_eq(c->max_connections, 0);
+	ck_assert_uint_eq(c->handshake_memory, 64 << 20);
 
 	ck_assert_str_eq(l->address, "0.0.0.0");
+	ck_assert_int_eq(l->max_connections, 0);
+	ck_assert_int_eq(l->shm_index, -1);
 	ck_assert_uint_eq(
 	    l->protocols, PROTO_CLASSIC | PROTO_SECURE | PROTO_FAKE_TLS);
 	ck_assert_str_eq(l->fronting_host, "www.example.com");
@@ -966,6 +987,130 @@ START_TEST(test_err_globals)
 }
 END_TEST
 
+START_TEST(test_parse_size)
+{
+	uint64_t v;
+
+	ck_assert_int_eq(config_parse_size("0", &v), 0);
+	ck_assert_uint_eq(v, 0);
+	ck_assert_int_eq(config_parse_size("1234", &v), 0);
+	ck_assert_uint_eq(v, 1234);
+	ck_assert_int_eq(config_parse_size("3K", &v), 0);
+	ck_assert_uint_eq(v, 3072);
+	ck_assert_int_eq(config_parse_size("64M", &v), 0);
+	ck_assert_uint_eq(v, 64 << 20);
+	ck_assert_int_eq(config_parse_size("2g", &v), 0);
+	ck_assert_uint_eq(v, (uint64_t)2 << 30);
+	ck_assert_int_eq(config_parse_size("5T", &v), 0);
+	ck_assert_uint_eq(v, (uint64_t)5 << 40);
+	ck_assert_int_eq(config_parse_size("18446744073709551615", &v), 0);
+	ck_assert_uint_eq(v, UINT64_MAX);
+	v = 7;
+	ck_assert_int_eq(config_parse_size("18446744073709551616", &v), -1);
+	ck_assert_int_eq(config_parse_size("16777216T", &v), -1);
+	ck_assert_int_eq(config_parse_size("", &v), -1);
+	ck_assert_int_eq(config_parse_size("M", &v), -1);
+	ck_assert_int_eq(config_parse_size("-1", &v), -1);
+	ck_assert_int_eq(config_parse_size(" 1", &v), -1);
+	ck_assert_int_eq(config_parse_size("1 M", &v), -1);
+	ck_assert_int_eq(config_parse_size("1MB", &v), -1);
+	ck_assert_int_eq(config_parse_size("1KM", &v), -1);
+	ck_assert_int_eq(config_parse_size("1.5M", &v), -1);
+	ck_assert_int_eq(config_parse_size("1P", &v), -1);
+	ck_assert_uint_eq(v, 7);
+}
+END_TEST
+
+/* limits, resolv_conf and middle.pool_idle_timeout (issue 7). */
+START_TEST(test_limits)
+{
+	struct config *c;
+
+	/* An integer size, and 0 = no bound / unlimited. */
+	c = expect_ok(
+	    "limits = { handshake_memory = 1000; };\n" GOOD_LISTENERS);
+	ck_assert_uint_eq(c->handshake_memory, 1000);
+	config_free(c);
+	c = expect_ok("limits = { handshake_memory = \"0\";\n"
+	              "  max_connections = 0; };\n"
+	              "resolv_conf = \"\";\n"
+	              "middle = { pool_idle_timeout = 0; };\n" GOOD_LISTENERS);
+	ck_assert_uint_eq(c->handshake_memory, 0);
+	ck_assert_int_eq(c->max_connections, 0);
+	ck_assert_ptr_null(c->resolv_conf);
+	ck_assert_int_eq(c->middle_pool_idle_timeout, 0);
+	config_free(c);
+	c = expect_ok(
+	    "limits = { handshake_memory = 8589934592L; };\n" GOOD_LISTENERS);
+	ck_assert_uint_eq(c->handshake_memory, (uint64_t)8 << 30);
+	config_free(c);
+	/* An empty block keeps the defaults. */
+	c = expect_ok("limits = { };\n" GOOD_LISTENERS);
+	ck_assert_int_eq(c->max_connections, 0);
+	ck_assert_uint_eq(c->handshake_memory, 64 << 20);
+	config_free(c);
+
+	expect_err("limits = {\n  max_connections = -1;\n};\n" GOOD_LISTENERS,
+	    "t.conf:2: limits.max_connections: must be at least 0");
+	expect_err("limits = { max_connections = \"10\"; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.max_connections: must be an integer");
+	expect_err(
+	    "limits = { max_connections = 3000000000L; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.max_connections: must be at least 0");
+	expect_err("limits = { handshake_memory = -1; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.handshake_memory: must be at least 0");
+	expect_err(
+	    "limits = { handshake_memory = \"64MB\"; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.handshake_memory: must be a number of bytes, "
+	    "or a string with a K, M, G or T suffix such as \"64M\"");
+	expect_err("limits = { handshake_memory = 1.5; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.handshake_memory: must be a number of bytes");
+	/* The rest of CONFIG.md's limits block is a later issue's. */
+	expect_err("limits = {\n  per_ip = 10;\n};\n" GOOD_LISTENERS,
+	    "t.conf:2: limits.per_ip: unknown option");
+	expect_err("limits = { per_subnet = 10; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.per_subnet: unknown option");
+	expect_err("limits = { subnet_v4 = 24; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.subnet_v4: unknown option");
+	expect_err("limits = { subnet_v6 = 64; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.subnet_v6: unknown option");
+	expect_err("limits = 5;\n" GOOD_LISTENERS,
+	    "t.conf:1: limits: must be a group");
+
+	/* Per listener: only max_connections. */
+	expect_err("listeners = (\n"
+	           "  { port = 443; protocols = [\"secure\"];\n"
+	           "    limits = {\n"
+	           "      max_connections = -3; };\n"
+	           "    users = ( { secret = \"" SECRET_A "\"; } ); }\n);\n",
+	    "t.conf:4: listeners.[0].limits.max_connections: must be at "
+	    "least 0");
+	expect_err("listeners = (\n"
+	           "  { port = 443; protocols = [\"secure\"];\n"
+	           "    limits = { handshake_memory = \"1M\"; };\n"
+	           "    users = ( { secret = \"" SECRET_A "\"; } ); }\n);\n",
+	    "t.conf:3: listeners.[0].limits.handshake_memory: only in the "
+	    "global limits block");
+	expect_err("listeners = (\n"
+	           "  { port = 443; protocols = [\"secure\"];\n"
+	           "    limits = { per_ip = 1; };\n"
+	           "    users = ( { secret = \"" SECRET_A "\"; } ); }\n);\n",
+	    "t.conf:3: listeners.[0].limits.per_ip: unknown option");
+	expect_err("listeners = (\n"
+	           "  { port = 443; protocols = [\"secure\"];\n"
+	           "    limits = ( );\n"
+	           "    users = ( { secret = \"" SECRET_A "\"; } ); }\n);\n",
+	    "t.conf:3: listeners.[0].limits: must be a group");
+
+	expect_err("resolv_conf = \"resolv.conf\";\n" GOOD_LISTENERS,
+	    "t.conf:1: resolv_conf: must be an absolute path or \"\"");
+	expect_err("\nresolv_conf = 1;\n" GOOD_LISTENERS,
+	    "t.conf:2: resolv_conf: must be a string");
+	expect_err(GOOD_LISTENERS "middle = { pool_idle_timeout = -1; };\n",
+	    "t.conf:7: middle.pool_idle_timeout: must be at least 0");
+}
+END_TEST
+
 START_TEST(test_metrics_off)
 {
 	struct config *c;
@@ -1033,6 +1178,8 @@ config_suite(void)
 	tcase_add_test(tc, test_err_structure);
 	tcase_add_test(tc, test_err_globals);
 	tcase_add_test(tc, test_metrics_off);
+	tcase_add_test(tc, test_parse_size);
+	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_err_middle);
 	suite_add_tcase(s, tc);
 	return s;

@@ -5,6 +5,8 @@
 
 #include <check.h>
 #include <errno.h>
+#include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,6 +328,184 @@ START_TEST(test_dead_lock_holder)
 }
 END_TEST
 
+/* A process dies holding the lock covering key; 0 when it is dead. */
+static int
+die_holding(struct replay_cache *rc, const uint8_t key[REPLAY_KEY_LEN])
+{
+	pid_t holder = fork();
+	int st;
+
+	if (holder == -1)
+		return -1;
+	if (holder == 0)
+		_exit(replay_test_lock_bucket(rc, key) == 0 ? 0 : 1);
+	if (waitpid(holder, &st, 0) != holder || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * 1 if another process sees key as a replay at time now within secs
+ * seconds (0 if it is blocked that long).
+ */
+static int
+replay_in_child(struct replay_cache *rc, const uint8_t key[REPLAY_KEY_LEN],
+    int64_t now, unsigned secs)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		signal(SIGALRM, SIG_DFL);
+		alarm(secs);
+		_exit(replay_check_insert(rc, key, now) == 1 ? 0 : 1);
+	}
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	    WEXITSTATUS(st) == 0;
+}
+
+/*
+ * Issue 7 item 11: a process handed a dead holder's lock (EOWNERDEAD)
+ * that dies before pthread_mutex_consistent() leaves it ENOTRECOVERABLE.
+ * The stripe then failed open forever: every replay of its keys passed.
+ * Several rounds, as the stripe's spare lock is reused.
+ */
+START_TEST(test_unrecoverable_lock)
+{
+	struct replay_cache *rc = replay_create(4096, 3600);
+	uint8_t key[REPLAY_KEY_LEN], first[REPLAY_KEY_LEN];
+	int64_t t = 100000;
+
+	ck_assert_ptr_nonnull(rc);
+	key_of(7, first);
+	ck_assert_int_eq(replay_check_insert(rc, first, t), 0);
+	for (int round = 0; round < 5; round++) {
+		key_of(7, key);
+		ck_assert_int_eq(die_holding(rc, key), 0);
+		ck_assert_int_eq(
+		    replay_test_poison_bucket(rc, key), EOWNERDEAD);
+		/* What was remembered before is still there... */
+		ck_assert_int_eq(replay_check_insert(rc, first, ++t), 1);
+		/* ...and new keys are remembered, here and elsewhere. */
+		key_of(1000 + (uint32_t)round, key);
+		ck_assert_int_eq(replay_check_insert(rc, key, ++t), 0);
+		ck_assert_int_eq(replay_check_insert(rc, key, ++t), 1);
+		ck_assert_int_eq(replay_in_child(rc, key, ++t, 5), 1);
+		ck_assert_int_eq(replay_in_child(rc, first, ++t, 5), 1);
+	}
+	/* The stripe's lock works normally afterwards. */
+	ck_assert_int_eq(replay_test_lock_bucket(rc, first), 0);
+	ck_assert_int_eq(replay_in_child(rc, first, ++t, 1), 0); /* blocked */
+	replay_destroy(rc);
+}
+END_TEST
+
+/*
+ * The same under load: processes race for one stripe's lock while others
+ * die holding it and leave it unrecoverable, again and again. Each key
+ * must still be accepted exactly once, i.e. no process ever failed open
+ * and no two held the lock together.
+ */
+#define LOAD_PROCS  3
+#define LOAD_ROUNDS 20000
+#define LOAD_LAG    3 /* rounds one process may run ahead of the others */
+
+struct load {
+	int progress[LOAD_PROCS]; /* rounds done */
+	int stop; /* last round + 1, once the parent has seen enough */
+	int accepted[LOAD_ROUNDS];
+};
+
+static void
+load_key(int round, uint8_t key[REPLAY_KEY_LEN])
+{
+	memset(key, 0, REPLAY_KEY_LEN);
+	memcpy(key, &round, sizeof(round));
+	key[REPLAY_KEY_LEN - 1] = 0x5a;
+}
+
+static int
+load_min_progress(struct load *ld)
+{
+	int m = INT_MAX;
+
+	for (int j = 0; j < LOAD_PROCS; j++) {
+		int p = __atomic_load_n(&ld->progress[j], __ATOMIC_ACQUIRE);
+		if (p < m)
+			m = p;
+	}
+	return m;
+}
+
+static void
+load_run(struct replay_cache *rc, struct load *ld, int me)
+{
+	uint8_t key[REPLAY_KEY_LEN];
+
+	for (int r = 0; r < __atomic_load_n(&ld->stop, __ATOMIC_ACQUIRE); r++) {
+		/* Keys of the last rounds must stay in the 8-way bucket. */
+		while (load_min_progress(ld) < r - LOAD_LAG)
+			sched_yield();
+		load_key(r, key);
+		/* Times grow with the rounds, so the oldest is evicted. */
+		if (replay_check_insert(rc, key, 1000 + r) == 0)
+			__atomic_fetch_add(
+			    &ld->accepted[r], 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&ld->progress[me], r + 1, __ATOMIC_RELEASE);
+	}
+	_exit(0);
+}
+
+START_TEST(test_unrecoverable_lock_under_load)
+{
+	/* One bucket, one stripe: every lookup contends. */
+	struct replay_cache *rc = replay_create(8, 3600);
+	struct load *ld = mmap(NULL, sizeof(*ld), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint8_t key[REPLAY_KEY_LEN];
+	pid_t pids[LOAD_PROCS];
+	int broken = 0, cycles = 0, st, last;
+
+	ck_assert_ptr_nonnull(rc);
+	ck_assert_ptr_ne(ld, MAP_FAILED);
+	memset(ld, 0, sizeof(*ld));
+	ld->stop = LOAD_ROUNDS;
+	for (int i = 0; i < LOAD_PROCS; i++) {
+		pids[i] = fork();
+		ck_assert_int_ge(pids[i], 0);
+		if (pids[i] == 0)
+			load_run(rc, ld, i);
+	}
+	load_key(-1, key);
+	/* Until 20 locks were left unrecoverable, or the rounds run out. */
+	while (broken < 20 && load_min_progress(ld) < LOAD_ROUNDS / 2) {
+		ck_assert_int_eq(die_holding(rc, key), 0);
+		/* A racing process may take the dead holder's lock first. */
+		if (replay_test_poison_bucket(rc, key) == EOWNERDEAD)
+			broken++;
+		cycles++;
+	}
+	last = 0;
+	for (int j = 0; j < LOAD_PROCS; j++)
+		if (ld->progress[j] > last)
+			last = ld->progress[j];
+	__atomic_store_n(&ld->stop, last + LOAD_LAG + 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < LOAD_PROCS; i++) {
+		ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	last = ld->stop;
+	for (int r = 0; r < last; r++)
+		ck_assert_msg(ld->accepted[r] == 1,
+		    "round %d of %d: key accepted %d times (%d of %d "
+		    "locks broken)",
+		    r, last, ld->accepted[r], broken, cycles);
+	munmap(ld, sizeof(*ld));
+	replay_destroy(rc);
+}
+END_TEST
+
 static Suite *
 replay_suite(void)
 {
@@ -343,6 +523,8 @@ replay_suite(void)
 	tcase_add_test(tc, test_capacity);
 	tcase_add_test(tc, test_cross_process_race);
 	tcase_add_test(tc, test_dead_lock_holder);
+	tcase_add_test(tc, test_unrecoverable_lock);
+	tcase_add_test(tc, test_unrecoverable_lock_under_load);
 	suite_add_tcase(s, tc);
 	return s;
 }
