@@ -34,6 +34,10 @@ enum shm_counter {
 	M_DC_CONNECT_FAIL,
 	M_LINKS_MIGRATED, /* middle mode: clients moved to another link */
 	M_LINKS_DROPPED, /* middle mode: clients closed with their link */
+	M_REFUSED, /* closed at accept: limits.max_connections */
+	M_ACCEPT_PAUSED, /* accepts paused: out of descriptors */
+	M_SLOW_CLIENTS, /* middle mode: closed for not reading answers */
+	M_HANDSHAKE_EVICTED, /* closed: limits.handshake_memory */
 	M_COUNTERS_MONOTONIC, /* --- gauges below --- */
 	M_CURRENT = M_COUNTERS_MONOTONIC, /* open client connections */
 	M_CURRENT_DC, /* open connections to Telegram */
@@ -42,7 +46,7 @@ enum shm_counter {
 	M_COUNTER_MAX
 };
 
-#define SHM_SLOT_WORDS 16 /* 128 bytes: two cache lines */
+#define SHM_SLOT_WORDS 24 /* 192 bytes: three cache lines */
 /* Listener names the zone tells apart over the daemon's life. */
 #define SHM_MAX_LISTENERS 64
 #define SHM_NAME_MAX      64 /* with the NUL, as CONFIG_NAME_MAX */

@@ -192,6 +192,7 @@ dcpool_main(struct dcpool_args *a)
 	log_init(a->cfg->log_target, a->cfg->log_file, a->cfg->log_level,
 	    "mtprotod");
 	proctitle_set("mtprotod: dcpool");
+	tgconf_resolv_conf = a->cfg->resolv_conf;
 	priv_drop(&a->priv);
 	D.base = event_base_new();
 	if (D.base == NULL)

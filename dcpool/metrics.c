@@ -46,6 +46,17 @@ static const struct {
 	    "theirs." },
 	{ M_LINKS_DROPPED, "mtprotod_middle_clients_dropped_total", "counter",
 	    "Clients closed with their link (caught mid-packet)." },
+	{ M_REFUSED, "mtprotod_connections_refused_total", "counter",
+	    "Connections closed at accept by limits.max_connections." },
+	{ M_ACCEPT_PAUSED, "mtprotod_accept_pauses_total", "counter",
+	    "Accepts that failed for want of descriptors or memory; the "
+	    "worker paused accepting." },
+	{ M_SLOW_CLIENTS, "mtprotod_middle_slow_clients_closed_total",
+	    "counter",
+	    "Middle-mode clients closed for not reading their answers." },
+	{ M_HANDSHAKE_EVICTED, "mtprotod_handshakes_evicted_total", "counter",
+	    "Connections in their handshake closed by "
+	    "limits.handshake_memory (oldest first)." },
 	{ M_CURRENT, "mtprotod_connections", "gauge",
 	    "Open client connections." },
 	{ M_CURRENT_DC, "mtprotod_telegram_connections", "gauge",

@@ -1034,8 +1034,6 @@ out:
 	return r;
 }
 
-/* Tests point this at their own resolv.conf (a server on 127.0.0.1). */
-extern const char *tgconf_resolv_conf;
 const char *tgconf_resolv_conf = NULL;
 
 static struct evdns_base *

@@ -142,8 +142,11 @@ relay_write_cb(evutil_socket_t fd, short what, void *arg)
 		q->off += w;
 		done += w;
 	}
-	if (s->mode == RELAY_MIDDLE && done)
+	if (s->mode == RELAY_MIDDLE && done) {
 		middle_client_drained(s, done);
+		if (s->closed)
+			return;
+	}
 	if (q->off < q->len)
 		return;
 	/* Low water: drained. Free the buffer, read the feeder again. */

@@ -1,15 +1,28 @@
 /*
  * Client sessions: the handshake (fake TLS, obfuscated2), the decision
  * what to do with a client (serve, front, hold), and the backend set-up.
- * Moving bytes once both sides are connected is relay.c's job.
+ * Moving bytes once both sides are connected is relay.c's job; fronting
+ * is front.c's; middle mode is mclient.c's.
  *
  * Spec: A.2 (obfuscated2), A.4 (fake TLS), A.4.8 (fronting), A.5
  * (replay), B.1 (direct mode, passthrough).
+ *
+ * THE OWNERSHIP RULE. Exactly one function frees a session:
+ * session_free(), run by the reaper event after the callback in flight
+ * has returned. session_close() only tears a session down: it closes its
+ * descriptors, deletes its events, takes it off every list of the worker,
+ * the middle-proxy links and pools and the fronting targets, and queues
+ * it for the reaper. It is idempotent. So any code may close a session at
+ * any depth, and a caller that called something that may close it checks
+ * s->closed before it goes on; it never touches freed memory, because
+ * nothing is freed until the loop is back in control. A DNS request is
+ * owned by the fronting target that made it (front.c) until its callback
+ * runs; sessions only wait on the target. Links (mlink.c) follow the
+ * same rule with link_close() and their own reaper.
  */
 #include "autoconf.h"
 
 #include <errno.h>
-#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -18,7 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/dns.h>
 #include <event2/util.h>
 
 #include "dc.h"
@@ -45,40 +57,31 @@ struct listener_secrets {
 };
 
 static struct {
-	struct session *list;
+	struct session_list live; /* open sessions */
+	struct session_list reap; /* closed, waiting for the reaper */
+	struct session_list hs; /* not past the handshake, oldest first */
+	size_t hs_bytes; /* memory the hs list holds */
+	size_t hs_budget; /* this worker's share; 0 = no bound */
+	struct event reaper;
 	struct listener_secrets *ls; /* parallel to cfg->listeners */
 	struct dc_table *dcs;
-	struct sockaddr_storage *local; /* this host's addresses */
-	size_t nlocal;
 } SS;
 
 static void hs_read_cb(evutil_socket_t, short, void *);
 static void session_timer_cb(evutil_socket_t, short, void *);
+static void session_free(struct session *);
 
 /* ------------------------------------------------------------ setup */
 
 static void
-collect_local_addresses(void)
+reap_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct ifaddrs *ifa, *i;
-	size_t n = 0;
+	struct session *s;
 
-	if (getifaddrs(&ifa) == -1)
-		return;
-	for (i = ifa; i; i = i->ifa_next)
-		n++;
-	SS.local = calloc(n + 1, sizeof(*SS.local));
-	for (i = ifa; i && SS.local; i = i->ifa_next) {
-		if (i->ifa_addr == NULL ||
-		    (i->ifa_addr->sa_family != AF_INET &&
-		        i->ifa_addr->sa_family != AF_INET6))
-			continue;
-		memcpy(&SS.local[SS.nlocal++], i->ifa_addr,
-		    i->ifa_addr->sa_family == AF_INET
-		        ? sizeof(struct sockaddr_in)
-		        : sizeof(struct sockaddr_in6));
+	while ((s = TAILQ_FIRST(&SS.reap)) != NULL) {
+		TAILQ_REMOVE(&SS.reap, s, entry);
+		session_free(s);
 	}
-	freeifaddrs(ifa);
 }
 
 void
@@ -102,8 +105,27 @@ session_init(void)
 	SS.dcs = dc_table_new(cfg->dcs, cfg->ndcs, cfg->default_dc);
 	if (SS.dcs == NULL)
 		fatalx("invalid DC table (telegram.dc, telegram.default_dc)");
-	collect_local_addresses();
+	TAILQ_INIT(&SS.live);
+	TAILQ_INIT(&SS.reap);
+	TAILQ_INIT(&SS.hs);
+	evtimer_assign(&SS.reaper, W.base, reap_cb, NULL);
+	if (cfg->handshake_memory)
+		SS.hs_budget = cfg->handshake_memory / (size_t)cfg->workers;
+	front_init();
 	middle_init();
+}
+
+int16_t
+session_pool_dc(int16_t dc)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int used_default = 1;
+
+	if (dc_lookup(SS.dcs, dc, 0, &ss, &len, &used_default) == -1 ||
+	    used_default)
+		return (int16_t)W.cfg->default_dc;
+	return dc;
 }
 
 static const struct listener_secrets *
@@ -145,9 +167,99 @@ side_close(struct side *sd)
 	event_del(&sd->wev);
 	close(sd->fd);
 	sd->fd = -1;
-	free(sd->out.buf);
-	sd->out.buf = NULL;
-	sd->out.len = sd->out.off = 0;
+	sd->reading = sd->writing = 0;
+	/* Its queue goes with the session, in session_free(). */
+}
+
+/* ------------------------------------------------------------ handshake memory */
+
+/*
+ * Sessions that have not passed the handshake are kept oldest first with
+ * what they cost (the session and its handshake buffer). When this
+ * worker's share of limits.handshake_memory is exceeded the oldest go
+ * first: a real client passes the handshake in one round trip, so those
+ * that linger are the ones that hold memory on purpose.
+ */
+static size_t
+hs_charge(const struct session *s)
+{
+	return sizeof(*s) + s->hs_cap;
+}
+
+/* What the handshake queue holds, here and in the shared gauges. */
+static void
+hs_bytes_add(size_t add, size_t sub)
+{
+	SS.hs_bytes = SS.hs_bytes + add - sub;
+	shm_add(W.metrics, M_HANDSHAKE_BYTES, add);
+	shm_sub(W.metrics, M_HANDSHAKE_BYTES, sub);
+}
+
+static void
+hs_dequeue(struct session *s)
+{
+	if (!s->in_hs_queue)
+		return;
+	TAILQ_REMOVE(&SS.hs, s, hs_entry);
+	hs_bytes_add(0, hs_charge(s));
+	shm_sub(W.metrics, M_HANDSHAKES, 1);
+	s->in_hs_queue = 0;
+}
+
+static void
+hs_enforce(void)
+{
+	static uint64_t logged_ms;
+	struct session *s;
+
+	if (SS.hs_budget == 0)
+		return;
+	while (
+	    SS.hs_bytes > SS.hs_budget && (s = TAILQ_FIRST(&SS.hs)) != NULL) {
+		uint64_t now = coarse_now_ms();
+		if (now - logged_ms >= 1000) {
+			logged_ms = now;
+			log_notice("limits.handshake_memory reached (%zu bytes "
+			           "in handshakes): closing the oldest",
+			    SS.hs_bytes);
+		}
+		shm_add(W.metrics, M_HANDSHAKE_EVICTED, 1);
+		session_close(s, "handshake memory full");
+	}
+}
+
+/* Resize the handshake buffer, keeping the accounting right. */
+static int
+hs_realloc(struct session *s, size_t cap)
+{
+	uint8_t *p = realloc(s->hs, cap);
+
+	if (p == NULL && cap != 0)
+		return -1;
+	if (s->in_hs_queue)
+		hs_bytes_add(cap, s->hs_cap);
+	s->hs = p;
+	s->hs_cap = cap;
+	return 0;
+}
+
+static void
+hs_forget(struct session *s)
+{
+	free(s->hs);
+	if (s->in_hs_queue)
+		hs_bytes_add(0, s->hs_cap);
+	s->hs = NULL;
+	s->hs_len = s->hs_cap = 0;
+}
+
+/* ------------------------------------------------------------ life */
+
+void
+session_handshake_done(struct session *s)
+{
+	hs_forget(s);
+	hs_dequeue(s);
 }
 
 void
@@ -155,28 +267,51 @@ session_close(struct session *s, const char *why)
 {
 	char a[ADDR_STRLEN];
 
+	if (s->closed)
+		return;
+	s->closed = 1;
 	log_debug("%s: closed: %s",
 	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)), why);
-	if (s->dns_req)
-		evdns_getaddrinfo_cancel(s->dns_req);
+	front_session_closed(s);
 	if (s->mode == RELAY_MIDDLE)
 		middle_session_closed(s);
+	hs_dequeue(s);
 	evtimer_del(&s->timer);
 	side_close(&s->c);
 	side_close(&s->s);
 	if (s->counted_dc)
 		shm_sub(W.metrics, M_CURRENT_DC, 1);
+	s->counted_dc = 0;
+	TAILQ_REMOVE(&SS.live, s, entry);
+	TAILQ_INSERT_TAIL(&SS.reap, s, entry);
+	if (!evtimer_pending(&SS.reaper, NULL))
+		event_active(&SS.reaper, EV_TIMEOUT, 1);
+	worker_session_closed(s->l);
+}
+
+/* The only place a session's memory goes (see the top of this file). */
+static void
+session_free(struct session *s)
+{
 	crypto_stream_free(s->c_dec);
 	crypto_stream_free(s->s_enc);
+	crypto_stream_free(s->c_enc);
 	free(s->hs);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		SS.list = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	free(s->inbuf);
+	free(s->c.out.buf);
+	free(s->s.out.buf);
+	explicit_bzero(s->p2c_key, sizeof(s->p2c_key));
+	explicit_bzero(s->p2c_iv, sizeof(s->p2c_iv));
 	free(s);
-	worker_session_closed();
+}
+
+void
+session_close_all(const char *why)
+{
+	struct session *s;
+
+	while ((s = TAILQ_FIRST(&SS.live)) != NULL)
+		session_close(s, why);
 }
 
 void
@@ -205,11 +340,13 @@ session_accept(int fd, const struct sockaddr *peer, socklen_t len,
 	event_add(&s->c.rev, NULL);
 	s->c.reading = 1;
 	timer_set(s, W.cfg->handshake_timeout);
-	s->next = SS.list;
-	if (SS.list)
-		SS.list->prev = s;
-	SS.list = s;
-	worker_session_opened();
+	TAILQ_INSERT_TAIL(&SS.live, s, entry);
+	TAILQ_INSERT_TAIL(&SS.hs, s, hs_entry);
+	s->in_hs_queue = 1;
+	hs_bytes_add(hs_charge(s), 0);
+	shm_add(W.metrics, M_HANDSHAKES, 1);
+	worker_session_opened(l);
+	hs_enforce();
 }
 
 static void
@@ -239,147 +376,10 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ bad clients */
 
-static int
-is_own_address(const struct sockaddr_storage *ss)
-{
-	uint16_t port;
-	const void *ip;
-	size_t iplen;
-
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const void *)ss;
-		port = a->sin_port;
-		ip = &a->sin_addr;
-		iplen = 4;
-	} else {
-		const struct sockaddr_in6 *a = (const void *)ss;
-		port = a->sin6_port;
-		ip = &a->sin6_addr;
-		iplen = 16;
-	}
-	for (size_t i = 0; i < W.cfg->nlisteners; i++) {
-		const struct sockaddr_storage *la = &W.cfg->listeners[i].addr;
-		if (la->ss_family != ss->ss_family)
-			continue;
-		const void *lip = la->ss_family == AF_INET
-		    ? (const void *)&((const struct sockaddr_in *)la)->sin_addr
-		    : (const void *)&((const struct sockaddr_in6 *)la)
-		          ->sin6_addr;
-		uint16_t lport = la->ss_family == AF_INET
-		    ? ((const struct sockaddr_in *)la)->sin_port
-		    : ((const struct sockaddr_in6 *)la)->sin6_port;
-		if (lport != port)
-			continue;
-		if (memcmp(lip, ip, iplen) == 0)
-			return 1;
-		/* A wildcard listener is every local address. */
-		static const uint8_t zero[16];
-		if (memcmp(lip, zero, iplen) != 0)
-			continue;
-		for (size_t k = 0; k < SS.nlocal; k++) {
-			const struct sockaddr_storage *x = &SS.local[k];
-			if (x->ss_family != ss->ss_family)
-				continue;
-			const void *xip = x->ss_family == AF_INET
-			    ? (const void *)&((const struct sockaddr_in *)x)
-			          ->sin_addr
-			    : (const void *)&((const struct sockaddr_in6 *)x)
-			          ->sin6_addr;
-			if (memcmp(xip, ip, iplen) == 0)
-				return 1;
-		}
-		if (ss->ss_family == AF_INET && ((const uint8_t *)ip)[0] == 127)
-			return 1;
-	}
-	return 0;
-}
-
-static int
-backend_connect(struct session *, const struct sockaddr *, socklen_t);
-
-static void
-front_connect(struct session *s, struct sockaddr_storage *ss, socklen_t len)
-{
-	char a[ADDR_STRLEN];
-
-	if (is_own_address(ss)) {
-		log_warnx("fronting target %s of listener %s is mtprotod "
-		          "itself; closing instead of looping",
-		    addr_str((struct sockaddr *)ss, a, sizeof(a)), s->l->name);
-		session_close(s, "fronting loop");
-		return;
-	}
-	/* Everything the client sent goes first, untouched. */
-	if (s->hs_len && side_queue(&s->s, s->hs, s->hs_len) == -1) {
-		session_close(s, "out of memory");
-		return;
-	}
-	free(s->hs);
-	s->hs = NULL;
-	s->hs_len = s->hs_cap = 0;
-	s->mode = RELAY_RAW;
-	shm_add(W.metrics, M_FRONTED, 1);
-	backend_connect(s, (struct sockaddr *)ss, len);
-}
-
-static void
-front_resolved(int err, struct evutil_addrinfo *res, void *arg)
-{
-	struct session *s = arg;
-
-	s->dns_req = NULL;
-	if (err == EVUTIL_EAI_CANCEL)
-		return; /* the session is gone */
-	if (err || res == NULL) {
-		log_warnx("cannot resolve fronting host %s: %s",
-		    s->l->fronting_host, evutil_gai_strerror(err));
-		session_close(s, "fronting host unresolved");
-		return;
-	}
-	struct sockaddr_storage ss;
-	socklen_t len = res->ai_addrlen;
-	memcpy(&ss, res->ai_addr, len);
-	evutil_freeaddrinfo(res);
-	front_connect(s, &ss, len);
-}
-
-/*
- * Relay the client to the real site of the listener, so that a prober
- * sees that site (spec A.4.8).
- */
-static void
-front(struct session *s)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	char port[8];
-
-	side_want_read(s, &s->c, 0);
-	if (addr_from_ip_port(
-	        s->l->fronting_host, s->l->fronting_port, &ss, &len) == 0) {
-		front_connect(s, &ss, len);
-		return;
-	}
-	if (W.dns == NULL) {
-		session_close(s, "no resolver for the fronting host");
-		return;
-	}
-	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_protocol = IPPROTO_TCP };
-	snprintf(port, sizeof(port), "%u", s->l->fronting_port);
-	s->state = SS_RESOLVING;
-	/* The callback may run at once (cached or numeric answers). */
-	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(
-	    W.dns, s->l->fronting_host, port, &hints, front_resolved, s);
-	if (s->state == SS_RESOLVING)
-		s->dns_req = req;
-}
-
 /*
  * A client that failed the handshake. On a fake-TLS port it is fronted
  * (while nothing of ours has been sent), elsewhere held open and silent
- * until the handshake timeout, so that it learns nothing.
+ * until the handshake timeout, so that it learns nothing. May close it.
  */
 static void
 session_bad(struct session *s, const char *why, int replay)
@@ -393,13 +393,12 @@ session_bad(struct session *s, const char *why, int replay)
 	    why);
 	if ((p & PROTO_FAKE_TLS) && !s->hello_sent &&
 	    (s->is_tls || p == PROTO_FAKE_TLS)) {
-		front(s);
+		front_session(s);
 		return;
 	}
+	/* Held: it stays on the handshake queue, without a buffer. */
 	s->state = SS_HOLD;
-	free(s->hs);
-	s->hs = NULL;
-	s->hs_len = s->hs_cap = 0;
+	hs_forget(s);
 }
 
 /* ------------------------------------------------------------ backend */
@@ -428,9 +427,9 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 	relay_start(s);
 }
 
-/* Returns -1 when the session was closed. */
-static int
-backend_connect(struct session *s, const struct sockaddr *sa, socklen_t len)
+void
+session_backend_connect(
+    struct session *s, const struct sockaddr *sa, socklen_t len)
 {
 	int fd, one = 1;
 
@@ -439,12 +438,14 @@ backend_connect(struct session *s, const struct sockaddr *sa, socklen_t len)
 	if (fd == -1) {
 		log_warn("socket");
 		session_close(s, "socket failed");
-		return -1;
+		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	s->s.fd = fd;
+	/* Both events exist before anything can close the session. */
 	event_assign(
 	    &s->s.rev, W.base, fd, EV_READ | EV_PERSIST, relay_read_cb, &s->s);
+	event_assign(&s->s.wev, W.base, fd, EV_WRITE, connect_cb, s);
 	s->state = SS_CONNECTING;
 	if (s->mode == RELAY_DIRECT) {
 		s->counted_dc = 1;
@@ -457,27 +458,19 @@ backend_connect(struct session *s, const struct sockaddr *sa, socklen_t len)
 		if (s->mode == RELAY_DIRECT)
 			shm_add(W.metrics, M_DC_CONNECT_FAIL, 1);
 		session_close(s, "connect failed");
-		return -1;
+		return;
 	}
-	event_assign(&s->s.wev, W.base, fd, EV_WRITE, connect_cb, s);
 	event_add(&s->s.wev, NULL);
 	timer_set(s, W.cfg->connect_timeout);
-	return 0;
 }
 
 /*
  * Direct mode (spec B.1): our own obfuscated2 header towards the DC,
  * chosen so that the DC's bytes need no crypto on their way to the
- * client (B.1.4), then whatever the client sent after its header.
- */
-/*
- * Direct mode (spec B.1): our own obfuscated2 header towards the DC,
- * chosen so that the DC's bytes need no crypto on their way to the
  * client (B.1.4), then what the client sent after its header (plain:
- * already decrypted with the client's stream). Returns -1 when the
- * session was closed.
+ * already decrypted with the client's stream). May close the session.
  */
-static int
+static void
 direct_connect(struct session *s, const uint8_t p2c_key[32],
     const uint8_t p2c_iv[16], uint8_t *plain, size_t plainlen)
 {
@@ -489,7 +482,7 @@ direct_connect(struct session *s, const uint8_t p2c_key[32],
 
 	if (dc_lookup(SS.dcs, s->dc, 0, &ss, &len, &used_default) == -1) {
 		session_close(s, "no address for the DC");
-		return -1;
+		return;
 	}
 	if (used_default && dc_table_warn_once(SS.dcs, s->dc))
 		log_notice("unknown DC %d: using default DC %d", s->dc,
@@ -497,27 +490,27 @@ direct_connect(struct session *s, const uint8_t p2c_key[32],
 	if (o2_connect_passthrough(
 	        hdr, s->tag, s->dc, p2c_key, p2c_iv, NULL, &up) == -1) {
 		session_close(s, "crypto failure");
-		return -1;
+		return;
 	}
 	s->s_enc = up.enc;
 	up.enc = NULL;
 	o2_session_free(&up);
 	if (plainlen && crypto_stream_apply(s->s_enc, plain, plain, plainlen)) {
 		session_close(s, "crypto failure");
-		return -1;
+		return;
 	}
 	if (side_queue(&s->s, hdr, sizeof(hdr)) == -1 ||
 	    (plainlen && side_queue(&s->s, plain, plainlen) == -1)) {
 		session_close(s, "out of memory");
-		return -1;
+		return;
 	}
 	shm_add(W.metrics, M_BYTES_C2S, plainlen);
 	s->mode = RELAY_DIRECT;
-	return backend_connect(s, (struct sockaddr *)&ss, len);
+	session_backend_connect(s, (struct sockaddr *)&ss, len);
 }
 
-/* Returns -1 when the session was closed. */
-static int
+/* May close the session. */
+static void
 direct_start(
     struct session *s, struct o2_session *o2, uint8_t *rest, size_t restlen)
 {
@@ -530,14 +523,13 @@ direct_start(
 	o2_session_free(o2);
 	if (restlen && crypto_stream_apply(s->c_dec, rest, rest, restlen)) {
 		session_close(s, "crypto failure");
-		return -1;
+		return;
 	}
-	int r = direct_connect(s, key, iv, rest, restlen);
+	direct_connect(s, key, iv, rest, restlen);
 	explicit_bzero(key, sizeof(key));
-	return r;
 }
 
-int
+void
 session_direct_fallback(struct session *s, uint8_t *plain, size_t len)
 {
 	char a[ADDR_STRLEN];
@@ -545,10 +537,12 @@ session_direct_fallback(struct session *s, uint8_t *plain, size_t len)
 	log_info("%s: no middle-proxy link for DC %d; going direct",
 	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)), s->dc);
 	middle_session_closed(s); /* leaves the middle-mode structures */
+	crypto_stream_free(s->c_enc);
+	s->c_enc = NULL;
 	s->mode = RELAY_DIRECT;
 	event_del(&s->c.rev);
 	s->c.reading = 0;
-	return direct_connect(s, s->p2c_key, s->p2c_iv, plain, len);
+	direct_connect(s, s->p2c_key, s->p2c_iv, plain, len);
 }
 
 /* ------------------------------------------------------------ handshake */
@@ -608,21 +602,19 @@ o2_handshake(struct session *s)
 		    s->l->name, s->l->users[idx].name, o2.dc);
 	}
 	side_want_read(s, &s->c, 0);
-	if (config_listener_backend(W.cfg, s->l) == BACKEND_MIDDLE) {
-		if (middle_start(s, &o2, s->hs + O2_HEADER_LEN,
-		        s->hs_len - O2_HEADER_LEN) == -1)
-			return; /* closed */
-		free(s->hs);
-		s->hs = NULL;
-		s->hs_len = s->hs_cap = 0;
-		return;
-	}
-	if (direct_start(
-	        s, &o2, s->hs + O2_HEADER_LEN, s->hs_len - O2_HEADER_LEN) == -1)
-		return; /* closed */
-	free(s->hs);
-	s->hs = NULL;
-	s->hs_len = s->hs_cap = 0;
+	/*
+	 * Past the handshake: off the handshake queue. What came after the
+	 * header (rest) lives in the handshake buffer until the backend took
+	 * it, so the buffer goes only after that.
+	 */
+	hs_dequeue(s);
+	uint8_t *rest = s->hs + O2_HEADER_LEN;
+	size_t restlen = s->hs_len - O2_HEADER_LEN;
+	if (config_listener_backend(W.cfg, s->l) == BACKEND_MIDDLE)
+		middle_start(s, &o2, rest, restlen);
+	else
+		direct_start(s, &o2, rest, restlen);
+	hs_forget(s);
 }
 
 /* A complete ClientHello (joined form in rec) that took consumed bytes. */
@@ -717,6 +709,7 @@ hs_process(struct session *s)
 		o2_handshake(s);
 }
 
+/* Grows the handshake buffer; may close the session (memory bound). */
 static int
 hs_grow(struct session *s, size_t want)
 {
@@ -727,12 +720,12 @@ hs_grow(struct session *s, size_t want)
 		cap *= 2;
 	if (cap > HS_MAX)
 		cap = HS_MAX;
-	uint8_t *p = realloc(s->hs, cap);
-	if (p == NULL)
+	if (hs_realloc(s, cap) == -1) {
+		session_close(s, "out of memory");
 		return -1;
-	s->hs = p;
-	s->hs_cap = cap;
-	return 0;
+	}
+	hs_enforce();
+	return s->closed ? -1 : 0;
 }
 
 static void
@@ -762,11 +755,12 @@ hs_read_cb(evutil_socket_t fd, short what, void *arg)
 				session_bad(s, "bad TLS record", 0);
 				return;
 			}
-			if (hs_grow(s, s->hs_len + m) == -1 ||
-			    s->hs_len + m > HS_MAX) {
+			if (s->hs_len + m > HS_MAX) {
 				session_bad(s, "too much data", 0);
 				return;
 			}
+			if (hs_grow(s, s->hs_len + m) == -1)
+				return;
 			memcpy(s->hs + s->hs_len, session_scratch, m);
 			s->hs_len += m;
 		}
@@ -775,10 +769,8 @@ hs_read_cb(evutil_socket_t fd, short what, void *arg)
 			session_bad(s, "handshake too long", 0);
 			return;
 		}
-		if (hs_grow(s, s->hs_len + 512) == -1) {
-			session_close(s, "out of memory");
+		if (hs_grow(s, s->hs_len + 512) == -1)
 			return;
-		}
 		n = read(fd, s->hs + s->hs_len, s->hs_cap - s->hs_len);
 		if (n > 0)
 			s->hs_len += n;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <netinet/in.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/event.h>
@@ -42,6 +43,7 @@ enum relay_mode {
 };
 
 struct mlink;
+struct mpool;
 
 /* An IPv4 or IPv6 address, without sockaddr_storage's 100 spare bytes. */
 union sockaddr_any {
@@ -69,8 +71,19 @@ struct side {
 	unsigned writing : 1; /* wev is added */
 };
 
+/* BSD's sys/queue.h has it; glibc's does not. */
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar) \
+	for ((var) = TAILQ_FIRST(head); \
+	     (var) && ((tvar) = TAILQ_NEXT(var, field), 1); (var) = (tvar))
+#endif
+
+TAILQ_HEAD(session_list, session);
+struct front_target;
+
 struct session {
-	struct session *next, *prev; /* the worker's list */
+	TAILQ_ENTRY(session) entry; /* the worker's live or reap list */
+	TAILQ_ENTRY(session) hs_entry; /* handshake queue, oldest first */
 	const struct config_listener *l;
 	enum session_state state;
 	enum relay_mode mode;
@@ -79,7 +92,14 @@ struct session {
 	struct event timer;
 	uint64_t last_active_ms;
 	union sockaddr_any peer;
-	struct evdns_getaddrinfo_request *dns_req; /* fronting lookup */
+
+	unsigned closed : 1; /* torn down; freed by the reaper */
+	unsigned in_hs_queue : 1; /* on the handshake queue */
+	unsigned counted_listener : 1; /* in the listener's gauge */
+
+	/* fronting: waiting for the target's address */
+	struct front_target *front_wait;
+	TAILQ_ENTRY(session) front_entry;
 
 	/* handshake: every byte the client sent so far (for fronting) */
 	uint8_t *hs;
@@ -99,11 +119,14 @@ struct session {
 	uint32_t tag;
 	int user; /* index in l->users */
 
-	/* middle mode (middle.c) */
+	/* middle mode (mclient.c) */
 	crypto_stream *c_enc; /* proxy -> client */
 	struct mlink *link; /* NULL while waiting for one */
-	struct session *link_next, *link_prev;
-	struct session *hash_next; /* conn_id table */
+	struct mpool *pool; /* its DC's pool, once placed */
+	TAILQ_ENTRY(session) link_entry; /* link->clients */
+	TAILQ_ENTRY(session) wait_entry; /* pool->waiting */
+	TAILQ_ENTRY(session) dirty_entry; /* answers queued, send pending */
+	LIST_ENTRY(session) hash_entry; /* conn_id table */
 	uint64_t conn_id;
 	uint64_t sent_mark; /* link output offset of our
 						 * last packet's end */
@@ -113,10 +136,12 @@ struct session {
 	unsigned waiting : 1; /* on its pool's wait list */
 	unsigned conn_id_dead : 1; /* the ME forgot conn_id */
 	unsigned had_link : 1; /* its stream went through one */
-	unsigned dirty : 1; /* answers queued, send pending */
-	struct session *dirty_next, *dirty_prev;
+	unsigned dirty : 1; /* on the dirty list */
 	size_t dirty_mark; /* queue length when marked */
+	size_t link_counted; /* its queue bytes counted in
+						 * link->client_bytes */
 	uint64_t over_since_ms; /* output over its bound */
+	uint64_t drained_ms; /* last took some of its output */
 	union sockaddr_any local; /* address the client used */
 	/* Client-facing key/IV, kept only while waiting for a link, for
 	 * a fallback to direct mode (passthrough needs them). */
@@ -151,24 +176,57 @@ int side_queue(struct side *, const uint8_t *, size_t);
 /* Write what can be written now of buf; queue the rest. -1 on error. */
 int side_send(struct session *, struct side *, const uint8_t *, size_t);
 
-/* middle.c */
+/* mclient.c: middle-proxy mode, the client side */
 void middle_init(void);
-/* Takes over a client whose obfuscated2 header was accepted. -1: closed */
-int middle_start(
+/*
+ * Takes over a client whose obfuscated2 header was accepted. May close
+ * the session: check s->closed afterwards.
+ */
+void middle_start(
     struct session *, struct o2_session *, uint8_t *rest, size_t restlen);
+/* Teardown of the middle-mode part of a session that is closing. */
 void middle_session_closed(struct session *);
 void middle_client_drained(struct session *, size_t n);
+/* mpool.c */
 void middle_dcpool_connected(void);
 struct msg;
 void middle_dcpool_msg(struct msg *);
+/* Closes every link and empties every pool (tests, exit). */
+void middle_close_all(void);
+
+/* front.c: fronting targets, resolved once and kept with their TTL */
+void front_init(void);
+/*
+ * Relays a bad client to its listener's real site (spec A.4.8). May
+ * close the session.
+ */
+void front_session(struct session *);
+/* A closing session leaves the target's wait list. */
+void front_session_closed(struct session *);
 
 /* session.c */
+/*
+ * The ownership rule (see the top of session.c): closing tears the
+ * session down and queues it; only the reaper frees it, after the
+ * current callback has returned. Idempotent.
+ */
 void session_close(struct session *, const char *why);
+/* The session passed its handshake (or was fronted): its handshake
+ * buffer and its place on the handshake queue go. */
+void session_handshake_done(struct session *);
+/* The DC whose middle-proxy pool serves a client's DC index: itself
+ * when the DC table knows it, else the default DC. */
+int16_t session_pool_dc(int16_t dc);
+/* Closes every session (tests, exit); the reaper frees them. */
+void session_close_all(const char *why);
+/* Connects the backend side to sa. May close the session. */
+void
+session_backend_connect(struct session *, const struct sockaddr *, socklen_t);
 /*
  * Middle mode gave up on this waiting client's DC: go direct. plain is
- * what the client sent so far, decrypted. -1: the session was closed.
+ * what the client sent so far, decrypted. May close the session.
  */
-int session_direct_fallback(struct session *, uint8_t *plain, size_t len);
+void session_direct_fallback(struct session *, uint8_t *plain, size_t len);
 uint64_t coarse_now_ms(void);
 void session_touch(struct session *);
 /* The worker's scratch buffer for reads and in-place transforms. */

@@ -3,6 +3,12 @@
  * its client sessions end to end (DESIGN.md "Workers"). On MSG_DRAIN it
  * stops accepting and exits when its last session closes, or when
  * shutdown_timeout passes.
+ *
+ * Admission: a connection over limits.max_connections (the daemon's or
+ * its listener's, counted in shared memory over every worker) is closed
+ * at once. Out of descriptors, the worker stops accepting (the kernel
+ * keeps the queue) until a session closes or a second has passed, so it
+ * does not spin on a listener that is always readable.
  */
 #include "autoconf.h"
 
@@ -30,6 +36,10 @@ struct worker W;
 
 static struct event **listen_ev;
 static struct event *chan_ev, *dcpool_ev, *drain_timer, *sigterm_ev;
+static struct event *accept_resume_ev; /* after running out of fds */
+static int accept_paused;
+
+#define ACCEPT_RESUME_MS 1000
 
 static void worker_exit(int) __attribute__((noreturn));
 
@@ -38,6 +48,74 @@ worker_exit(int code)
 {
 	log_info("exiting (%zu sessions open)", W.nsessions);
 	exit(code);
+}
+
+/* Stop accepting after EMFILE/ENFILE, until a descriptor frees. */
+static void
+accept_pause(const struct worker_listen *wl)
+{
+	static uint64_t logged_ms;
+	uint64_t now = coarse_now_ms();
+	struct timeval tv = { 0, ACCEPT_RESUME_MS * 1000 };
+
+	if (now - logged_ms >= 1000) {
+		logged_ms = now;
+		log_warn("accept on %s (%zu sessions open); pausing accepts",
+		    wl->l->name, W.nsessions);
+	}
+	shm_add(W.metrics, M_ACCEPT_PAUSED, 1);
+	if (accept_paused)
+		return;
+	accept_paused = 1;
+	for (size_t i = 0; i < W.a->nlisten; i++)
+		if (listen_ev[i])
+			event_del(listen_ev[i]);
+	evtimer_add(accept_resume_ev, &tv);
+}
+
+static void
+accept_resume(void)
+{
+	if (!accept_paused || W.draining)
+		return;
+	accept_paused = 0;
+	evtimer_del(accept_resume_ev);
+	for (size_t i = 0; i < W.a->nlisten; i++)
+		if (listen_ev[i])
+			event_add(listen_ev[i], NULL);
+}
+
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	accept_resume();
+}
+
+/* May this listener take one more connection? */
+static int
+admit(const struct config_listener *l)
+{
+	static uint64_t logged_ms;
+	const char *which = NULL;
+
+	if (W.cfg->max_connections > 0 &&
+	    shm_listener_conns(W.a->zone, -1) >=
+	        (uint64_t)W.cfg->max_connections)
+		which = "limits.max_connections";
+	else if (l->max_connections > 0 && l->shm_index >= 0 &&
+	    shm_listener_conns(W.a->zone, l->shm_index) >=
+	        (uint64_t)l->max_connections)
+		which = "the listener's limits.max_connections";
+	if (which == NULL)
+		return 1;
+	uint64_t now = coarse_now_ms();
+	if (now - logged_ms >= 1000) {
+		logged_ms = now;
+		log_notice(
+		    "%s reached: refusing connections on %s", which, l->name);
+	}
+	shm_add(W.metrics, M_REFUSED, 1);
+	return 0;
 }
 
 static void
@@ -49,16 +127,21 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 	int fd;
 
 	/* Bounded batch, so one busy listener cannot starve the loop. */
-	for (int i = 0; i < 64 && !W.draining; i++) {
+	for (int i = 0; i < 64 && !W.draining && !accept_paused; i++) {
 		sl = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
-			if (errno == EMFILE || errno == ENFILE)
-				log_warn("accept on %s", wl->l->name);
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(wl);
 			return;
 		}
 		shm_add(W.metrics, M_ACCEPTED, 1);
+		if (!admit(wl->l)) {
+			close(fd);
+			continue;
+		}
 		session_accept(fd, (struct sockaddr *)&ss, sl, wl->l);
 	}
 }
@@ -102,19 +185,25 @@ begin_drain(void)
 }
 
 void
-worker_session_opened(void)
+worker_session_opened(const struct config_listener *l)
 {
 	W.nsessions++;
 	shm_add(W.metrics, M_CURRENT, 1);
+	if (l->shm_index >= 0)
+		shm_listener_conn_add(W.metrics, l->shm_index, 1);
 }
 
 void
-worker_session_closed(void)
+worker_session_closed(const struct config_listener *l)
 {
 	W.nsessions--;
 	shm_sub(W.metrics, M_CURRENT, 1);
+	if (l->shm_index >= 0)
+		shm_listener_conn_add(W.metrics, l->shm_index, -1);
 	if (W.draining && W.nsessions == 0)
 		worker_exit(0);
+	/* A descriptor is free again. */
+	accept_resume();
 }
 
 static void
@@ -192,6 +281,31 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+struct evdns_base *
+worker_resolver(struct event_base *base, const struct config *cfg)
+{
+	struct evdns_base *dns;
+
+	if (cfg->resolv_conf == NULL) {
+		dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	} else {
+		dns = evdns_base_new(base, 0);
+		int r = dns ? evdns_base_resolv_conf_parse(
+		                  dns, DNS_OPTIONS_ALL, cfg->resolv_conf)
+		            : -1;
+		if (r != 0) {
+			log_warnx("resolv_conf %s: cannot use it (%d)",
+			    cfg->resolv_conf, r);
+			if (dns)
+				evdns_base_free(dns, 0);
+			dns = NULL;
+		}
+	}
+	if (dns == NULL)
+		log_warnx("no DNS resolver: fronting hosts must be addresses");
+	return dns;
+}
+
 static void
 sig_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -209,7 +323,6 @@ worker_main(struct worker_args *a)
 	log_init(a->cfg->log_target, a->cfg->log_file, a->cfg->log_level,
 	    "mtprotod");
 	proctitle_set("mtprotod: worker %d", a->slot);
-	priv_drop(&a->priv);
 
 	/* The changelist folds the add/del pairs of one loop turn into
 	 * a single epoll_ctl each: sessions flip interest a lot. */
@@ -221,9 +334,10 @@ worker_main(struct worker_args *a)
 	event_config_free(ec);
 	if (W.base == NULL)
 		fatalx("event_base_new failed");
-	W.dns = evdns_base_new(W.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-	if (W.dns == NULL)
-		log_warnx("no DNS resolver: fronting hosts must be addresses");
+	/* The resolver file is read while we may still read it (it can be
+	 * root's, or outside the chroot). */
+	W.dns = worker_resolver(W.base, a->cfg);
+	priv_drop(&a->priv);
 
 	listen_ev = calloc(a->nlisten + 1, sizeof(*listen_ev));
 	if (listen_ev == NULL)
@@ -239,6 +353,7 @@ worker_main(struct worker_args *a)
 	event_add(chan_ev, NULL);
 	sigterm_ev = evsignal_new(W.base, SIGTERM, sig_cb, NULL);
 	evsignal_add(sigterm_ev, NULL);
+	accept_resume_ev = evtimer_new(W.base, accept_resume_cb, NULL);
 
 	session_init();
 	replay_prefault(a->replay);

@@ -46,7 +46,10 @@ struct worker {
 };
 extern struct worker W;
 
-/* Sessions report their life so that a draining worker knows when to go. */
-void worker_session_opened(void);
-void worker_session_closed(void);
+/* Sessions report their life so that a draining worker knows when to go,
+ * and the listener's connection gauge stays right. */
+void worker_session_opened(const struct config_listener *);
+void worker_session_closed(const struct config_listener *);
+/* The resolver for host names: resolv_conf, else the system's. */
+struct evdns_base *worker_resolver(struct event_base *, const struct config *);
 #endif

@@ -7,7 +7,7 @@
  *	    [--conns N] [--test reqpq|echo|upload|download|probe]
  *	    [--bytes N] [--packet N] [--timeout S]
  *	    [--record FILE | --replay FILE] [--ts-offset S] [--hello-len N]
- *	    [--interval S] [--rounds N] [--hold S] [--quickack]
+ *	    [--interval S] [--rounds N] [--hold S] [--quickack] [--tail HEX]
  *
  * Each connection is built as an app builds it (spec A.2, A.3, A.4): fake
  * TLS waits for and checks the ServerHello before it sends the
@@ -19,6 +19,10 @@
  *	download expects --bytes of fake_dc source's stream, then EOF;
  *	probe	 sends the first bytes only (ClientHello, or the header and a
  *		 req_pq_multi) and reports what came back, as --replay does;
+ *		 with --tail HEX the header is followed, in the same write or
+ *		 record, by those plain bytes instead (encrypted with the
+ *		 client's stream, not framed): a bad frame after a good
+ *		 handshake;
  *	hold	 a long-lived idle client: a req_pq_multi right after the
  *		 handshake and then one every --interval seconds (default 1),
  *		 each answer checked, for --rounds rounds (default 3) or until
@@ -132,6 +136,8 @@ static struct {
 	size_t replay_len;
 	long ts_offset;
 	long hello_len;
+	uint8_t tail[256]; /* --tail: plain bytes after the header */
+	size_t tail_len;
 	double interval;
 	long rounds;
 	double hold;
@@ -424,8 +430,13 @@ test_first(struct tconn *c)
 	uint8_t req[PEER_REQ_PQ_LEN];
 
 	switch (G.test) {
-	case T_REQPQ:
 	case T_PROBE:
+		if (G.tail_len) {
+			peer_buf_append(&c->plain, G.tail, G.tail_len);
+			break;
+		}
+		__attribute__((fallthrough));
+	case T_REQPQ:
 		random_bytes(c->nonce, sizeof(c->nonce));
 		peer_req_pq(req, c->nonce);
 		peer_client_frame(&c->pc, req, sizeof(req), &c->plain);
@@ -909,7 +920,7 @@ usage(void)
 	    "\t[--bytes N] [--packet N] [--timeout S] "
 	    "[--record FILE | --replay FILE]\n"
 	    "\t[--ts-offset S] [--hello-len N] [--interval S] [--rounds N]\n"
-	    "\t[--hold S] [--quickack]\n");
+	    "\t[--hold S] [--quickack] [--tail HEX]\n");
 	exit(2);
 }
 
@@ -955,6 +966,7 @@ main(int argc, char **argv)
 		{ "rounds", required_argument, NULL, 'N' },
 		{ "hold", required_argument, NULL, 'L' },
 		{ "quickack", no_argument, NULL, 'Q' },
+		{ "tail", required_argument, NULL, 'X' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const tests[] = { "reqpq", "echo", "upload",
@@ -1022,6 +1034,12 @@ main(int argc, char **argv)
 			break;
 		case 'o':
 			G.ts_offset = strtol(optarg, NULL, 10);
+			break;
+		case 'X':
+			G.tail_len = strlen(optarg) / 2;
+			if (G.tail_len == 0 || G.tail_len > sizeof(G.tail) ||
+			    hex_decode(optarg, G.tail, G.tail_len) == -1)
+				usage();
 			break;
 		case 'l':
 			G.hello_len = strtol(optarg, NULL, 10);

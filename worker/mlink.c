@@ -1,0 +1,451 @@
+/*
+ * Middle-proxy links in a worker: I/O, RPC framing and the dispatch of
+ * what the middle proxy (ME) sends (spec B.2). middle.h says how the
+ * parts fit and what the flow-control bounds are.
+ *
+ * When Telegram closes a link (it rotates them every 30-70 s), clients
+ * whose packets all went out move to another link of the DC; a client
+ * with bytes still queued on the dead link is closed.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "middle.h"
+#include "shm.h"
+#include "util.h"
+#include "worker.h"
+
+static void link_flush(struct mlink *);
+
+/* ------------------------------------------------------------ queues */
+
+int
+wq_reserve(struct wqueue *q, size_t need)
+{
+	if (q->off && q->off == q->len)
+		q->off = q->len = 0;
+	if (q->cap - q->len >= need)
+		return 0;
+	if (q->off > 0) {
+		memmove(q->buf, q->buf + q->off, q->len - q->off);
+		q->len -= q->off;
+		q->off = 0;
+		if (q->cap - q->len >= need)
+			return 0;
+	}
+	size_t cap = q->cap ? q->cap : 16384;
+	while (cap - q->len < need)
+		cap *= 2;
+	uint8_t *b = realloc(q->buf, cap);
+	if (b == NULL)
+		return -1;
+	q->buf = b;
+	q->cap = cap;
+	return 0;
+}
+
+static size_t
+wq_pending(const struct wqueue *q)
+{
+	return q->len - q->off;
+}
+
+/* ------------------------------------------------------------ I/O */
+
+static void
+link_want_read(struct mlink *l, int on)
+{
+	if (!l->closed)
+		l->reading = event_want(&l->rev, l->reading, on);
+}
+
+static void
+link_want_write(struct mlink *l, int on)
+{
+	if (!l->closed)
+		l->writing = event_want(&l->wev, l->writing, on);
+}
+
+int
+link_queue_frame(struct mlink *l, uint8_t *frame, size_t cap, size_t len)
+{
+	size_t n = rpc_link_seal(&l->rpc, frame, cap, len);
+	if (n == 0)
+		return -1;
+	l->wq.len += n;
+	l->queued_total += n;
+	return 0;
+}
+
+void
+link_send_small(struct mlink *l, const uint8_t *payload, size_t len)
+{
+	if (l->closed || wq_reserve(&l->wq, RPC_FRAME_SPACE(len)) == -1)
+		return;
+	uint8_t *f = l->wq.buf + l->wq.len;
+	memcpy(f + RPC_FRAME_HDR, payload, len);
+	if (link_queue_frame(l, f, RPC_FRAME_SPACE(len), len) == -1)
+		log_warnx("sealing an RPC frame failed");
+	link_kick(l);
+}
+
+void
+link_ping(struct mlink *l)
+{
+	uint8_t msg[RPC_PING_LEN];
+	uint64_t id;
+
+	random_bytes(&id, sizeof(id));
+	l->last_ping_ms = coarse_now_ms();
+	link_send_small(l, msg, rpc_ping_build(msg, sizeof(msg), id));
+}
+
+static void
+link_pause_clients(struct mlink *l, int pause)
+{
+	struct session *s;
+
+	if (pause == l->clients_paused)
+		return;
+	l->clients_paused = pause;
+	TAILQ_FOREACH(s, &l->clients, link_entry)
+	side_want_read(s, &s->c, !pause && s->over_since_ms == 0);
+}
+
+static void
+link_flush(struct mlink *l)
+{
+	struct wqueue *q = &l->wq;
+
+	if (l->error || l->closed)
+		return;
+	while (q->off < q->len) {
+		ssize_t w =
+		    send(l->fd, q->buf + q->off, q->len - q->off, MSG_NOSIGNAL);
+		if (w == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN) {
+				/* Callers may be deep in a read loop over
+				 * this link's clients: its write event
+				 * closes it next turn. */
+				l->error = 1;
+				event_active(&l->wev, EV_WRITE, 1);
+				return;
+			}
+			break;
+		}
+		q->off += w;
+		l->written_total += w;
+	}
+	size_t pend = wq_pending(q);
+	link_want_write(l, pend > 0);
+	if (pend > W.cfg->middle_link_queue_max)
+		link_pause_clients(l, 1);
+	else if (l->clients_paused && pend < W.cfg->middle_link_queue_max / 2)
+		link_pause_clients(l, 0);
+	if (pend == 0 && q->cap > 4 * 16384) {
+		/* Give back a big queue once it drained. */
+		free(q->buf);
+		memset(q, 0, sizeof(*q));
+	}
+}
+
+void
+link_kick(struct mlink *l)
+{
+	if (l->closed)
+		return;
+	if (!l->writing) {
+		link_flush(l);
+		return;
+	}
+	/* Known full: its write event flushes; no send that can only
+	 * say EAGAIN. */
+	if (wq_pending(&l->wq) > W.cfg->middle_link_queue_max)
+		link_pause_clients(l, 1);
+}
+
+static void
+link_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mlink *l = arg;
+
+	if (!l->error)
+		link_flush(l);
+	if (l->error)
+		link_close(l, "write error");
+}
+
+/* ------------------------------------------------------------ from the ME */
+
+static void
+link_dispatch(struct mlink *l, const uint8_t *p, size_t len)
+{
+	uint8_t msg[RPC_PING_LEN];
+	uint64_t id;
+	uint32_t confirm;
+	struct session *s;
+
+	switch (rpc_msg_type(p, len)) {
+	case RPC_PROXY_ANS: {
+		struct rpc_proxy_ans a;
+		if (rpc_proxy_ans_parse(p, len, &a) == -1)
+			break;
+		s = middle_conn_find(a.conn_id);
+		if (s == NULL) {
+			/* The client is gone: tell the ME (C does). */
+			size_t n =
+			    rpc_close_conn_build(msg, sizeof(msg), a.conn_id);
+			link_send_small(l, msg, n);
+		} else if (s->link == l)
+			client_deliver(s, a.data, a.len);
+		break;
+	}
+	case RPC_SIMPLE_ACK:
+		if (rpc_simple_ack_parse(p, len, &id, &confirm) == -1)
+			break;
+		s = middle_conn_find(id);
+		if (s && s->link == l)
+			client_quickack(s, confirm);
+		break;
+	case RPC_CLOSE_EXT:
+		if (rpc_close_ext_parse(p, len, &id) == -1)
+			break;
+		s = middle_conn_find(id);
+		if (s && s->link == l) {
+			/* The ME forgot it already: no CLOSE_CONN. */
+			s->conn_id_dead = 1;
+			session_close(s, "closed by the middle proxy");
+		}
+		break;
+	case RPC_PING:
+		if (rpc_ping_parse(p, len, &id) == 0)
+			link_send_small(
+			    l, msg, rpc_pong_build(msg, sizeof(msg), id));
+		break;
+	case RPC_PONG:
+		break;
+	default:
+		log_debug("link to DC %d: ignoring RPC message 0x%08x",
+		    l->pool->dc, rpc_msg_type(p, len));
+	}
+}
+
+/*
+ * Room for one more read. A partial frame left in the buffer is never
+ * longer than LINK_FRAME_MAX (the decoder refuses longer ones), so the
+ * buffer never needs more than LINK_RBUF_MAX.
+ */
+static int
+link_rbuf_room(struct mlink *l)
+{
+	if (l->rcap - l->rlen >= LINK_RBUF_MIN / 2)
+		return 0;
+	size_t cap = l->rcap ? l->rcap * 2 : LINK_RBUF_MIN;
+	if (cap > LINK_RBUF_MAX)
+		cap = LINK_RBUF_MAX;
+	if (cap <= l->rlen)
+		return -1; /* cannot happen: see above */
+	uint8_t *b = realloc(l->rbuf, cap);
+	if (b == NULL)
+		return -1;
+	l->rbuf = b;
+	l->rcap = cap;
+	return 0;
+}
+
+static void
+link_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mlink *l = arg;
+	struct rpc_frame fr;
+	size_t pos = 0;
+
+	if (link_rbuf_room(l) == -1) {
+		link_close(l, "out of memory");
+		return;
+	}
+	ssize_t n = read(fd, l->rbuf + l->rlen, l->rcap - l->rlen);
+	if (n == 0) {
+		link_close(l, "closed by the middle proxy");
+		return;
+	}
+	if (n == -1) {
+		if (errno != EAGAIN && errno != EINTR)
+			link_close(l, strerror(errno));
+		return;
+	}
+	l->rlen += n;
+	l->last_rx_ms = coarse_now_ms();
+	size_t dec = (l->rlen - l->rdec) & ~(size_t)(RPC_BLOCK - 1);
+	if (dec && rpc_link_decrypt(&l->rpc, l->rbuf + l->rdec, dec) == -1) {
+		link_close(l, "decryption failed");
+		return;
+	}
+	l->rdec += dec;
+	while (pos < l->rdec && !l->closed) {
+		enum rpc_decode_status st =
+		    rpc_link_decode(&l->rpc, l->rbuf + pos, l->rdec - pos, &fr);
+		if (st == RPC_DECODE_ERROR) {
+			log_warnx("link to DC %d: %s", l->pool->dc,
+			    fr.error ? fr.error : "bad frame");
+			link_close(l, "protocol error");
+			break;
+		}
+		pos += fr.consumed;
+		if (st == RPC_DECODE_NEED_MORE)
+			break;
+		link_dispatch(l, fr.payload, fr.len);
+	}
+	client_flush_dirty();
+	if (l->closed)
+		return;
+	if (pos) {
+		memmove(l->rbuf, l->rbuf + pos, l->rlen - pos);
+		l->rlen -= pos;
+		l->rdec -= pos;
+	}
+	if (l->rlen == 0 && l->rcap > LINK_RBUF_MIN) {
+		free(l->rbuf);
+		l->rbuf = NULL;
+		l->rcap = 0;
+	}
+}
+
+/* ------------------------------------------------------------ clients */
+
+static void
+stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mlink *l = arg;
+
+	struct timeval tv = { 0, LINK_STALL_MS * 1000 };
+
+	if (!l->closed && !l->reading && client_shed(l))
+		evtimer_add(&l->stall, &tv); /* look again */
+}
+
+void
+link_clients_changed(struct mlink *l)
+{
+	size_t max = W.cfg->middle_link_queue_max;
+
+	if (l->closed)
+		return;
+	if (l->reading && l->client_bytes > max) {
+		link_want_read(l, 0);
+		struct timeval tv = { 0, LINK_STALL_MS * 1000 };
+		evtimer_add(&l->stall, &tv);
+	} else if (!l->reading && l->client_bytes < max / 2) {
+		evtimer_del(&l->stall);
+		link_want_read(l, 1);
+	}
+}
+
+/* ------------------------------------------------------------ life */
+
+static void
+reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mlink *l;
+
+	while ((l = TAILQ_FIRST(&M.reap)) != NULL) {
+		TAILQ_REMOVE(&M.reap, l, entry);
+		rpc_link_free(&l->rpc);
+		free(l->rbuf);
+		free(l->wq.buf);
+		free(l);
+	}
+}
+
+void
+mlink_init(void)
+{
+	TAILQ_INIT(&M.reap);
+	evtimer_assign(&M.reaper, W.base, reap_cb, NULL);
+}
+
+struct mlink *
+link_new(struct mpool *p, const struct rpc_link_keys *keys,
+    const struct sockaddr_storage *me, int fd)
+{
+	struct mlink *l = calloc(1, sizeof(*l));
+
+	if (l == NULL || rpc_link_restore(&l->rpc, keys, LINK_FRAME_MAX)) {
+		free(l);
+		close(fd);
+		return NULL;
+	}
+	fd_set_nonblock(fd);
+	l->fd = fd;
+	l->pool = p;
+	l->me = *me;
+	TAILQ_INIT(&l->clients);
+	l->last_rx_ms = l->last_ping_ms = coarse_now_ms();
+	event_assign(
+	    &l->rev, W.base, fd, EV_READ | EV_PERSIST, link_read_cb, l);
+	event_assign(
+	    &l->wev, W.base, fd, EV_WRITE | EV_PERSIST, link_write_cb, l);
+	evtimer_assign(&l->stall, W.base, stall_cb, l);
+	TAILQ_INSERT_HEAD(&p->links, l, entry);
+	p->nlinks++;
+	shm_add(W.metrics, M_CURRENT_DC, 1);
+	link_want_read(l, 1);
+	return l;
+}
+
+void
+link_close(struct mlink *l, const char *why)
+{
+	struct mpool *p = l->pool;
+	struct session *s;
+	char a[ADDR_STRLEN];
+	size_t moved = 0, dropped = 0;
+
+	if (l->closed)
+		return;
+	log_info("link to DC %d (%s) closed: %s; %zu clients", p->dc,
+	    addr_str((struct sockaddr *)&l->me, a, sizeof(a)), why,
+	    l->nclients);
+	/* Off the pool first, so clients cannot be placed back on it. */
+	l->closed = 1;
+	event_del(&l->rev);
+	event_del(&l->wev);
+	evtimer_del(&l->stall);
+	close(l->fd);
+	l->fd = -1;
+	TAILQ_REMOVE(&p->links, l, entry);
+	p->nlinks--;
+	shm_sub(W.metrics, M_CURRENT_DC, 1);
+	while ((s = TAILQ_FIRST(&l->clients)) != NULL) {
+		client_detach(s);
+		if (s->sent_mark > l->written_total) {
+			/* Part of its last packet never left: closing it is
+			 * the only honest thing. */
+			dropped++;
+			shm_add(W.metrics, M_LINKS_DROPPED, 1);
+			s->conn_id_dead = 1;
+			session_close(s,
+			    "its middle-proxy link closed "
+			    "mid-packet");
+			continue;
+		}
+		moved++;
+		shm_add(W.metrics, M_LINKS_MIGRATED, 1);
+		s->sent_mark = 0;
+		pool_place(s);
+	}
+	if (moved || dropped)
+		log_info("link to DC %d: %zu clients moved, %zu closed", p->dc,
+		    moved, dropped);
+	TAILQ_INSERT_TAIL(&M.reap, l, entry);
+	event_active(&M.reaper, EV_TIMEOUT, 1);
+	pool_maintain(p);
+}
