@@ -251,27 +251,35 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 	while ((r = msg_recv(fd, &m)) == 1) {
 		switch (m.type) {
 		case MSG_DRAIN:
+			if (msg_get_empty(&m, MSG_DRAIN) == -1)
+				goto malformed;
 			begin_drain();
 			break;
 		case MSG_QUIT:
+			if (msg_get_empty(&m, MSG_QUIT) == -1)
+				goto malformed;
 			worker_exit(0);
 			break;
 		case MSG_REOPEN_LOG:
-			if (m.fd != -1)
-				log_set_fd(msg_take_fd(&m));
+			if (msg_get_reopen_log(&m, &pfd) == -1)
+				goto malformed;
+			if (pfd != -1)
+				log_set_fd(pfd);
 			break;
 		case MSG_DCPOOL_PEER:
-			if ((pfd = msg_get_dcpool_peer(&m, &u, &u)) == -1) {
-				log_warnx(
-				    "malformed %s", msg_type_name(m.type));
-				break;
-			}
+			if ((pfd = msg_get_dcpool_peer(&m, &u, &u)) == -1)
+				goto malformed;
 			set_dcpool(pfd);
 			break;
 		default:
 			log_warnx("unexpected message %s from the supervisor",
 			    msg_type_name(m.type));
 		}
+		msg_done(&m);
+		continue;
+malformed:
+		log_warnx(
+		    "malformed %s from the supervisor", msg_type_name(m.type));
 		msg_done(&m);
 	}
 	if (r == 0) {
@@ -357,7 +365,7 @@ worker_main(struct worker_args *a)
 
 	session_init();
 	replay_prefault(a->replay);
-	if (msg_send_simple(a->chan, MSG_READY) == -1)
+	if (msg_send_ready(a->chan) == -1)
 		log_warn("telling the supervisor we are ready");
 	log_info("worker %d serving %zu sockets (generation %d)", a->slot,
 	    a->nlisten, a->generation);

@@ -85,6 +85,9 @@ def test_unknown_dcs_share_the_default_pool():
             expect_ok(r)
             peak = max(peak, s.mp.stats()["links"])
         st = s.mp.stats()
+        sys.stderr.write("  100 clients of DCs 1000..1099: %d links "
+                         "opened (peak %d open)\n" % (st["links_total"],
+                                                      peak))
         check(st["links_total"] <= 4,
               "%d links opened for 100 clients of unknown DCs (peak %d)"
               % (st["links_total"], peak))
