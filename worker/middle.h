@@ -88,7 +88,7 @@ struct mlink {
 	unsigned reading : 1;
 	unsigned writing : 1;
 	unsigned clients_paused : 1;
-	unsigned error : 1; /* a write failed: dies next turn */
+	int error; /* errno of a failed write: dies next turn */
 	unsigned closed : 1; /* torn down; the reaper frees it */
 };
 

@@ -23,6 +23,23 @@
 
 static void link_flush(struct mlink *);
 
+/*
+ * Why a link died, for the log: the ME closing it shows up as EOF, a
+ * reset, or a write that fails, whichever comes first.
+ */
+static const char *
+link_errno_reason(int err)
+{
+	switch (err) {
+	case EPIPE:
+		return "closed by the middle proxy (write: broken pipe)";
+	case ECONNRESET:
+		return "closed by the middle proxy (reset)";
+	default:
+		return strerror(err);
+	}
+}
+
 /* ------------------------------------------------------------ queues */
 
 int
@@ -135,7 +152,7 @@ link_flush(struct mlink *l)
 				/* Callers may be deep in a read loop over
 				 * this link's clients: its write event
 				 * closes it next turn. */
-				l->error = 1;
+				l->error = errno;
 				event_active(&l->wev, EV_WRITE, 1);
 				return;
 			}
@@ -180,7 +197,7 @@ link_write_cb(evutil_socket_t fd, short what, void *arg)
 	if (!l->error)
 		link_flush(l);
 	if (l->error)
-		link_close(l, "write error");
+		link_close(l, link_errno_reason(l->error));
 }
 
 /* ------------------------------------------------------------ from the ME */
@@ -279,7 +296,7 @@ link_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (n == -1) {
 		if (errno != EAGAIN && errno != EINTR)
-			link_close(l, strerror(errno));
+			link_close(l, link_errno_reason(errno));
 		return;
 	}
 	l->rlen += n;

@@ -255,10 +255,6 @@ tick_link(struct mlink *l, uint64_t now)
 	const struct config *cfg = W.cfg;
 	struct session *s, *sn;
 
-	if (l->error) {
-		link_close(l, "write error");
-		return;
-	}
 	if (now - l->last_rx_ms > (uint64_t)cfg->middle_ping_timeout * 1000) {
 		link_close(l, "no answer to pings");
 		return;
