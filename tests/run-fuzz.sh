@@ -6,7 +6,11 @@
 #
 # usage: tests/run-fuzz.sh [SECONDS_PER_TARGET]
 # env:   CC (clang), SRCDIR (the source tree; default: this script's ..),
-#        FUZZ_BUILD (output directory; default $SRCDIR/tests/fuzz/build)
+#        FUZZ_BUILD (output directory; default $SRCDIR/tests/fuzz/build),
+#        FUZZ_ONLY (run only the target of that name, e.g. "worker")
+#
+# fuzz_worker runs the worker's own code (worker/*.c) with the test peers'
+# client helpers (tests/peers/peer.c); the other targets only common/.
 #
 # Prints "fuzz NAME: ok (N runs)" or "fuzz NAME: FAILED" per target and
 # exits 1 if any target failed to build, crashed, leaked, timed out or
@@ -103,18 +107,34 @@ for src in "$SRCDIR"/common/*.c; do
 	objs="$objs $obj"
 done
 
+# The worker's objects, for fuzz_worker.
+wobjs=
+for src in "$SRCDIR"/worker/*.c "$SRCDIR"/tests/peers/peer.c; do
+	obj=$objdir/w_$(basename "$src" .c).o
+	if ! $CC $cflags -I"$SRCDIR/worker" -fsanitize=fuzzer-no-link,$san \
+	    -c "$src" -o "$obj" >>"$FUZZ_BUILD/build.log" 2>&1; then
+		echo "run-fuzz: cannot compile $src" \
+		    "(see $FUZZ_BUILD/build.log)" >&2
+		libok=0
+	fi
+	wobjs="$wobjs $obj"
+done
+
 targets=0
 for src in "$SRCDIR"/tests/fuzz/fuzz_*.c; do
 	[ -e "$src" ] || continue
-	targets=$((targets + 1))
 	name=$(basename "$src" .c)
 	name=${name#fuzz_}
+	[ -z "${FUZZ_ONLY:-}" ] || [ "$FUZZ_ONLY" = "$name" ] || continue
+	targets=$((targets + 1))
 	bin=$FUZZ_BUILD/fuzz_$name
 	log=$FUZZ_BUILD/$name.log
 	: >"$log"
+	tobjs=$objs
+	[ "$name" != worker ] || tobjs="$objs $wobjs"
 
 	if [ $libok = 0 ] || ! $CC $cflags -fsanitize=fuzzer,$san "$src" \
-	    $objs -o "$bin" $pkg_libs $extra_libs >"$log" 2>&1; then
+	    $tobjs -o "$bin" $pkg_libs $extra_libs >"$log" 2>&1; then
 		echo "fuzz $name: FAILED (build, see $log)"
 		failed=1
 		continue
