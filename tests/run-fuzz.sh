@@ -7,7 +7,9 @@
 # usage: tests/run-fuzz.sh [SECONDS_PER_TARGET]
 # env:   CC (clang), SRCDIR (the source tree; default: this script's ..),
 #        FUZZ_BUILD (output directory; default $SRCDIR/tests/fuzz/build),
-#        FUZZ_ONLY (run only the target of that name, e.g. "worker")
+#        FUZZ_ONLY (run only the target of that name, e.g. "worker"),
+#        FUZZ_SECONDS_<name> (that target's own time, e.g.
+#        FUZZ_SECONDS_worker=60)
 #
 # fuzz_worker runs the worker's own code (worker/*.c) with the test peers'
 # client helpers (tests/peers/peer.c); the other targets only common/.
@@ -151,8 +153,11 @@ for src in "$SRCDIR"/tests/fuzz/fuzz_*.c; do
 	rm -rf "$artifacts"
 	mkdir -p "$artifacts"
 
+	t=$secs
+	own=FUZZ_SECONDS_$name
+	[ -z "${!own:-}" ] || t=${!own}
 	# The outer timeout only catches a fuzzer that ignores its own.
-	timeout -k 10 $((secs * 2 + 60)) "$bin" -max_total_time="$secs" \
+	timeout -k 10 $((t * 2 + 60)) "$bin" -max_total_time="$t" \
 	    -rss_limit_mb=2048 -timeout=25 -print_final_stats=1 \
 	    -artifact_prefix="$artifacts/" "$work" >>"$log" 2>&1
 	rc=$?
