@@ -125,6 +125,21 @@ drain(int fd, uint8_t *keep, size_t cap)
 	return n == 0 ? -1 : total;
 }
 
+/*
+ * Close with a reset: no TIME_WAIT on either side, so a long run does not
+ * run out of ephemeral ports (thousands of connections a second).
+ */
+static void
+close_reset(int fd)
+{
+	struct linger lg = { 1, 0 };
+
+	if (fd == -1)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
 static void
 accept_backend(void)
 {
@@ -508,21 +523,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	stats.backends += H.backend != -1;
 	stats.links += H.me != -1;
 	stats.requests += H.conn_id != 0;
+	/* Our ends go first, with resets; then the worker lets go of all. */
+	close_reset(H.client);
+	close_reset(H.backend);
+	loop(2);
 	session_close_all("end of the fuzz input");
 	middle_close_all();
 	loop(4);
 	peer_client_free(&H.pc);
 	if (H.me_link_ok)
 		rpc_link_free(&H.me_link);
-	close(H.client);
-	if (H.backend != -1)
-		close(H.backend);
 	if (H.me != -1)
 		close(H.me);
 	for (int fd; (fd = accept4(dc_lfd, NULL, NULL, 0)) != -1;)
-		close(fd);
+		close_reset(fd);
 	for (int fd; (fd = accept4(front_lfd, NULL, NULL, 0)) != -1;)
-		close(fd);
+		close_reset(fd);
 	/* Link requests left over: forgotten (the pools are gone). */
 	struct msg *m = malloc(sizeof(*m));
 	while (m && msg_recv(dcpool[1], m) == 1)
