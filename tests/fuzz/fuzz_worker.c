@@ -41,6 +41,9 @@
 #include "worker/session_int.h"
 #include "worker/worker.h"
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 enum mode { MODE_DIRECT, MODE_MIDDLE, MODE_FRONT, MODE_MAX };
 
 static const uint8_t secret[16] = { 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd,
@@ -84,12 +87,11 @@ static int
 count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
 	int n = 0;
 
 	if (d == NULL)
 		return -1;
-	while ((e = readdir(d)) != NULL)
+	while (readdir(d) != NULL)
 		n++;
 	closedir(d);
 	return n;
