@@ -226,17 +226,19 @@ def test_max_connections():
     d.port = main
     try:
         d.start()
+        def on(listener):
+            return metrics(mport).get(
+                'mtprotod_listener_connections{listener="%s"}' % listener, 0)
         p = hold_clients(d.port, 20)
-        wait_for(lambda: metrics(mport)["mtprotod_connections"] >= 20, 10,
-                 what="20 connections")
+        wait_for(lambda: on("main") >= 20, 10, what="20 connections")
         over = tclient(d.port, "secure", "reqpq", conns=3, timeout=5)
         check(not over.ok and "0/3 ok" in over.out,
               "over the global cap: %s" % over)
         expect_ok(tclient_wait(p, 30), 20)
         # The listener's own cap, under the global one.
+        wait_for(lambda: on("main") == 0, 10, what="the 20 to leave")
         p = hold_clients(other, 5)
-        wait_for(lambda: metrics(mport)["mtprotod_connections"] >= 5, 10,
-                 what="5 connections")
+        wait_for(lambda: on("small") >= 5, 10, what="5 connections")
         over = tclient(other, "secure", "reqpq", conns=2, timeout=5)
         check(not over.ok and "0/2 ok" in over.out,
               "over the listener's cap: %s" % over)
