@@ -77,6 +77,41 @@ crypto_stream_apply(
 	return 0;
 }
 
+/*
+ * OpenSSL's CTR keeps the next counter block and how much of the current
+ * keystream block was used (num). With num > 0 the block in use is the
+ * one before the stored counter.
+ */
+int
+crypto_ctr_export(crypto_stream *s, uint8_t ctr[16], uint32_t *num)
+{
+	int n = EVP_CIPHER_CTX_get_num(s);
+
+	if (n < 0 || n > 15 || EVP_CIPHER_CTX_get_updated_iv(s, ctr, 16) != 1)
+		return -1;
+	if (n > 0)
+		for (int i = 15; i >= 0; i--)
+			if (ctr[i]-- != 0)
+				break;
+	*num = (uint32_t)n;
+	return 0;
+}
+
+crypto_stream *
+crypto_ctr_resume(const uint8_t key[32], const uint8_t ctr[16], uint32_t num)
+{
+	uint8_t skip[16] = { 0 };
+	crypto_stream *s;
+
+	if (num > 15 || (s = crypto_ctr_new(key, ctr)) == NULL)
+		return NULL;
+	if (num && crypto_stream_apply(s, skip, skip, num) == -1) {
+		crypto_stream_free(s);
+		return NULL;
+	}
+	return s;
+}
+
 void
 crypto_stream_free(crypto_stream *s)
 {

@@ -25,6 +25,16 @@ crypto_cbc_new(const uint8_t key[32], const uint8_t iv[16], int enc);
 int crypto_stream_apply(
     crypto_stream *, const uint8_t *in, uint8_t *out, size_t len);
 void crypto_stream_free(crypto_stream *);
+/*
+ * Where a CTR stream stands, to continue it in another process (session
+ * handoff): the counter block in use and the bytes of its keystream
+ * already used (0..15). 0, or -1 on an OpenSSL error.
+ */
+int crypto_ctr_export(crypto_stream *, uint8_t ctr[16], uint32_t *num);
+/* A CTR stream with key that continues from crypto_ctr_export's state;
+ * NULL on an OpenSSL error or num > 15. */
+crypto_stream *
+crypto_ctr_resume(const uint8_t key[32], const uint8_t ctr[16], uint32_t num);
 
 void crypto_sha256(
     const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]);

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include <event2/event.h>
@@ -29,6 +31,10 @@ static const char *type_names[MSG_TYPE_MAX] = {
 	[MSG_LINK_REQUEST] = "link-request",
 	[MSG_LINK_GRANT] = "link-grant",
 	[MSG_LINK_REFUSED] = "link-refused",
+	[MSG_HANDOFF_TO] = "handoff-to",
+	[MSG_HANDOFF_FROM] = "handoff-from",
+	[MSG_SESSION] = "session",
+	[MSG_SESSION_BACK] = "session-back",
 };
 
 const char *
@@ -73,8 +79,8 @@ msgbuf_put_u64(struct msgbuf *mb, uint64_t v)
 }
 
 static int
-send_raw(
-    int sock, uint32_t type, const uint8_t *data, size_t len, int fd, int flags)
+send_raw_fds(int sock, uint32_t type, const uint8_t *data, size_t len,
+    const int *fds, size_t nfds, int flags)
 {
 	struct msg_wire_hdr h = { type, (uint32_t)len };
 	struct iovec iov[2] = {
@@ -83,24 +89,25 @@ send_raw(
 	};
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(int) * MSG_FDS_MAX)];
 	} cm;
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
 	ssize_t n;
 
-	if (type == MSG_NONE || type >= MSG_TYPE_MAX || len > MSG_PAYLOAD_MAX) {
+	if (type == MSG_NONE || type >= MSG_TYPE_MAX || len > MSG_PAYLOAD_MAX ||
+	    nfds > MSG_FDS_MAX) {
 		errno = EINVAL;
 		return -1;
 	}
-	if (fd >= 0) {
+	if (nfds > 0) {
 		memset(&cm, 0, sizeof(cm));
 		mh.msg_control = cm.buf;
-		mh.msg_controllen = sizeof(cm.buf);
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 	}
 	do {
 		n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
@@ -112,6 +119,13 @@ send_raw(
 		return -1;
 	}
 	return 0;
+}
+
+static int
+send_raw(
+    int sock, uint32_t type, const uint8_t *data, size_t len, int fd, int flags)
+{
+	return send_raw_fds(sock, type, data, len, &fd, fd >= 0 ? 1 : 0, flags);
 }
 
 int
@@ -140,7 +154,7 @@ msg_recv(int sock, struct msg *m)
 	};
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		char buf[CMSG_SPACE(sizeof(int) * (MSG_FDS_MAX + 1))];
 	} cm;
 	struct msghdr mh = {
 		.msg_iov = iov,
@@ -154,6 +168,7 @@ msg_recv(int sock, struct msg *m)
 	m->type = MSG_NONE;
 	m->len = 0;
 	m->fd = -1;
+	m->nxfd = 0;
 	m->rpos = 0;
 	m->error = 0;
 	do {
@@ -163,7 +178,9 @@ msg_recv(int sock, struct msg *m)
 		return -1;
 	if (n == 0)
 		return 0;
-	/* Collect every passed fd so none leaks; keep only a single one. */
+	/* Collect every passed fd so none leaks; keep at most
+	 * MSG_FDS_MAX, and more than one only where the type carries
+	 * more (below). */
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c;
 	     c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -174,6 +191,8 @@ msg_recv(int sock, struct msg *m)
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
 			if (m->fd == -1)
 				m->fd = fd;
+			else if (m->nxfd < MSG_FDS_MAX - 1)
+				m->xfd[m->nxfd++] = fd;
 			else {
 				close(fd);
 				bad = 1;
@@ -184,10 +203,10 @@ msg_recv(int sock, struct msg *m)
 	    (size_t)n < sizeof(h) || h.len != (size_t)n - sizeof(h) ||
 	    h.type == MSG_NONE || h.type >= MSG_TYPE_MAX)
 		bad = 1;
+	if (m->nxfd > 0 && h.type != MSG_SESSION && h.type != MSG_SESSION_BACK)
+		bad = 1;
 	if (bad) {
-		if (m->fd != -1)
-			close(m->fd);
-		m->fd = -1;
+		msg_done(m);
 		return -2;
 	}
 	m->type = h.type;
@@ -234,12 +253,160 @@ msg_take_fd(struct msg *m)
 	return fd;
 }
 
+unsigned
+msg_take_fds(struct msg *m, int fds[MSG_FDS_MAX])
+{
+	unsigned n = 0;
+
+	if (m->fd != -1)
+		fds[n++] = m->fd;
+	for (unsigned i = 0; i < m->nxfd; i++)
+		fds[n++] = m->xfd[i];
+	m->fd = -1;
+	m->nxfd = 0;
+	return n;
+}
+
 void
 msg_done(struct msg *m)
 {
 	if (m->fd != -1)
 		close(m->fd);
 	m->fd = -1;
+	for (unsigned i = 0; i < m->nxfd; i++)
+		close(m->xfd[i]);
+	m->nxfd = 0;
+}
+
+int
+msg_send_handoff(int sock, uint32_t type, int fd)
+{
+	if (type != MSG_HANDOFF_TO && type != MSG_HANDOFF_FROM) {
+		errno = EINVAL;
+		return -1;
+	}
+	return send_raw(sock, type, NULL, 0, fd, 0);
+}
+
+int
+msg_get_handoff(struct msg *m, uint32_t type)
+{
+	if (m->type != type || msg_end(m) == -1 || m->fd == -1)
+		return -1;
+	return msg_take_fd(m);
+}
+
+static int
+write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+msg_send_session(int sock, uint32_t type, const uint8_t *image, size_t len,
+    int client_fd, int backend_fd)
+{
+	uint8_t buf[MSG_PAYLOAD_MAX];
+	int fds[MSG_FDS_MAX];
+	size_t nfds = 0;
+	uint32_t flags = 0;
+	int memfd = -1, r;
+
+	if ((type != MSG_SESSION && type != MSG_SESSION_BACK) ||
+	    client_fd < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	fds[nfds++] = client_fd;
+	if (backend_fd >= 0) {
+		flags |= MSG_SESSION_BACKEND;
+		fds[nfds++] = backend_fd;
+	}
+	if (len > sizeof(buf) - sizeof(flags)) {
+		/* Big (bytes queued on both sides): the image goes in a
+		 * memfd, read back by the receiver. */
+		memfd = memfd_create("mtprotod-session", MFD_CLOEXEC);
+		if (memfd == -1)
+			return -1;
+		if (write_all(memfd, image, len) == -1) {
+			close(memfd);
+			return -1;
+		}
+		flags |= MSG_SESSION_MEMFD;
+		fds[nfds++] = memfd;
+		memcpy(buf, &flags, sizeof(flags));
+		r = send_raw_fds(sock, type, buf, sizeof(flags), fds, nfds, 0);
+	} else {
+		memcpy(buf, &flags, sizeof(flags));
+		if (len)
+			memcpy(buf + sizeof(flags), image, len);
+		r = send_raw_fds(
+		    sock, type, buf, sizeof(flags) + len, fds, nfds, 0);
+	}
+	if (memfd != -1) {
+		int e = errno;
+		close(memfd);
+		errno = e;
+	}
+	return r;
+}
+
+int
+msg_get_session(struct msg *m, uint32_t type, uint8_t **image, size_t *len,
+    int *client_fd, int *backend_fd)
+{
+	int fds[MSG_FDS_MAX];
+	unsigned want = 1, n;
+	uint32_t flags;
+	uint8_t *img = NULL;
+	size_t ilen = 0;
+
+	*image = NULL;
+	*len = 0;
+	*client_fd = *backend_fd = -1;
+	if (m->type != type || msg_get_u32(m, &flags) == -1 ||
+	    (flags & ~(uint32_t)(MSG_SESSION_BACKEND | MSG_SESSION_MEMFD)))
+		return -1;
+	want += (flags & MSG_SESSION_BACKEND) != 0;
+	want += (flags & MSG_SESSION_MEMFD) != 0;
+	if ((m->fd == -1 ? 0 : 1 + m->nxfd) != want)
+		return -1;
+	if (flags & MSG_SESSION_MEMFD) {
+		int mfd = (flags & MSG_SESSION_BACKEND) ? m->xfd[1] : m->xfd[0];
+		struct stat st;
+		if (msg_end(m) == -1 || fstat(mfd, &st) == -1 ||
+		    st.st_size <= 0 || st.st_size > MSG_SESSION_IMAGE_MAX)
+			return -1;
+		ilen = (size_t)st.st_size;
+		if ((img = malloc(ilen)) == NULL ||
+		    pread(mfd, img, ilen, 0) != (ssize_t)ilen) {
+			free(img);
+			return -1;
+		}
+	} else {
+		ilen = m->len - m->rpos;
+		if ((img = malloc(ilen ? ilen : 1)) == NULL)
+			return -1;
+		msg_get_bytes(m, img, ilen);
+	}
+	n = msg_take_fds(m, fds);
+	*client_fd = fds[0];
+	if (flags & MSG_SESSION_BACKEND)
+		*backend_fd = fds[1];
+	if (flags & MSG_SESSION_MEMFD)
+		close(fds[n - 1]);
+	*image = img;
+	*len = ilen;
+	return 0;
 }
 
 int

@@ -28,6 +28,11 @@ enum msg_type {
 	MSG_DCPOOL_PEER, /* u32 slot, u32 generation; fd = a socket to
 				 * the dcpool (to a worker) or to the worker of
 				 * that slot (to the dcpool) */
+	MSG_HANDOFF_TO, /* (none); fd = a channel to a worker of the new
+				 * generation: stop accepting, hand every
+				 * session over on it, exit when none is left */
+	MSG_HANDOFF_FROM, /* (none); fd = a channel from a worker of the
+				 * old generation: adopt what comes on it */
 
 	/* child -> supervisor */
 	MSG_READY, /* (none) the child serves */
@@ -41,8 +46,24 @@ enum msg_type {
 	MSG_LINK_REFUSED, /* dcpool: u32 dc, u32 request id, u32
 				 * retry after (ms) */
 
+	/* old worker <-> new worker (handoff channel) */
+	MSG_SESSION, /* u32 flags, the session image (handoff.h);
+				 * fds: the client, the backend when
+				 * flags & MSG_SESSION_BACKEND, and a memfd
+				 * holding the image instead of the payload
+				 * when flags & MSG_SESSION_MEMFD */
+	MSG_SESSION_BACK, /* new -> old: could not adopt it; as
+				 * MSG_SESSION, the old worker keeps it */
+
 	MSG_TYPE_MAX
 };
+
+#define MSG_SESSION_BACKEND 0x1
+#define MSG_SESSION_MEMFD   0x2
+/* The most descriptors one message carries (MSG_SESSION*). */
+#define MSG_FDS_MAX 3
+/* The largest session image a receiver takes. */
+#define MSG_SESSION_IMAGE_MAX (64 * 1024 * 1024)
 
 #define MSG_PAYLOAD_MAX (64 * 1024)
 
@@ -51,6 +72,8 @@ struct msg {
 	uint32_t type;
 	uint32_t len;
 	int fd; /* -1 when none came */
+	int xfd[MSG_FDS_MAX - 1]; /* more, in order (MSG_SESSION*) */
+	unsigned nxfd;
 	size_t rpos;
 	int error; /* a get ran past the end */
 	uint8_t data[MSG_PAYLOAD_MAX];
@@ -90,7 +113,9 @@ int msg_get_bytes(struct msg *, void *, size_t);
 int msg_end(struct msg *);
 /* Takes the fd out of the message (caller owns it); -1 if none. */
 int msg_take_fd(struct msg *);
-/* Releases what a handler did not take (the fd). */
+/* Takes every fd (m->fd, then the others); returns how many. */
+unsigned msg_take_fds(struct msg *, int fds[MSG_FDS_MAX]);
+/* Releases what a handler did not take (the fds). */
 void msg_done(struct msg *);
 
 /*
@@ -117,6 +142,27 @@ int msg_get_reopen_log(struct msg *, int *fd);
 int msg_send_dcpool_peer(int sock, uint32_t slot, uint32_t generation, int fd);
 /* The channel fd (caller owns it), or -1 when the message is malformed. */
 int msg_get_dcpool_peer(struct msg *, uint32_t *slot, uint32_t *generation);
+
+/* MSG_HANDOFF_TO, MSG_HANDOFF_FROM: fd = the handoff channel. */
+int msg_send_handoff(int sock, uint32_t type, int fd);
+/* The channel fd (caller owns it), or -1 when malformed. */
+int msg_get_handoff(struct msg *, uint32_t type);
+
+/*
+ * MSG_SESSION, MSG_SESSION_BACK: a session image of len bytes and its
+ * descriptors (client, and backend unless it is -1). An image too big
+ * for one message goes in a memfd. 0, or -1 with errno (EAGAIN: the
+ * channel is full, nothing was sent).
+ */
+int msg_send_session(int sock, uint32_t type, const uint8_t *image, size_t len,
+    int client_fd, int backend_fd);
+/*
+ * The image (malloc'd, *len bytes; the caller frees it) and the
+ * descriptors (caller owns them; *backend_fd -1 when none came).
+ * 0, or -1 when malformed (nothing is kept then).
+ */
+int msg_get_session(struct msg *, uint32_t type, uint8_t **image, size_t *len,
+    int *client_fd, int *backend_fd);
 
 struct rpc_link_keys;
 

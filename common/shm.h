@@ -38,6 +38,7 @@ enum shm_counter {
 	M_ACCEPT_PAUSED, /* accepts paused: out of descriptors */
 	M_SLOW_CLIENTS, /* middle mode: closed for not reading answers */
 	M_HANDSHAKE_EVICTED, /* closed: limits.handshake_memory */
+	M_HANDED_OVER, /* sessions adopted from an older worker (reload) */
 	M_COUNTERS_MONOTONIC, /* --- gauges below --- */
 	M_CURRENT = M_COUNTERS_MONOTONIC, /* open client connections */
 	M_CURRENT_DC, /* open connections to Telegram */

@@ -57,6 +57,9 @@ static const struct {
 	{ M_HANDSHAKE_EVICTED, "mtprotod_handshakes_evicted_total", "counter",
 	    "Connections in their handshake closed by "
 	    "limits.handshake_memory (oldest first)." },
+	{ M_HANDED_OVER, "mtprotod_sessions_handed_over_total", "counter",
+	    "Live sessions a worker took over from a worker of the "
+	    "previous generation (reload)." },
 	{ M_CURRENT, "mtprotod_connections", "gauge",
 	    "Open client connections." },
 	{ M_CURRENT_DC, "mtprotod_telegram_connections", "gauge",

@@ -344,23 +344,69 @@ send_all(int role, int generation, uint32_t type)
 		}
 }
 
+/* Room for many handed-over sessions in flight (root may exceed
+ * net.core.wmem_max; otherwise the kernel's default stays). */
+#define HANDOFF_SNDBUF (4 * 1024 * 1024)
+
+/*
+ * Wire an old worker to the new worker of its slot (or, when workers
+ * shrank, of slot % workers) for the session handoff. 0, or -1 when
+ * there is no such worker or the channel cannot be made (the old worker
+ * then only drains).
+ */
+static int
+handoff_pair(struct child *old)
+{
+	int slot = old->slot % S.cfg->workers, sv[2], r = 0,
+	    sz = HANDOFF_SNDBUF;
+	struct child *nw = NULL;
+
+	for (struct child *c = S.children; c; c = c->next)
+		if (c->role == ROLE_WORKER && c->generation == S.generation &&
+		    c->slot == slot && c->ready && !c->draining)
+			nw = c;
+	if (nw == NULL)
+		return -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("socketpair for the handoff of worker %d", old->slot);
+		return -1;
+	}
+	for (int i = 0; i < 2; i++)
+		if (setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &sz,
+		        sizeof(sz)) == -1)
+			setsockopt(
+			    sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	if (msg_send_handoff(nw->chan, MSG_HANDOFF_FROM, sv[1]) == -1 ||
+	    msg_send_handoff(old->chan, MSG_HANDOFF_TO, sv[0]) == -1) {
+		log_warn("passing the handoff channel of worker %d (pid %d)",
+		    old->slot, (int)old->pid);
+		r = -1;
+	}
+	close(sv[0]);
+	close(sv[1]);
+	return r;
+}
+
 static void
 finish_reload(void)
 {
 	int old = S.generation - 1;
-	/* The new generation serves: the old one stops accepting and
-	 * drains its connections; removed listeners close now that no
-	 * new worker has them and the old ones let go. */
+	/* The new generation serves: each old worker stops accepting and
+	 * hands its sessions over to a new worker (or, failing that,
+	 * drains them); removed listeners close now that no new worker
+	 * has them and the old ones let go. */
 	for (struct child *c = S.children; c; c = c->next)
 		if (c->generation < S.generation && !c->draining) {
 			c->draining = 1;
-			send_stop(
-			    c, c->role == ROLE_DCPOOL ? MSG_QUIT : MSG_DRAIN);
+			if (c->role == ROLE_DCPOOL)
+				send_stop(c, MSG_QUIT);
+			else if (handoff_pair(c) == -1)
+				send_stop(c, MSG_DRAIN);
 		}
 	lsock_close_removed(&S.ls);
 	S.state = S_RUNNING;
 	log_notice("reload complete: generation %d serves, generation %d "
-	           "drains",
+	           "hands its sessions over",
 	    S.generation, old);
 	if (S.reload_pending) {
 		S.reload_pending = 0;

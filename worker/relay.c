@@ -303,14 +303,23 @@ relay_start(struct session *s)
 	    relay_write_cb, &s->s);
 	struct timeval tv = { W.cfg->idle_timeout, 0 };
 	evtimer_add(&s->timer, &tv);
-	/* Queued bytes (our header, the client's first bytes, or what a
-	 * fronted client sent) go first; reading waits for them. */
+	/* Queued bytes (our header, the client's first bytes, what a
+	 * fronted client sent, or what a handed-over session carried) go
+	 * first; reading waits for them. A side that already saw EOF (a
+	 * handed-over session) is not read again. */
 	if (s->s.out.len > s->s.out.off)
 		side_want_write(s, &s->s, 1);
-	else
+	else if (!s->c.eof)
 		side_want_read(s, &s->c, 1);
+	else
+		pass_eof(&s->s);
 	if (s->c.out.len > s->c.out.off)
 		side_want_write(s, &s->c, 1);
-	else
+	else if (!s->s.eof)
 		side_want_read(s, &s->s, 1);
+	else
+		pass_eof(&s->c);
+	if (maybe_finish(s))
+		return;
+	handoff_kick();
 }

@@ -301,8 +301,41 @@ session_free(struct session *s)
 	free(s->c.out.buf);
 	free(s->s.out.buf);
 	explicit_bzero(s->p2c_key, sizeof(s->p2c_key));
+	explicit_bzero(s->c_dec_key, sizeof(s->c_dec_key));
+	explicit_bzero(s->s_enc_key, sizeof(s->s_enc_key));
 	explicit_bzero(s->p2c_iv, sizeof(s->p2c_iv));
 	free(s);
+}
+
+struct session_list *
+session_live_list(void)
+{
+	return &SS.live;
+}
+
+struct session *
+session_adopt(const struct config_listener *l, int cfd, int bfd,
+    const struct sockaddr *peer)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		close(cfd);
+		return NULL;
+	}
+	s->l = l;
+	s->state = SS_RELAY;
+	s->c.fd = cfd;
+	s->s.fd = bfd;
+	s->user = -1;
+	memcpy(&s->peer, peer, sizeof(s->peer));
+	s->c.owner = s->s.owner = s;
+	/* relay_start() assigns the sockets' events; until then they are
+	 * zeroed, which event_del() takes. */
+	evtimer_assign(&s->timer, W.base, session_timer_cb, s);
+	TAILQ_INSERT_TAIL(&SS.live, s, entry);
+	worker_session_opened(l);
+	return s;
 }
 
 void
@@ -493,6 +526,7 @@ direct_connect(struct session *s, const uint8_t p2c_key[32],
 		return;
 	}
 	s->s_enc = up.enc;
+	memcpy(s->s_enc_key, up.enc_key, sizeof(s->s_enc_key));
 	up.enc = NULL;
 	o2_session_free(&up);
 	if (plainlen && crypto_stream_apply(s->s_enc, plain, plain, plainlen)) {
@@ -519,6 +553,7 @@ direct_start(
 	memcpy(key, o2->enc_key, sizeof(key));
 	memcpy(iv, o2->enc_iv, sizeof(iv));
 	s->c_dec = o2->dec;
+	memcpy(s->c_dec_key, o2->dec_key, sizeof(s->c_dec_key));
 	o2->dec = NULL;
 	o2_session_free(o2);
 	if (restlen && crypto_stream_apply(s->c_dec, rest, rest, restlen)) {

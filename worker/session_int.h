@@ -96,6 +96,8 @@ struct session {
 	unsigned closed : 1; /* torn down; freed by the reaper */
 	unsigned in_hs_queue : 1; /* on the handshake queue */
 	unsigned counted_listener : 1; /* in the listener's gauge */
+	unsigned handed_over : 1; /* closed here, lives on elsewhere */
+	unsigned kept : 1; /* the new generation could not take it */
 
 	/* fronting: waiting for the target's address */
 	struct front_target *front_wait;
@@ -115,6 +117,8 @@ struct session {
 	/* direct mode crypto (upload only; download is passthrough) */
 	crypto_stream *c_dec; /* client -> proxy */
 	crypto_stream *s_enc; /* proxy -> DC */
+	/* their keys, for a handoff (OpenSSL does not give them back) */
+	uint8_t c_dec_key[32], s_enc_key[32];
 	int16_t dc;
 	uint32_t tag;
 	int user; /* index in l->users */
@@ -228,6 +232,28 @@ session_backend_connect(struct session *, const struct sockaddr *, socklen_t);
  */
 void session_direct_fallback(struct session *, uint8_t *plain, size_t len);
 uint64_t coarse_now_ms(void);
+/* Every open session, oldest first (handoff.c walks it). */
+struct session_list *session_live_list(void);
+/*
+ * A session for a connection another worker handed over: the client
+ * (and backend, or -1) descriptors, owned from now on; the caller
+ * restores its state and calls relay_start(). NULL (cfd closed) when
+ * out of memory.
+ */
+struct session *session_adopt(const struct config_listener *, int cfd, int bfd,
+    const struct sockaddr *peer);
+
+/* handoff.c: live sessions move to the next generation (reload) */
+/* Hand every session over on fd (MSG_HANDOFF_TO). */
+void handoff_to(int fd);
+/* Adopt the sessions that come on fd (MSG_HANDOFF_FROM). */
+void handoff_from(int fd);
+/* 1 while handing over: the worker may not exit yet. */
+int handoff_active(void);
+/* A session became movable (it started relaying). */
+void handoff_kick(void);
+/* The worker holds no session any more. */
+void handoff_sessions_gone(void);
 void session_touch(struct session *);
 /* The worker's scratch buffer for reads and in-place transforms. */
 extern uint8_t *session_scratch;

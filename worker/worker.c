@@ -178,10 +178,24 @@ begin_drain(void)
 	W.draining = 1;
 	stop_accepting();
 	log_info("draining: %zu sessions open", W.nsessions);
-	if (W.nsessions == 0)
-		worker_exit(0);
+	if (W.nsessions == 0) {
+		if (!handoff_active())
+			worker_exit(0);
+		handoff_sessions_gone();
+	}
 	drain_timer = evtimer_new(W.base, drain_timeout_cb, NULL);
 	evtimer_add(drain_timer, &tv);
+}
+
+/* The handoff channel closed: the new generation has all it takes. */
+void
+worker_handoff_ended(void)
+{
+	if (W.nsessions == 0)
+		worker_exit(0);
+	log_notice("handoff ended; %zu sessions stay here until they end or "
+	           "shutdown_timeout",
+	    W.nsessions);
 }
 
 void
@@ -200,8 +214,12 @@ worker_session_closed(const struct config_listener *l)
 	shm_sub(W.metrics, M_CURRENT, 1);
 	if (l->shm_index >= 0)
 		shm_listener_conn_add(W.metrics, l->shm_index, -1);
-	if (W.draining && W.nsessions == 0)
-		worker_exit(0);
+	if (W.draining && W.nsessions == 0) {
+		if (handoff_active())
+			handoff_sessions_gone(); /* exits when it ends */
+		else
+			worker_exit(0);
+	}
 	/* A descriptor is free again. */
 	accept_resume();
 }
@@ -265,6 +283,18 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 				goto malformed;
 			if (pfd != -1)
 				log_set_fd(pfd);
+			break;
+		case MSG_HANDOFF_TO:
+			if ((pfd = msg_get_handoff(&m, MSG_HANDOFF_TO)) == -1)
+				goto malformed;
+			/* Drain, and hand every session over meanwhile. */
+			handoff_to(pfd);
+			begin_drain();
+			break;
+		case MSG_HANDOFF_FROM:
+			if ((pfd = msg_get_handoff(&m, MSG_HANDOFF_FROM)) == -1)
+				goto malformed;
+			handoff_from(pfd);
 			break;
 		case MSG_DCPOOL_PEER:
 			if ((pfd = msg_get_dcpool_peer(&m, &u, &u)) == -1)

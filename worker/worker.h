@@ -50,6 +50,8 @@ extern struct worker W;
  * and the listener's connection gauge stays right. */
 void worker_session_opened(const struct config_listener *);
 void worker_session_closed(const struct config_listener *);
+/* The handoff channel (handoff.c) closed: exit when nothing is left. */
+void worker_handoff_ended(void);
 /* The resolver for host names: resolv_conf, else the system's. */
 struct evdns_base *worker_resolver(struct event_base *, const struct config *);
 #endif
