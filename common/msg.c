@@ -35,6 +35,7 @@ static const char *type_names[MSG_TYPE_MAX] = {
 	[MSG_HANDOFF_FROM] = "handoff-from",
 	[MSG_SESSION] = "session",
 	[MSG_SESSION_BACK] = "session-back",
+	[MSG_LINK_MOVE] = "link-move",
 };
 
 const char *
@@ -203,7 +204,8 @@ msg_recv(int sock, struct msg *m)
 	    (size_t)n < sizeof(h) || h.len != (size_t)n - sizeof(h) ||
 	    h.type == MSG_NONE || h.type >= MSG_TYPE_MAX)
 		bad = 1;
-	if (m->nxfd > 0 && h.type != MSG_SESSION && h.type != MSG_SESSION_BACK)
+	if (m->nxfd > 0 && h.type != MSG_SESSION &&
+	    h.type != MSG_SESSION_BACK && h.type != MSG_LINK_MOVE)
 		bad = 1;
 	if (bad) {
 		msg_done(m);
@@ -321,7 +323,8 @@ msg_send_session(int sock, uint32_t type, const uint8_t *image, size_t len,
 	uint32_t flags = 0;
 	int memfd = -1, r;
 
-	if ((type != MSG_SESSION && type != MSG_SESSION_BACK) ||
+	if ((type != MSG_SESSION && type != MSG_SESSION_BACK &&
+	        type != MSG_LINK_MOVE) ||
 	    client_fd < 0) {
 		errno = EINVAL;
 		return -1;

@@ -54,6 +54,9 @@ enum msg_type {
 				 * when flags & MSG_SESSION_MEMFD */
 	MSG_SESSION_BACK, /* new -> old: could not adopt it; as
 				 * MSG_SESSION, the old worker keeps it */
+	MSG_LINK_MOVE, /* old -> new: a middle-proxy link, before the
+				 * sessions on it; as MSG_SESSION with the link
+				 * image and socket (as the client fd) */
 
 	MSG_TYPE_MAX
 };
@@ -149,7 +152,7 @@ int msg_send_handoff(int sock, uint32_t type, int fd);
 int msg_get_handoff(struct msg *, uint32_t type);
 
 /*
- * MSG_SESSION, MSG_SESSION_BACK: a session image of len bytes and its
+ * MSG_SESSION, MSG_SESSION_BACK, MSG_LINK_MOVE: an image of len bytes and its
  * descriptors (client, and backend unless it is -1). An image too big
  * for one message goes in a memfd. 0, or -1 with errno (EAGAIN: the
  * channel is full, nothing was sent).

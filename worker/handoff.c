@@ -37,6 +37,7 @@
 
 #include "crypto.h"
 #include "log.h"
+#include "middle.h"
 #include "msg.h"
 #include "session_int.h"
 #include "shm.h"
@@ -51,18 +52,41 @@ static struct {
 	struct event *pump; /* run the pump from the loop, not from
 			     * inside a session's callback */
 	int shut; /* we shut our side: nothing more goes */
+	int moving; /* move_links() runs: not done even at 0 sessions */
+	size_t nin; /* channels in still open: more may come, to pass on */
 	size_t moved, kept;
 } H = { .fd = -1 };
 
 /* The new worker's side: channels in (one per old worker, and from
  * several generations when reloads follow each other quickly). */
+struct hin_link {
+	uint32_t id;
+	struct mlink *l; /* check link_alive() before use */
+};
+
 struct hin {
 	int fd;
 	struct event *ev;
-	size_t adopted;
+	size_t adopted, links;
+	struct hin_link *lk; /* links adopted from this channel */
+	size_t nlk, caplk;
+	/* The link whose clients are arriving (held until they are in:
+	 * its answers to them would find no one). */
+	struct mlink *held;
+	uint32_t held_id, held_left;
 };
 
+static void
+hin_release(struct hin *h)
+{
+	if (h->held && link_alive(h->held))
+		link_hold(h->held, 0);
+	h->held = NULL;
+	handoff_kick(); /* we may be handing over ourselves: pass it on */
+}
+
 static void pump_cb(evutil_socket_t, short, void *);
+static void move_links(void);
 
 /* ------------------------------------------------------------ image */
 
@@ -85,9 +109,10 @@ side_out(const struct side *sd, struct side_image *si)
 	si->outlen = sd->out.len - sd->out.off;
 }
 
-/* The image of a relaying session; 0 or -1. */
+/* The image of a relaying session (link: its link's id, or ~0); 0 or
+ * -1. */
 static int
-session_to_image(struct session *s, struct session_image *im)
+session_to_image(struct session *s, uint32_t link, struct session_image *im)
 {
 	memset(im, 0, sizeof(*im));
 	snprintf(im->listener, sizeof(im->listener), "%s", s->l->name);
@@ -117,6 +142,8 @@ session_to_image(struct session *s, struct session_image *im)
 	side_out(&s->c, &im->c);
 	side_out(&s->s, &im->s);
 	im->link = UINT32_MAX;
+	if (s->mode == RELAY_MIDDLE)
+		return middle_to_image(s, link, im);
 	return 0;
 }
 
@@ -158,8 +185,12 @@ image_unusable(const struct session_image *im, const struct config_listener **l)
 	*l = listener_named(im->listener);
 	if (*l == NULL)
 		return "its listener is not in the new configuration";
-	if (im->mode != RELAY_DIRECT && im->mode != RELAY_RAW)
-		return "middle-mode sessions do not move yet";
+	if (im->mode != RELAY_DIRECT && im->mode != RELAY_RAW &&
+	    im->mode != RELAY_MIDDLE)
+		return "an unknown relay mode";
+	if (im->mode == RELAY_MIDDLE &&
+	    (!im->c_dec.present || !im->c_enc.present || im->conn_id == 0))
+		return "a middle-mode session without its state";
 	/* A direct session stays direct even when its listener now goes
 	 * through the middle proxies: its DC stream is already there. */
 	if (im->mode == RELAY_DIRECT &&
@@ -175,7 +206,8 @@ image_unusable(const struct session_image *im, const struct config_listener **l)
  */
 static int
 session_from_image(const struct session_image *im,
-    const struct config_listener *l, int cfd, int bfd)
+    const struct config_listener *l, int cfd, int bfd, struct mlink *link,
+    int link_lost)
 {
 	int user = -1;
 	struct session *s;
@@ -220,14 +252,26 @@ session_from_image(const struct session_image *im,
 		s->s_enc = crypto_ctr_resume(
 		    im->s_enc.key, im->s_enc.ctr, im->s_enc.num);
 	}
+	if (im->c_enc.present) {
+		memcpy(s->c_enc_key, im->c_enc.key, 32);
+		s->c_enc = crypto_ctr_resume(
+		    im->c_enc.key, im->c_enc.ctr, im->c_enc.num);
+	}
 	if ((im->c_dec.present && s->c_dec == NULL) ||
-	    (im->s_enc.present && s->s_enc == NULL)) {
+	    (im->s_enc.present && s->s_enc == NULL) ||
+	    (im->c_enc.present && s->c_enc == NULL)) {
 		session_close(s, "crypto failure while adopting it");
 		return -1;
 	}
 	if (side_in(&s->c, &im->c) == -1 || side_in(&s->s, &im->s) == -1) {
 		session_close(s, "out of memory while adopting it");
 		return -1;
+	}
+	if (s->mode == RELAY_MIDDLE) {
+		middle_adopt(s, im, link, link_lost);
+		if (!s->closed)
+			s->last_active_ms = coarse_now_ms() - im->idle_ms;
+		return 0;
 	}
 	if (s->mode == RELAY_DIRECT) {
 		s->counted_dc = 1;
@@ -244,21 +288,24 @@ session_from_image(const struct session_image *im,
 static int
 movable(const struct session *s)
 {
-	return !s->closed && !s->kept && s->state == SS_RELAY &&
-	    (s->mode == RELAY_DIRECT || s->mode == RELAY_RAW);
+	if (s->closed || s->kept || s->state != SS_RELAY)
+		return 0;
+	if (s->mode == RELAY_MIDDLE) /* one waiting for a link */
+		return M.frozen && s->link == NULL && s->conn_id != 0;
+	return s->mode == RELAY_DIRECT || s->mode == RELAY_RAW;
 }
 
 /* Sends one session; 1 sent (and gone from here), 0 channel full, -1
  * failed (it stays). */
 static int
-send_one(struct session *s)
+send_one(struct session *s, uint32_t link)
 {
 	struct session_image im;
 	uint8_t *blob;
 	size_t len;
 	int r;
 
-	if (session_to_image(s, &im) == -1 ||
+	if (session_to_image(s, link, &im) == -1 ||
 	    session_image_encode(&im, &blob, &len) == -1) {
 		explicit_bzero(&im, sizeof(im));
 		return -1;
@@ -278,9 +325,9 @@ send_one(struct session *s)
 static void
 maybe_finish(void)
 {
-	if (H.fd == -1 || H.shut)
+	if (H.fd == -1 || H.shut || H.moving)
 		return;
-	if (W.nsessions > 0)
+	if (W.nsessions > 0 || H.nin > 0)
 		return;
 	/* Nothing more to send: tell the new worker, and wait for its
 	 * answer (a session may still come back). */
@@ -297,11 +344,14 @@ pump(void)
 
 	if (H.fd == -1 || H.shut)
 		return;
+	/* Links first (their clients go with them): also those adopted
+	 * since, from a generation older than ours. */
+	move_links();
 	for (s = TAILQ_FIRST(session_live_list()); s; s = next) {
 		next = TAILQ_NEXT(s, entry);
 		if (!movable(s))
 			continue;
-		int r = send_one(s);
+		int r = send_one(s, UINT32_MAX);
 		if (r == 0) {
 			blocked = 1;
 			break;
@@ -353,7 +403,8 @@ old_read_cb(evutil_socket_t fd, short what, void *arg)
 		msg_done(&m);
 		if (session_image_decode(blob, len, &im) == -1 ||
 		    (l = listener_named(im.listener)) == NULL ||
-		    session_from_image(&im, l, cfd, bfd) == -1) {
+		    session_from_image(
+		        &im, l, cfd, bfd, NULL, im.link != UINT32_MAX) == -1) {
 			log_warnx("handoff: a session came back and cannot "
 			          "be resumed; closed");
 		} else {
@@ -381,6 +432,76 @@ static void
 old_write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	pump();
+}
+
+/*
+ * Middle mode: each link goes with all its clients at once (they share
+ * its CBC chain and its output counters), so the channel blocks for the
+ * time of a link and its clients (the new worker only reads it).
+ */
+static void
+move_links(void)
+{
+	struct timeval tmo = { 5, 0 };
+	static uint32_t id;
+	size_t links = 0, clients = 0, lost = 0, ready = 0;
+
+	M.frozen = 1;
+	for (size_t i = 0; i < M.npools; i++) {
+		struct mlink *l;
+		TAILQ_FOREACH(l, &M.pools[i].links, entry)
+		ready += !l->closed && !l->held;
+	}
+	if (ready == 0)
+		return; /* nothing (more) to move */
+	H.moving = 1;
+	fd_set_blocking(H.fd);
+	setsockopt(H.fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+	for (size_t i = 0; i < M.npools; i++) {
+		struct mlink *l, *ln;
+		TAILQ_FOREACH_SAFE(l, &M.pools[i].links, entry, ln)
+		{
+			struct link_image li;
+			uint8_t *blob;
+			size_t len;
+			struct session *s, *sn;
+
+			if (l->closed || l->held)
+				continue; /* held: its clients are coming in */
+			link_to_image(l, ++id, &li);
+			int r = link_image_encode(&li, &blob, &len);
+			explicit_bzero(&li, sizeof(li));
+			if (r == -1)
+				continue;
+			r = msg_send_session(
+			    H.fd, MSG_LINK_MOVE, blob, len, l->fd, -1);
+			explicit_bzero(blob, len);
+			free(blob);
+			if (r == -1) {
+				log_warn("handoff: a link to DC %d stays",
+				    l->pool->dc);
+				continue;
+			}
+			links++;
+			TAILQ_FOREACH_SAFE(s, &l->clients, link_entry, sn)
+			{
+				if (send_one(s, id) == 1) {
+					clients++;
+					continue;
+				}
+				/* Its link is gone with the others. */
+				lost++;
+				s->handed_over = 1;
+				session_close(s, "lost in the handoff");
+			}
+			link_close(l, "handed over to the new generation");
+		}
+	}
+	fd_set_nonblock(H.fd);
+	H.moving = 0;
+	log_info("handoff: %zu middle-proxy links moved with %zu clients "
+	         "(%zu lost)",
+	    links, clients, lost);
 }
 
 void
@@ -425,6 +546,61 @@ handoff_sessions_gone(void)
 
 /* ------------------------------------------------------------ new side */
 
+static struct mlink *
+hin_link(struct hin *h, uint32_t id)
+{
+	if (id == UINT32_MAX)
+		return NULL;
+	for (size_t i = 0; i < h->nlk; i++)
+		if (h->lk[i].id == id)
+			return link_alive(h->lk[i].l) ? h->lk[i].l : NULL;
+	return NULL;
+}
+
+static void
+adopt_link(struct hin *h, struct msg *m)
+{
+	uint8_t *blob;
+	size_t len;
+	int fd, none;
+	struct link_image li;
+	struct mlink *l = NULL;
+
+	if (msg_get_session(m, MSG_LINK_MOVE, &blob, &len, &fd, &none) == -1) {
+		log_warnx("handoff: malformed link-move");
+		return;
+	}
+	if (none != -1)
+		close(none);
+	hin_release(h); /* the previous link's clients are all in */
+	if (link_image_decode(blob, len, &li) == -1) {
+		log_warnx("handoff: a link image of another version; its "
+		          "clients will go through new links");
+		close(fd);
+	} else if ((l = link_adopt(&li, fd)) != NULL) {
+		if (h->nlk == h->caplk) {
+			size_t cap = h->caplk ? h->caplk * 2 : 8;
+			struct hin_link *n = realloc(h->lk, cap * sizeof(*n));
+			if (n == NULL)
+				fatal("realloc");
+			h->lk = n;
+			h->caplk = cap;
+		}
+		h->lk[h->nlk].id = li.id;
+		h->lk[h->nlk].l = l;
+		h->nlk++;
+		h->links++;
+		h->held = l;
+		h->held_id = li.id;
+		h->held_left = li.nclients;
+		if (h->held_left == 0)
+			hin_release(h);
+	}
+	explicit_bzero(&li, sizeof(li));
+	explicit_bzero(blob, len);
+	free(blob);
+}
+
 static void
 new_read_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -440,6 +616,11 @@ new_read_cb(evutil_socket_t fd, short what, void *arg)
 		const struct config_listener *l = NULL;
 		const char *why;
 
+		if (m.type == MSG_LINK_MOVE) {
+			adopt_link(h, &m);
+			msg_done(&m);
+			continue;
+		}
 		if (msg_get_session(&m, MSG_SESSION, &blob, &len, &cfd, &bfd) ==
 		    -1) {
 			log_warnx("handoff: malformed %s from an old worker",
@@ -465,21 +646,34 @@ new_read_cb(evutil_socket_t fd, short what, void *arg)
 			close(cfd);
 			if (bfd != -1)
 				close(bfd);
-		} else if (session_from_image(&im, l, cfd, bfd) == 0) {
-			h->adopted++;
-			shm_add(W.metrics, M_HANDED_OVER, 1);
+		} else {
+			if (session_from_image(&im, l, cfd, bfd,
+			        hin_link(h, im.link),
+			        im.link != UINT32_MAX) == 0) {
+				h->adopted++;
+				shm_add(W.metrics, M_HANDED_OVER, 1);
+			}
 		}
+		/* The held link goes when its last client came, or when
+		 * something else comes (a client was lost on the way). */
+		if (h->held && (im.link != h->held_id || --h->held_left == 0))
+			hin_release(h);
 		explicit_bzero(&im, sizeof(im));
 		explicit_bzero(blob, len);
 		free(blob);
 	}
 	if (r == 0 || (r == -1 && errno != EAGAIN)) {
-		log_info("handoff: adopted %zu sessions from an old worker",
-		    h->adopted);
+		hin_release(h);
+		log_info("handoff: adopted %zu sessions and %zu middle-proxy "
+		         "links from an old worker",
+		    h->adopted, h->links);
 		event_free(h->ev);
+		free(h->lk);
+		H.nin--;
 		/* Closing our end tells the old worker it may go. */
 		close(h->fd);
 		free(h);
+		maybe_finish(); /* if we hand over too, and hold nothing */
 	}
 }
 
@@ -494,6 +688,7 @@ handoff_from(int fd)
 	}
 	fd_set_nonblock(fd);
 	h->fd = fd;
+	H.nin++;
 	h->ev = event_new(W.base, fd, EV_READ | EV_PERSIST, new_read_cb, h);
 	if (h->ev == NULL)
 		fatalx("event_new");

@@ -15,6 +15,7 @@
 #include "framing.h"
 #include "log.h"
 #include "middle.h"
+#include "simage.h"
 #include "shm.h"
 #include "tls.h"
 #include "util.h"
@@ -552,6 +553,8 @@ middle_start(
 
 	s->c_dec = o2->dec;
 	s->c_enc = o2->enc;
+	memcpy(s->c_dec_key, o2->dec_key, sizeof(s->c_dec_key));
+	memcpy(s->c_enc_key, o2->enc_key, sizeof(s->c_enc_key));
 	o2->dec = o2->enc = NULL;
 	memcpy(s->p2c_key, o2->enc_key, sizeof(s->p2c_key));
 	memcpy(s->p2c_iv, o2->enc_iv, sizeof(s->p2c_iv));
@@ -596,7 +599,7 @@ middle_session_closed(struct session *s)
 	dirty_remove(s);
 	client_detach(s);
 	LIST_REMOVE(s, hash_entry);
-	if (l && !s->conn_id_dead) {
+	if (l && !s->conn_id_dead && !s->handed_over) {
 		uint8_t msg[RPC_CLOSE_LEN];
 		link_send_small(
 		    l, msg, rpc_close_conn_build(msg, sizeof(msg), s->conn_id));
@@ -612,4 +615,66 @@ middle_init(void)
 	TAILQ_INIT(&M.dirty);
 	mlink_init();
 	mpool_init();
+}
+
+/* ------------------------------------------------------------ handoff */
+
+int
+middle_to_image(struct session *s, uint32_t link, struct session_image *im)
+{
+	im->c_enc.present = 1;
+	memcpy(im->c_enc.key, s->c_enc_key, 32);
+	if (crypto_ctr_export(s->c_enc, im->c_enc.ctr, &im->c_enc.num) == -1)
+		return -1;
+	im->conn_id = s->conn_id;
+	im->link = link;
+	im->mflags = (s->had_link ? SIMAGE_M_HAD_LINK : 0) |
+	    (s->conn_id_dead ? SIMAGE_M_CONN_ID_DEAD : 0);
+	im->sent_mark = s->sent_mark;
+	im->inbuf = s->inbuf;
+	im->inlen = s->inlen;
+	return 0;
+}
+
+void
+middle_adopt(struct session *s, const struct session_image *im, struct mlink *l,
+    int link_lost)
+{
+	s->mode = RELAY_MIDDLE;
+	s->state = SS_RELAY;
+	s->conn_id = im->conn_id;
+	LIST_INSERT_HEAD(hash_bucket(s->conn_id), s, hash_entry);
+	s->had_link = (im->mflags & SIMAGE_M_HAD_LINK) != 0;
+	s->conn_id_dead = (im->mflags & SIMAGE_M_CONN_ID_DEAD) != 0;
+	s->sent_mark = im->sent_mark;
+	s->drained_ms = coarse_now_ms();
+	event_assign(&s->c.rev, W.base, s->c.fd, EV_READ | EV_PERSIST,
+	    client_read_cb, s);
+	event_assign(&s->c.wev, W.base, s->c.fd, EV_WRITE | EV_PERSIST,
+	    relay_write_cb, &s->c);
+	struct timeval tv = { W.cfg->idle_timeout, 0 };
+	evtimer_add(&s->timer, &tv);
+	if (im->inlen && inbuf_append(s, im->inbuf, im->inlen) == -1) {
+		session_close(s, "out of memory while adopting it");
+		return;
+	}
+	if (s->c.out.len > s->c.out.off)
+		side_want_write(s, &s->c, 1);
+	if (l != NULL) {
+		s->pool = l->pool;
+		client_attach(s, l);
+		return;
+	}
+	if (link_lost && s->sent_mark > 0) {
+		/* Its link did not come over and part of its last packet
+		 * may not have left: as when a link closes. */
+		shm_add(W.metrics, M_LINKS_DROPPED, 1);
+		s->conn_id_dead = 1;
+		session_close(s,
+		    "its middle-proxy link was lost in the "
+		    "handoff");
+		return;
+	}
+	s->sent_mark = 0;
+	pool_place(s);
 }

@@ -88,6 +88,7 @@ struct mlink {
 	unsigned reading : 1;
 	unsigned writing : 1;
 	unsigned clients_paused : 1;
+	unsigned held : 1; /* adopted, not read until its clients came */
 	int error; /* errno of a failed write: dies next turn */
 	unsigned closed : 1; /* torn down; the reaper frees it */
 };
@@ -123,6 +124,9 @@ struct middle {
 	struct session_list dirty; /* answers queued, not sent yet */
 	struct mlink_list reap; /* closed links, to be freed */
 	struct event reaper;
+	/* Handing over (reload): the links left with their clients; no
+	 * new links are asked for, new clients wait and move too. */
+	int frozen;
 };
 extern struct middle M;
 
@@ -143,6 +147,18 @@ int wq_reserve(struct wqueue *, size_t need);
 /* Seal the payload already at frame + RPC_FRAME_HDR and queue it. */
 int link_queue_frame(struct mlink *, uint8_t *frame, size_t cap, size_t len);
 void link_ping(struct mlink *);
+struct link_image;
+/* The link's image for a handoff, as id (byte runs point into l). */
+void link_to_image(struct mlink *, uint32_t id, struct link_image *);
+/* A link from another worker's image and socket; NULL (fd closed). */
+struct mlink *link_adopt(const struct link_image *, int fd);
+/* 1 if l is a live link of one of our pools (not closed or freed). */
+int link_alive(const struct mlink *);
+/*
+ * An adopted link is not read until its clients are adopted too (what
+ * the middle proxy sends them meanwhile waits in the socket).
+ */
+void link_hold(struct mlink *, int on);
 
 /* mclient.c */
 struct session *middle_conn_find(uint64_t conn_id);
@@ -160,6 +176,15 @@ void client_detach(struct session *);
  */
 int client_shed(struct mlink *);
 size_t client_hard_max(void);
+struct session_image;
+/* The middle-mode part of a session's image (link: its link's id). */
+int middle_to_image(struct session *, uint32_t link, struct session_image *);
+/*
+ * Resumes a handed-over middle-mode session on l (an adopted link) or,
+ * without one, through its pool. May close it.
+ */
+void middle_adopt(struct session *, const struct session_image *,
+    struct mlink *l, int link_lost);
 
 /* mpool.c */
 void mpool_init(void);

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "middle.h"
+#include "simage.h"
 #include "shm.h"
 #include "util.h"
 #include "worker.h"
@@ -79,7 +80,7 @@ static void
 link_want_read(struct mlink *l, int on)
 {
 	if (!l->closed)
-		l->reading = event_want(&l->rev, l->reading, on);
+		l->reading = event_want(&l->rev, l->reading, on && !l->held);
 }
 
 static void
@@ -465,4 +466,99 @@ link_close(struct mlink *l, const char *why)
 	TAILQ_INSERT_TAIL(&M.reap, l, entry);
 	event_active(&M.reaper, EV_TIMEOUT, 1);
 	pool_maintain(p);
+}
+
+/* ------------------------------------------------------------ handoff */
+
+void
+link_to_image(struct mlink *l, uint32_t id, struct link_image *li)
+{
+	struct rpc_link_keys keys;
+	uint64_t now = coarse_now_ms();
+
+	memset(li, 0, sizeof(*li));
+	li->id = id;
+	li->dc = l->pool->dc;
+	rpc_link_capture(&l->rpc, &keys);
+	memcpy(li->keys, &keys, sizeof(li->keys));
+	explicit_bzero(&keys, sizeof(keys));
+	memcpy(li->me, &l->me, sizeof(li->me));
+	li->rbuf = l->rbuf;
+	li->rlen = l->rlen;
+	li->rdec = l->rdec;
+	li->wq = l->wq.buf ? l->wq.buf + l->wq.off : NULL;
+	li->wqlen = wq_pending(&l->wq);
+	li->queued_total = l->queued_total;
+	li->written_total = l->written_total;
+	li->nclients = (uint32_t)l->nclients;
+	li->rx_age_ms = now - l->last_rx_ms;
+	li->ping_age_ms = now - l->last_ping_ms;
+}
+
+struct mlink *
+link_adopt(const struct link_image *li, int fd)
+{
+	struct rpc_link_keys keys;
+	struct sockaddr_storage me;
+	struct mlink *l;
+	uint64_t now = coarse_now_ms();
+
+	memcpy(&keys, li->keys, sizeof(keys));
+	memset(&me, 0, sizeof(me));
+	memcpy(&me, li->me, sizeof(li->me));
+	l = link_new(pool_of((int16_t)li->dc), &keys, &me, fd);
+	explicit_bzero(&keys, sizeof(keys));
+	if (l == NULL)
+		return NULL;
+	if (li->rlen) {
+		size_t cap =
+		    li->rlen > LINK_RBUF_MIN ? li->rlen : LINK_RBUF_MIN;
+		if ((l->rbuf = malloc(cap)) == NULL) {
+			link_close(l, "out of memory");
+			return NULL;
+		}
+		memcpy(l->rbuf, li->rbuf, li->rlen);
+		l->rcap = cap;
+		l->rlen = li->rlen;
+		l->rdec = li->rdec;
+	}
+	if (li->wqlen) {
+		if (wq_reserve(&l->wq, li->wqlen) == -1) {
+			link_close(l, "out of memory");
+			return NULL;
+		}
+		memcpy(l->wq.buf + l->wq.len, li->wq, li->wqlen);
+		l->wq.len += li->wqlen;
+		link_want_write(l, 1);
+	}
+	l->queued_total = li->queued_total;
+	l->written_total = li->written_total;
+	l->last_rx_ms = now - li->rx_age_ms;
+	l->last_ping_ms = now - li->ping_age_ms;
+	l->pool->idle_since_ms = 0;
+	link_hold(l, 1);
+	return l;
+}
+
+void
+link_hold(struct mlink *l, int on)
+{
+	if (l->closed || l->held == (unsigned)on)
+		return;
+	l->held = on;
+	link_want_read(l, !on);
+	if (!on)
+		link_clients_changed(l);
+}
+
+int
+link_alive(const struct mlink *l)
+{
+	for (size_t i = 0; i < M.npools; i++) {
+		const struct mlink *x;
+		TAILQ_FOREACH(x, &M.pools[i].links, entry)
+		if (x == l)
+			return !x->closed;
+	}
+	return 0;
 }

@@ -118,6 +118,11 @@ pool_place(struct session *s)
 
 	s->pool = p;
 	p->idle_since_ms = 0;
+	if (M.frozen) {
+		/* Its links left (reload): it waits, and moves too. */
+		l = NULL;
+		handoff_kick();
+	}
 	if (l) {
 		client_attach(s, l);
 	} else if (fallback_ok(s, p)) {
@@ -194,6 +199,8 @@ pool_maintain(struct mpool *p)
 	size_t want = (clients + per - 1) / per;
 	uint64_t now = coarse_now_ms();
 
+	if (M.frozen)
+		return;
 	if (clients == 0 && p->idle_since_ms == 0)
 		p->idle_since_ms = now;
 	if (clients > 0)

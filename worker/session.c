@@ -303,6 +303,7 @@ session_free(struct session *s)
 	explicit_bzero(s->p2c_key, sizeof(s->p2c_key));
 	explicit_bzero(s->c_dec_key, sizeof(s->c_dec_key));
 	explicit_bzero(s->s_enc_key, sizeof(s->s_enc_key));
+	explicit_bzero(s->c_enc_key, sizeof(s->c_enc_key));
 	explicit_bzero(s->p2c_iv, sizeof(s->p2c_iv));
 	free(s);
 }

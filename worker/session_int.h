@@ -150,6 +150,7 @@ struct session {
 	/* Client-facing key/IV, kept only while waiting for a link, for
 	 * a fallback to direct mode (passthrough needs them). */
 	uint8_t p2c_key[32], p2c_iv[16];
+	uint8_t c_enc_key[32]; /* c_enc's key, for a handoff */
 };
 
 /*

@@ -107,6 +107,8 @@ session_image_encode(const struct session_image *im, uint8_t **out, size_t *len)
 	put_side(&w, &im->s);
 	PUT(&w, im->conn_id);
 	PUT(&w, im->link);
+	PUT(&w, im->mflags);
+	PUT(&w, im->sent_mark);
 	put_run(&w, im->inbuf, im->inlen);
 	if (w.bad || im->tls_hdr_len > sizeof(im->tls_hdr)) {
 		free(w.p);
@@ -225,10 +227,75 @@ session_image_decode(const uint8_t *blob, size_t len, struct session_image *im)
 	get_side(&r, &im->s);
 	GET(&r, im->conn_id);
 	GET(&r, im->link);
+	GET(&r, im->mflags);
+	GET(&r, im->sent_mark);
 	im->inbuf = get_run(&r, &im->inlen);
 	if (r.bad || r.pos != r.len || im->tls_hdr_len > sizeof(im->tls_hdr) ||
 	    im->dc < INT16_MIN || im->dc > INT16_MAX ||
-	    (im->flags & ~(uint32_t)(SIMAGE_TLS | SIMAGE_HELLO_SENT)))
+	    (im->flags & ~(uint32_t)(SIMAGE_TLS | SIMAGE_HELLO_SENT)) ||
+	    (im->mflags &
+	        ~(uint32_t)(SIMAGE_M_HAD_LINK | SIMAGE_M_CONN_ID_DEAD)))
+		return -1;
+	return 0;
+}
+
+int
+link_image_encode(const struct link_image *li, uint8_t **out, size_t *len)
+{
+	struct wbuf w = { 0 };
+	uint32_t version = SESSION_IMAGE_VERSION;
+
+	put(&w, LINK_IMAGE_MAGIC, 4);
+	PUT(&w, version);
+	PUT(&w, li->id);
+	PUT(&w, li->dc);
+	put(&w, li->keys, sizeof(li->keys));
+	put(&w, li->me, sizeof(li->me));
+	put_run(&w, li->rbuf, li->rlen);
+	PUT(&w, li->rdec);
+	put_run(&w, li->wq, li->wqlen);
+	PUT(&w, li->queued_total);
+	PUT(&w, li->written_total);
+	PUT(&w, li->nclients);
+	PUT(&w, li->rx_age_ms);
+	PUT(&w, li->ping_age_ms);
+	if (w.bad || li->rdec > li->rlen) {
+		free(w.p);
+		return -1;
+	}
+	*out = w.p;
+	*len = w.len;
+	return 0;
+}
+
+int
+link_image_decode(const uint8_t *blob, size_t len, struct link_image *li)
+{
+	struct rbuf r = { blob, len, 0, 0 };
+	uint8_t magic[4];
+	uint32_t version;
+
+	memset(li, 0, sizeof(*li));
+	get(&r, magic, sizeof(magic));
+	GET(&r, version);
+	if (r.bad || memcmp(magic, LINK_IMAGE_MAGIC, 4) != 0 ||
+	    version != SESSION_IMAGE_VERSION)
+		return -1;
+	GET(&r, li->id);
+	GET(&r, li->dc);
+	get(&r, li->keys, sizeof(li->keys));
+	get(&r, li->me, sizeof(li->me));
+	li->rbuf = get_run(&r, &li->rlen);
+	GET(&r, li->rdec);
+	li->wq = get_run(&r, &li->wqlen);
+	GET(&r, li->queued_total);
+	GET(&r, li->written_total);
+	GET(&r, li->nclients);
+	GET(&r, li->rx_age_ms);
+	GET(&r, li->ping_age_ms);
+	if (r.bad || r.pos != r.len || li->rdec > li->rlen ||
+	    li->dc < INT16_MIN || li->dc > INT16_MAX ||
+	    li->written_total > li->queued_total)
 		return -1;
 	return 0;
 }

@@ -22,6 +22,8 @@
 #define SESSION_IMAGE_VERSION 1
 #define SESSION_IMAGE_NAME    64 /* CONFIG_NAME_MAX */
 #define SESSION_IMAGE_ADDR    28 /* sockaddr_in6 */
+#define SIMAGE_LINK_KEYS      112 /* sizeof(struct rpc_link_keys) */
+#define LINK_IMAGE_MAGIC      "MTPL"
 
 /* Where an AES-256-CTR stream stands (crypto_ctr_export). */
 struct ctr_image {
@@ -61,10 +63,40 @@ struct session_image {
 	struct side_image c, s;
 	/* middle mode */
 	uint64_t conn_id;
-	uint32_t link; /* index of its link in the handoff, or ~0 */
+	uint32_t link; /* id of its link in the handoff, or ~0 */
+	uint32_t mflags; /* SIMAGE_M_* */
+	uint64_t sent_mark; /* its last packet's end in the link output */
 	const uint8_t *inbuf; /* a partial client frame */
 	size_t inlen;
 };
+
+#define SIMAGE_M_HAD_LINK     0x01
+#define SIMAGE_M_CONN_ID_DEAD 0x02
+
+/*
+ * A middle-proxy link's image ("MTPL", the same version): the CBC chains
+ * and sequence numbers (rpc_link_capture), what was read and not yet
+ * taken (the first rdec bytes decrypted), the sealed output not yet
+ * written, and its output counters (clients' sent_mark refer to them).
+ * The socket travels beside it.
+ */
+struct link_image {
+	uint32_t id;
+	int32_t dc;
+	uint8_t keys[SIMAGE_LINK_KEYS]; /* struct rpc_link_keys */
+	uint8_t me[SESSION_IMAGE_ADDR];
+	const uint8_t *rbuf;
+	size_t rlen;
+	uint64_t rdec;
+	const uint8_t *wq;
+	size_t wqlen;
+	uint64_t queued_total, written_total;
+	uint32_t nclients; /* sessions that follow it */
+	uint64_t rx_age_ms, ping_age_ms;
+};
+
+int link_image_encode(const struct link_image *, uint8_t **out, size_t *len);
+int link_image_decode(const uint8_t *blob, size_t len, struct link_image *);
 
 /*
  * The blob of an image (malloc'd; *len bytes). 0, or -1 when out of

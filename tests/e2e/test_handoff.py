@@ -17,6 +17,14 @@ MIB = 1 << 20
 SECRET2 = "ffeeddccbbaa99887766554433221100"
 
 
+def reload(d):
+    """SIGHUP; returns once the new generation serves."""
+    n = len(re.findall("reload complete", d.read_log()))
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: len(re.findall("reload complete", d.read_log())) > n,
+             15, what="reload %d to complete" % (n + 1))
+
+
 class Direct:
     """A daemon in direct mode to a fake DC, shutdown_timeout = 5."""
 
@@ -40,12 +48,7 @@ class Direct:
         self.d.write_config(body)
 
     def reload(self):
-        """SIGHUP; returns once the new generation serves."""
-        n = len(re.findall("reload complete", self.d.read_log()))
-        self.d.signal(signal.SIGHUP)
-        wait_for(lambda: len(re.findall("reload complete",
-                                        self.d.read_log())) > n, 15,
-                 what="reload %d to complete" % (n + 1))
+        reload(self.d)
 
     def __enter__(self):
         return self
@@ -162,6 +165,76 @@ def test_reloads_move_live_streams():
                     proc.kill()
 
 
+def test_reloads_move_middle_sessions():
+    """Middle mode: the links move with their clients (same TCP
+    connection to the middle proxy, same conn_ids)."""
+    from test_middle import MSetup
+    with MSetup(workers=2, start=False) as s:
+        d = s.d
+        base = open(d.conf).read().replace("shutdown_timeout = 20;",
+                                           "shutdown_timeout = 5;")
+
+        def write(i):
+            d.write_config(base + "handshake_timeout = %d;\n" % (10 + i % 2))
+        write(0)
+        d.start()
+        groups = [("intermediate", 60), ("secure", 60), ("tls", 40)]
+        procs = [(p, n, hold_clients(s.port, p, n, rounds=50))
+                 for p, n in groups]
+        bulk = [Loop(port=s.port, proto=p, test="echo", conns=2,
+                     bytes=8 * MIB, packet=65536, timeout=60)
+                for p in ("secure", "tls")]
+        for t in bulk:
+            t.start()
+        seen = set()
+        try:
+            time.sleep(1.5)
+            for i in range(10):
+                seen |= set(d.workers_now())
+                write(i + 1)
+                reload(d)
+                time.sleep(1.5)
+            time.sleep(3)
+            now = set(d.workers_now())
+            old = seen - now
+            check(not any(alive(p) for p in old),
+                  "old workers still running 3 s after the last reload")
+            for t in bulk:
+                t.stop.set()
+            for p, n, proc in procs:
+                r = tclient_wait(proc, 120)
+                expect_all_ok(r, n, "%d %s middle-mode streams across 10 "
+                              "reloads" % (n, p))
+                rounds = len([l for l in r.lines
+                              if l.startswith("RESPQ ok")])
+                check(rounds == n * 50, "%s: %d round trips of %d" % (
+                    p, rounds, n * 50))
+            for t in bulk:
+                for r in t.finish():
+                    expect_all_ok(r, 2, "%s echo during reloads"
+                                  % t.kw["proto"])
+            log = d.read_log()
+            moves = re.findall(r"handoff: (\d+) middle-proxy links moved "
+                               r"with (\d+) clients \((\d+) lost\)", log)
+            links = sum(int(a) for a, _, _ in moves)
+            clients = sum(int(b) for _, b, _ in moves)
+            lost = sum(int(c) for _, _, c in moves)
+            sys.stderr.write("  middle: %d links moved with %d clients, %d "
+                             "lost, over 10 reloads\n" % (links, clients,
+                                                           lost))
+            check(lost == 0, "%d clients lost in the handoff" % lost)
+            check(clients >= 10 * 160, "only %d clients moved" % clients)
+            check("moved from link" not in s.mp.log(),
+                  "clients reached the middle proxy over other links "
+                  "(migrated, not moved with their link)")
+        finally:
+            for t in bulk:
+                t.stop.set()
+            for _, _, proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+
+
 def test_removed_user_closed_others_move():
     with Direct(workers=2) as s:
         d = s.d
@@ -228,5 +301,6 @@ def test_removed_listener_sessions_stay_until_shutdown_timeout():
 
 if __name__ == "__main__":
     run_tests([test_reloads_move_live_streams,
+               test_reloads_move_middle_sessions,
                test_removed_user_closed_others_move,
                test_removed_listener_sessions_stay_until_shutdown_timeout])

@@ -56,6 +56,8 @@ sample(struct session_image *im)
 	im->s.outlen = sizeof(out_s);
 	im->conn_id = 0x0102030405060708ULL;
 	im->link = 3;
+	im->mflags = SIMAGE_M_HAD_LINK;
+	im->sent_mark = 0xabcdef;
 	memset(inb, 0x44, sizeof(inb));
 	im->inbuf = inb;
 	im->inlen = sizeof(inb);
@@ -96,6 +98,8 @@ START_TEST(image_round_trip)
 	ck_assert_mem_eq(b.s.out, out_s, sizeof(out_s));
 	ck_assert_uint_eq(b.conn_id, 0x0102030405060708ULL);
 	ck_assert_uint_eq(b.link, 3);
+	ck_assert_uint_eq(b.mflags, SIMAGE_M_HAD_LINK);
+	ck_assert_uint_eq(b.sent_mark, 0xabcdef);
 	ck_assert_uint_eq(b.inlen, sizeof(inb));
 	ck_assert_mem_eq(b.inbuf, inb, sizeof(inb));
 	free(blob);
@@ -189,6 +193,66 @@ START_TEST(image_bad_fields_refused)
 	ck_assert_int_eq(session_image_encode(&a, &blob, &len), 0);
 	ck_assert_int_eq(session_image_decode(blob, len, &b), -1);
 	free(blob);
+}
+END_TEST
+
+START_TEST(link_image_round_trip_and_refusals)
+{
+	struct link_image a, b;
+	uint8_t rb[300], wq[5000], *blob;
+	size_t len;
+
+	memset(&a, 0, sizeof(a));
+	a.id = 7;
+	a.dc = -4;
+	for (size_t i = 0; i < sizeof(a.keys); i++)
+		a.keys[i] = (uint8_t)i;
+	memset(a.me, 0x5a, sizeof(a.me));
+	memset(rb, 0x61, sizeof(rb));
+	memset(wq, 0x62, sizeof(wq));
+	a.rbuf = rb;
+	a.rlen = sizeof(rb);
+	a.rdec = 288;
+	a.wq = wq;
+	a.wqlen = sizeof(wq);
+	a.queued_total = 1000000;
+	a.written_total = 995000;
+	a.nclients = 42;
+	a.rx_age_ms = 15;
+	a.ping_age_ms = 20000;
+	ck_assert_int_eq(link_image_encode(&a, &blob, &len), 0);
+	ck_assert_int_eq(link_image_decode(blob, len, &b), 0);
+	ck_assert_uint_eq(b.id, 7);
+	ck_assert_int_eq(b.dc, -4);
+	ck_assert_mem_eq(b.keys, a.keys, sizeof(a.keys));
+	ck_assert_mem_eq(b.me, a.me, sizeof(a.me));
+	ck_assert_uint_eq(b.rlen, sizeof(rb));
+	ck_assert_mem_eq(b.rbuf, rb, sizeof(rb));
+	ck_assert_uint_eq(b.rdec, 288);
+	ck_assert_uint_eq(b.wqlen, sizeof(wq));
+	ck_assert_mem_eq(b.wq, wq, sizeof(wq));
+	ck_assert_uint_eq(b.queued_total, 1000000);
+	ck_assert_uint_eq(b.written_total, 995000);
+	ck_assert_uint_eq(b.nclients, 42);
+	ck_assert_uint_eq(b.rx_age_ms, 15);
+	ck_assert_uint_eq(b.ping_age_ms, 20000);
+	for (size_t n = 0; n < len; n += (n < 300 ? 1 : 401))
+		ck_assert_int_eq(link_image_decode(blob, n, &b), -1);
+	/* A session image is not a link image, nor the reverse. */
+	struct session_image si;
+	ck_assert_int_eq(session_image_decode(blob, len, &si), -1);
+	blob[4] ^= 1; /* version */
+	ck_assert_int_eq(link_image_decode(blob, len, &b), -1);
+	free(blob);
+	/* More written than queued, or decrypted past what was read:
+	 * refused. */
+	a.written_total = a.queued_total + 1;
+	ck_assert_int_eq(link_image_encode(&a, &blob, &len), 0);
+	ck_assert_int_eq(link_image_decode(blob, len, &b), -1);
+	free(blob);
+	a.written_total = 0;
+	a.rdec = a.rlen + 1;
+	ck_assert_int_eq(link_image_encode(&a, &blob, &len), -1);
 }
 END_TEST
 
@@ -342,6 +406,7 @@ main(void)
 	tcase_add_test(tc, image_truncated_or_long_refused);
 	tcase_add_test(tc, image_wrong_version_or_magic_refused);
 	tcase_add_test(tc, image_bad_fields_refused);
+	tcase_add_test(tc, link_image_round_trip_and_refusals);
 	tcase_add_test(tc, ctr_resume_continues_the_stream);
 	tcase_add_test(tc, session_message_inline);
 	tcase_add_test(tc, session_message_memfd);
