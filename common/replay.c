@@ -7,6 +7,7 @@
 #include <stdalign.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "replay.h"
@@ -61,10 +62,17 @@ struct replay_cache {
 	size_t nstripes; /* a power of two */
 	int64_t window;
 	uint8_t seed[16]; /* SipHash key */
-	struct replay_stripe *stripes;
-	struct replay_bucket *buckets;
+	/* Offsets from the start, not pointers: another process (a binary
+	 * upgrade) may map the zone elsewhere. */
+	size_t stripes_off, buckets_off;
+	uint32_t magic, version;
 	pthread_mutex_t repair; /* held while a stripe's mutex is replaced */
 };
+
+#define REPLAY_MAGIC   0x6d747272 /* "mtrr" */
+#define REPLAY_VERSION 1
+#define STRIPES(rc)    ((struct replay_stripe *)((char *)(rc) + (rc)->stripes_off))
+#define BUCKETS(rc)    ((struct replay_bucket *)((char *)(rc) + (rc)->buckets_off))
 
 static inline uint64_t
 rotl64(uint64_t x, int b)
@@ -145,7 +153,7 @@ lock_init(pthread_mutex_t *mu)
 }
 
 struct replay_cache *
-replay_create(size_t entries, int window_seconds)
+replay_create_fd(size_t entries, int window_seconds, int *fd_out)
 {
 	struct replay_cache *rc;
 	size_t nbuckets, nstripes, hdr, stripes_sz, size;
@@ -173,30 +181,78 @@ replay_create(size_t entries, int window_seconds)
 	 * cost paid once, instead of page faults on the handshake path and
 	 * memory that seems to grow with every new client.
 	 */
-	rc = mmap(NULL, size, PROT_READ | PROT_WRITE,
-	    MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (rc == MAP_FAILED)
+	/* In a memfd, so that a binary upgrade can take it over. */
+	int fd = memfd_create("mtprotod-replay", MFD_CLOEXEC);
+	if (fd == -1)
 		return NULL;
+	if (ftruncate(fd, (off_t)size) == -1 ||
+	    (rc = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	         MAP_SHARED | MAP_POPULATE, fd, 0)) == MAP_FAILED) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	if (fd_out)
+		*fd_out = fd;
+	else
+		close(fd);
+	rc->magic = REPLAY_MAGIC;
+	rc->version = REPLAY_VERSION;
 	rc->mapsize = size;
 	rc->nbuckets = nbuckets;
 	rc->nstripes = nstripes;
 	rc->window = window_seconds;
 	random_bytes(rc->seed, sizeof(rc->seed));
-	rc->stripes = (struct replay_stripe *)((char *)rc + hdr);
-	rc->buckets = (struct replay_bucket *)((char *)rc + hdr + stripes_sz);
+	rc->stripes_off = hdr;
+	rc->buckets_off = hdr + stripes_sz;
 
 	if ((e = lock_init(&rc->repair)) != 0)
 		goto fail;
 	/* The spare mutex is initialised when it is put to use. */
 	for (size_t i = 0; i < nstripes; i++)
-		if ((e = lock_init(&rc->stripes[i].mu[0])) != 0)
+		if ((e = lock_init(&STRIPES(rc)[i].mu[0])) != 0)
 			goto fail;
 	return rc;
 
 fail:
 	munmap(rc, size);
+	if (fd_out) {
+		close(*fd_out);
+		*fd_out = -1;
+	}
 	errno = e;
 	return NULL;
+}
+
+struct replay_cache *
+replay_create(size_t entries, int window_seconds)
+{
+	return replay_create_fd(entries, window_seconds, NULL);
+}
+
+struct replay_cache *
+replay_attach(int fd)
+{
+	struct stat st;
+	struct replay_cache *rc;
+
+	if (fstat(fd, &st) == -1 || st.st_size < (off_t)sizeof(*rc))
+		return NULL;
+	rc = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (rc == MAP_FAILED)
+		return NULL;
+	if (rc->magic != REPLAY_MAGIC || rc->version != REPLAY_VERSION ||
+	    rc->mapsize != (size_t)st.st_size || rc->nstripes == 0 ||
+	    (rc->nstripes & (rc->nstripes - 1)) != 0 ||
+	    rc->buckets_off + rc->nbuckets * sizeof(struct replay_bucket) !=
+	        rc->mapsize) {
+		munmap(rc, (size_t)st.st_size);
+		errno = EINVAL;
+		return NULL;
+	}
+	return rc;
 }
 
 /*
@@ -239,7 +295,7 @@ bucket_of(const struct replay_cache *rc, const uint8_t key[REPLAY_KEY_LEN])
 static struct replay_stripe *
 stripe_of(struct replay_cache *rc, size_t bucket)
 {
-	return &rc->stripes[bucket & (rc->nstripes - 1)];
+	return &STRIPES(rc)[bucket & (rc->nstripes - 1)];
 }
 
 /*
@@ -323,7 +379,7 @@ replay_check_insert(
 {
 	static int lock_warned;
 	size_t bi = bucket_of(rc, key);
-	struct replay_bucket *b = &rc->buckets[bi];
+	struct replay_bucket *b = &BUCKETS(rc)[bi];
 	struct replay_stripe *s = stripe_of(rc, bi);
 	pthread_mutex_t *mu;
 	int victim = 0, found = 0, e;
@@ -379,7 +435,7 @@ replay_count(struct replay_cache *rc)
 	for (size_t i = 0; i < rc->nbuckets; i++)
 		for (int j = 0; j < REPLAY_WAYS; j++)
 			if (__atomic_load_n(
-			        &rc->buckets[i].ts[j], __ATOMIC_RELAXED) != 0)
+			        &BUCKETS(rc)[i].ts[j], __ATOMIC_RELAXED) != 0)
 				n++;
 	return n;
 }
@@ -403,7 +459,7 @@ replay_early_evictions(struct replay_cache *rc)
 
 	for (size_t i = 0; i < rc->nstripes; i++)
 		n += __atomic_load_n(
-		    &rc->stripes[i].early_evictions, __ATOMIC_RELAXED);
+		    &STRIPES(rc)[i].early_evictions, __ATOMIC_RELAXED);
 	return n;
 }
 

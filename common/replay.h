@@ -27,6 +27,15 @@ struct replay_cache;
 struct replay_cache *replay_create(size_t entries, int window_seconds);
 void replay_destroy(struct replay_cache *);
 /*
+ * replay_create() whose zone is a memfd; *fd_out is it (close-on-exec),
+ * for a binary upgrade to take over with replay_attach().
+ */
+struct replay_cache *
+replay_create_fd(size_t entries, int window_seconds, int *fd_out);
+/* The cache in another process's memfd; NULL when it is not one of
+ * this version (the caller then makes a new one). */
+struct replay_cache *replay_attach(int fd);
+/*
  * A forked process maps the shared table lazily, page by page, as it
  * touches entries; calling this once after fork maps it all, so the
  * fixed cost shows at start instead of growing with every client.

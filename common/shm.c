@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "shm.h"
 
@@ -18,7 +20,11 @@ _Static_assert(sizeof(struct shm_slot) % 64 == 0, "slot not cache aligned");
  */
 #define SHM_READ_TRIES 100000
 
+#define SHM_MAGIC   0x6d74736d /* "mtsm" */
+#define SHM_VERSION 1
+
 struct shm_metrics {
+	uint32_t magic, version;
 	size_t nslots;
 	size_t maplen;
 	/* odd while the supervisor folds and frees a slot (seqlock) */
@@ -30,17 +36,60 @@ struct shm_metrics {
 };
 
 struct shm_metrics *
-shm_metrics_create(size_t nslots)
+shm_metrics_create_fd(size_t nslots, int *fd_out)
 {
 	size_t len =
 	    sizeof(struct shm_metrics) + nslots * sizeof(struct shm_slot);
-	struct shm_metrics *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
-	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED)
+	struct shm_metrics *m;
+	/* In a memfd, so that a binary upgrade can take it over. */
+	int fd = memfd_create("mtprotod-metrics", MFD_CLOEXEC);
+
+	if (fd == -1)
 		return NULL;
+	if (ftruncate(fd, (off_t)len) == -1 ||
+	    (m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
+	        MAP_FAILED) {
+		close(fd);
+		return NULL;
+	}
 	memset(m, 0, len);
+	m->magic = SHM_MAGIC;
+	m->version = SHM_VERSION;
 	m->nslots = nslots;
 	m->maplen = len;
+	if (fd_out)
+		*fd_out = fd;
+	else
+		close(fd);
+	return m;
+}
+
+struct shm_metrics *
+shm_metrics_create(size_t nslots)
+{
+	return shm_metrics_create_fd(nslots, NULL);
+}
+
+struct shm_metrics *
+shm_metrics_attach(int fd)
+{
+	struct stat st;
+	struct shm_metrics *m;
+
+	if (fstat(fd, &st) == -1 || st.st_size < (off_t)sizeof(*m))
+		return NULL;
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+	    fd, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	if (m->magic != SHM_MAGIC || m->version != SHM_VERSION ||
+	    m->maplen != (size_t)st.st_size ||
+	    m->maplen !=
+	        sizeof(struct shm_metrics) +
+	            m->nslots * sizeof(struct shm_slot)) {
+		munmap(m, (size_t)st.st_size);
+		return NULL;
+	}
 	return m;
 }
 

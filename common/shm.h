@@ -66,6 +66,12 @@ struct shm_slot {
 struct shm_metrics;
 
 struct shm_metrics *shm_metrics_create(size_t nslots);
+/* The same in a memfd; *fd_out is it (close-on-exec), for a binary
+ * upgrade to take over with shm_metrics_attach(). */
+struct shm_metrics *shm_metrics_create_fd(size_t nslots, int *fd_out);
+/* The zone in another process's memfd; NULL when it is not one of this
+ * version (the caller then makes a new one). */
+struct shm_metrics *shm_metrics_attach(int fd);
 void shm_metrics_destroy(struct shm_metrics *);
 size_t shm_metrics_nslots(const struct shm_metrics *);
 /* Supervisor: a free slot for a new child (zeroed), or -1 when full. */

@@ -106,6 +106,37 @@ START_TEST(test_insert_then_replay)
 }
 END_TEST
 
+/* A binary upgrade maps the same memfd (at another address): it sees
+ * what was inserted, and what it inserts is seen. A memfd that is not
+ * a cache is refused. */
+START_TEST(test_attach_shares_the_cache)
+{
+	int fd = -1;
+	struct replay_cache *a = replay_create_fd(1000, 3600, &fd), *b;
+	uint8_t key[REPLAY_KEY_LEN];
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_ge(fd, 0);
+	key_of(1, key);
+	ck_assert_int_eq(replay_check_insert(a, key, 1000000), 0);
+	b = replay_attach(fd);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_ne(a, b);
+	ck_assert_int_eq(replay_check_insert(b, key, 1000001), 1);
+	key_of(2, key);
+	ck_assert_int_eq(replay_check_insert(b, key, 1000001), 0);
+	ck_assert_int_eq(replay_check_insert(a, key, 1000002), 1);
+	ck_assert_uint_eq(replay_count(a), 2);
+	replay_destroy(b);
+	replay_destroy(a);
+	close(fd);
+	fd = memfd_create("junk", 0);
+	ck_assert_int_eq(ftruncate(fd, 1 << 20), 0);
+	ck_assert_ptr_null(replay_attach(fd));
+	close(fd);
+}
+END_TEST
+
 START_TEST(test_different_keys)
 {
 	struct replay_cache *rc = replay_create(4096, 3600);
@@ -518,6 +549,7 @@ replay_suite(void)
 	tcase_add_test(tc, test_create_invalid);
 	tcase_add_test(tc, test_insert_then_replay);
 	tcase_add_test(tc, test_different_keys);
+	tcase_add_test(tc, test_attach_shares_the_cache);
 	tcase_add_test(tc, test_expiry);
 	tcase_add_test(tc, test_replay_keeps_first_time);
 	tcase_add_test(tc, test_capacity);

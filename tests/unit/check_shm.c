@@ -27,6 +27,33 @@ START_TEST(slots_are_cache_aligned)
 }
 END_TEST
 
+/* A binary upgrade maps the same memfd: the counters go on. */
+START_TEST(attach_shares_the_zone)
+{
+	int fd = -1;
+	struct shm_metrics *a = shm_metrics_create_fd(4, &fd), *b;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_ge(fd, 0);
+	int s = shm_metrics_alloc(a, 10, 0, 0);
+	shm_add(shm_metrics_slot(a, s), M_ACCEPTED, 5);
+	b = shm_metrics_attach(fd);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_ne(a, b);
+	ck_assert_uint_eq(shm_metrics_nslots(b), 4);
+	ck_assert_uint_eq(shm_metrics_slot(b, s)->v[M_ACCEPTED], 5);
+	shm_add(shm_metrics_slot(b, s), M_ACCEPTED, 1);
+	ck_assert_uint_eq(shm_metrics_slot(a, s)->v[M_ACCEPTED], 6);
+	shm_metrics_destroy(b);
+	shm_metrics_destroy(a);
+	close(fd);
+	fd = memfd_create("junk", 0);
+	ck_assert_int_eq(ftruncate(fd, 1 << 16), 0);
+	ck_assert_ptr_null(shm_metrics_attach(fd));
+	close(fd);
+}
+END_TEST
+
 START_TEST(alloc_until_full)
 {
 	struct shm_metrics *m = shm_metrics_create(3);
@@ -284,6 +311,7 @@ main(void)
 	TCase *tc = tcase_create("metrics");
 	tcase_add_test(tc, slots_are_cache_aligned);
 	tcase_add_test(tc, alloc_until_full);
+	tcase_add_test(tc, attach_shares_the_zone);
 	tcase_add_test(tc, sum_across_processes);
 	tcase_add_test(tc, sum_consistent_during_release);
 	tcase_add_test(tc, listener_index_stable);
