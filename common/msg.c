@@ -36,6 +36,10 @@ static const char *type_names[MSG_TYPE_MAX] = {
 	[MSG_SESSION] = "session",
 	[MSG_SESSION_BACK] = "session-back",
 	[MSG_LINK_MOVE] = "link-move",
+	[MSG_UPGRADE_LSOCK] = "upgrade-lsock",
+	[MSG_UPGRADE_STATE] = "upgrade-state",
+	[MSG_UPGRADE_HANDOFF] = "upgrade-handoff",
+	[MSG_UPGRADE_READY] = "upgrade-ready",
 };
 
 const char *
@@ -763,4 +767,101 @@ msg_outq_free(struct msg_outq *q)
 	event_free(q->ev);
 	free(q->v);
 	free(q);
+}
+
+int
+msg_send_upgrade_lsock(int sock, const char *key,
+    const struct sockaddr_storage *addr, socklen_t addrlen, const int *fds,
+    uint32_t n)
+{
+	struct msgbuf mb;
+	char k[MSG_LSOCK_KEY] = { 0 };
+
+	if (n > MSG_LSOCK_FDS || strlen(key) >= sizeof(k)) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(k, key, strlen(key));
+	msgbuf_init(&mb, MSG_UPGRADE_LSOCK);
+	msgbuf_put_bytes(&mb, k, sizeof(k));
+	msgbuf_put_bytes(&mb, addr, sizeof(*addr));
+	msgbuf_put_u32(&mb, (uint32_t)addrlen);
+	msgbuf_put_u32(&mb, n);
+	for (uint32_t i = 0; i < n; i++)
+		msgbuf_put_u32(&mb, (uint32_t)fds[i]);
+	return msgbuf_send(sock, &mb, -1);
+}
+
+int
+msg_get_upgrade_lsock(struct msg *m, char key[MSG_LSOCK_KEY],
+    struct sockaddr_storage *addr, socklen_t *addrlen, int *fds, uint32_t max,
+    uint32_t *n)
+{
+	uint32_t al, v;
+
+	if (m->type != MSG_UPGRADE_LSOCK)
+		return -1;
+	msg_get_bytes(m, key, MSG_LSOCK_KEY);
+	msg_get_bytes(m, addr, sizeof(*addr));
+	msg_get_u32(m, &al);
+	msg_get_u32(m, n);
+	if (m->error || key[MSG_LSOCK_KEY - 1] != '\0' || al > sizeof(*addr) ||
+	    *n > max)
+		return -1;
+	*addrlen = (socklen_t)al;
+	for (uint32_t i = 0; i < *n; i++) {
+		msg_get_u32(m, &v);
+		if (v > INT32_MAX)
+			return -1;
+		fds[i] = (int)v;
+	}
+	return msg_end(m);
+}
+
+int
+msg_send_upgrade_state(
+    int sock, int metrics_fd, int replay_fd, uint32_t old_workers)
+{
+	struct msgbuf mb;
+
+	msgbuf_init(&mb, MSG_UPGRADE_STATE);
+	msgbuf_put_u32(&mb, (uint32_t)metrics_fd);
+	msgbuf_put_u32(&mb, (uint32_t)replay_fd);
+	msgbuf_put_u32(&mb, old_workers);
+	return msgbuf_send(sock, &mb, -1);
+}
+
+int
+msg_get_upgrade_state(
+    struct msg *m, int *metrics_fd, int *replay_fd, uint32_t *old_workers)
+{
+	uint32_t a, b;
+
+	if (m->type != MSG_UPGRADE_STATE)
+		return -1;
+	msg_get_u32(m, &a);
+	msg_get_u32(m, &b);
+	msg_get_u32(m, old_workers);
+	*metrics_fd = (int)a;
+	*replay_fd = (int)b;
+	return msg_end(m);
+}
+
+int
+msg_send_upgrade_handoff(int sock, uint32_t old_slot, int fd)
+{
+	struct msgbuf mb;
+
+	msgbuf_init(&mb, MSG_UPGRADE_HANDOFF);
+	msgbuf_put_u32(&mb, old_slot);
+	return msgbuf_send(sock, &mb, fd);
+}
+
+int
+msg_get_upgrade_handoff(struct msg *m, uint32_t *old_slot)
+{
+	if (m->type != MSG_UPGRADE_HANDOFF || msg_get_u32(m, old_slot) == -1 ||
+	    msg_end(m) == -1 || m->fd == -1)
+		return -1;
+	return msg_take_fd(m);
 }

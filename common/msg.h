@@ -34,6 +34,17 @@ enum msg_type {
 	MSG_HANDOFF_FROM, /* (none); fd = a channel from a worker of the
 				 * old generation: adopt what comes on it */
 
+	/* old supervisor <-> new supervisor (binary upgrade) */
+	MSG_UPGRADE_LSOCK, /* old: char key[96], struct sockaddr_storage,
+				 * u32 addrlen, u32 n, u32 fd[n]: a listener's
+				 * slot sockets, inherited across exec (the
+				 * numbers are valid in the new process) */
+	MSG_UPGRADE_STATE, /* old, last: u32 metrics memfd, u32 replay
+				 * memfd (inherited), u32 old workers */
+	MSG_UPGRADE_HANDOFF, /* new: u32 old worker slot; fd = a handoff
+				 * channel to one of the new workers */
+	MSG_UPGRADE_READY, /* new: (none) it serves; the old one goes */
+
 	/* child -> supervisor */
 	MSG_READY, /* (none) the child serves */
 
@@ -166,6 +177,24 @@ int msg_send_session(int sock, uint32_t type, const uint8_t *image, size_t len,
  */
 int msg_get_session(struct msg *, uint32_t type, uint8_t **image, size_t *len,
     int *client_fd, int *backend_fd);
+
+/* Binary upgrade (supervisor.c). */
+#define MSG_LSOCK_KEY 96
+#define MSG_LSOCK_FDS ((MSG_PAYLOAD_MAX - 512) / 4)
+int msg_send_upgrade_lsock(int sock, const char *key,
+    const struct sockaddr_storage *addr, socklen_t addrlen, const int *fds,
+    uint32_t n);
+/* fds (at most max of them): the numbers as sent; 0 or -1. */
+int msg_get_upgrade_lsock(struct msg *, char key[MSG_LSOCK_KEY],
+    struct sockaddr_storage *addr, socklen_t *addrlen, int *fds, uint32_t max,
+    uint32_t *n);
+int msg_send_upgrade_state(
+    int sock, int metrics_fd, int replay_fd, uint32_t old_workers);
+int msg_get_upgrade_state(
+    struct msg *, int *metrics_fd, int *replay_fd, uint32_t *old_workers);
+int msg_send_upgrade_handoff(int sock, uint32_t old_slot, int fd);
+/* The channel fd (caller owns it), or -1 when malformed. */
+int msg_get_upgrade_handoff(struct msg *, uint32_t *old_slot);
 
 struct rpc_link_keys;
 

@@ -66,6 +66,15 @@ fd_set_nonblock(int fd)
 }
 
 int
+fd_clear_cloexec(int fd)
+{
+	int fl = fcntl(fd, F_GETFD);
+	if (fl == -1)
+		return -1;
+	return fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+}
+
+int
 fd_set_blocking(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);

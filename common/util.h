@@ -15,6 +15,7 @@ int hex_decode(const char *in, uint8_t *out, size_t len);
 
 int fd_set_nonblock(int fd);
 int fd_set_blocking(int fd);
+int fd_clear_cloexec(int fd);
 int fd_set_cloexec(int fd);
 
 /* "1.2.3.4:443", "[::1]:443" or "host:443" with a numeric host. */

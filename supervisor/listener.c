@@ -145,6 +145,32 @@ rollback:
 	return -1;
 }
 
+int
+lsock_adopt(struct lsock_set *set, const char *key,
+    const struct sockaddr_storage *addr, socklen_t addrlen, const int *fds,
+    int nfds)
+{
+	struct lsock *v, *ls;
+
+	if (nfds < 0 ||
+	    (v = realloc(set->v, (set->n + 1) * sizeof(*v))) == NULL)
+		return -1;
+	set->v = v;
+	ls = &v[set->n];
+	memset(ls, 0, sizeof(*ls));
+	snprintf(ls->key, sizeof(ls->key), "%s", key);
+	ls->addr = *addr;
+	ls->addrlen = addrlen;
+	ls->fds = calloc((size_t)nfds + 1, sizeof(int));
+	if (ls->fds == NULL)
+		return -1;
+	memcpy(ls->fds, fds, (size_t)nfds * sizeof(int));
+	ls->nfds = nfds;
+	ls->cfg_index = -1;
+	set->n++;
+	return 0;
+}
+
 void
 lsock_close_removed(struct lsock_set *set)
 {

@@ -37,6 +37,13 @@ struct lsock_set {
 int lsock_sync(struct lsock_set *, const struct config *, int nslots, char *err,
     size_t errlen);
 void lsock_close_removed(struct lsock_set *);
+/*
+ * Binary upgrade: a listener's sockets inherited from the old binary
+ * (lsock_sync then matches them to the config by key). 0 or -1.
+ */
+int lsock_adopt(struct lsock_set *, const char *key,
+    const struct sockaddr_storage *addr, socklen_t addrlen, const int *fds,
+    int nfds);
 void lsock_close_all(struct lsock_set *);
 
 #endif

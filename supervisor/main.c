@@ -1,5 +1,5 @@
 /*
- * mtprotod [-c FILE] [-f] [-t] [-s reload|stop|quit] [-V] [-h]
+ * mtprotod [-c FILE] [-f] [-t] [-s reload|stop|quit|upgrade] [-V] [-h]
  * mtprotod --links [-c FILE] [--server HOST]
  * mtprotod --gen-secret [--tls-domain NAME]
  */
@@ -26,8 +26,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: mtprotod [-c FILE] [-f] [-t] [-s reload|stop|quit] [-V] "
-	    "[-h]\n"
+	    "usage: mtprotod [-c FILE] [-f] [-t] [-s reload|stop|quit|upgrade] "
+	    "[-V] [-h]\n"
 	    "       mtprotod --links [-c FILE] [--server HOST]\n"
 	    "       mtprotod --gen-secret [--tls-domain NAME]\n"
 	    "\n"
@@ -36,7 +36,9 @@ usage(FILE *f)
 	    "  -f        stay in the foreground, log to stderr\n"
 	    "  -t        check the configuration and exit (0 good, 1 bad)\n"
 	    "  -s SIG    signal the running daemon (via its pidfile):\n"
-	    "            reload (SIGHUP), stop (SIGTERM), quit (SIGQUIT)\n"
+	    "            reload (SIGHUP), stop (SIGTERM), quit (SIGQUIT),\n"
+	    "            reopen (SIGUSR1: log file), upgrade (SIGUSR2: run\n"
+	    "            the installed binary, keeping every connection)\n"
 	    "  -V        print the version\n"
 	    "  --links   print the tg:// and t.me links (and QR codes)\n"
 	    "  --server HOST  the address clients use, for --links\n"
@@ -86,6 +88,7 @@ signal_daemon(struct config *cfg, const char *what)
 		{ "stop", SIGTERM },
 		{ "quit", SIGQUIT },
 		{ "reopen", SIGUSR1 },
+		{ "upgrade", SIGUSR2 },
 	};
 	int sig = 0;
 	char buf[32] = "";
@@ -95,8 +98,8 @@ signal_daemon(struct config *cfg, const char *what)
 			sig = sigs[i].sig;
 	if (sig == 0) {
 		fprintf(stderr,
-		    "mtprotod: -s takes reload, stop, quit or "
-		    "reopen, not \"%s\"\n",
+		    "mtprotod: -s takes reload, stop, quit, reopen or "
+		    "upgrade, not \"%s\"\n",
 		    what);
 		return 1;
 	}
@@ -162,17 +165,25 @@ run(struct config *cfg, const char *path, int test, const char *sig, int links,
 int
 main(int argc, char **argv)
 {
-	enum { OPT_LINKS = 256, OPT_GEN_SECRET, OPT_TLS_DOMAIN, OPT_SERVER };
+	enum {
+		OPT_LINKS = 256,
+		OPT_GEN_SECRET,
+		OPT_TLS_DOMAIN,
+		OPT_SERVER,
+		OPT_UPGRADE_FD
+	};
 	static const struct option longopts[] = {
 		{ "links", no_argument, NULL, OPT_LINKS },
 		{ "gen-secret", no_argument, NULL, OPT_GEN_SECRET },
 		{ "tls-domain", required_argument, NULL, OPT_TLS_DOMAIN },
 		{ "server", required_argument, NULL, OPT_SERVER },
+		/* internal: a binary upgrade runs us with it */
+		{ "upgrade-fd", required_argument, NULL, OPT_UPGRADE_FD },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct sup_options opt = { 0 };
+	struct sup_options opt = { .upgrade_fd = -1 };
 	const char *cfile = NULL, *sig = NULL, *tls_domain = NULL;
 	const char *server = NULL, *path = NULL;
 	int test = 0, links = 0, gen = 0, ch, rc;
@@ -213,6 +224,16 @@ main(int argc, char **argv)
 		case OPT_SERVER:
 			server = optarg;
 			break;
+		case OPT_UPGRADE_FD: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end != '\0' || v < 3 || v > 65535) {
+				usage(stderr);
+				return 1;
+			}
+			opt.upgrade_fd = (int)v;
+			break;
+		}
 		default:
 			usage(stderr);
 			return 1;

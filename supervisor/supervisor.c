@@ -58,7 +58,12 @@ struct child {
 	uint64_t started_ms;
 };
 
-enum sup_state { S_RUNNING, S_RELOADING, S_STOPPING };
+/* S_UPGRADING: a new binary starting its first generation, whose
+ * workers then take the sessions of the old binary's workers. */
+enum sup_state { S_RUNNING, S_RELOADING, S_STOPPING, S_UPGRADING };
+
+/* The new binary must serve within this, or the old one stops it. */
+#define UPGRADE_TIMEOUT_S 30
 
 static struct {
 	struct event_base *base;
@@ -79,11 +84,26 @@ static struct {
 	int nrestarts;
 	int slot_failures[CONFIG_MAX_WORKERS + 1];
 	struct event *stop_timer;
-	struct event *sig[6];
+	struct event *sig[7];
+	char exe[4096]; /* this binary's path, for -s upgrade */
+	int metrics_fd, replay_fd; /* the zones' memfds */
+	/* Old side of an upgrade: the new binary, while it starts. */
+	struct {
+		pid_t pid;
+		int chan;
+		struct event *ev, *timer;
+		int ready;
+	} up;
+	int upgraded; /* the new binary serves: we hand over and exit */
+	/* New side: the channel to the old supervisor, and how many
+	 * workers it has (each gets a handoff channel). */
+	int up_chan;
+	uint32_t old_workers;
 } S;
 
 static void spawn(int role, int slot, int generation);
 static void begin_stop(int immediate, int code);
+static int pidfile_write(const char *path);
 
 /* ------------------------------------------------------------ config */
 
@@ -414,9 +434,12 @@ finish_reload(void)
 	}
 }
 
+static void check_upgrade_done(void);
+
 static void
 check_reload_done(void)
 {
+	check_upgrade_done();
 	if (S.state != S_RELOADING)
 		return;
 	if (count_children(ROLE_WORKER, S.generation, 1) >= S.cfg->workers &&
@@ -722,6 +745,332 @@ begin_stop(int immediate, int code)
 		event_base_loopbreak(S.base);
 }
 
+/* ------------------------------------------------------------ upgrade */
+
+/*
+ * Binary upgrade (-s upgrade, SIGUSR2), old side: fork and exec this
+ * binary's path (the installed file, maybe new), which inherits the slot
+ * sockets and the shared zones (their numbers go over a channel), starts
+ * its own dcpool and workers, and wires each of our workers to one of
+ * its own for the session handoff. Until it says it serves, we serve;
+ * if it exits or does not serve within UPGRADE_TIMEOUT_S, we go on.
+ */
+static void
+upgrade_forget(void)
+{
+	if (S.up.ev)
+		event_free(S.up.ev);
+	if (S.up.timer)
+		event_free(S.up.timer);
+	if (S.up.chan > 0)
+		close(S.up.chan);
+	memset(&S.up, 0, sizeof(S.up));
+}
+
+static void
+upgrade_served(void)
+{
+	log_notice("upgrade: the new mtprotod (pid %d) serves; handing the "
+	           "sessions over, then exiting",
+	    (int)S.up.pid);
+	S.up.ready = 1;
+	evtimer_del(S.up.timer);
+	S.upgraded = 1;
+	S.state = S_STOPPING;
+	/* Workers that got no channel drain; our dcpool goes. */
+	for (struct child *c = S.children; c; c = c->next)
+		if (!c->draining) {
+			c->draining = 1;
+			send_stop(
+			    c, c->role == ROLE_DCPOOL ? MSG_QUIT : MSG_DRAIN);
+		}
+	struct timeval tv = { S.cfg->shutdown_timeout + KILL_GRACE_S, 0 };
+	if (S.stop_timer == NULL)
+		S.stop_timer = evtimer_new(S.base, stop_timer_cb, NULL);
+	evtimer_add(S.stop_timer, &tv);
+	if (S.children == NULL)
+		event_base_loopbreak(S.base);
+}
+
+static void
+upgrade_chan_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static struct msg m;
+	uint32_t slot;
+	int r, hfd;
+
+	while ((r = msg_recv(fd, &m)) == 1) {
+		switch (m.type) {
+		case MSG_UPGRADE_HANDOFF:
+			if ((hfd = msg_get_upgrade_handoff(&m, &slot)) == -1)
+				goto bad;
+			for (struct child *c = S.children; c; c = c->next)
+				if (c->role == ROLE_WORKER &&
+				    c->generation == S.generation &&
+				    c->slot == (int)slot && !c->draining) {
+					c->draining = 1;
+					if (msg_send_handoff(c->chan,
+					        MSG_HANDOFF_TO, hfd) == -1)
+						log_warn("upgrade: handoff "
+						         "channel to worker %d",
+						    c->slot);
+					break;
+				}
+			close(hfd);
+			break;
+		case MSG_UPGRADE_READY:
+			if (msg_get_empty(&m, MSG_UPGRADE_READY) == -1)
+				goto bad;
+			upgrade_served();
+			break;
+		default:
+bad:
+			log_warnx("upgrade: unexpected %s from the new binary",
+			    msg_type_name(m.type));
+		}
+		msg_done(&m);
+	}
+	if (r == 0 || (r == -1 && errno != EAGAIN))
+		event_del(S.up.ev); /* it exits; SIGCHLD tells */
+}
+
+static void
+upgrade_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_errorx("upgrade failed: the new binary (pid %d) did not serve "
+	           "within %d s; stopping it, this mtprotod keeps serving",
+	    (int)S.up.pid, UPGRADE_TIMEOUT_S);
+	kill(S.up.pid, SIGQUIT);
+}
+
+static void
+upgrade_exited(int status)
+{
+	if (!S.up.ready) {
+		if (WIFSIGNALED(status))
+			log_errorx(
+			    "upgrade failed: the new binary (pid %d) was "
+			    "killed by signal %d before it served; this "
+			    "mtprotod keeps serving",
+			    (int)S.up.pid, WTERMSIG(status));
+		else
+			log_errorx(
+			    "upgrade failed: the new binary (pid %d) "
+			    "exited with status %d before it served (see "
+			    "its log lines above); this mtprotod keeps "
+			    "serving",
+			    (int)S.up.pid, WEXITSTATUS(status));
+	}
+	upgrade_forget();
+}
+
+static void
+do_upgrade(void)
+{
+	char num[16];
+	char *argv[8];
+	int argc = 0, sv[2];
+	pid_t pid;
+
+	if (S.state != S_RUNNING || S.up.pid) {
+		log_notice("upgrade: not now (a reload, a stop or another "
+		           "upgrade is under way)");
+		return;
+	}
+	if (S.exe[0] == '\0' || access(S.exe, X_OK) == -1) {
+		log_errorx("upgrade failed: no binary to run at %s", S.exe);
+		return;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("upgrade: socketpair");
+		return;
+	}
+	/* What it inherits, named before it starts (the channel keeps
+	 * the messages until it reads them). */
+	for (size_t i = 0; i < S.ls.n; i++) {
+		struct lsock *ls = &S.ls.v[i];
+		if (!ls->removed &&
+		    msg_send_upgrade_lsock(sv[0], ls->key, &ls->addr,
+		        ls->addrlen, ls->fds, (uint32_t)ls->nfds) == -1) {
+			log_warn("upgrade: passing listener %s", ls->key);
+			goto fail;
+		}
+	}
+	if (msg_send_upgrade_state(sv[0], S.metrics_fd, S.replay_fd,
+	        (uint32_t)S.cfg->workers) == -1) {
+		log_warn("upgrade: passing the state");
+		goto fail;
+	}
+	snprintf(num, sizeof(num), "%d", sv[1]);
+	argv[argc++] = S.exe;
+	if (S.opt->config_path) {
+		argv[argc++] = "-c";
+		argv[argc++] = (char *)S.opt->config_path;
+	}
+	if (S.opt->foreground)
+		argv[argc++] = "-f";
+	argv[argc++] = "--upgrade-fd";
+	argv[argc++] = num;
+	argv[argc] = NULL;
+
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid != 0)
+		sigprocmask(SIG_SETMASK, &old, NULL);
+	if (pid == -1) {
+		log_warn("upgrade: fork");
+		goto fail;
+	}
+	if (pid == 0) {
+		child_reset_signals();
+		/* Relative paths of the built-in default resolve as ours. */
+		if (chdir(S.opt->cwd) == -1)
+			_exit(126);
+		fd_clear_cloexec(sv[1]);
+		fd_clear_cloexec(S.metrics_fd);
+		fd_clear_cloexec(S.replay_fd);
+		for (size_t i = 0; i < S.ls.n; i++)
+			for (int k = 0; k < S.ls.v[i].nfds; k++)
+				fd_clear_cloexec(S.ls.v[i].fds[k]);
+		execv(S.exe, argv);
+		_exit(127);
+	}
+	close(sv[1]);
+	S.up.pid = pid;
+	S.up.chan = sv[0];
+	fd_set_nonblock(sv[0]);
+	S.up.ev = event_new(
+	    S.base, sv[0], EV_READ | EV_PERSIST, upgrade_chan_cb, NULL);
+	S.up.timer = evtimer_new(S.base, upgrade_timeout_cb, NULL);
+	event_add(S.up.ev, NULL);
+	struct timeval tv = { UPGRADE_TIMEOUT_S, 0 };
+	evtimer_add(S.up.timer, &tv);
+	log_notice("upgrade: started %s (pid %d)", S.exe, (int)pid);
+	return;
+fail:
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/*
+ * New side: take the listening sockets and the zones the old binary
+ * passed (blocking: nothing else to do before them).
+ */
+static int
+upgrade_receive(int fd, char *err, size_t errlen)
+{
+	static struct msg m;
+	struct timeval tmo = { 10, 0 };
+	int got_state = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+	while (!got_state) {
+		int r = msg_recv(fd, &m);
+		if (r != 1) {
+			snprintf(err, errlen,
+			    "upgrade: nothing from the old mtprotod (%s)",
+			    r == 0 ? "closed" : strerror(errno));
+			return -1;
+		}
+		if (m.type == MSG_UPGRADE_LSOCK) {
+			char key[MSG_LSOCK_KEY];
+			struct sockaddr_storage addr;
+			socklen_t alen;
+			int fds[MSG_LSOCK_FDS];
+			uint32_t n;
+			if (msg_get_upgrade_lsock(&m, key, &addr, &alen, fds,
+			        MSG_LSOCK_FDS, &n) == -1 ||
+			    lsock_adopt(&S.ls, key, &addr, alen, fds, (int)n) ==
+			        -1) {
+				snprintf(err, errlen,
+				    "upgrade: a malformed listener");
+				return -1;
+			}
+			for (uint32_t i = 0; i < n; i++)
+				fd_set_cloexec(fds[i]);
+		} else if (m.type == MSG_UPGRADE_STATE) {
+			int mfd, rfd;
+			if (msg_get_upgrade_state(
+			        &m, &mfd, &rfd, &S.old_workers) == -1) {
+				snprintf(
+				    err, errlen, "upgrade: a malformed state");
+				return -1;
+			}
+			fd_set_cloexec(mfd);
+			fd_set_cloexec(rfd);
+			S.metrics = shm_metrics_attach(mfd);
+			S.replay = replay_attach(rfd);
+			if (S.metrics)
+				S.metrics_fd = mfd;
+			else {
+				log_notice("upgrade: the metrics zone is of "
+				           "another version; counting anew");
+				close(mfd);
+			}
+			if (S.replay)
+				S.replay_fd = rfd;
+			else {
+				log_notice(
+				    "upgrade: the replay cache is of "
+				    "another version; starting a new one");
+				close(rfd);
+			}
+			got_state = 1;
+		}
+		msg_done(&m);
+	}
+	return 0;
+}
+
+/*
+ * New side: every new worker serves; give each old worker a channel to
+ * one of them, then say we serve and take the pidfile.
+ */
+static void
+check_upgrade_done(void)
+{
+	if (S.state != S_UPGRADING ||
+	    count_children(ROLE_WORKER, S.generation, 1) < S.cfg->workers ||
+	    count_children(ROLE_DCPOOL, S.generation, 1) < 1)
+		return;
+	for (uint32_t k = 0; k < S.old_workers; k++) {
+		struct child *nw = NULL;
+		int sv[2];
+		for (struct child *c = S.children; c; c = c->next)
+			if (c->role == ROLE_WORKER &&
+			    c->slot == (int)(k % (uint32_t)S.cfg->workers))
+				nw = c;
+		if (nw == NULL ||
+		    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) ==
+		        -1)
+			continue;
+		int sz = 4 * 1024 * 1024;
+		for (int i = 0; i < 2; i++)
+			if (setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &sz,
+			        sizeof(sz)) == -1)
+				setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz,
+				    sizeof(sz));
+		if (msg_send_handoff(nw->chan, MSG_HANDOFF_FROM, sv[1]) == -1 ||
+		    msg_send_upgrade_handoff(S.up_chan, k, sv[0]) == -1)
+			log_warn(
+			    "upgrade: a handoff channel for old worker %u", k);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	if (pidfile_write(S.cfg->pidfile) == -1)
+		log_warn("cannot write pidfile %s", S.cfg->pidfile);
+	if (msg_send_simple(S.up_chan, MSG_UPGRADE_READY) == -1)
+		log_warn("upgrade: telling the old mtprotod");
+	close(S.up_chan);
+	S.up_chan = -1;
+	lsock_close_removed(&S.ls);
+	S.state = S_RUNNING;
+	log_notice("upgrade complete: this mtprotod serves; the old one "
+	           "hands its sessions over");
+}
+
 static void
 do_reload(void)
 {
@@ -794,6 +1143,9 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		log_notice("SIGQUIT: stopping now");
 		begin_stop(1, 0);
 		break;
+	case SIGUSR2:
+		do_upgrade();
+		break;
 	case SIGUSR1:
 		if (log_reopen() == -1) {
 			log_warn("reopening the log file");
@@ -812,6 +1164,10 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		int status;
 		pid_t pid;
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			if (S.up.pid && pid == S.up.pid) {
+				upgrade_exited(status);
+				continue;
+			}
 			struct child *c = child_find_pid(pid);
 			if (c)
 				child_exited(c, status);
@@ -884,8 +1240,15 @@ sup_cleanup(void)
 	}
 	if (S.base)
 		event_base_free(S.base);
+	upgrade_forget();
 	lsock_close_all(&S.ls);
 	free(S.ls.v);
+	if (S.metrics_fd >= 0)
+		close(S.metrics_fd);
+	if (S.replay_fd >= 0)
+		close(S.replay_fd);
+	if (S.up_chan >= 0)
+		close(S.up_chan);
 	free(S.restarts);
 	shm_metrics_destroy(S.metrics);
 	replay_destroy(S.replay);
@@ -898,12 +1261,18 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 {
 	char err[CONFIG_ERR_MAX];
 	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1,
-		SIGCHLD };
+		SIGUSR2, SIGCHLD };
 	pid_t other;
 
 	S.cfg = cfg;
 	S.opt = opt;
 	S.drop = geteuid() == 0;
+	S.up_chan = opt->upgrade_fd;
+	S.metrics_fd = S.replay_fd = -1;
+	/* The path now, while it names this binary: -s upgrade runs
+	 * whatever is installed there then. */
+	ssize_t xl = readlink("/proc/self/exe", S.exe, sizeof(S.exe) - 1);
+	S.exe[xl > 0 ? xl : 0] = '\0';
 	/* Before the pidfile names us, so whoever reads it sees the role. */
 	proctitle_set("mtprotod: supervisor");
 	if (resolve_ids(cfg, &S.uid, &S.gid, err, sizeof(err)) == -1) {
@@ -911,7 +1280,17 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 		goto fail;
 	}
 	prepare_state_dir(cfg);
-	if ((other = pidfile_running(cfg->pidfile)) != 0) {
+	if (S.up_chan >= 0) {
+		/* A binary upgrade: our parent, the running daemon, names
+		 * the sockets and zones we take over. */
+		fd_set_cloexec(S.up_chan);
+		if (upgrade_receive(S.up_chan, err, sizeof(err)) == -1) {
+			log_errorx("%s", err);
+			goto fail;
+		}
+		S.state = S_UPGRADING;
+		log_notice("upgrade: taking over from pid %d", (int)getppid());
+	} else if ((other = pidfile_running(cfg->pidfile)) != 0) {
 		log_errorx("already running (pid %d, pidfile %s)", (int)other,
 		    cfg->pidfile);
 		goto fail;
@@ -920,8 +1299,12 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 		log_errorx("%s", err);
 		goto fail;
 	}
-	S.metrics = shm_metrics_create(2 * CONFIG_MAX_WORKERS + 8);
-	S.replay = replay_create(cfg->replay_entries, cfg->replay_window);
+	if (S.metrics == NULL)
+		S.metrics = shm_metrics_create_fd(
+		    2 * CONFIG_MAX_WORKERS + 8, &S.metrics_fd);
+	if (S.replay == NULL)
+		S.replay = replay_create_fd(
+		    cfg->replay_entries, cfg->replay_window, &S.replay_fd);
 	if (S.metrics == NULL || S.replay == NULL) {
 		log_warn("creating shared memory");
 		goto fail;
@@ -931,7 +1314,7 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 		log_notice("listening on %s (%d sockets)", S.ls.v[i].key,
 		    S.ls.v[i].nfds);
 
-	if (!opt->foreground) {
+	if (!opt->foreground && S.state != S_UPGRADING) {
 		fflush(stdout);
 		if (daemon(0, 0) == -1) {
 			log_warn("daemon");
@@ -941,7 +1324,8 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 			log_init(LOG_TARGET_SYSLOG, NULL, cfg->log_level,
 			    "mtprotod");
 	}
-	if (pidfile_write(cfg->pidfile) == -1)
+	/* An upgrade takes the pidfile once it serves. */
+	if (S.state != S_UPGRADING && pidfile_write(cfg->pidfile) == -1)
 		log_warn("cannot write pidfile %s", cfg->pidfile);
 
 	event_set_log_callback(libevent_log_cb);
@@ -962,8 +1346,12 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 
 	event_base_dispatch(S.base);
 
-	unlink(S.cfg->pidfile);
-	log_notice("mtprotod stopped%s", S.exit_code ? " with errors" : "");
+	if (!S.upgraded) /* else it names the new mtprotod */
+		unlink(S.cfg->pidfile);
+	log_notice("mtprotod stopped%s",
+	    S.upgraded        ? " (upgraded)"
+	        : S.exit_code ? " with errors"
+	                      : "");
 	int code = S.exit_code;
 	sup_cleanup();
 	return code;

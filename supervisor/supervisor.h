@@ -8,6 +8,7 @@ struct sup_options {
 	int config_explicit; /* -c given */
 	int foreground;
 	char cwd[4096]; /* where mtprotod was started */
+	int upgrade_fd; /* --upgrade-fd: the old daemon's channel, or -1 */
 };
 
 /*
