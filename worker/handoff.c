@@ -54,6 +54,7 @@ static struct {
 	int shut; /* we shut our side: nothing more goes */
 	int moving; /* move_links() runs: not done even at 0 sessions */
 	size_t nin; /* channels in still open: more may come, to pass on */
+	uint64_t began_ms;
 	size_t moved, kept;
 } H = { .fd = -1 };
 
@@ -331,7 +332,9 @@ maybe_finish(void)
 		return;
 	/* Nothing more to send: tell the new worker, and wait for its
 	 * answer (a session may still come back). */
-	log_info("handoff done: %zu sessions moved, %zu kept", H.moved, H.kept);
+	log_info("handoff done: %zu sessions moved, %zu kept in %llu ms",
+	    H.moved, H.kept,
+	    (unsigned long long)(coarse_now_ms() - H.began_ms));
 	shutdown(H.fd, SHUT_WR);
 	H.shut = 1;
 }
@@ -514,6 +517,7 @@ handoff_to(int fd)
 	}
 	fd_set_nonblock(fd);
 	H.fd = fd;
+	H.began_ms = coarse_now_ms();
 	H.rev = event_new(W.base, fd, EV_READ | EV_PERSIST, old_read_cb, NULL);
 	H.wev = event_new(W.base, fd, EV_WRITE, old_write_cb, NULL);
 	H.pump = event_new(W.base, -1, 0, pump_cb, NULL);

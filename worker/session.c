@@ -308,6 +308,31 @@ session_free(struct session *s)
 	free(s);
 }
 
+void
+session_census(char *buf, size_t len)
+{
+	size_t hs = 0, conn = 0, held = 0, kept = 0, relay = 0;
+	struct session *s;
+
+	TAILQ_FOREACH(s, &SS.live, entry)
+	{
+		if (s->kept)
+			kept++;
+		else if (s->state == SS_HANDSHAKE || s->state == SS_TLS_INNER)
+			hs++;
+		else if (s->state == SS_CONNECTING || s->state == SS_RESOLVING)
+			conn++;
+		else if (s->state == SS_HOLD)
+			held++;
+		else
+			relay++;
+	}
+	snprintf(buf, len,
+	    "%zu in their handshake, %zu connecting, %zu bad clients held, "
+	    "%zu the new generation could not take, %zu relaying",
+	    hs, conn, held, kept, relay);
+}
+
 struct session_list *
 session_live_list(void)
 {

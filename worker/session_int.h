@@ -233,6 +233,8 @@ session_backend_connect(struct session *, const struct sockaddr *, socklen_t);
  */
 void session_direct_fallback(struct session *, uint8_t *plain, size_t len);
 uint64_t coarse_now_ms(void);
+/* What the open sessions are doing, for a log line. */
+void session_census(char *buf, size_t len);
 /* Every open session, oldest first (handoff.c walks it). */
 struct session_list *session_live_list(void);
 /*

@@ -163,8 +163,11 @@ stop_accepting(void)
 static void
 drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-	log_notice(
-	    "shutdown_timeout: closing %zu remaining sessions", W.nsessions);
+	char census[256];
+
+	session_census(census, sizeof(census));
+	log_notice("shutdown_timeout: closing %zu remaining sessions (%s)",
+	    W.nsessions, census);
 	worker_exit(0);
 }
 

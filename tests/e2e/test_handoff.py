@@ -289,7 +289,8 @@ def test_removed_listener_sessions_stay_until_shutdown_timeout():
             check("0/5 ok" in rb.out, "the removed listener's streams: "
                   "%s" % rb.out[-200:])
             check(d.log_has(re.compile(
-                r"shutdown_timeout: closing 5 remaining sessions")),
+                r"shutdown_timeout: closing 5 remaining sessions \(.*5 the "
+                r"new generation could not take")),
                 "the old worker did not say what it closed")
             wait_for(lambda: not any(alive(p) for p in old), 10,
                      what="the old worker to exit")
