@@ -134,6 +134,7 @@ for src in "$SRCDIR"/tests/fuzz/fuzz_*.c; do
 	: >"$log"
 	tobjs=$objs
 	[ "$name" != worker ] || tobjs="$objs $wobjs"
+	[ "$name" != simage ] || tobjs="$objs $objdir/w_simage.o"
 
 	if [ $libok = 0 ] || ! $CC $cflags -fsanitize=fuzzer,$san "$src" \
 	    $tobjs -o "$bin" $pkg_libs $extra_libs >"$log" 2>&1; then
