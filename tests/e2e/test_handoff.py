@@ -178,12 +178,15 @@ def test_reloads_move_middle_sessions():
             d.write_config(base + "handshake_timeout = %d;\n" % (10 + i % 2))
         write(0)
         d.start()
-        groups = [("intermediate", 60), ("secure", 60), ("tls", 40)]
+        groups = [("intermediate", 70), ("secure", 70), ("tls", 60)]
         procs = [(p, n, hold_clients(s.port, p, n, rounds=50))
                  for p, n in groups]
         bulk = [Loop(port=s.port, proto=p, test="echo", conns=2,
                      bytes=8 * MIB, packet=65536, timeout=60)
                 for p in ("secure", "tls")]
+        shakes = Loop(port=s.port, proto="secure", test="reqpq", conns=8,
+                      timeout=30)
+        bulk.append(shakes)
         for t in bulk:
             t.start()
         seen = set()
@@ -211,8 +214,8 @@ def test_reloads_move_middle_sessions():
                     p, rounds, n * 50))
             for t in bulk:
                 for r in t.finish():
-                    expect_all_ok(r, 2, "%s echo during reloads"
-                                  % t.kw["proto"])
+                    expect_all_ok(r, t.kw["conns"], "%s %s during reloads"
+                                  % (t.kw["proto"], t.kw["test"]))
             log = d.read_log()
             moves = re.findall(r"handoff: (\d+) middle-proxy links moved "
                                r"with (\d+) clients \((\d+) lost\)", log)
@@ -223,7 +226,7 @@ def test_reloads_move_middle_sessions():
                              "lost, over 10 reloads\n" % (links, clients,
                                                            lost))
             check(lost == 0, "%d clients lost in the handoff" % lost)
-            check(clients >= 10 * 160, "only %d clients moved" % clients)
+            check(clients >= 10 * 200, "only %d clients moved" % clients)
             check("moved from link" not in s.mp.log(),
                   "clients reached the middle proxy over other links "
                   "(migrated, not moved with their link)")

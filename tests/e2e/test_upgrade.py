@@ -189,6 +189,62 @@ def test_upgrade_keeps_every_session():
                 t.stop.set()
 
 
+def test_upgrade_moves_middle_links():
+    """Middle mode across an upgrade: the links move with their clients
+    to the new binary's workers."""
+    from test_middle import MSetup
+    with MSetup(workers=2, start=False) as s:
+        body = open(s.d.conf).read().replace("shutdown_timeout = 20;",
+                                             "shutdown_timeout = 5;")
+        binary = os.path.join(s.d.tmp, "sbin", "mtprotod")
+        os.makedirs(os.path.dirname(binary))
+        install(mtp.MTPROTOD, binary)
+        d = Installed(binary, config_body=body, workers=2, tmp=s.d.tmp)
+        d.port = s.port
+        s.d = d
+        d.start()
+        old_sup = d.proc.pid
+        procs = [(p, n, hold(s.port, p, n, rounds=24))
+                 for p, n in (("intermediate", 30), ("secure", 30),
+                              ("tls", 30))]
+        bulk = Loop(port=s.port, proto="secure", test="echo", conns=2,
+                    bytes=8 * MIB, packet=65536, timeout=60)
+        bulk.start()
+        try:
+            time.sleep(2)
+            install(mtp.MTPROTOD, binary)
+            p = subprocess.run([binary, "-c", d.conf, "-s", "upgrade"],
+                               capture_output=True, text=True, timeout=10)
+            check(p.returncode == 0, "-s upgrade: %s" % p.stderr)
+            d.wait_log("upgrade complete", 20)
+            wait_for(lambda: d.proc.poll() is not None, 15,
+                     what="the old supervisor to exit")
+            check(d.pidfile_pid() not in (0, old_sup), "pidfile")
+            bulk.stop.set()
+            for p, n, proc in procs:
+                r = tclient_wait(proc, 90)
+                expect_all_ok(r, n, "middle %s streams across the upgrade"
+                              % p)
+            for r in bulk.finish():
+                expect_all_ok(r, 2, "middle echo across the upgrade")
+            log = d.read_log()
+            lost = sum(int(x) for x in re.findall(
+                r"middle-proxy links moved with \d+ clients \((\d+) lost\)",
+                log))
+            moved = sum(int(x) for x in re.findall(
+                r"middle-proxy links moved with (\d+) clients", log))
+            check(moved >= 90 and lost == 0,
+                  "%d clients moved with their links, %d lost" % (moved,
+                                                                 lost))
+            check("moved from link" not in s.mp.log(),
+                  "clients reached the middle proxy over other links")
+        finally:
+            bulk.stop.set()
+            for _, _, proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+
+
 def test_failed_upgrade_keeps_serving():
     with Setup() as s:
         d = s.d
@@ -235,4 +291,5 @@ def test_failed_upgrade_keeps_serving():
 
 if __name__ == "__main__":
     run_tests([test_upgrade_keeps_every_session,
+               test_upgrade_moves_middle_links,
                test_failed_upgrade_keeps_serving])
