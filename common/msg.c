@@ -819,31 +819,46 @@ msg_get_upgrade_lsock(struct msg *m, char key[MSG_LSOCK_KEY],
 }
 
 int
-msg_send_upgrade_state(
-    int sock, int metrics_fd, int replay_fd, uint32_t old_workers)
+msg_send_upgrade_state(int sock, int metrics_fd, int replay_fd,
+    uint32_t old_workers, int page_fd, const char *page_key)
 {
 	struct msgbuf mb;
+	char k[MSG_LSOCK_KEY] = { 0 };
 
+	if (strlen(page_key) >= sizeof(k)) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(k, page_key, strlen(page_key));
 	msgbuf_init(&mb, MSG_UPGRADE_STATE);
 	msgbuf_put_u32(&mb, (uint32_t)metrics_fd);
 	msgbuf_put_u32(&mb, (uint32_t)replay_fd);
 	msgbuf_put_u32(&mb, old_workers);
+	msgbuf_put_u32(&mb, page_fd < 0 ? UINT32_MAX : (uint32_t)page_fd);
+	msgbuf_put_bytes(&mb, k, sizeof(k));
 	return msgbuf_send(sock, &mb, -1);
 }
 
 int
-msg_get_upgrade_state(
-    struct msg *m, int *metrics_fd, int *replay_fd, uint32_t *old_workers)
+msg_get_upgrade_state(struct msg *m, int *metrics_fd, int *replay_fd,
+    uint32_t *old_workers, int *page_fd, char page_key[MSG_LSOCK_KEY])
 {
-	uint32_t a, b;
+	uint32_t a, b, c;
 
 	if (m->type != MSG_UPGRADE_STATE)
 		return -1;
 	msg_get_u32(m, &a);
 	msg_get_u32(m, &b);
 	msg_get_u32(m, old_workers);
+	msg_get_u32(m, &c);
+	msg_get_bytes(m, page_key, MSG_LSOCK_KEY);
+	if (m->error || a > INT32_MAX || b > INT32_MAX ||
+	    (c != UINT32_MAX && c > INT32_MAX) ||
+	    page_key[MSG_LSOCK_KEY - 1] != '\0')
+		return -1;
 	*metrics_fd = (int)a;
 	*replay_fd = (int)b;
+	*page_fd = c == UINT32_MAX ? -1 : (int)c;
 	return msg_end(m);
 }
 

@@ -40,7 +40,9 @@ enum msg_type {
 				 * slot sockets, inherited across exec (the
 				 * numbers are valid in the new process) */
 	MSG_UPGRADE_STATE, /* old, last: u32 metrics memfd, u32 replay
-				 * memfd (inherited), u32 old workers */
+				 * memfd (inherited), u32 old workers, u32
+				 * metrics page socket (~0: none), char
+				 * key[96] (its address:port) */
 	MSG_UPGRADE_HANDOFF, /* new: u32 old worker slot; fd = a handoff
 				 * channel to one of the new workers */
 	MSG_UPGRADE_READY, /* new: (none) it serves; the old one goes */
@@ -188,10 +190,10 @@ int msg_send_upgrade_lsock(int sock, const char *key,
 int msg_get_upgrade_lsock(struct msg *, char key[MSG_LSOCK_KEY],
     struct sockaddr_storage *addr, socklen_t *addrlen, int *fds, uint32_t max,
     uint32_t *n);
-int msg_send_upgrade_state(
-    int sock, int metrics_fd, int replay_fd, uint32_t old_workers);
-int msg_get_upgrade_state(
-    struct msg *, int *metrics_fd, int *replay_fd, uint32_t *old_workers);
+int msg_send_upgrade_state(int sock, int metrics_fd, int replay_fd,
+    uint32_t old_workers, int page_fd, const char *page_key);
+int msg_get_upgrade_state(struct msg *, int *metrics_fd, int *replay_fd,
+    uint32_t *old_workers, int *page_fd, char page_key[MSG_LSOCK_KEY]);
 int msg_send_upgrade_handoff(int sock, uint32_t old_slot, int fd);
 /* The channel fd (caller owns it), or -1 when malformed. */
 int msg_get_upgrade_handoff(struct msg *, uint32_t *old_slot);

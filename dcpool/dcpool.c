@@ -143,6 +143,9 @@ tg_changed(void *arg, const struct tg_state *st)
 	    st->source, st->v4.n, st->v6.n, st->secret_len);
 }
 
+/* After MSG_QUIT: time for the scrapes in flight to be answered. */
+#define DCPOOL_LINGER_MS 300
+
 static void
 chan_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -154,11 +157,17 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 	while ((r = msg_recv(fd, &m)) == 1) {
 		switch (m.type) {
 		case MSG_QUIT:
-		case MSG_DRAIN:
+		case MSG_DRAIN: {
+			struct timeval tv = { 0, DCPOOL_LINGER_MS * 1000 };
 			if (msg_get_empty(&m, m.type) == -1)
 				goto bad;
+			/* The next dcpool accepts already; a scrape being
+			 * served here gets its answer first. */
+			metrics_stop();
 			log_info("dcpool exiting");
-			exit(0);
+			event_base_loopexit(D.base, &tv);
+			break;
+		}
 		case MSG_REOPEN_LOG:
 			if (msg_get_reopen_log(&m, &pfd) == -1)
 				goto bad;
@@ -203,7 +212,7 @@ dcpool_main(struct dcpool_args *a)
 			log_warnx("cannot start fetching Telegram's config");
 	}
 	mplink_init(D.base, a->cfg, D.tg);
-	metrics_start(D.base, a->cfg, a->metrics, a->replay);
+	metrics_start(D.base, a->cfg, a->metrics, a->replay, a->metrics_fd);
 	fd_set_nonblock(a->chan);
 	D.chan_ev =
 	    event_new(D.base, a->chan, EV_READ | EV_PERSIST, chan_cb, NULL);

@@ -12,6 +12,7 @@ struct dcpool_args {
 	int chan; /* to the supervisor */
 	struct shm_metrics *metrics; /* read for the metrics page */
 	struct replay_cache *replay; /* likewise */
+	int metrics_fd; /* the metrics page's listening socket, or -1 */
 	struct priv_params priv; /* to drop to */
 };
 

@@ -123,12 +123,23 @@ other_cb(struct evhttp_request *req, void *arg)
 	evhttp_send_error(req, HTTP_NOTFOUND, "try /metrics");
 }
 
+static struct evhttp *http;
+static struct evhttp_bound_socket *bound;
+
+void
+metrics_stop(void)
+{
+	/* Closes our copy only: the supervisor keeps the socket, and what
+	 * waits in its queue goes to the next dcpool. */
+	if (http && bound)
+		evhttp_del_accept_socket(http, bound);
+	bound = NULL;
+}
+
 int
 metrics_start(struct event_base *base, const struct config *cfg,
-    struct shm_metrics *z, struct replay_cache *rc)
+    struct shm_metrics *z, struct replay_cache *rc, int lfd)
 {
-	struct evhttp *http;
-
 	if (cfg->metrics_port == 0)
 		return 0;
 	zone = z;
@@ -140,25 +151,17 @@ metrics_start(struct event_base *base, const struct config *cfg,
 	evhttp_set_cb(http, "/metrics", metrics_cb, NULL);
 	evhttp_set_gencb(http, other_cb, NULL);
 	/*
-	 * SO_REUSEPORT: during a reload the old and the new dcpool overlap
-	 * for a moment, both serving the same shared counters.
+	 * The supervisor opened the socket and keeps it over reloads and
+	 * upgrades (during which the old and the new dcpool both accept on
+	 * it for a moment, serving the same shared counters), so a scrape
+	 * waiting in its queue is never reset.
 	 */
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd = -1, one = 1;
-	if (addr_from_ip_port(
-	        cfg->metrics_address, cfg->metrics_port, &ss, &len) == -1 ||
-	    (fd = socket(ss.ss_family,
-	         SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&ss, len) == -1 ||
-	    listen(fd, 64) == -1 || evhttp_accept_socket(http, fd) == -1) {
-		log_warn("metrics: cannot listen on %s port %u",
+	if (lfd < 0 ||
+	    (bound = evhttp_accept_socket_with_handle(http, lfd)) == NULL) {
+		log_warnx("metrics: no socket for %s port %u",
 		    cfg->metrics_address, cfg->metrics_port);
-		if (fd != -1)
-			close(fd);
 		evhttp_free(http);
+		http = NULL;
 		return -1;
 	}
 	log_info("metrics on http://%s:%u/metrics", cfg->metrics_address,

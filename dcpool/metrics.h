@@ -15,7 +15,10 @@ struct replay_cache;
  * replay cache (NULL: its metrics are left out) are the shared mappings
  * the supervisor made before forking.
  */
+/* Stops accepting (the queue waits for the next dcpool). */
+void metrics_stop(void);
+/* lfd: the listening socket the supervisor opened (-1 when none). */
 int metrics_start(struct event_base *, const struct config *,
-    struct shm_metrics *, struct replay_cache *);
+    struct shm_metrics *, struct replay_cache *, int lfd);
 
 #endif

@@ -87,6 +87,11 @@ static struct {
 	struct event *sig[7];
 	char exe[4096]; /* this binary's path, for -s upgrade */
 	int metrics_fd, replay_fd; /* the zones' memfds */
+	/* The metrics page's listening socket, kept like the slot sockets
+	 * (its queue survives a dcpool's exit); the one a reload replaced
+	 * goes once the old dcpool has. */
+	int mlfd, mlfd_old;
+	char mlkey[96]; /* what it listens on, "address:port" */
 	/* Old side of an upgrade: the new binary, while it starts. */
 	struct {
 		pid_t pid;
@@ -407,6 +412,62 @@ handoff_pair(struct child *old)
 	return r;
 }
 
+/*
+ * The metrics socket for cfg: *fd is -2 when the one we have listens
+ * where cfg wants (or none is wanted and none is open), else a new one,
+ * or -1: none wanted, or it cannot listen there (another daemon has the
+ * port: the page is off, with a warning, and the next reload tries
+ * again; the proxy itself goes on). key is what it listens on. Nothing
+ * changes until metrics_commit().
+ */
+static void
+metrics_open(const struct config *cfg, int *fdp, char key[96])
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd = -1, one = 1;
+
+	key[0] = '\0';
+	*fdp = -2;
+	if (cfg->metrics_port == 0) {
+		if (S.mlfd >= 0)
+			*fdp = -1;
+		return;
+	}
+	snprintf(key, 96, "%s:%u", cfg->metrics_address, cfg->metrics_port);
+	if (S.mlfd >= 0 && strcmp(key, S.mlkey) == 0)
+		return;
+	if (addr_from_ip_port(
+	        cfg->metrics_address, cfg->metrics_port, &ss, &len) == -1 ||
+	    (fd = socket(ss.ss_family,
+	         SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    bind(fd, (struct sockaddr *)&ss, len) == -1 ||
+	    listen(fd, 128) == -1) {
+		log_warnx("metrics: cannot listen on %s: %s; the metrics page "
+		          "is off",
+		    key, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		fd = -1;
+	}
+	*fdp = fd;
+}
+
+/* Use what metrics_open() gave; the socket it replaces goes once the
+ * old dcpool has (finish_reload). */
+static void
+metrics_commit(int fd, const char *key)
+{
+	if (fd == -2)
+		return;
+	if (S.mlfd_old >= 0)
+		close(S.mlfd_old);
+	S.mlfd_old = S.mlfd;
+	S.mlfd = fd;
+	snprintf(S.mlkey, sizeof(S.mlkey), "%s", key);
+}
+
 static void
 finish_reload(void)
 {
@@ -424,6 +485,10 @@ finish_reload(void)
 				send_stop(c, MSG_DRAIN);
 		}
 	lsock_close_removed(&S.ls);
+	if (S.mlfd_old >= 0) {
+		close(S.mlfd_old);
+		S.mlfd_old = -1;
+	}
 	S.state = S_RUNNING;
 	log_notice("reload complete: generation %d serves, generation %d "
 	           "hands its sessions over",
@@ -612,12 +677,14 @@ spawn(int role, int slot, int generation)
 			}
 		}
 	}
-	keep = calloc(nwl + 3, sizeof(int));
+	keep = calloc(nwl + 4, sizeof(int));
 	if (keep == NULL)
 		fatal("calloc");
 	keep[nkeep++] = sv[1];
 	if (log_fd() > 2)
 		keep[nkeep++] = log_fd();
+	if (role == ROLE_DCPOOL && S.mlfd >= 0)
+		keep[nkeep++] = S.mlfd;
 	for (size_t i = 0; i < nwl; i++)
 		keep[nkeep++] = wl[i].fd;
 
@@ -664,6 +731,7 @@ spawn(int role, int slot, int generation)
 				.chan = sv[1],
 				.metrics = S.metrics,
 				.replay = S.replay,
+				.metrics_fd = S.mlfd,
 				.priv = child_priv(cfg),
 			};
 			dcpool_main(&da);
@@ -897,7 +965,7 @@ do_upgrade(void)
 		}
 	}
 	if (msg_send_upgrade_state(sv[0], S.metrics_fd, S.replay_fd,
-	        (uint32_t)S.cfg->workers) == -1) {
+	        (uint32_t)S.cfg->workers, S.mlfd, S.mlkey) == -1) {
 		log_warn("upgrade: passing the state");
 		goto fail;
 	}
@@ -931,6 +999,8 @@ do_upgrade(void)
 		fd_clear_cloexec(sv[1]);
 		fd_clear_cloexec(S.metrics_fd);
 		fd_clear_cloexec(S.replay_fd);
+		if (S.mlfd >= 0)
+			fd_clear_cloexec(S.mlfd);
 		for (size_t i = 0; i < S.ls.n; i++)
 			for (int k = 0; k < S.ls.v[i].nfds; k++)
 				fd_clear_cloexec(S.ls.v[i].fds[k]);
@@ -991,15 +1061,23 @@ upgrade_receive(int fd, char *err, size_t errlen)
 			for (uint32_t i = 0; i < n; i++)
 				fd_set_cloexec(fds[i]);
 		} else if (m.type == MSG_UPGRADE_STATE) {
-			int mfd, rfd;
-			if (msg_get_upgrade_state(
-			        &m, &mfd, &rfd, &S.old_workers) == -1) {
+			int mfd, rfd, pfd;
+			char pkey[MSG_LSOCK_KEY];
+			if (msg_get_upgrade_state(&m, &mfd, &rfd,
+			        &S.old_workers, &pfd, pkey) == -1) {
 				snprintf(
 				    err, errlen, "upgrade: a malformed state");
 				return -1;
 			}
 			fd_set_cloexec(mfd);
 			fd_set_cloexec(rfd);
+			if (pfd >= 0) {
+				/* metrics_open() keeps it if the address
+				 * stays. */
+				fd_set_cloexec(pfd);
+				S.mlfd = pfd;
+				snprintf(S.mlkey, sizeof(S.mlkey), "%s", pkey);
+			}
 			S.metrics = shm_metrics_attach(mfd);
 			S.replay = replay_attach(rfd);
 			if (S.metrics)
@@ -1066,6 +1144,10 @@ check_upgrade_done(void)
 	close(S.up_chan);
 	S.up_chan = -1;
 	lsock_close_removed(&S.ls);
+	if (S.mlfd_old >= 0) {
+		close(S.mlfd_old);
+		S.mlfd_old = -1;
+	}
 	S.state = S_RUNNING;
 	log_notice("upgrade complete: this mtprotod serves; the old one "
 	           "hands its sessions over");
@@ -1100,6 +1182,8 @@ do_reload(void)
 		return;
 	}
 	config_absolutize(ncfg, S.opt->cwd);
+	int mfd = -2;
+	char mkey[96];
 	if (resolve_ids(ncfg, &uid, &gid, err, sizeof(err)) == -1 ||
 	    lsock_sync(&S.ls, ncfg, ncfg->workers, err, sizeof(err)) == -1) {
 		log_errorx("reload failed, keeping the running configuration: "
@@ -1108,6 +1192,8 @@ do_reload(void)
 		config_free(ncfg);
 		return;
 	}
+	metrics_open(ncfg, &mfd, mkey);
+	metrics_commit(mfd, mkey);
 	if (ncfg->replay_entries != S.cfg->replay_entries)
 		log_notice("replay.entries changes at the next restart");
 	/* Children keep their own copy of the old config (fork). */
@@ -1249,6 +1335,10 @@ sup_cleanup(void)
 		close(S.replay_fd);
 	if (S.up_chan >= 0)
 		close(S.up_chan);
+	if (S.mlfd >= 0)
+		close(S.mlfd);
+	if (S.mlfd_old >= 0)
+		close(S.mlfd_old);
 	free(S.restarts);
 	shm_metrics_destroy(S.metrics);
 	replay_destroy(S.replay);
@@ -1269,6 +1359,7 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 	S.drop = geteuid() == 0;
 	S.up_chan = opt->upgrade_fd;
 	S.metrics_fd = S.replay_fd = -1;
+	S.mlfd = S.mlfd_old = -1;
 	/* The path now, while it names this binary: -s upgrade runs
 	 * whatever is installed there then. */
 	ssize_t xl = readlink("/proc/self/exe", S.exe, sizeof(S.exe) - 1);
@@ -1295,10 +1386,14 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 		    cfg->pidfile);
 		goto fail;
 	}
+	int mfd = -2;
+	char mkey[96];
 	if (lsock_sync(&S.ls, cfg, cfg->workers, err, sizeof(err)) == -1) {
 		log_errorx("%s", err);
 		goto fail;
 	}
+	metrics_open(cfg, &mfd, mkey);
+	metrics_commit(mfd, mkey);
 	if (S.metrics == NULL)
 		S.metrics = shm_metrics_create_fd(
 		    2 * CONFIG_MAX_WORKERS + 8, &S.metrics_fd);

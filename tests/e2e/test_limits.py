@@ -80,9 +80,51 @@ def test_reload_renamed_listener_gets_gauges():
               "main is gone from the metrics page: %r" % m)
 
 
+def test_scrapes_during_reloads_never_fail():
+    # The supervisor keeps the metrics socket: a scrape queued while
+    # the old dcpool exits is answered by the new one, and one being
+    # answered finishes. Failed before (connection reset by peer).
+    import threading
+    with Setup() as s:
+        wait_for(lambda: s.metrics(), 10, what="the metrics page")
+        stop = threading.Event()
+        got, errors = [0], []
+
+        def scrape():
+            while not stop.is_set():
+                try:
+                    s.metrics()
+                    got[0] += 1
+                except Exception as e:  # noqa: BLE001 - any failure counts
+                    errors.append(repr(e))
+        threads = [threading.Thread(target=scrape) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            conf = open(s.d.conf).read()
+            for i in range(8):
+                # handshake_timeout: a change only a new generation takes
+                s.d.write_config(conf + "handshake_timeout = %d;\n"
+                                 % (10 + i % 2))
+                n = s.d.read_log().count("reload complete")
+                s.d.signal(signal.SIGHUP)
+                wait_for(lambda: s.d.read_log().count("reload complete")
+                         > n, 20, what="reload %d" % (i + 1))
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+        sys.stderr.write("  %d scrapes over 8 reloads, %d failed\n"
+                         % (got[0], len(errors)))
+        check(not errors, "scrapes failed during reloads: %s"
+              % errors[:5])
+        check(got[0] >= 40, "only %d scrapes" % got[0])
+
+
 if __name__ == "__main__":
     sys.exit(run_tests([
         test_metrics_export_replay_and_listener_gauges,
         test_undersized_replay_cache_shows,
         test_reload_renamed_listener_gets_gauges,
+        test_scrapes_during_reloads_never_fail,
     ]))

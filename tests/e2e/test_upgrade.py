@@ -164,7 +164,7 @@ def test_upgrade_keeps_every_session():
                     p, rounds, n * 30))
             for t in bulk:
                 res = t.finish()
-                check(len(res) >= 2, "bulk runs: %d" % len(res))
+                check(len(res) >= 1, "bulk runs: %d" % len(res))
                 for r in res:
                     expect_all_ok(r, 2, "%s echo across the upgrade"
                                   % t.kw["proto"])
@@ -212,6 +212,7 @@ def test_upgrade_moves_middle_links():
         bulk.start()
         try:
             time.sleep(2)
+            before = s.metrics()["mtprotod_connections_accepted_total"]
             install(mtp.MTPROTOD, binary)
             p = subprocess.run([binary, "-c", d.conf, "-s", "upgrade"],
                                capture_output=True, text=True, timeout=10)
@@ -220,6 +221,11 @@ def test_upgrade_moves_middle_links():
             wait_for(lambda: d.proc.poll() is not None, 15,
                      what="the old supervisor to exit")
             check(d.pidfile_pid() not in (0, old_sup), "pidfile")
+            # The new binary's dcpool serves the same page, from the
+            # same counters (the zone moved with the upgrade).
+            after = s.metrics()["mtprotod_connections_accepted_total"]
+            check(after >= before >= 90, "accepted: %r before the "
+                  "upgrade, %r after" % (before, after))
             bulk.stop.set()
             for p, n, proc in procs:
                 r = tclient_wait(proc, 90)
