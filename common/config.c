@@ -843,7 +843,8 @@ parse_log(struct parser *p, struct config *cfg, const config_setting_t *g,
 			cfg->log_target = LOG_TARGET_SYSLOG;
 		else if (buf[0] == '/') {
 			cfg->log_target = LOG_TARGET_FILE;
-			memcpy(cfg->log_file, buf, sizeof(cfg->log_file));
+			snprintf(
+			    cfg->log_file, sizeof(cfg->log_file), "%s", buf);
 		} else
 			return perr(p, o.s, o.path,
 			    "must be \"stderr\", "
@@ -1615,6 +1616,69 @@ config_free(struct config *cfg)
 	free(cfg->dcs);
 	free(cfg->resolv_conf);
 	free(cfg);
+}
+
+/*
+ * The fields a running worker and dcpool take in place (see
+ * config_inplace_only): zeroed in copies, so that what is left must be
+ * equal byte for byte. Configs are calloc'd, so padding compares equal.
+ * Later issues add their fields here (user limits, access lists, TLS
+ * shaping).
+ */
+static void
+mask_inplace_config(struct config *c)
+{
+	c->log_level = 0;
+	c->listeners = NULL; /* compared one by one */
+	c->dcs = NULL;
+	c->resolv_conf = NULL;
+}
+
+static void
+mask_inplace_listener(struct config_listener *l)
+{
+	l->users = NULL;
+	l->nusers = 0;
+	l->has_ad_tag = 0;
+	memset(l->ad_tag, 0, sizeof(l->ad_tag));
+	memset(l->tls_domain, 0, sizeof(l->tls_domain));
+	memset(l->fronting_host, 0, sizeof(l->fronting_host));
+	l->fronting_port = 0;
+	l->shm_index = 0; /* assigned by the supervisor */
+}
+
+int
+config_inplace_only(const struct config *a, const struct config *b)
+{
+	struct config ca, cb;
+
+	memcpy(&ca, a, sizeof(ca));
+	memcpy(&cb, b, sizeof(cb));
+	mask_inplace_config(&ca);
+	mask_inplace_config(&cb);
+	if (memcmp(&ca, &cb, sizeof(ca)) != 0)
+		return 0;
+	if ((a->resolv_conf == NULL) != (b->resolv_conf == NULL) ||
+	    (a->resolv_conf && strcmp(a->resolv_conf, b->resolv_conf) != 0))
+		return 0;
+	if (a->ndcs != b->ndcs ||
+	    (a->ndcs && memcmp(a->dcs, b->dcs, a->ndcs * sizeof(*a->dcs)) != 0))
+		return 0;
+	for (size_t i = 0; i < a->nlisteners; i++) {
+		struct config_listener la, lb;
+		memcpy(&la, &a->listeners[i], sizeof(la));
+		memcpy(&lb, &b->listeners[i], sizeof(lb));
+		/* Ad tags choose the backend of an "auto" listener: one that
+		 * would switch needs new workers. */
+		if (config_listener_backend(a, &a->listeners[i]) !=
+		    config_listener_backend(b, &b->listeners[i]))
+			return 0;
+		mask_inplace_listener(&la);
+		mask_inplace_listener(&lb);
+		if (memcmp(&la, &lb, sizeof(la)) != 0)
+			return 0;
+	}
+	return 1;
 }
 
 enum backend_mode

@@ -169,6 +169,13 @@ int config_parse_secret(const char *hex, uint8_t out[16]);
 enum backend_mode
 config_listener_backend(const struct config *, const struct config_listener *);
 const char *config_proto_name(unsigned proto_bit);
+/*
+ * 1 if b differs from a only in what running children take in place:
+ * each listener's users, ad_tag, tls_domain and fronting target, and
+ * log.level (listeners in the same order; no "auto" listener changing
+ * its backend). Anything else needs a new generation.
+ */
+int config_inplace_only(const struct config *a, const struct config *b);
 
 /*
  * config_default() with an explicit state directory (tests; also for a

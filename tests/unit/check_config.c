@@ -1154,6 +1154,106 @@ START_TEST(test_err_middle)
 }
 END_TEST
 
+/* What a reload can take in place, and what needs new workers. */
+static int
+inplace(const char *a, const char *b)
+{
+	struct config *x = expect_ok(a), *y = expect_ok(b);
+	int r = config_inplace_only(x, y);
+
+	config_free(x);
+	config_free(y);
+	return r;
+}
+
+#define INPLACE_BASE(users, extra, lextra) \
+	"workers = 2;\nlog = { level = \"info\"; };\n" extra \
+	"listeners = ( { name = \"m\"; port = 8443; protocols = [ " \
+	"\"fake_tls\", \"secure\" ]; tls_domain = \"a.example\"; " \
+	"fronting = \"127.0.0.1:9\"; " lextra " users = ( " users " ); } );\n"
+#define U1 \
+	"{ name = \"alice\"; secret = \"0123456789abcdef0123456789abcdef\"; }"
+#define U2 "{ name = \"bob\"; secret = \"ffeeddccbbaa99887766554433221100\"; }"
+
+START_TEST(test_inplace_only)
+{
+	const char *base = INPLACE_BASE(U1, "", "");
+
+	ck_assert_int_eq(inplace(base, base), 1);
+	/* users, log level, fronting target, TLS domain: in place */
+	ck_assert_int_eq(inplace(base, INPLACE_BASE(U1 ", " U2, "", "")), 1);
+	ck_assert_int_eq(
+	    inplace(INPLACE_BASE(U1 ", " U2, "", ""), INPLACE_BASE(U2, "", "")),
+	    1);
+	ck_assert_int_eq(
+	    inplace(base,
+	        "workers = 2;\nlog = { level = \"debug\"; };\n"
+	        "listeners = ( { name = \"m\"; port = 8443; protocols = [ "
+	        "\"fake_tls\", \"secure\" ]; tls_domain = \"b.example\"; "
+	        "fronting = \"127.0.0.1:10\"; users = ( " U1 " ); } );\n"),
+	    1);
+	/* anything else: a new generation */
+	ck_assert_int_eq(
+	    inplace(base, INPLACE_BASE(U1, "handshake_timeout = 11;\n", "")),
+	    0);
+	ck_assert_int_eq(inplace(base,
+	                     "workers = 3;\nlog = { level = \"info\"; };\n"
+	                     "listeners = ( { name = \"m\"; port = 8443; "
+	                     "protocols = [ \"fake_tls\", \"secure\" ]; "
+	                     "tls_domain = \"a.example\"; fronting = "
+	                     "\"127.0.0.1:9\"; users = ( " U1 " ); } );\n"),
+	    0);
+	ck_assert_int_eq(
+	    inplace(base,
+	        INPLACE_BASE(U1, "", "limits = { max_connections = 5; };")),
+	    0);
+	/* An ad tag on an "auto" listener switches it to the middle
+	 * proxies: new workers. With backend fixed, it is in place. */
+	ck_assert_int_eq(
+	    inplace(base,
+	        INPLACE_BASE(
+	            U1, "", "ad_tag = \"a0a1a2a3a4a5a6a7a8a9aaabacadaeaf\";")),
+	    0);
+	ck_assert_int_eq(
+	    inplace(INPLACE_BASE(U1, "backend = \"middle\";\n", ""),
+	        INPLACE_BASE(U1, "backend = \"middle\";\n",
+	            "ad_tag = \"a0a1a2a3a4a5a6a7a8a9aaabacadaeaf\";")),
+	    1);
+}
+END_TEST
+
+/* Leaves a pattern in the stack that the next call will reuse. */
+static void __attribute__((noinline)) poison_stack(int v)
+{
+	volatile uint8_t junk[64 * 1024];
+	memset((void *)junk, v, sizeof(junk));
+}
+
+/*
+ * The same file loaded twice is the same config, byte for byte, whatever
+ * was on the stack: the log file's path was copied with its buffer's
+ * stack garbage (4 KiB), so a reload of an unchanged file did not look
+ * unchanged to config_inplace_only. Failed before the fix.
+ */
+START_TEST(test_same_text_same_bytes)
+{
+	const char *text =
+	    "log = { target = \"/var/log/m.log\"; };\n"
+	    "listeners = ( { name = \"m\"; port = 8443; protocols = [ "
+	    "\"secure\" ]; users = ( " U1 " ); } );\n";
+	struct config *a, *b;
+
+	poison_stack(0xaa);
+	a = expect_ok(text);
+	poison_stack(0x55);
+	b = expect_ok(text);
+	ck_assert_int_eq(config_inplace_only(a, b), 1);
+	ck_assert_mem_eq(a->log_file, b->log_file, sizeof(a->log_file));
+	config_free(a);
+	config_free(b);
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -1181,6 +1281,8 @@ config_suite(void)
 	tcase_add_test(tc, test_parse_size);
 	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_err_middle);
+	tcase_add_test(tc, test_inplace_only);
+	tcase_add_test(tc, test_same_text_same_bytes);
 	suite_add_tcase(s, tc);
 	return s;
 }
