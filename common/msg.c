@@ -31,6 +31,7 @@ static const char *type_names[MSG_TYPE_MAX] = {
 	[MSG_LINK_REQUEST] = "link-request",
 	[MSG_LINK_GRANT] = "link-grant",
 	[MSG_LINK_REFUSED] = "link-refused",
+	[MSG_TABLES] = "tables",
 	[MSG_HANDOFF_TO] = "handoff-to",
 	[MSG_HANDOFF_FROM] = "handoff-from",
 	[MSG_SESSION] = "session",
@@ -282,6 +283,20 @@ msg_done(struct msg *m)
 	for (unsigned i = 0; i < m->nxfd; i++)
 		close(m->xfd[i]);
 	m->nxfd = 0;
+}
+
+int
+msg_send_tables(int sock, int memfd)
+{
+	return send_raw(sock, MSG_TABLES, NULL, 0, memfd, 0);
+}
+
+int
+msg_get_tables(struct msg *m)
+{
+	if (m->type != MSG_TABLES || msg_end(m) == -1 || m->fd == -1)
+		return -1;
+	return msg_take_fd(m);
 }
 
 int

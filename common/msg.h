@@ -28,6 +28,8 @@ enum msg_type {
 	MSG_DCPOOL_PEER, /* u32 slot, u32 generation; fd = a socket to
 				 * the dcpool (to a worker) or to the worker of
 				 * that slot (to the dcpool) */
+	MSG_TABLES, /* (none); fd = a memfd with the tables a reload
+				 * changes in place (tables.h) */
 	MSG_HANDOFF_TO, /* (none); fd = a channel to a worker of the new
 				 * generation: stop accepting, hand every
 				 * session over on it, exit when none is left */
@@ -158,6 +160,11 @@ int msg_get_reopen_log(struct msg *, int *fd);
 int msg_send_dcpool_peer(int sock, uint32_t slot, uint32_t generation, int fd);
 /* The channel fd (caller owns it), or -1 when the message is malformed. */
 int msg_get_dcpool_peer(struct msg *, uint32_t *slot, uint32_t *generation);
+
+/* MSG_TABLES: fd = the memfd. */
+int msg_send_tables(int sock, int memfd);
+/* The memfd (caller owns it), or -1 when malformed. */
+int msg_get_tables(struct msg *);
 
 /* MSG_HANDOFF_TO, MSG_HANDOFF_FROM: fd = the handoff channel. */
 int msg_send_handoff(int sock, uint32_t type, int fd);

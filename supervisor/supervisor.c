@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,6 +32,7 @@
 #include "replay.h"
 #include "shm.h"
 #include "supervisor.h"
+#include "tables.h"
 #include "util.h"
 #include "worker/worker.h"
 
@@ -1153,6 +1155,116 @@ check_upgrade_done(void)
 	           "hands its sessions over");
 }
 
+/* ------------------------------------------------------------ in place */
+
+static int
+user_index(const struct config_listener *l, const char *name)
+{
+	for (size_t u = 0; u < l->nusers; u++)
+		if (strcmp(l->users[u].name, name) == 0)
+			return (int)u;
+	return -1;
+}
+
+/* "users +A -R ~C (removed: x, y), ..." for the log. */
+static void
+describe_changes(
+    const struct config *o, const struct config *n, char *buf, size_t cap)
+{
+	size_t added = 0, removed = 0, changed = 0, other = 0, len = 0;
+	char gone[256] = "";
+
+	for (size_t i = 0; i < n->nlisteners; i++) {
+		const struct config_listener *a = &o->listeners[i],
+		                             *b = &n->listeners[i];
+		for (size_t u = 0; u < b->nusers; u++) {
+			int k = user_index(a, b->users[u].name);
+			if (k == -1)
+				added++;
+			else if (memcmp(&a->users[k], &b->users[u],
+			             sizeof(b->users[u])) != 0)
+				changed++;
+		}
+		for (size_t u = 0; u < a->nusers; u++)
+			if (user_index(b, a->users[u].name) == -1) {
+				removed++;
+				size_t g = strlen(gone);
+				if (g + strlen(a->users[u].name) + 3 <
+				    sizeof(gone))
+					snprintf(gone + g, sizeof(gone) - g,
+					    "%s%s", g ? ", " : "",
+					    a->users[u].name);
+			}
+		other += a->has_ad_tag != b->has_ad_tag ||
+		    memcmp(a->ad_tag, b->ad_tag, sizeof(a->ad_tag)) != 0 ||
+		    strcmp(a->tls_domain, b->tls_domain) != 0 ||
+		    strcmp(a->fronting_host, b->fronting_host) != 0 ||
+		    a->fronting_port != b->fronting_port;
+	}
+	len = (size_t)snprintf(buf, cap,
+	    "users +%zu -%zu ~%zu%s%s%s; %zu listeners with a new ad tag, "
+	    "TLS domain or fronting target",
+	    added, removed, changed, removed ? " (removed: " : "", gone,
+	    removed ? ")" : "", other);
+	if (len < cap && o->log_level != n->log_level)
+		snprintf(buf + len, cap - len, "; log level %d -> %d",
+		    o->log_level, n->log_level);
+}
+
+/* 1 if a and b have the same in-place tables. */
+static int
+tables_same(const struct config *a, const struct config *b)
+{
+	uint8_t *x = NULL, *y = NULL;
+	size_t xl = 0, yl = 0;
+	int same = tables_encode(a, &x, &xl) == 0 &&
+	    tables_encode(b, &y, &yl) == 0 && xl == yl && memcmp(x, y, xl) == 0;
+
+	free(x);
+	free(y);
+	return same;
+}
+
+/*
+ * A reload that only changes what the children take in place: send them
+ * the new tables (MSG_TABLES) and keep every process. 0, or -1 when the
+ * tables cannot be sent (the caller starts a new generation instead).
+ */
+static int
+reload_in_place(struct config *ncfg)
+{
+	char what[512];
+	uint8_t *blob;
+	size_t len;
+	int fd;
+
+	if (tables_encode(ncfg, &blob, &len) == -1)
+		return -1;
+	fd = memfd_create("mtprotod-tables", MFD_CLOEXEC);
+	if (fd == -1 || write(fd, blob, len) != (ssize_t)len) {
+		log_warn("reload: writing the tables; starting new workers");
+		if (fd != -1)
+			close(fd);
+		explicit_bzero(blob, len);
+		free(blob);
+		return -1;
+	}
+	explicit_bzero(blob, len);
+	free(blob);
+	describe_changes(S.cfg, ncfg, what, sizeof(what));
+	for (struct child *c = S.children; c; c = c->next)
+		if (msg_send_tables(c->chan, fd) == -1)
+			log_warn("reload: passing the tables to pid %d",
+			    (int)c->pid);
+	close(fd);
+	config_free(S.cfg);
+	S.cfg = ncfg;
+	assign_listener_indexes(ncfg);
+	log_set_level(ncfg->log_level);
+	log_notice("reload applied in place, no new process: %s", what);
+	return 0;
+}
+
 static void
 do_reload(void)
 {
@@ -1194,6 +1306,12 @@ do_reload(void)
 	}
 	metrics_open(ncfg, &mfd, mkey);
 	metrics_commit(mfd, mkey);
+	/* Only in-place tables changed: the children take them. (The
+	 * same file again rolls a new generation, as it always did: a way
+	 * to renew the workers, which drops nothing.) */
+	if (config_inplace_only(S.cfg, ncfg) && !tables_same(S.cfg, ncfg) &&
+	    reload_in_place(ncfg) == 0)
+		return;
 	if (ncfg->replay_entries != S.cfg->replay_entries)
 		log_notice("replay.entries changes at the next restart");
 	/* Children keep their own copy of the old config (fork). */

@@ -38,6 +38,7 @@ struct front_target {
 	unsigned have_addr : 1;
 	unsigned numeric : 1; /* an address literal: never resolved */
 	unsigned resolving : 1; /* a request is in flight (owned) */
+	unsigned stale : 1; /* its answer is for the old host: ask again */
 	struct session_list waiting; /* sessions waiting for an address */
 	struct event refresh; /* next lookup */
 	uint64_t loop_logged_ms;
@@ -223,6 +224,13 @@ resolved(int result, char type, int count, int ttl, void *addresses, void *arg)
 	const struct config_listener *l = t->l;
 
 	t->resolving = 0;
+	if (t->stale) {
+		/* The host changed while this was in flight. */
+		t->stale = 0;
+		if (result != DNS_ERR_SHUTDOWN)
+			resolve(t);
+		return;
+	}
 	if (result == DNS_ERR_NONE && count > 0 &&
 	    (type == DNS_IPv4_A || type == DNS_IPv6_AAAA)) {
 		memset(&t->addr, 0, sizeof(t->addr));
@@ -292,6 +300,31 @@ static void
 refresh_cb(evutil_socket_t fd, short what, void *arg)
 {
 	resolve(arg);
+}
+
+void
+front_listener_changed(const struct config_listener *l)
+{
+	struct front_target *t = &F.t[l - W.cfg->listeners];
+
+	evtimer_del(&t->refresh);
+	t->have_addr = t->numeric = 0;
+	if (!(l->protocols & PROTO_FAKE_TLS) || l->fronting_host[0] == 0) {
+		release_waiters(t);
+		return;
+	}
+	log_info("listener %s now fronts %s port %u", l->name, l->fronting_host,
+	    l->fronting_port);
+	if (addr_from_ip_port(l->fronting_host, l->fronting_port, &t->addr,
+	        &t->addrlen) == 0) {
+		t->numeric = t->have_addr = 1;
+		release_waiters(t);
+		return;
+	}
+	if (t->resolving)
+		t->stale = 1; /* its callback asks again */
+	else
+		resolve(t);
 }
 
 void

@@ -40,6 +40,7 @@
 #include "session.h"
 #include "session_int.h"
 #include "shm.h"
+#include "tables.h"
 #include "tls.h"
 #include "util.h"
 #include "worker.h"
@@ -331,6 +332,84 @@ session_census(char *buf, size_t len)
 	    "%zu in their handshake, %zu connecting, %zu bad clients held, "
 	    "%zu the new generation could not take, %zu relaying",
 	    hs, conn, held, kept, relay);
+}
+
+/* Rebuild the codecs' copy of a listener's secrets. */
+static void
+secrets_rebuild(size_t i)
+{
+	const struct config_listener *l = &W.cfg->listeners[i];
+	uint8_t(*sec)[16] = calloc(l->nusers + 1, 16);
+
+	if (sec == NULL)
+		fatal("calloc");
+	for (size_t u = 0; u < l->nusers; u++)
+		memcpy(sec[u], l->users[u].secret, 16);
+	explicit_bzero(SS.ls[i].secrets, SS.ls[i].n * 16);
+	free(SS.ls[i].secrets);
+	SS.ls[i].secrets = sec;
+	SS.ls[i].n = l->nusers;
+}
+
+void
+session_apply_tables(struct tables *t)
+{
+	struct config *cfg = W.cfg;
+	char a[ADDR_STRLEN];
+	size_t closed = 0;
+
+	log_set_level(t->log_level);
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		struct config_listener *l = &cfg->listeners[i];
+		struct tables_listener *tl = tables_find(t, l->name);
+		struct session *s, *next;
+
+		if (tl == NULL)
+			continue; /* not ours: an older generation's config */
+		/* Sessions follow their user by name; a user that is gone
+		 * or has a new secret loses its sessions. */
+		for (s = TAILQ_FIRST(&SS.live); s; s = next) {
+			next = TAILQ_NEXT(s, entry);
+			if (s->l != l || s->user < 0 || s->closed)
+				continue;
+			const struct config_user *u = &l->users[s->user];
+			int k = -1;
+			for (size_t n = 0; n < tl->nusers && k == -1; n++)
+				if (strcmp(tl->users[n].name, u->name) == 0)
+					k = (int)n;
+			if (k >= 0 &&
+			    memcmp(tl->users[k].secret, u->secret,
+			        CONFIG_SECRET_LEN) == 0) {
+				s->user = k;
+				continue;
+			}
+			log_info("%s: closed: user %s %s by reload",
+			    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)),
+			    u->name,
+			    k == -1 ? "removed" : "given a new secret");
+			closed++;
+			session_close(s, "user removed by reload");
+		}
+		explicit_bzero(l->users, l->nusers * sizeof(*l->users));
+		free(l->users);
+		l->users = tl->users;
+		l->nusers = tl->nusers;
+		tl->users = NULL;
+		tl->nusers = 0;
+		l->has_ad_tag = tl->has_ad_tag;
+		memcpy(l->ad_tag, tl->ad_tag, sizeof(l->ad_tag));
+		snprintf(
+		    l->tls_domain, sizeof(l->tls_domain), "%s", tl->tls_domain);
+		if (strcmp(l->fronting_host, tl->fronting_host) != 0 ||
+		    l->fronting_port != tl->fronting_port) {
+			snprintf(l->fronting_host, sizeof(l->fronting_host),
+			    "%s", tl->fronting_host);
+			l->fronting_port = tl->fronting_port;
+			front_listener_changed(l);
+		}
+		secrets_rebuild(i);
+	}
+	log_info("new tables applied in place; %zu sessions closed", closed);
 }
 
 struct session_list *

@@ -233,6 +233,16 @@ session_backend_connect(struct session *, const struct sockaddr *, socklen_t);
  */
 void session_direct_fallback(struct session *, uint8_t *plain, size_t len);
 uint64_t coarse_now_ms(void);
+struct tables;
+/*
+ * A reload in place (MSG_TABLES): take each listener's new users, ad
+ * tag, TLS domain and fronting target, and the log level; close the
+ * sessions of users that are gone or have a new secret. Takes the
+ * users arrays out of t.
+ */
+void session_apply_tables(struct tables *);
+/* front.c: a listener's fronting target changed (reload in place). */
+void front_listener_changed(const struct config_listener *);
 /* What the open sessions are doing, for a log line. */
 void session_census(char *buf, size_t len);
 /* Every open session, oldest first (handoff.c walks it). */

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -28,6 +29,7 @@
 #include "session.h"
 #include "session_int.h"
 #include "shm.h"
+#include "tables.h"
 #include "priv.h"
 #include "util.h"
 #include "worker.h"
@@ -261,6 +263,46 @@ set_dcpool(int fd)
 	middle_dcpool_connected();
 }
 
+/* Reads a memfd whole (tables, images); malloc'd, NULL on error. */
+static uint8_t *
+memfd_read(int fd, size_t *len)
+{
+	struct stat st;
+	uint8_t *b;
+
+	if (fstat(fd, &st) == -1 || st.st_size <= 0 ||
+	    st.st_size > 64 * 1024 * 1024 ||
+	    (b = malloc((size_t)st.st_size)) == NULL)
+		return NULL;
+	if (pread(fd, b, (size_t)st.st_size, 0) != st.st_size) {
+		free(b);
+		return NULL;
+	}
+	*len = (size_t)st.st_size;
+	return b;
+}
+
+static void
+apply_tables(int fd)
+{
+	size_t len = 0;
+	uint8_t *blob = memfd_read(fd, &len);
+	struct tables *t = blob ? tables_decode(blob, len) : NULL;
+
+	close(fd);
+	if (blob) {
+		explicit_bzero(blob, len);
+		free(blob);
+	}
+	if (t == NULL) {
+		log_warnx("reload: tables from the supervisor unreadable; "
+		          "keeping ours");
+		return;
+	}
+	session_apply_tables(t);
+	tables_free(t);
+}
+
 static void
 chan_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -286,6 +328,11 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 				goto malformed;
 			if (pfd != -1)
 				log_set_fd(pfd);
+			break;
+		case MSG_TABLES:
+			if ((pfd = msg_get_tables(&m)) == -1)
+				goto malformed;
+			apply_tables(pfd);
 			break;
 		case MSG_HANDOFF_TO:
 			if ((pfd = msg_get_handoff(&m, MSG_HANDOFF_TO)) == -1)

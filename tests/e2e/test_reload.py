@@ -5,8 +5,12 @@ import socket
 import threading
 import time
 
-from mtp import (Daemon, alive, check, connect, free_port, is_open,
-                 run_tests, socket_fds, wait_for)
+from mtp import (SECRET, Daemon, FakeDC, FrontSite, alive, check, connect,
+                 free_port, is_open, listener_conf, run_tests, socket_fds,
+                 tclient, tclient_wait, telegram_conf, wait_for)
+
+SECRET2 = "ffeeddccbbaa99887766554433221100"
+SECRET3 = "00112233445566778899aabbccddeeff"
 
 
 def new_generation(d, old_pids, n):
@@ -164,9 +168,134 @@ def test_workers_shrink_keeps_slot_sockets():
         d.kill_all()
 
 
+def in_place_setup(listener):
+    dc = FakeDC("packets")
+    d = Daemon(workers=2)
+    d.write_config(d.make_config(
+        workers=2, listeners=[listener],
+        extra=telegram_conf({2: dc.port})))
+    d.start()
+    return d, dc
+
+
+def test_user_change_in_place():
+    # Users change through SIGHUP without a new process: the sessions of
+    # a removed user close (a log line each), all others go on.
+    port = free_port()
+    listener = listener_conf("main", port, secrets=(SECRET, SECRET2))
+    d, dc = in_place_setup(listener)
+    procs = []
+    try:
+        kids = set(d.kids())
+        keep = [tclient(port, p, "hold", conns=10, rounds=12, interval=0.5,
+                        timeout=40, wait=False) for p in ("secure", "tls")]
+        gone = tclient(port, "secure", "hold", secret=SECRET2, conns=10,
+                       rounds=12, interval=0.5, timeout=40, wait=False)
+        procs = keep + [gone]
+        time.sleep(1.5)
+        new = listener.replace(
+            '{ name = "u1"; secret = "%s"; }' % SECRET2,
+            '{ name = "u2"; secret = "%s"; }' % SECRET3)
+        check(new != listener, "test: the user did not change")
+        d.write_config(d.make_config(
+            workers=2, listeners=[new],
+            extra=telegram_conf({2: dc.port})).replace(
+                'level = "debug"', 'level = "info"'))
+        d.signal(signal.SIGHUP)
+        line = d.wait_log("reload applied in place")
+        check("users +1 -1 ~0 (removed: u1)" in line, line)
+        time.sleep(0.5)
+        check(set(d.kids()) == kids, "processes changed: %r -> %r" % (
+            kids, set(d.kids())))
+        for p, what in zip(keep, ("secure", "tls")):
+            r = tclient_wait(p, 60)
+            check(r.ok and "10/10 ok" in r.out, "%s streams of the kept "
+                  "user: %s %s" % (what, r.out[-200:], r.err[-500:]))
+        r = tclient_wait(gone, 60)
+        check("0/10 ok" in r.out, "the removed user's streams: %s" %
+              r.out[-200:])
+        check(d.read_log().count("closed: user u1 removed by reload") ==
+              10, "not one log line per closed session of u1")
+        r = tclient(port, "tls", "reqpq", secret=SECRET3, conns=4)
+        check(r.ok and "4/4 ok" in r.out, "the new user: %s" % r)
+        r = tclient(port, "secure", "reqpq", secret=SECRET2, conns=2,
+                    timeout=5)
+        check(not r.ok, "the removed user still served: %s" % r)
+        check(set(d.kids()) == kids, "processes changed")
+        # The new log level is in force: no debug lines once both
+        # workers say they applied the tables.
+        wait_for(lambda: d.read_log().count("new tables applied in place")
+                 == 2, 5, what="both workers to apply the tables")
+        after = d.read_log().split("new tables applied in place")[-1]
+        check(" debug: " not in after, "debug lines after the log level "
+              "went to info")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        d.kill_all()
+        dc.stop()
+
+
+def test_fronting_target_in_place():
+    a, b = FrontSite(), FrontSite()
+    port = free_port()
+    listener = listener_conf("tls", port, protocols=("fake_tls",),
+                             fronting="127.0.0.1:%d" % a.port)
+    d, dc = in_place_setup(listener)
+
+    def probe():
+        c = connect(port)
+        c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.settimeout(5)
+        got = c.recv(100)
+        c.close()
+        return got
+    try:
+        kids = set(d.kids())
+        check(probe().startswith(b"HTTP/1.1 200"), "no site at start")
+        wait_for(lambda: len(a.received) == 1, 5, what="site A's probe")
+        d.write_config(d.make_config(
+            workers=2, listeners=[listener.replace(
+                "127.0.0.1:%d" % a.port, "127.0.0.1:%d" % b.port)],
+            extra=telegram_conf({2: dc.port})))
+        d.signal(signal.SIGHUP)
+        d.wait_log("reload applied in place")
+        time.sleep(0.3)
+        for _ in range(6):
+            check(probe().startswith(b"HTTP/1.1 200"), "no site")
+        wait_for(lambda: len(b.received) == 6, 5, what="site B's probes")
+        check(len(a.received) == 1, "site A still fronted: %d" %
+              len(a.received))
+        check(set(d.kids()) == kids, "processes changed")
+    finally:
+        d.kill_all()
+        dc.stop()
+        a.stop()
+        b.stop()
+
+
+def test_same_file_rolls_a_new_generation():
+    # SIGHUP with an unchanged file renews the workers (nothing to apply
+    # in place), as it always did; a change outside the in-place tables
+    # does too.
+    d = Daemon(workers=2).start()
+    try:
+        old = set(d.workers_now())
+        d.signal(signal.SIGHUP)
+        new_generation(d, old, 2)
+        check("reload applied in place" not in d.read_log(),
+              "an unchanged file was applied in place")
+    finally:
+        d.kill_all()
+
+
 if __name__ == "__main__":
     run_tests([test_reload_keeps_open_connections,
                test_broken_config_keeps_serving,
                test_no_refused_connection_during_reloads,
                test_listeners_added_and_removed,
-               test_workers_shrink_keeps_slot_sockets])
+               test_workers_shrink_keeps_slot_sockets,
+               test_user_change_in_place,
+               test_fronting_target_in_place,
+               test_same_file_rolls_a_new_generation])

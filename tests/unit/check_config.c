@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "tables.h"
 #include "util.h"
 
 #define SECRET_A "00112233445566778899aabbccddeeff"
@@ -1254,6 +1255,48 @@ START_TEST(test_same_text_same_bytes)
 }
 END_TEST
 
+START_TEST(test_tables_round_trip)
+{
+	struct config *c = expect_ok(INPLACE_BASE(
+	    U1 ", " U2, "", "ad_tag = \"a0a1a2a3a4a5a6a7a8a9aaabacadaeaf\";"));
+	uint8_t *blob;
+	size_t len;
+	struct tables *t;
+
+	ck_assert_int_eq(tables_encode(c, &blob, &len), 0);
+	t = tables_decode(blob, len);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(t->log_level, c->log_level);
+	ck_assert_uint_eq(t->nl, 1);
+	struct tables_listener *l = tables_find(t, "m");
+	ck_assert_ptr_nonnull(l);
+	ck_assert_ptr_null(tables_find(t, "other"));
+	ck_assert_str_eq(l->tls_domain, "a.example");
+	ck_assert_str_eq(l->fronting_host, "127.0.0.1");
+	ck_assert_uint_eq(l->fronting_port, 9);
+	ck_assert_int_eq(l->has_ad_tag, 1);
+	ck_assert_mem_eq(l->ad_tag, c->listeners[0].ad_tag, 16);
+	ck_assert_uint_eq(l->nusers, 2);
+	ck_assert_str_eq(l->users[0].name, "alice");
+	ck_assert_str_eq(l->users[1].name, "bob");
+	ck_assert_mem_eq(
+	    l->users[1].secret, c->listeners[0].users[1].secret, 16);
+	tables_free(t);
+	/* Every cut, a wrong version, a byte too many: refused. */
+	for (size_t n = 0; n < len; n++)
+		ck_assert_ptr_null(tables_decode(blob, n));
+	uint8_t *big = malloc(len + 1);
+	memcpy(big, blob, len);
+	big[len] = 0;
+	ck_assert_ptr_null(tables_decode(big, len + 1));
+	big[4]++;
+	ck_assert_ptr_null(tables_decode(big, len));
+	free(big);
+	free(blob);
+	config_free(c);
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -1282,6 +1325,7 @@ config_suite(void)
 	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_err_middle);
 	tcase_add_test(tc, test_inplace_only);
+	tcase_add_test(tc, test_tables_round_trip);
 	tcase_add_test(tc, test_same_text_same_bytes);
 	suite_add_tcase(s, tc);
 	return s;

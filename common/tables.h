@@ -1,0 +1,49 @@
+/*
+ * The tables a reload changes in place (config_inplace_only): each
+ * listener's users, ad tag, tls_domain and fronting target, and the log
+ * level. The supervisor encodes them from the new config into a memfd
+ * (MSG_TABLES); every worker and the dcpool decode them and swap them
+ * in between two events, with no new process.
+ *
+ * Layout (host byte order): "MTPT", u32 version, i32 log level, u32
+ * listeners, then per listener: name, tls_domain, fronting_host (each
+ * u32 length + bytes), u32 fronting_port, u32 has_ad_tag, 16 bytes
+ * ad_tag, u32 users, and per user: name (u32 length + bytes), 16 bytes
+ * secret, u32 has_ad_tag, 16 bytes ad_tag.
+ */
+#ifndef MTP_TABLES_H
+#define MTP_TABLES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define TABLES_VERSION 1
+
+struct tables_listener {
+	char name[CONFIG_NAME_MAX];
+	char tls_domain[CONFIG_DOMAIN_MAX + 1];
+	char fronting_host[CONFIG_DOMAIN_MAX + 1];
+	uint16_t fronting_port;
+	int has_ad_tag;
+	uint8_t ad_tag[CONFIG_AD_TAG_LEN];
+	struct config_user *users; /* malloc'd; tables_take_users() */
+	size_t nusers;
+};
+
+struct tables {
+	int log_level;
+	struct tables_listener *l;
+	size_t nl;
+};
+
+/* The blob for cfg (malloc'd). 0, or -1 when out of memory. */
+int tables_encode(const struct config *, uint8_t **out, size_t *len);
+/* NULL when the blob is not whole tables of this version. */
+struct tables *tables_decode(const uint8_t *blob, size_t len);
+void tables_free(struct tables *);
+/* The tables of the listener of that name, or NULL. */
+struct tables_listener *tables_find(struct tables *, const char *name);
+
+#endif
