@@ -381,11 +381,26 @@ send_all(int role, int generation, uint32_t type)
  * there is no such worker or the channel cannot be made (the old worker
  * then only drains).
  */
+/* A handoff channel, with room for many sessions in flight. */
+static int
+handoff_channel(int sv[2])
+{
+	int sz = HANDOFF_SNDBUF;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		return -1;
+	for (int i = 0; i < 2; i++)
+		if (setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &sz,
+		        sizeof(sz)) == -1)
+			setsockopt(
+			    sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	return 0;
+}
+
 static int
 handoff_pair(struct child *old)
 {
-	int slot = old->slot % S.cfg->workers, sv[2], r = 0,
-	    sz = HANDOFF_SNDBUF;
+	int slot = old->slot % S.cfg->workers, sv[2], r = 0;
 	struct child *nw = NULL;
 
 	for (struct child *c = S.children; c; c = c->next)
@@ -394,15 +409,10 @@ handoff_pair(struct child *old)
 			nw = c;
 	if (nw == NULL)
 		return -1;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+	if (handoff_channel(sv) == -1) {
 		log_warn("socketpair for the handoff of worker %d", old->slot);
 		return -1;
 	}
-	for (int i = 0; i < 2; i++)
-		if (setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &sz,
-		        sizeof(sz)) == -1)
-			setsockopt(
-			    sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 	if (msg_send_handoff(nw->chan, MSG_HANDOFF_FROM, sv[1]) == -1 ||
 	    msg_send_handoff(old->chan, MSG_HANDOFF_TO, sv[0]) == -1) {
 		log_warn("passing the handoff channel of worker %d (pid %d)",
@@ -646,6 +656,25 @@ child_exited(struct child *c, int status)
 	}
 }
 
+/*
+ * fork() for a child: no signal may run our handlers in the child before
+ * it resets them (child_reset_signals), so all are blocked across the
+ * fork; the parent gets its mask back, the child unblocks them itself.
+ */
+static pid_t
+fork_child(void)
+{
+	sigset_t all, old;
+	pid_t pid;
+
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid != 0)
+		sigprocmask(SIG_SETMASK, &old, NULL);
+	return pid;
+}
+
 static void
 spawn(int role, int slot, int generation)
 {
@@ -691,14 +720,7 @@ spawn(int role, int slot, int generation)
 		keep[nkeep++] = wl[i].fd;
 
 	int mslot = shm_metrics_alloc(S.metrics, 0, role, slot);
-	/* No signal may run our handlers in the child before it resets
-	 * them: block all across the fork (the child unblocks). */
-	sigset_t all, old;
-	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, &old);
-	pid = fork();
-	if (pid != 0)
-		sigprocmask(SIG_SETMASK, &old, NULL);
+	pid = fork_child();
 	if (pid == -1) {
 		log_warn("fork");
 		shm_metrics_release(S.metrics, mslot);
@@ -788,6 +810,17 @@ stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Children still there after tv are killed; none left: we are done. */
+static void
+arm_stop_timer(const struct timeval *tv)
+{
+	if (S.stop_timer == NULL)
+		S.stop_timer = evtimer_new(S.base, stop_timer_cb, NULL);
+	evtimer_add(S.stop_timer, tv);
+	if (S.children == NULL)
+		event_base_loopbreak(S.base);
+}
+
 static void
 begin_stop(int immediate, int code)
 {
@@ -808,11 +841,7 @@ begin_stop(int immediate, int code)
 		if (count_children(ROLE_WORKER, -1, 0) == 0)
 			send_all(ROLE_DCPOOL, -1, MSG_QUIT);
 	}
-	if (S.stop_timer == NULL)
-		S.stop_timer = evtimer_new(S.base, stop_timer_cb, NULL);
-	evtimer_add(S.stop_timer, &tv);
-	if (S.children == NULL)
-		event_base_loopbreak(S.base);
+	arm_stop_timer(&tv);
 }
 
 /* ------------------------------------------------------------ upgrade */
@@ -855,11 +884,7 @@ upgrade_served(void)
 			    c, c->role == ROLE_DCPOOL ? MSG_QUIT : MSG_DRAIN);
 		}
 	struct timeval tv = { S.cfg->shutdown_timeout + KILL_GRACE_S, 0 };
-	if (S.stop_timer == NULL)
-		S.stop_timer = evtimer_new(S.base, stop_timer_cb, NULL);
-	evtimer_add(S.stop_timer, &tv);
-	if (S.children == NULL)
-		event_base_loopbreak(S.base);
+	arm_stop_timer(&tv);
 }
 
 static void
@@ -983,12 +1008,7 @@ do_upgrade(void)
 	argv[argc++] = num;
 	argv[argc] = NULL;
 
-	sigset_t all, old;
-	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, &old);
-	pid = fork();
-	if (pid != 0)
-		sigprocmask(SIG_SETMASK, &old, NULL);
+	pid = fork_child();
 	if (pid == -1) {
 		log_warn("upgrade: fork");
 		goto fail;
@@ -1122,16 +1142,8 @@ check_upgrade_done(void)
 			if (c->role == ROLE_WORKER &&
 			    c->slot == (int)(k % (uint32_t)S.cfg->workers))
 				nw = c;
-		if (nw == NULL ||
-		    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) ==
-		        -1)
+		if (nw == NULL || handoff_channel(sv) == -1)
 			continue;
-		int sz = 4 * 1024 * 1024;
-		for (int i = 0; i < 2; i++)
-			if (setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &sz,
-			        sizeof(sz)) == -1)
-				setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz,
-				    sizeof(sz));
 		if (msg_send_handoff(nw->chan, MSG_HANDOFF_FROM, sv[1]) == -1 ||
 		    msg_send_upgrade_handoff(S.up_chan, k, sv[0]) == -1)
 			log_warn(
@@ -1153,6 +1165,10 @@ check_upgrade_done(void)
 	S.state = S_RUNNING;
 	log_notice("upgrade complete: this mtprotod serves; the old one "
 	           "hands its sessions over");
+	if (S.reload_pending) {
+		S.reload_pending = 0;
+		kill(getpid(), SIGHUP);
+	}
 }
 
 /* ------------------------------------------------------------ in place */
@@ -1275,8 +1291,9 @@ do_reload(void)
 
 	if (S.state == S_STOPPING)
 		return;
-	if (S.state == S_RELOADING) {
-		log_notice("reload requested while reloading; queued");
+	if (S.state == S_RELOADING || S.state == S_UPGRADING) {
+		log_notice("reload requested while %s; queued",
+		    S.state == S_RELOADING ? "reloading" : "upgrading");
 		S.reload_pending = 1;
 		return;
 	}
@@ -1527,9 +1544,10 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 		log_notice("listening on %s (%d sockets)", S.ls.v[i].key,
 		    S.ls.v[i].nfds);
 
-	if (!opt->foreground && S.state != S_UPGRADING) {
+	if (!opt->foreground) {
+		/* An upgrade runs detached already (the old one did). */
 		fflush(stdout);
-		if (daemon(0, 0) == -1) {
+		if (S.state != S_UPGRADING && daemon(0, 0) == -1) {
 			log_warn("daemon");
 			goto fail;
 		}
