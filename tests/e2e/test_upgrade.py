@@ -13,7 +13,8 @@ import sys
 import time
 
 import mtp
-from test_handoff import Loop
+from test_handoff import Loop, expect_all_ok
+from test_handoff import hold_clients as hold
 from mtp import (SECRET, Daemon, FakeDC, alive, check, children_of,
                  free_port, listener_conf, run_tests, tclient, tclient_wait,
                  telegram_conf, wait_for)
@@ -101,17 +102,6 @@ class Setup:
             self.d.kill_all()
         finally:
             self.dc.stop()
-
-
-def hold(port, proto, n, rounds, interval=0.5):
-    return tclient(port, proto, "hold", conns=n, rounds=rounds,
-                   interval=interval, timeout=rounds * interval + 40,
-                   wait=False)
-
-
-def expect_all_ok(r, n, what):
-    check(r.ok and ("%d/%d ok" % (n, n)) in r.out,
-          "%s: %s\n%s" % (what, r.out[-300:], r.err[-1500:]))
 
 
 def upgrade_cmd(s):
