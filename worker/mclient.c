@@ -88,10 +88,19 @@ kind_of(const struct session *s)
 	return (enum frame_kind)frame_kind_from_tag(s->tag);
 }
 
+/*
+ * Past client_queue_max the client is not read any more, but what it
+ * asked before still comes: up to what its link lets pile up for all
+ * its clients (it stops reading past link_queue_max, after one read of
+ * LINK_RBUF_MAX). Only a queue beyond that is a client the link could
+ * not hold back. A client that does not read is closed sooner, by
+ * client_queue_timeout, or when it holds its link up (LINK_STALL_MS).
+ */
 size_t
 client_hard_max(void)
 {
-	return 2 * W.cfg->middle_client_queue_max + LINK_FRAME_MAX;
+	return W.cfg->middle_client_queue_max + W.cfg->middle_link_queue_max +
+	    LINK_RBUF_MAX;
 }
 
 static size_t

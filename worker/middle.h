@@ -18,7 +18,8 @@
  *
  * Flow control, with every bound hard:
  * - a client whose queued answers pass client_queue_max is not read (so
- *   answers to it dry up); past client_hard_max() it is closed at once,
+ *   answers to it dry up); past client_hard_max() (more than its link
+ *   can hold back, so never for a client that reads) it is closed at once,
  *   and it is closed when it stays over client_queue_max for
  *   client_queue_timeout;
  * - a link stops reading while the answers queued for all its clients

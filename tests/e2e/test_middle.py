@@ -719,6 +719,22 @@ def test_flow_control_slow_reader():
                     nr.wait()
 
 
+def test_reading_client_gets_bursts_of_large_answers():
+    # A client that reads, whose answers (1 MiB each, two in flight)
+    # pass 2 x client_queue_max before it has read them: the answers it
+    # asked for before it stopped being read still come, and it is not
+    # closed for them. Before the fix the bound was 2 x client_queue_max
+    # + one frame: every such client was reset at once (and CI's 32 MiB
+    # echo at default settings was reset when the test client was slow).
+    with MSetup(workers=1, middle={"client_queue_max": 65536}) as s:
+        for proto in ("intermediate", "secure"):
+            r = tclient(s.port, proto, "echo", bytes=16 * 1040384,
+                        packet=1040384, conns=2, timeout=60)
+            expect_ok(r, 2)
+        check(not s.d.log_has("answers unread"), "a reading client was "
+              "closed for its answers")
+
+
 def test_flow_control_upload_flood():
     # Bound, per worker (25 clients each, min_links 2 so 2 links): the
     # queue towards the ME is paused at link_queue_max (8 MiB default) per
@@ -832,6 +848,7 @@ if __name__ == "__main__":
     run_tests([
         test_fake_middle_proxy_selftest,
         test_every_transport_byte_exact,
+        test_reading_client_gets_bursts_of_large_answers,
         test_many_clients_share_few_links,
         test_ad_tag_and_addresses,
         test_backend_auto,
