@@ -5,8 +5,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include <event2/event.h>
@@ -14,6 +12,7 @@
 #include "log.h"
 #include "msg.h"
 #include "rpc.h"
+#include "util.h"
 
 /* On the wire: u32 type, u32 payload length, payload. */
 struct msg_wire_hdr {
@@ -317,21 +316,6 @@ msg_get_handoff(struct msg *m, uint32_t type)
 	return msg_take_fd(m);
 }
 
-static int
-write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int
 msg_send_session(int sock, uint32_t type, const uint8_t *image, size_t len,
     int client_fd, int backend_fd)
@@ -356,13 +340,8 @@ msg_send_session(int sock, uint32_t type, const uint8_t *image, size_t len,
 	if (len > sizeof(buf) - sizeof(flags)) {
 		/* Big (bytes queued on both sides): the image goes in a
 		 * memfd, read back by the receiver. */
-		memfd = memfd_create("mtprotod-session", MFD_CLOEXEC);
-		if (memfd == -1)
+		if ((memfd = memfd_of("mtprotod-session", image, len)) == -1)
 			return -1;
-		if (write_all(memfd, image, len) == -1) {
-			close(memfd);
-			return -1;
-		}
 		flags |= MSG_SESSION_MEMFD;
 		fds[nfds++] = memfd;
 		memcpy(buf, &flags, sizeof(flags));
@@ -404,16 +383,10 @@ msg_get_session(struct msg *m, uint32_t type, uint8_t **image, size_t *len,
 		return -1;
 	if (flags & MSG_SESSION_MEMFD) {
 		int mfd = (flags & MSG_SESSION_BACKEND) ? m->xfd[1] : m->xfd[0];
-		struct stat st;
-		if (msg_end(m) == -1 || fstat(mfd, &st) == -1 ||
-		    st.st_size <= 0 || st.st_size > MSG_SESSION_IMAGE_MAX)
+		if (msg_end(m) == -1 ||
+		    (img = memfd_read(mfd, MSG_SESSION_IMAGE_MAX, &ilen)) ==
+		        NULL)
 			return -1;
-		ilen = (size_t)st.st_size;
-		if ((img = malloc(ilen)) == NULL ||
-		    pread(mfd, img, ilen, 0) != (ssize_t)ilen) {
-			free(img);
-			return -1;
-		}
 	} else {
 		ilen = m->len - m->rpos;
 		if ((img = malloc(ilen ? ilen : 1)) == NULL)

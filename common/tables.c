@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "tables.h"
+#include "util.h"
 #include "wire.h"
 
 static uint32_t
@@ -114,6 +117,21 @@ tables_decode(const uint8_t *blob, size_t len)
 bad:
 	tables_free(t);
 	return NULL;
+}
+
+struct tables *
+tables_from_fd(int fd)
+{
+	size_t len = 0;
+	uint8_t *blob = memfd_read(fd, 64 * 1024 * 1024, &len);
+	struct tables *t = blob ? tables_decode(blob, len) : NULL;
+
+	close(fd);
+	if (blob) {
+		explicit_bzero(blob, len);
+		free(blob);
+	}
+	return t;
 }
 
 void

@@ -43,6 +43,8 @@ int tables_encode(const struct config *, uint8_t **out, size_t *len);
 /* NULL when the blob is not whole tables of this version. */
 struct tables *tables_decode(const uint8_t *blob, size_t len);
 void tables_free(struct tables *);
+/* tables_decode() of a memfd's content (MSG_TABLES); closes fd. */
+struct tables *tables_from_fd(int fd);
 /* The tables of the listener of that name, or NULL. */
 struct tables_listener *tables_find(struct tables *, const char *name);
 

@@ -11,7 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 #ifdef HAVE_SYS_PRCTL_H
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #endif
 
 #include <openssl/rand.h>
@@ -72,6 +74,48 @@ fd_clear_cloexec(int fd)
 	if (fl == -1)
 		return -1;
 	return fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+}
+
+int
+memfd_of(const char *name, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	int fd = memfd_create(name, MFD_CLOEXEC);
+
+	if (fd == -1)
+		return -1;
+	while (n > 0) {
+		ssize_t w = write(fd, b, n);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			int e = w == 0 ? EIO : errno;
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		b += w;
+		n -= (size_t)w;
+	}
+	return fd;
+}
+
+uint8_t *
+memfd_read(int fd, size_t max, size_t *n)
+{
+	struct stat st;
+	uint8_t *b;
+
+	if (fstat(fd, &st) == -1 || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > max ||
+	    (b = malloc((size_t)st.st_size)) == NULL)
+		return NULL;
+	if (pread(fd, b, (size_t)st.st_size, 0) != st.st_size) {
+		free(b);
+		return NULL;
+	}
+	*n = (size_t)st.st_size;
+	return b;
 }
 
 int

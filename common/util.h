@@ -16,6 +16,16 @@ int hex_decode(const char *in, uint8_t *out, size_t len);
 int fd_set_nonblock(int fd);
 int fd_set_blocking(int fd);
 int fd_clear_cloexec(int fd);
+/*
+ * A memfd (close-on-exec) holding n bytes of p, to pass a blob bigger
+ * than a message to another process; -1 with errno on failure.
+ */
+int memfd_of(const char *name, const void *p, size_t n);
+/*
+ * The whole content of such a memfd (1 to max bytes), malloc'd, *n its
+ * size; NULL when it cannot be read or is empty or larger than max.
+ */
+uint8_t *memfd_read(int fd, size_t max, size_t *n);
 int fd_set_cloexec(int fd);
 
 /* "1.2.3.4:443", "[::1]:443" or "host:443" with a numeric host. */

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/stat.h>
 
 #include <event2/event.h>
 
@@ -172,18 +171,10 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		case MSG_TABLES: {
 			/* Of the in-place tables only the log level is ours. */
-			struct stat st;
-			uint8_t *b = NULL;
-			struct tables *t = NULL;
+			struct tables *t;
 			if ((pfd = msg_get_tables(&m)) == -1)
 				goto bad;
-			if (fstat(pfd, &st) == 0 && st.st_size > 0 &&
-			    st.st_size <= 64 * 1024 * 1024 &&
-			    (b = malloc((size_t)st.st_size)) != NULL &&
-			    pread(pfd, b, (size_t)st.st_size, 0) == st.st_size)
-				t = tables_decode(b, (size_t)st.st_size);
-			close(pfd);
-			if (t) {
+			if ((t = tables_from_fd(pfd)) != NULL) {
 				log_set_level(t->log_level);
 				log_info("log level %d (reload in place)",
 				    t->log_level);
@@ -191,7 +182,6 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 				log_warnx("reload: unreadable tables");
 			}
 			tables_free(t);
-			free(b);
 			break;
 		}
 		case MSG_REOPEN_LOG:

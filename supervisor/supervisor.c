@@ -1256,17 +1256,13 @@ reload_in_place(struct config *ncfg)
 
 	if (tables_encode(ncfg, &blob, &len) == -1)
 		return -1;
-	fd = memfd_create("mtprotod-tables", MFD_CLOEXEC);
-	if (fd == -1 || write(fd, blob, len) != (ssize_t)len) {
-		log_warn("reload: writing the tables; starting new workers");
-		if (fd != -1)
-			close(fd);
-		explicit_bzero(blob, len);
-		free(blob);
-		return -1;
-	}
+	fd = memfd_of("mtprotod-tables", blob, len);
 	explicit_bzero(blob, len);
 	free(blob);
+	if (fd == -1) {
+		log_warn("reload: writing the tables; starting new workers");
+		return -1;
+	}
 	describe_changes(S.cfg, ncfg, what, sizeof(what));
 	for (struct child *c = S.children; c; c = c->next)
 		if (msg_send_tables(c->chan, fd) == -1)

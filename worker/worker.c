@@ -18,7 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -263,37 +262,11 @@ set_dcpool(int fd)
 	middle_dcpool_connected();
 }
 
-/* Reads a memfd whole (tables, images); malloc'd, NULL on error. */
-static uint8_t *
-memfd_read(int fd, size_t *len)
-{
-	struct stat st;
-	uint8_t *b;
-
-	if (fstat(fd, &st) == -1 || st.st_size <= 0 ||
-	    st.st_size > 64 * 1024 * 1024 ||
-	    (b = malloc((size_t)st.st_size)) == NULL)
-		return NULL;
-	if (pread(fd, b, (size_t)st.st_size, 0) != st.st_size) {
-		free(b);
-		return NULL;
-	}
-	*len = (size_t)st.st_size;
-	return b;
-}
-
 static void
 apply_tables(int fd)
 {
-	size_t len = 0;
-	uint8_t *blob = memfd_read(fd, &len);
-	struct tables *t = blob ? tables_decode(blob, len) : NULL;
+	struct tables *t = tables_from_fd(fd);
 
-	close(fd);
-	if (blob) {
-		explicit_bzero(blob, len);
-		free(blob);
-	}
 	if (t == NULL) {
 		log_warnx("reload: tables from the supervisor unreadable; "
 		          "keeping ours");
