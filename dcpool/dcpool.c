@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "dcpool.h"
+#include "fetch.h"
 #include "log.h"
 #include "metrics.h"
 #include "mplink.h"
@@ -217,7 +218,7 @@ dcpool_main(struct dcpool_args *a)
 	log_init(a->cfg->log_target, a->cfg->log_file, a->cfg->log_level,
 	    "mtprotod");
 	proctitle_set("mtprotod: dcpool");
-	tgconf_resolv_conf = a->cfg->resolv_conf;
+	fetch_resolv_conf = a->cfg->resolv_conf;
 	priv_drop(&a->priv);
 	D.base = event_base_new();
 	if (D.base == NULL)

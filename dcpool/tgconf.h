@@ -87,11 +87,4 @@ int tgconf_cache_write(
 int tgconf_cache_read(
     const char *dir, const char *name, uint8_t **body, size_t *len);
 
-/*
- * The resolver file for fetches (the config's resolv_conf; tests point
- * it at a server of their own); NULL = the system's. Read at each
- * lookup, so it must be readable after privileges are dropped.
- */
-extern const char *tgconf_resolv_conf;
-
 #endif

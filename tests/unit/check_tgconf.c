@@ -23,6 +23,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "dcpool/fetch.h"
 #include "dcpool/tgconf.h"
 #include "proxyconf.h"
 #include "util.h"
@@ -543,9 +544,6 @@ START_TEST(test_free_in_flight)
 }
 END_TEST
 
-/* dcpool/tgconf.c: where the resolver's configuration comes from. */
-extern const char *tgconf_resolv_conf;
-
 /*
  * Issue 7 item 2: a fetch whose DNS lookup never answers is closed by
  * its deadline; the cancelled lookup's callback comes later and must
@@ -579,7 +577,7 @@ START_TEST(test_dns_never_answers)
 	    ntohs(sin.sin_port));
 	ck_assert_int_eq(write(cfd, line, strlen(line)), (ssize_t)strlen(line));
 	close(cfd);
-	tgconf_resolv_conf = conf;
+	fetch_resolv_conf = conf;
 	cfg = load_config("http_timeout = 1;"
 	                  "proxy_secret_url = \"http://never.invalid/s\";"
 	                  "proxy_config_url = \"http://never.invalid/c\";"
@@ -597,7 +595,7 @@ START_TEST(test_dns_never_answers)
 	for (int i = 0; i < 5; i++)
 		ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
 	ck_assert_int_eq(ncalls, 0);
-	tgconf_resolv_conf = NULL;
+	fetch_resolv_conf = NULL;
 	unlink(conf);
 	close(fd);
 	config_free(cfg);
