@@ -33,6 +33,7 @@ struct dc_entry {
 	int id;
 	struct sockaddr_storage v4, v6;
 	socklen_t v4len, v6len; /* 0 = none */
+	int overridden; /* the config named it: built-in addresses gone */
 };
 
 struct dc_table {
@@ -111,6 +112,13 @@ dc_table_new(const struct config_dc *over, size_t n, int default_dc)
 			e = &t->entries[t->nentries++];
 			e->id = over[i].id;
 		}
+		/* The first override of a DC drops both built-in addresses:
+		 * an IPv6-only override must not leave Telegram's IPv4
+		 * one in use (issue 13). */
+		if (!e->overridden) {
+			e->v4len = e->v6len = 0;
+			e->overridden = 1;
+		}
 		if (dc_set_addr(e, &over[i].addr, over[i].addrlen) == -1)
 			goto invalid;
 	}
@@ -158,6 +166,30 @@ dc_lookup(const struct dc_table *t, int16_t dc_index, int prefer_ipv6,
 	} else
 		return -1;
 	return 0;
+}
+
+int
+dc_lookup_other(const struct dc_table *t, int16_t dc_index, int family,
+    struct sockaddr_storage *out, socklen_t *len)
+{
+	int d = abs((int)dc_index);
+	const struct dc_entry *e = d == 0 ? NULL : dc_find(t, d);
+
+	if (e == NULL)
+		e = dc_find(t, t->default_dc);
+	if (e == NULL)
+		return -1;
+	if (family == AF_INET && e->v6len != 0) {
+		memcpy(out, &e->v6, sizeof(*out));
+		*len = e->v6len;
+		return 0;
+	}
+	if (family == AF_INET6 && e->v4len != 0) {
+		memcpy(out, &e->v4, sizeof(*out));
+		*len = e->v4len;
+		return 0;
+	}
+	return -1;
 }
 
 int

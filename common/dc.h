@@ -21,9 +21,10 @@
 struct dc_table;
 
 /*
- * The built-in table plus the overrides: an override replaces the IPv4 or
- * the IPv6 address of its id (by its family; the last one wins) or adds a
- * new id. Ids are 1..32767; test DC n is id 10000 + n. default_dc must be
+ * The built-in table plus the overrides: the overrides of an id replace
+ * its built-in entry whole (an IPv6-only override leaves no IPv4
+ * address), one address per family (the last one wins), or add a new
+ * id. Ids are 1..32767; test DC n is id 10000 + n. default_dc must be
  * in the result. NULL with errno EINVAL (bad id, family or default_dc) or
  * ENOMEM.
  */
@@ -41,6 +42,13 @@ void dc_table_free(struct dc_table *);
  */
 int dc_lookup(const struct dc_table *, int16_t dc_index, int prefer_ipv6,
     struct sockaddr_storage *out, socklen_t *len, int *used_default);
+
+/*
+ * The same DC's address in the family other than family (the one that
+ * failed), for a second try: 0, or -1 if it has none.
+ */
+int dc_lookup_other(const struct dc_table *, int16_t dc_index, int family,
+    struct sockaddr_storage *out, socklen_t *len);
 
 /*
  * 1 the first time an index without an entry of its own (0 or unknown)

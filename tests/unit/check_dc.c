@@ -153,7 +153,7 @@ END_TEST
 
 START_TEST(test_overrides)
 {
-	struct config_dc over[6];
+	struct config_dc over[8];
 	struct dc_table *t;
 
 	set_over(&over[0], 2, "10.0.0.1:443");
@@ -162,18 +162,45 @@ START_TEST(test_overrides)
 	set_over(&over[3], 7, "10.0.0.7:443"); /* a new id, IPv4 */
 	set_over(&over[4], 10004, "[2001:db8::4]:443"); /* new, IPv6 only */
 	set_over(&over[5], 203, "192.0.2.203:443");
+	set_over(&over[6], 4, "10.0.0.4:443"); /* both families */
+	set_over(&over[7], 4, "[2001:db8::44]:443");
 	t = dc_table_new(over, nitems(over), 7);
 	ck_assert_ptr_nonnull(t);
 
-	/* IPv4 replaced, IPv6 kept. */
+	/*
+	 * Issue 13: an override replaces the built-in entry of its DC
+	 * whole, whatever its family; before, an IPv6-only override kept
+	 * the built-in IPv4 address, and direct mode went to Telegram.
+	 */
 	check_lookup(t, 2, 0, "10.0.0.2:8443", 0);
 	check_lookup(t, -2, 0, "10.0.0.2:8443", 0);
-	check_lookup(t, 2, 1, "[2001:67c:4e8:f002::a]:443", 0);
-	/* IPv6 replaced, IPv4 kept. */
-	check_lookup(t, 3, 0, "149.154.175.100:443", 0);
+	check_lookup(t, 2, 1, "10.0.0.2:8443", 0);
+	check_lookup(t, 3, 0, "[2001:db8::3]:444", 0);
 	check_lookup(t, 3, 1, "[2001:db8::3]:444", 0);
 	check_lookup(t, 203, 0, "192.0.2.203:443", 0);
-	check_lookup(t, 203, 1, "[2a0a:f280:203:a:5000::100]:443", 0);
+	check_lookup(t, 203, 1, "192.0.2.203:443", 0);
+	/* Several overrides of one DC: one address per family. */
+	check_lookup(t, 4, 0, "10.0.0.4:443", 0);
+	check_lookup(t, 4, 1, "[2001:db8::44]:443", 0);
+	/* The other family, for a second try; none for a one-family DC. */
+	{
+		struct sockaddr_storage ss;
+		socklen_t len;
+		char buf[ADDR_STRLEN];
+
+		ck_assert_int_eq(dc_lookup_other(t, -4, AF_INET, &ss, &len), 0);
+		ck_assert_str_eq(
+		    addr_str((struct sockaddr *)&ss, buf, sizeof(buf)),
+		    "[2001:db8::44]:443");
+		ck_assert_int_eq(dc_lookup_other(t, 4, AF_INET6, &ss, &len), 0);
+		ck_assert_str_eq(
+		    addr_str((struct sockaddr *)&ss, buf, sizeof(buf)),
+		    "10.0.0.4:443");
+		ck_assert_int_eq(
+		    dc_lookup_other(t, 3, AF_INET6, &ss, &len), -1);
+		ck_assert_int_eq(dc_lookup_other(t, 2, AF_INET, &ss, &len), -1);
+		ck_assert_int_eq(dc_lookup_other(t, 1, AF_INET, &ss, &len), 0);
+	}
 	/* New ids: the only family they have, whatever is preferred. */
 	check_lookup(t, 7, 0, "10.0.0.7:443", 0);
 	check_lookup(t, 7, 1, "10.0.0.7:443", 0);
