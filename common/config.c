@@ -69,7 +69,14 @@
 /* About 4,000 handshakes holding their 16 KiB read buffer. */
 #define DEF_HANDSHAKE_MEMORY ((uint64_t)64 << 20)
 /* Smaller queue bounds than this would stall on one large packet. */
-#define MIN_MIDDLE_QUEUE    65536
+#define MIN_MIDDLE_QUEUE 65536
+/* Two operators each, so that two sources can agree (issue 13). */
+static const char *const def_stun_servers[] = { "stun.l.google.com:19302",
+	"stun.cloudflare.com:3478", "stun.nextcloud.com:443" };
+static const char *const def_ip_urls[] = { "https://api.ipify.org",
+	"https://ifconfig.me/ip", "https://api6.ipify.org" };
+#define DEF_DISCOVER_INTERVAL 3600
+
 #define DEF_METRICS_ADDRESS "127.0.0.1"
 #define DEF_METRICS_PORT    9173
 #define DEF_LISTEN_ADDRESS  "0.0.0.0"
@@ -479,9 +486,9 @@ parse_ad_tag(struct parser *p, struct opt *o, const char *v, int *has,
 	return 0;
 }
 
-/* "host:port", "[v6]:port", or a bare host (port 443). */
-static int
-parse_host_port(const char *text, char *host, size_t hostcap, uint16_t *port)
+int
+config_host_port(const char *text, uint16_t default_port, char *host,
+    size_t hostcap, uint16_t *port)
 {
 	const char *colon, *h = text, *portstr = NULL;
 	size_t hl;
@@ -509,7 +516,7 @@ parse_host_port(const char *text, char *host, size_t hostcap, uint16_t *port)
 	host[hl] = '\0';
 	if (!valid_host(host))
 		return -1;
-	*port = DEF_FRONTING_PORT;
+	*port = default_port;
 	if (portstr != NULL) {
 		char *end;
 		long v;
@@ -626,7 +633,7 @@ parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 
 static const char *const listener_opts[] = { "name", "address", "port",
 	"protocols", "tls_domain", "fronting", "ad_tag", "backend", "users",
-	"limits", NULL };
+	"limits", "server", NULL };
 
 /*
  * limits = { ... }: the global block (l == NULL) bounds the whole daemon,
@@ -775,8 +782,8 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	if ((r = opt_str(p, s, path, "fronting", buf, sizeof(buf), &o)) == -1)
 		return -1;
 	if (r == 1 &&
-	    parse_host_port(buf, l->fronting_host, sizeof(l->fronting_host),
-	        &l->fronting_port) == -1)
+	    config_host_port(buf, DEF_FRONTING_PORT, l->fronting_host,
+	        sizeof(l->fronting_host), &l->fronting_port) == -1)
 		return perr(p, o.s, o.path,
 		    "must be \"host:port\" (host a name or an IP address)");
 
@@ -784,6 +791,13 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 		return perr(p, o.s, o.path, "must be 32 hex digits or \"\"");
 	if (r == 1 && parse_ad_tag(p, &o, buf, &l->has_ad_tag, l->ad_tag) == -1)
 		return -1;
+
+	if ((r = opt_str(
+	         p, s, path, "server", l->server, sizeof(l->server), &o)) == -1)
+		return -1;
+	if (r == 1 && l->server[0] != '\0' && !valid_host(l->server))
+		return perr(p, o.s, o.path,
+		    "must be a host name or an IP address (or \"\")");
 
 	l->backend = BACKEND_INHERIT;
 	if ((r = opt_str(p, s, path, "backend", buf, sizeof(buf), &o)) == -1)
@@ -1088,6 +1102,145 @@ parse_middle(struct parser *p, struct config *cfg, const config_setting_t *g,
 	return 0;
 }
 
+/*
+ * An array of strings into dst (at most max, each below width): 1 if
+ * present, 0 if absent, -1 on error; each one checked by ok (NULL: any
+ * non-empty string), whose complaint is what.
+ */
+static int
+opt_strings(struct parser *p, const config_setting_t *g, const char *gpath,
+    const char *name, char *dst, size_t width, size_t max, size_t *n,
+    int (*ok)(const char *), const char *what)
+{
+	char path[PATH_BUF];
+	struct opt o;
+	int t, len;
+
+	if (!lookup(g, gpath, name, &o))
+		return 0;
+	t = config_setting_type(o.s);
+	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+		return perr(p, o.s, o.path,
+		    "must be an array of strings, e.g. [ \"...\" ]");
+	len = config_setting_length(o.s);
+	if ((size_t)len > max)
+		return perr(
+		    p, o.s, o.path, "too many entries (at most %zu)", max);
+	if (len == 0)
+		return 1; /* [ ]: the defaults stay */
+	*n = 0;
+	for (int i = 0; i < len; i++) {
+		config_setting_t *e = config_setting_get_elem(o.s, i);
+		const char *v;
+
+		join_index(path, o.path, (size_t)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			return perr(p, e, path, "must be a string");
+		v = config_setting_get_string(e);
+		if (strlen(v) >= width)
+			return perr(p, e, path,
+			    "too long (at most %zu characters)", width - 1);
+		if (v[0] == '\0' || (ok != NULL && !ok(v)))
+			return perr(p, e, path, "%s", what);
+		memcpy(dst + *n * width, v, strlen(v) + 1);
+		(*n)++;
+	}
+	return 1;
+}
+
+static int
+valid_host_port(const char *v)
+{
+	char host[CONFIG_DOMAIN_MAX + 1];
+	uint16_t port;
+
+	return config_host_port(
+	           v, CONFIG_STUN_PORT, host, sizeof(host), &port) == 0;
+}
+
+static int
+valid_url(const char *v)
+{
+	return strncmp(v, "https://", 8) == 0 || strncmp(v, "http://", 7) == 0;
+}
+
+/* An address literal of one family into dst: 1, 0 if absent, -1. */
+static int
+opt_ip(struct parser *p, const config_setting_t *g, const char *path,
+    const char *name, int family, char *dst, size_t cap)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct opt o;
+	int r;
+
+	if ((r = opt_str(p, g, path, name, dst, cap, &o)) != 1)
+		return r;
+	if (dst[0] != '\0' &&
+	    (addr_from_ip_port(dst, 1, &ss, &sl) == -1 ||
+	        ss.ss_family != family))
+		return perr(p, o.s, o.path, "must be an %s address or \"\"",
+		    family == AF_INET ? "IPv4" : "IPv6");
+	return 1;
+}
+
+static const char *const network_opts[] = { "public_ipv4", "public_ipv6",
+	"stun_servers", "ip_urls", "prefer_ipv6", "discover",
+	"discover_interval", NULL };
+
+static int
+parse_network(struct parser *p, struct config *cfg, const config_setting_t *g,
+    const char *path)
+{
+	if (check_known(p, g, path, network_opts) == -1 ||
+	    opt_ip(p, g, path, "public_ipv4", AF_INET, cfg->public_ipv4,
+	        sizeof(cfg->public_ipv4)) == -1 ||
+	    opt_ip(p, g, path, "public_ipv6", AF_INET6, cfg->public_ipv6,
+	        sizeof(cfg->public_ipv6)) == -1 ||
+	    opt_strings(p, g, path, "stun_servers", cfg->stun_servers[0],
+	        sizeof(cfg->stun_servers[0]), CONFIG_MAX_SOURCES,
+	        &cfg->nstun_servers, valid_host_port,
+	        "must be \"host:port\" (\"[ipv6]:port\" for IPv6)") == -1 ||
+	    opt_strings(p, g, path, "ip_urls", cfg->ip_urls[0],
+	        sizeof(cfg->ip_urls[0]), CONFIG_MAX_SOURCES, &cfg->nip_urls,
+	        valid_url, "must be an http:// or https:// URL") == -1 ||
+	    opt_bool(p, g, path, "prefer_ipv6", &cfg->prefer_ipv6) == -1 ||
+	    opt_bool(p, g, path, "discover", &cfg->discover) == -1 ||
+	    opt_intf(p, g, path, "discover_interval", 10, INT_MAX,
+	        &cfg->discover_interval) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * telegram.nat_ip is an alias of network.public_ipv4 (or _ipv6, by its
+ * family); both given and different is an error.
+ */
+static int
+merge_nat_ip(struct parser *p, struct config *cfg, const config_setting_t *root)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char *dst;
+
+	if (cfg->nat_ip[0] == '\0' ||
+	    addr_from_ip_port(cfg->nat_ip, 1, &ss, &sl) == -1)
+		return 0;
+	dst = ss.ss_family == AF_INET ? cfg->public_ipv4 : cfg->public_ipv6;
+	if (dst[0] == '\0') {
+		snprintf(dst, CONFIG_IP_MAX, "%.45s", cfg->nat_ip);
+		return 0;
+	}
+	if (strcmp(dst, cfg->nat_ip) == 0)
+		return 0;
+	return perr(p,
+	    config_setting_lookup((config_setting_t *)root, "telegram.nat_ip"),
+	    "telegram.nat_ip",
+	    "\"%s\" differs from network.public_%s \"%s\" (nat_ip is an "
+	    "alias: give one of them)",
+	    cfg->nat_ip, ss.ss_family == AF_INET ? "ipv4" : "ipv6", dst);
+}
+
 static const char *const metrics_opts[] = { "address", "port", NULL };
 
 static int
@@ -1120,7 +1273,7 @@ static const char *const root_opts[] = { "user", "group", "chroot", "workers",
 	"pidfile", "state_dir", "shutdown_timeout", "max_restarts",
 	"restart_period", "handshake_timeout", "idle_timeout", "backend", "log",
 	"listeners", "replay", "tls", "telegram", "metrics", "middle", "limits",
-	"resolv_conf", NULL };
+	"resolv_conf", "network", NULL };
 
 static int
 opt_nonempty(struct parser *p, const config_setting_t *g, const char *name,
@@ -1241,6 +1394,10 @@ parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
 	if ((r = opt_group(p, root, "", "metrics", &o)) == -1 ||
 	    (r == 1 && parse_metrics(p, cfg, o.s, o.path) == -1))
 		return -1;
+	if ((r = opt_group(p, root, "", "network", &o)) == -1 ||
+	    (r == 1 && parse_network(p, cfg, o.s, o.path) == -1) ||
+	    merge_nat_ip(p, cfg, root) == -1)
+		return -1;
 	if ((r = opt_group(p, root, "", "middle", &o)) == -1 ||
 	    (r == 1 && parse_middle(p, cfg, o.s, o.path) == -1))
 		return -1;
@@ -1314,6 +1471,16 @@ set_defaults(struct config *cfg)
 	snprintf(cfg->metrics_address, sizeof(cfg->metrics_address), "%s",
 	    DEF_METRICS_ADDRESS);
 	cfg->metrics_port = DEF_METRICS_PORT;
+	cfg->discover = 1;
+	cfg->discover_interval = DEF_DISCOVER_INTERVAL;
+	for (size_t i = 0; i < nitems(def_stun_servers); i++)
+		snprintf(cfg->stun_servers[i], sizeof(cfg->stun_servers[i]),
+		    "%s", def_stun_servers[i]);
+	cfg->nstun_servers = nitems(def_stun_servers);
+	for (size_t i = 0; i < nitems(def_ip_urls); i++)
+		snprintf(cfg->ip_urls[i], sizeof(cfg->ip_urls[i]), "%s",
+		    def_ip_urls[i]);
+	cfg->nip_urls = nitems(def_ip_urls);
 	cfg->http_timeout = DEF_HTTP_TIMEOUT;
 	cfg->middle_min_links = DEF_MIDDLE_MIN_LINKS;
 	cfg->middle_clients_per_link = DEF_MIDDLE_CLIENTS_PER_LINK;

@@ -19,6 +19,8 @@
 #define CONFIG_NAME_MAX      64
 #define CONFIG_DOMAIN_MAX    253
 #define CONFIG_ERR_MAX       512
+#define CONFIG_MAX_SOURCES   16 /* network.stun_servers, ip_urls */
+#define CONFIG_IP_MAX        46 /* INET6_ADDRSTRLEN */
 
 /* Protocols a listener accepts (bit set). */
 #define PROTO_CLASSIC  0x1 /* obfuscated2, tags ef / ee */
@@ -54,6 +56,7 @@ struct config_listener {
 	int has_ad_tag;
 	uint8_t ad_tag[CONFIG_AD_TAG_LEN];
 	enum backend_mode backend;
+	char server[CONFIG_DOMAIN_MAX + 1]; /* for links; "" = found */
 	struct config_user *users;
 	size_t nusers;
 	int max_connections; /* limits.max_connections here; 0 = unlimited */
@@ -122,6 +125,17 @@ struct config {
 	char nat_ip[64];
 	int connect_timeout;
 
+	/* network: the public address and IPv6 (issue 13) */
+	char public_ipv4[CONFIG_IP_MAX]; /* "" = discover (nat_ip too) */
+	char public_ipv6[CONFIG_IP_MAX];
+	int discover; /* bool: ask stun_servers and ip_urls */
+	int discover_interval; /* seconds between rounds */
+	char stun_servers[CONFIG_MAX_SOURCES][CONFIG_DOMAIN_MAX + 8];
+	size_t nstun_servers; /* the built-in list when none given */
+	char ip_urls[CONFIG_MAX_SOURCES][512];
+	size_t nip_urls;
+	int prefer_ipv6; /* bool: for DCs and middle proxies */
+
 	/* metrics */
 	char metrics_address[64];
 	uint16_t metrics_port; /* 0 = off */
@@ -163,6 +177,14 @@ void config_free(struct config *);
  * either case), e.g. "64M". -1 if malformed or above UINT64_MAX.
  */
 int config_parse_size(const char *text, uint64_t *out);
+/*
+ * "host:port", "[v6]:port", or a bare host (then default_port), the host
+ * a name or an address literal: 0, or -1 if malformed.
+ */
+int config_host_port(const char *text, uint16_t default_port, char *host,
+    size_t hostcap, uint16_t *port);
+/* The STUN port (RFC 8489), for network.stun_servers without one. */
+#define CONFIG_STUN_PORT 3478
 /* "0123..." (32 hex digits, any case) -> 16 bytes; -1 if malformed. */
 int config_parse_secret(const char *hex, uint8_t out[16]);
 /* The effective backend of a listener (resolves INHERIT and AUTO). */

@@ -1297,6 +1297,91 @@ START_TEST(test_tables_round_trip)
 }
 END_TEST
 
+/* Issue 13: network = { ... }, nat_ip as its alias, a listener's server. */
+START_TEST(test_network)
+{
+	struct config *c;
+
+	c = expect_ok(GOOD_LISTENERS);
+	ck_assert_int_eq(c->discover, 1);
+	ck_assert_int_eq(c->discover_interval, 3600);
+	ck_assert_uint_ge(c->nstun_servers, 2);
+	ck_assert_uint_ge(c->nip_urls, 2);
+	ck_assert_str_eq(c->public_ipv4, "");
+	ck_assert_int_eq(c->prefer_ipv6, 0);
+	config_free(c);
+
+	c = expect_ok(GOOD_LISTENERS
+	    "network = { public_ipv6 = \"2001:db8::5\";\n"
+	    "  stun_servers = [ \"127.0.0.1:3478\", \"[::1]:1\", "
+	    "\"stun.example\" ];\n"
+	    "  ip_urls = [ \"https://ip.example/\" ]; prefer_ipv6 = true;\n"
+	    "  discover = false; discover_interval = 60; };\n"
+	    "telegram = { nat_ip = \"203.0.113.7\"; };\n");
+	ck_assert_str_eq(c->public_ipv4, "203.0.113.7"); /* the alias */
+	ck_assert_str_eq(c->public_ipv6, "2001:db8::5");
+	ck_assert_uint_eq(c->nstun_servers, 3);
+	ck_assert_str_eq(c->stun_servers[2], "stun.example");
+	ck_assert_uint_eq(c->nip_urls, 1);
+	ck_assert_str_eq(c->ip_urls[0], "https://ip.example/");
+	ck_assert_int_eq(c->prefer_ipv6, 1);
+	ck_assert_int_eq(c->discover, 0);
+	ck_assert_int_eq(c->discover_interval, 60);
+	config_free(c);
+
+	/* [ ] keeps the built-in lists. */
+	c = expect_ok(GOOD_LISTENERS
+	    "network = { stun_servers = [ ]; ip_urls = [ ]; };\n");
+	ck_assert_uint_ge(c->nstun_servers, 2);
+	ck_assert_uint_ge(c->nip_urls, 2);
+	config_free(c);
+
+	/* An IPv6 nat_ip goes to public_ipv6. */
+	c = expect_ok(
+	    GOOD_LISTENERS "telegram = { nat_ip = \"2001:db8::9\"; };\n");
+	ck_assert_str_eq(c->public_ipv4, "");
+	ck_assert_str_eq(c->public_ipv6, "2001:db8::9");
+	config_free(c);
+
+	c = expect_ok("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	              "  server = \"proxy.example.net\";\n"
+	              "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n");
+	ck_assert_str_eq(c->listeners[0].server, "proxy.example.net");
+	config_free(c);
+
+	expect_err(GOOD_LISTENERS
+	    "network = { public_ipv4 = \"2001:db8::1\"; };\n",
+	    "t.conf:7: network.public_ipv4: must be an IPv4 address or \"\"");
+	expect_err(GOOD_LISTENERS "network = { public_ipv6 = \"1.2.3.4\"; };\n",
+	    "t.conf:7: network.public_ipv6: must be an IPv6 address or \"\"");
+	expect_err(GOOD_LISTENERS
+	    "network = { stun_servers = [ \"a:b:c\" ]; };\n",
+	    "t.conf:7: network.stun_servers.[0]: must be \"host:port\"");
+	expect_err(GOOD_LISTENERS
+	    "network = { stun_servers = [ \"h:0\" ]; };\n",
+	    "t.conf:7: network.stun_servers.[0]: must be \"host:port\"");
+	expect_err(GOOD_LISTENERS
+	    "network = { ip_urls = [ \"ftp://x/\" ]; };\n",
+	    "t.conf:7: network.ip_urls.[0]: must be an http:// or https:// "
+	    "URL");
+	expect_err(GOOD_LISTENERS "network = { ip_urls = \"https://x/\"; };\n",
+	    "t.conf:7: network.ip_urls: must be an array of strings");
+	expect_err(GOOD_LISTENERS "network = { discover_interval = 5; };\n",
+	    "t.conf:7: network.discover_interval:");
+	expect_err(GOOD_LISTENERS "network = { stun = 1; };\n",
+	    "t.conf:7: network.stun: unknown option");
+	expect_err(GOOD_LISTENERS
+	    "network = { public_ipv4 = \"203.0.113.1\"; };\n"
+	    "telegram = { nat_ip = \"203.0.113.2\"; };\n",
+	    "t.conf:8: telegram.nat_ip: \"203.0.113.2\" differs from "
+	    "network.public_ipv4 \"203.0.113.1\"");
+	expect_err("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	           "  server = \"bad host!\";\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].server: must be a host name");
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -1327,6 +1412,7 @@ config_suite(void)
 	tcase_add_test(tc, test_inplace_only);
 	tcase_add_test(tc, test_tables_round_trip);
 	tcase_add_test(tc, test_same_text_same_bytes);
+	tcase_add_test(tc, test_network);
 	suite_add_tcase(s, tc);
 	return s;
 }
