@@ -20,6 +20,7 @@
 #include <qrencode.h>
 
 #include "config.h"
+#include "discover.h"
 #include "links.h"
 #include "util.h"
 
@@ -293,56 +294,132 @@ print_qr(FILE *f, const char *link)
 	free(qr);
 }
 
-void
-links_print(FILE *f, const struct config *cfg, const char *server, int qr)
+int
+links_hosts(const struct config_listener *l, const char *server,
+    const struct pubaddr_state *pub, char hosts[2][LINKS_HOST_MAX], size_t *n,
+    char *note, size_t notecap)
 {
-	char link[LINKS_MAX], host[LINKS_MAX];
+	int dual = l->addr.ss_family == AF_INET6;
 
+	*n = 0;
+	note[0] = '\0';
+	if (server != NULL && server[0] != '\0') {
+		snprintf(hosts[(*n)++], LINKS_HOST_MAX, "%s", server);
+		return 0;
+	}
+	if (l->server[0] != '\0') {
+		snprintf(hosts[(*n)++], LINKS_HOST_MAX, "%s", l->server);
+		return 0;
+	}
+	if (!is_wildcard(&l->addr)) {
+		snprintf(hosts[(*n)++], LINKS_HOST_MAX, "%s", l->address);
+		return 0;
+	}
+	/* A 0.0.0.0 socket cannot take IPv6 clients; "::" takes both. */
+	if (pub != NULL && pub->v4[0] != '\0') {
+		snprintf(hosts[(*n)++], LINKS_HOST_MAX, "%s", pub->v4);
+		snprintf(note, notecap, "public IPv4 address %s (%s)", pub->v4,
+		    pub->from4);
+	}
+	if (pub != NULL && pub->v6[0] != '\0' && dual) {
+		size_t k = strlen(note);
+
+		snprintf(hosts[(*n)++], LINKS_HOST_MAX, "%s", pub->v6);
+		snprintf(note + k, notecap - k, "%spublic IPv6 address %s (%s)",
+		    k ? ", " : "", pub->v6, pub->from6);
+	}
+	if (*n > 0)
+		return 0;
+	links_guess_server(l, hosts[0], LINKS_HOST_MAX);
+	*n = 1;
+	snprintf(note, notecap,
+	    "server address %s guessed from the interfaces: %s (give the "
+	    "public one with server = or network.public_ipv4)",
+	    hosts[0],
+	    pub != NULL && pub->why[0] != '\0'
+	        ? pub->why
+	        : "the public address is not known (yet)");
+	return 1;
+}
+
+size_t
+links_hosts_key(const struct config *cfg, const char *server,
+    const struct pubaddr_state *pub, char *out, size_t cap)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		char hosts[2][LINKS_HOST_MAX], note[LINKS_NOTE_MAX];
+		size_t n;
+
+		links_hosts(&cfg->listeners[i], server, pub, hosts, &n, note,
+		    sizeof(note));
+		for (size_t k = 0; k < n; k++) {
+			int w = snprintf(out + len, cap - len, "%s%s",
+			    len ? " " : "", hosts[k]);
+
+			if (w < 0 || (size_t)w >= cap - len)
+				return len;
+			len += (size_t)w;
+		}
+	}
+	return len;
+}
+
+/* One listener's links for one host. */
+static void
+print_listener(
+    FILE *f, const struct config_listener *l, const char *host, int qr)
+{
+	char link[LINKS_MAX];
+
+	for (size_t u = 0; u < l->nusers; u++) {
+		const struct config_user *cu = &l->users[u];
+
+		for (size_t k = 0; k < nitems(link_protos); k++) {
+			unsigned proto = link_protos[k];
+
+			if (!(l->protocols & proto))
+				continue;
+			fprintf(f, "# listener %s, user %s, protocol %s\n",
+			    l->name, cu->name, config_proto_name(proto));
+			if (links_format(link, sizeof(link), LINKS_SCHEME_TG,
+			        host, l->port, proto, cu->secret, l->tls_domain,
+			        0) > 0)
+				fprintf(f, "%s\n", link);
+			if (proto == PROTO_FAKE_TLS &&
+			    links_format(link, sizeof(link), LINKS_SCHEME_HTTPS,
+			        host, l->port, proto, cu->secret, l->tls_domain,
+			        1) > 0)
+				fprintf(f, "%s\n", link);
+			/* Hex last: it is the one the QR code holds. */
+			if (links_format(link, sizeof(link), LINKS_SCHEME_HTTPS,
+			        host, l->port, proto, cu->secret, l->tls_domain,
+			        0) <= 0)
+				continue;
+			fprintf(f, "%s\n", link);
+			if (qr)
+				print_qr(f, link);
+			fprintf(f, "\n");
+		}
+	}
+}
+
+void
+links_print(FILE *f, const struct config *cfg, const char *server,
+    const struct pubaddr_state *pub, int qr)
+{
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		const struct config_listener *l = &cfg->listeners[i];
+		char hosts[2][LINKS_HOST_MAX], note[LINKS_NOTE_MAX];
+		size_t n;
 
-		if (server != NULL)
-			snprintf(host, sizeof(host), "%s", server);
-		else if (links_guess_server(l, host, sizeof(host)))
-			fprintf(f,
-			    "# listener %s: server address %s guessed "
-			    "(give the public one if it differs)\n",
-			    l->name, host);
-		for (size_t u = 0; u < l->nusers; u++) {
-			const struct config_user *cu = &l->users[u];
-
-			for (size_t k = 0; k < nitems(link_protos); k++) {
-				unsigned proto = link_protos[k];
-
-				if (!(l->protocols & proto))
-					continue;
-				fprintf(f,
-				    "# listener %s, user %s, "
-				    "protocol %s\n",
-				    l->name, cu->name,
-				    config_proto_name(proto));
-				if (links_format(link, sizeof(link),
-				        LINKS_SCHEME_TG, host, l->port, proto,
-				        cu->secret, l->tls_domain, 0) > 0)
-					fprintf(f, "%s\n", link);
-				if (proto == PROTO_FAKE_TLS &&
-				    links_format(link, sizeof(link),
-				        LINKS_SCHEME_HTTPS, host, l->port,
-				        proto, cu->secret, l->tls_domain,
-				        1) > 0)
-					fprintf(f, "%s\n", link);
-				/* Hex last: it is the one the QR code holds. */
-				if (links_format(link, sizeof(link),
-				        LINKS_SCHEME_HTTPS, host, l->port,
-				        proto, cu->secret, l->tls_domain,
-				        0) <= 0)
-					continue;
-				fprintf(f, "%s\n", link);
-				if (qr)
-					print_qr(f, link);
-				fprintf(f, "\n");
-			}
-		}
+		links_hosts(l, server, pub, hosts, &n, note, sizeof(note));
+		if (note[0] != '\0')
+			fprintf(f, "# listener %s: %s\n", l->name, note);
+		for (size_t k = 0; k < n; k++)
+			print_listener(f, l, hosts[k], qr);
 	}
 }
 

@@ -12,6 +12,7 @@
 
 struct config;
 struct config_listener;
+struct pubaddr_state;
 
 #define LINKS_SCHEME_TG    "tg://proxy"
 #define LINKS_SCHEME_HTTPS "https://t.me/proxy"
@@ -56,13 +57,35 @@ int links_guess_server(const struct config_listener *, char *out, size_t cap);
  */
 char *links_qr_text(const char *text);
 
+/* A link's host: a name or an address literal. */
+#define LINKS_HOST_MAX 256
+#define LINKS_NOTE_MAX 1024
+
 /*
- * For every listener, user and allowed protocol (fake_tls, secure,
- * classic): a header line "# listener L, user U, protocol P", the tg://
- * and https://t.me links (fake_tls also as base64url), and with qr a QR
- * code of the https://t.me link. server NULL: links_guess_server().
+ * The hosts a listener's links name (issue 13), first that applies:
+ * server (--server), the listener's server option, its own address
+ * when it is not a wildcard, the public address (pub, may be NULL:
+ * IPv4 for 0.0.0.0, both families for "::"), else a guess from the
+ * interfaces. *n hosts (1 or 2) and, for a public address or a guess,
+ * a note on where it came from (else ""). 1 for a guess, else 0.
  */
-void links_print(FILE *, const struct config *, const char *server, int qr);
+int links_hosts(const struct config_listener *, const char *server,
+    const struct pubaddr_state *pub, char hosts[2][LINKS_HOST_MAX], size_t *n,
+    char *note, size_t notecap);
+/* Every listener's hosts, space-separated: to see whether links change. */
+size_t links_hosts_key(const struct config *, const char *server,
+    const struct pubaddr_state *pub, char *out, size_t cap);
+
+/*
+ * For every listener: a note on its server address when there is one
+ * ("# listener L: public IPv4 address ..."), then for each of its hosts
+ * and every user and allowed protocol (fake_tls, secure, classic): a
+ * header line "# listener L, user U, protocol P", the tg:// and
+ * https://t.me links (fake_tls also as base64url), and with qr a QR
+ * code of the https://t.me link. Hosts as links_hosts() picks them.
+ */
+void links_print(FILE *, const struct config *, const char *server,
+    const struct pubaddr_state *pub, int qr);
 
 /* A random secret as 32 lower-case hex digits (and a NUL). */
 int links_gen_secret(char out[33]);

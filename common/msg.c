@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 
+#include "discover.h"
 #include "log.h"
 #include "msg.h"
 #include "rpc.h"
@@ -40,6 +41,7 @@ static const char *type_names[MSG_TYPE_MAX] = {
 	[MSG_UPGRADE_STATE] = "upgrade-state",
 	[MSG_UPGRADE_HANDOFF] = "upgrade-handoff",
 	[MSG_UPGRADE_READY] = "upgrade-ready",
+	[MSG_PUBADDR] = "pubaddr",
 };
 
 const char *
@@ -296,6 +298,27 @@ msg_get_tables(struct msg *m)
 	if (m->type != MSG_TABLES || msg_end(m) == -1 || m->fd == -1)
 		return -1;
 	return msg_take_fd(m);
+}
+
+int
+msg_send_pubaddr(int sock, const struct pubaddr_state *st)
+{
+	return send_raw(
+	    sock, MSG_PUBADDR, (const uint8_t *)st, sizeof(*st), -1, 0);
+}
+
+int
+msg_get_pubaddr(struct msg *m, struct pubaddr_state *st)
+{
+	if (m->type != MSG_PUBADDR || m->fd != -1 ||
+	    msg_get_bytes(m, st, sizeof(*st)) == -1 || msg_end(m) == -1)
+		return -1;
+	st->v4[sizeof(st->v4) - 1] = '\0';
+	st->v6[sizeof(st->v6) - 1] = '\0';
+	st->from4[sizeof(st->from4) - 1] = '\0';
+	st->from6[sizeof(st->from6) - 1] = '\0';
+	st->why[sizeof(st->why) - 1] = '\0';
+	return 0;
 }
 
 int

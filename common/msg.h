@@ -73,6 +73,10 @@ enum msg_type {
 				 * sessions on it; as MSG_SESSION with the link
 				 * image and socket (as the client fd) */
 
+	/* dcpool -> supervisor (after the others: upgrades keep numbers) */
+	MSG_PUBADDR, /* struct pubaddr_state (discover.h): the public
+				 * address changed */
+
 	MSG_TYPE_MAX
 };
 
@@ -186,6 +190,12 @@ int msg_send_session(int sock, uint32_t type, const uint8_t *image, size_t len,
  */
 int msg_get_session(struct msg *, uint32_t type, uint8_t **image, size_t *len,
     int *client_fd, int *backend_fd);
+
+/* MSG_PUBADDR */
+struct pubaddr_state;
+int msg_send_pubaddr(int sock, const struct pubaddr_state *);
+/* 0 with the strings terminated, or -1. */
+int msg_get_pubaddr(struct msg *, struct pubaddr_state *);
 
 /* Binary upgrade (supervisor.c). */
 #define MSG_LSOCK_KEY 96

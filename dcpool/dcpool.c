@@ -20,6 +20,7 @@
 #include "mplink.h"
 #include "msg.h"
 #include "priv.h"
+#include "pubaddr.h"
 #include "tables.h"
 #include "tgconf.h"
 #include "util.h"
@@ -45,6 +46,7 @@ static struct {
 	struct dcpool_args *a;
 	struct peer peers[DCPOOL_MAX_PEERS];
 	struct tgconf *tg;
+	struct pubaddr *pub;
 	struct event *chan_ev;
 } D;
 
@@ -145,6 +147,14 @@ tg_changed(void *arg, const struct tg_state *st)
 	    st->source, st->v4.n, st->v6.n, st->secret_len);
 }
 
+/* The supervisor prints the links and logs with it. */
+static void
+pub_changed(void *arg, const struct pubaddr_state *st)
+{
+	if (msg_send_pubaddr(D.a->chan, st) == -1)
+		log_warn("telling the supervisor the public address");
+}
+
 /* After MSG_QUIT: time for the scrapes in flight to be answered. */
 #define DCPOOL_LINGER_MS 300
 
@@ -228,7 +238,10 @@ dcpool_main(struct dcpool_args *a)
 		if (D.tg == NULL)
 			log_warnx("cannot start fetching Telegram's config");
 	}
-	mplink_init(D.base, a->cfg, D.tg);
+	D.pub = pubaddr_start(D.base, a->cfg, pub_changed, NULL);
+	if (D.pub == NULL)
+		log_warnx("cannot start finding the public address");
+	mplink_init(D.base, a->cfg, D.tg, D.pub);
 	metrics_start(D.base, a->cfg, a->metrics, a->replay, a->metrics_fd);
 	fd_set_nonblock(a->chan);
 	D.chan_ev =

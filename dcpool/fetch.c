@@ -538,8 +538,8 @@ out:
 	return r;
 }
 
-static struct evdns_base *
-dns_new(struct event_base *base)
+struct evdns_base *
+fetch_dns_new(struct event_base *base)
 {
 	struct evdns_base *dns;
 
@@ -659,7 +659,7 @@ fetcher_get(
 	evtimer_add(f->deadline, &tv);
 	if (fetch_parse_url(f, url) == -1)
 		return f;
-	if (fr->dns == NULL && (fr->dns = dns_new(fr->base)) == NULL) {
+	if (fr->dns == NULL && (fr->dns = fetch_dns_new(fr->base)) == NULL) {
 		fetch_done(f, 1, "cannot set up DNS (resolv.conf?)");
 		return f;
 	}

@@ -59,4 +59,8 @@ void fetch_cancel(struct fetch *);
  */
 extern const char *fetch_resolv_conf;
 
+/* A resolver of its own, as fetches use (fetch_resolv_conf). */
+struct evdns_base;
+struct evdns_base *fetch_dns_new(struct event_base *);
+
 #endif

@@ -23,6 +23,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +38,7 @@
 #include "mplink.h"
 #include "msg.h"
 #include "proxyconf.h"
+#include "pubaddr.h"
 #include "rpc.h"
 #include "tgconf.h"
 #include "util.h"
@@ -48,6 +51,17 @@
 
 enum build_state { B_CONNECTING, B_NONCE, B_HANDSHAKE };
 
+/*
+ * The addresses a middle proxy may see us at, per family, tried in
+ * order: the public one (by hand or discovered), then the local one
+ * (no NAT). The one that last worked goes first.
+ */
+#define CAND_MAX 2
+struct cand {
+	char ip[INET6_ADDRSTRLEN]; /* "" = the link's local address */
+	const char *what; /* for the log: "nat_ip", "discovered", ... */
+};
+
 struct build {
 	struct build *next;
 	struct msg_outq *peer; /* to the worker that asked */
@@ -58,6 +72,9 @@ struct build {
 	struct event ev, timer;
 	struct sockaddr_storage me, local, ours; /* ours: for the KDF */
 	socklen_t melen;
+	struct cand cands[CAND_MAX];
+	int ncand, cand; /* tried: cands[cand] */
+	int other_family; /* the DC's other family was tried */
 	uint32_t ts;
 	uint8_t nonce_clt[16];
 	uint8_t pid[RPC_PID_LEN];
@@ -73,18 +90,24 @@ static struct {
 	struct event_base *base;
 	const struct config *cfg;
 	struct tgconf *tg;
+	struct pubaddr *pub;
+	/* per family ([0] IPv4): the address that worked last ("" =
+	 * the local one), and whether it is known */
+	char works[2][INET6_ADDRSTRLEN];
+	int works_known[2];
 	struct build *builds;
 	uint32_t failures[65536]; /* per DC, as uint16 */
 	uint32_t start_time;
 } P;
 
 void
-mplink_init(
-    struct event_base *base, const struct config *cfg, struct tgconf *tg)
+mplink_init(struct event_base *base, const struct config *cfg,
+    struct tgconf *tg, struct pubaddr *pub)
 {
 	P.base = base;
 	P.cfg = cfg;
 	P.tg = tg;
+	P.pub = pub;
 	P.start_time = (uint32_t)now_unix();
 }
 
@@ -119,20 +142,207 @@ build_free(struct build *b)
 	free(b);
 }
 
+static void build_connect(struct build *);
+static void fill_cands(struct build *);
+
+static const char *
+ip_of(const struct sockaddr_storage *ss, char *buf, size_t cap)
+{
+	const void *a = ss->ss_family == AF_INET
+	    ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+	    : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+	if (inet_ntop(ss->ss_family, a, buf, (socklen_t)cap) == NULL)
+		snprintf(buf, cap, "?");
+	return buf;
+}
+
+/* The address candidate i as the log names it: "IP (what)". */
+static const char *
+cand_str(const struct build *b, int i, char *buf, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	snprintf(buf, cap, "%s (%s)",
+	    b->cands[i].ip[0] ? b->cands[i].ip
+	                      : ip_of(&b->local, ip, sizeof(ip)),
+	    b->cands[i].what);
+	return buf;
+}
+
+/* Back to a fresh connect, to b->me; its result goes through the usual
+ * callbacks. */
+static void
+build_restart(struct build *b)
+{
+	event_del(&b->ev);
+	evtimer_del(&b->timer);
+	if (b->fd != -1)
+		close(b->fd);
+	b->fd = -1;
+	if (b->have_link)
+		rpc_link_free(&b->link);
+	b->have_link = 0;
+	b->len = b->dec = b->stream_pos = 0;
+	b->state = B_CONNECTING;
+	build_connect(b);
+}
+
+/*
+ * A failed handshake may be a wrong address in the key derivation: the
+ * middle proxy derives the keys from the address it sees us at, and
+ * then cannot read our RPC_HANDSHAKE and closes. 1 if another
+ * candidate is being tried.
+ */
+static int
+retry_address(struct build *b, const char *why)
+{
+	char a[ADDR_STRLEN], c1[96], c2[96], ip[INET6_ADDRSTRLEN];
+	int next = b->cand + 1;
+
+	if (b->state != B_HANDSHAKE || next >= b->ncand)
+		return 0;
+	/* No NAT: the local address was tried already. */
+	if (b->cands[next].ip[0] == '\0' &&
+	    strcmp(b->cands[b->cand].ip, ip_of(&b->local, ip, sizeof(ip))) == 0)
+		return 0;
+	log_warnx("link to DC %d via %s: %s after our handshake with keys "
+	          "for %s: the middle proxy may see us at another address; "
+	          "trying %s",
+	    b->dc, addr_str((struct sockaddr *)&b->me, a, sizeof(a)), why,
+	    cand_str(b, b->cand, c1, sizeof(c1)),
+	    cand_str(b, next, c2, sizeof(c2)));
+	b->cand = next;
+	build_restart(b);
+	return 1;
+}
+
+/* A DC's middle proxy that cannot be reached on one family is tried on
+ * the other (issue 13). 1 if it is. */
+static int
+retry_family(struct build *b, const char *why)
+{
+	const struct tg_state *st = tgconf_state(P.tg);
+	const struct proxyconf_entry *e;
+	char a[ADDR_STRLEN], n[ADDR_STRLEN];
+	size_t cnt;
+	uint32_t r;
+
+	if (b->state != B_CONNECTING || b->other_family)
+		return 0;
+	cnt = proxyconf_lookup(
+	    b->me.ss_family == AF_INET ? &st->v6 : &st->v4, b->dc, &e);
+	if (cnt == 0)
+		return 0;
+	random_bytes(&r, sizeof(r));
+	e += r % cnt;
+	b->other_family = 1;
+	log_info("link to DC %d via %s failed: %s; trying %s", b->dc,
+	    addr_str((struct sockaddr *)&b->me, a, sizeof(a)), why,
+	    addr_str(&e->addr.sa, n, sizeof(n)));
+	memcpy(&b->me, &e->addr, e->addrlen);
+	b->melen = e->addrlen;
+	fill_cands(b);
+	build_restart(b);
+	return 1;
+}
+
 static void
 build_fail(struct build *b, const char *why)
 {
-	char a[ADDR_STRLEN];
+	char a[ADDR_STRLEN], tried[256] = "";
 	uint32_t *f = &P.failures[(uint16_t)b->dc];
 	uint32_t retry = RETRY_MIN_MS << (*f > 5 ? 5 : *f);
 
+	if (retry_address(b, why) || retry_family(b, why))
+		return;
 	if (retry > RETRY_MAX_MS)
 		retry = RETRY_MAX_MS;
 	(*f)++;
-	log_warnx("link to DC %d via %s failed: %s; retry in %u ms", b->dc,
-	    addr_str((struct sockaddr *)&b->me, a, sizeof(a)), why, retry);
+	if (b->state == B_HANDSHAKE) {
+		char c[96];
+		size_t n = 0;
+
+		for (int i = 0; i <= b->cand && n < sizeof(tried); i++) {
+			int w = snprintf(tried + n, sizeof(tried) - n, "%s%s",
+			    i ? ", " : "", cand_str(b, i, c, sizeof(c)));
+			if (w < 0)
+				break;
+			n += (size_t)w;
+		}
+		log_warnx("link to DC %d via %s failed: %s after our "
+		          "handshake; the keys were derived for %s: if the "
+		          "middle proxy sees us at another address, set "
+		          "network.public_ipv%d; retry in %u ms",
+		    b->dc, addr_str((struct sockaddr *)&b->me, a, sizeof(a)),
+		    why, tried, b->me.ss_family == AF_INET ? 4 : 6, retry);
+	} else
+		log_warnx("link to DC %d via %s failed: %s; retry in %u ms",
+		    b->dc, addr_str((struct sockaddr *)&b->me, a, sizeof(a)),
+		    why, retry);
 	reply_refused(b->peer, b->dc, b->req, retry);
 	build_free(b);
+}
+
+/* The address the middle proxy saw us at goes first from now on. */
+static void
+works_note(struct build *b)
+{
+	int fi = b->me.ss_family == AF_INET6;
+	const char *ip = b->cands[b->cand].ip;
+	char c[96], c0[96];
+
+	if (P.works_known[fi] && strcmp(P.works[fi], ip) == 0)
+		return;
+	if (b->cand > 0)
+		log_notice("middle proxies see us at %s, not %s: using it "
+		           "for IPv%d links%s",
+		    cand_str(b, b->cand, c, sizeof(c)),
+		    cand_str(b, 0, c0, sizeof(c0)), fi ? 6 : 4,
+		    strcmp(b->cands[0].what, "discovered") == 0
+		        ? ""
+		        : "; fix the configured address");
+	else
+		log_info("middle-proxy links over IPv%d work with %s",
+		    fi ? 6 : 4, cand_str(b, 0, c, sizeof(c)));
+	snprintf(P.works[fi], sizeof(P.works[fi]), "%s", ip);
+	P.works_known[fi] = 1;
+}
+
+/* Who the middle proxies may see us as, for a link of b->me's family. */
+static void
+fill_cands(struct build *b)
+{
+	const struct pubaddr_state *ps = pubaddr_state(P.pub);
+	int v6 = b->me.ss_family == AF_INET6, fi = v6;
+	const char *hand = v6 ? P.cfg->public_ipv6 : P.cfg->public_ipv4;
+	const char *found = v6 ? ps->v6 : ps->v4;
+
+	b->ncand = 0;
+	if (hand[0] != '\0') {
+		snprintf(b->cands[0].ip, sizeof(b->cands[0].ip), "%s", hand);
+		b->cands[0].what = strcmp(P.cfg->nat_ip, hand) == 0
+		    ? "telegram.nat_ip"
+		    : v6 ? "network.public_ipv6"
+		         : "network.public_ipv4";
+		b->ncand++;
+	} else if (found[0] != '\0') {
+		snprintf(b->cands[0].ip, sizeof(b->cands[0].ip), "%s", found);
+		b->cands[0].what = "discovered";
+		b->ncand++;
+	}
+	b->cands[b->ncand].ip[0] = '\0';
+	b->cands[b->ncand].what = "the local address";
+	b->ncand++;
+	/* What worked last goes first. */
+	if (P.works_known[fi] && b->ncand == 2 &&
+	    strcmp(P.works[fi], b->cands[1].ip) == 0) {
+		struct cand t = b->cands[0];
+
+		b->cands[0] = b->cands[1];
+		b->cands[1] = t;
+	}
+	b->cand = 0;
 }
 
 static void
@@ -156,6 +366,7 @@ build_done(struct build *b)
 		    addr_str((struct sockaddr *)&b->me, a, sizeof(a)));
 	explicit_bzero(mb.data, mb.len);
 	P.failures[(uint16_t)b->dc] = 0;
+	works_note(b);
 	build_free(b);
 }
 
@@ -304,17 +515,19 @@ build_read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		getsockname(fd, (struct sockaddr *)&b->local, &sl);
-		/* Behind NAT the ME sees nat_ip, with our real port. */
+		/* Behind NAT the ME sees our public address, with our real
+		 * port; the candidate says which address. */
 		b->ours = b->local;
-		if (P.cfg->nat_ip[0]) {
+		if (b->cands[b->cand].ip[0] != '\0') {
 			struct sockaddr_storage ss;
 			socklen_t l;
 			uint16_t port = b->local.ss_family == AF_INET
 			    ? ntohs(((struct sockaddr_in *)&b->local)->sin_port)
 			    : ntohs(((struct sockaddr_in6 *)&b->local)
 			                ->sin6_port);
-			if (addr_from_ip_port(P.cfg->nat_ip, port, &ss, &l) ==
-			    0)
+			if (addr_from_ip_port(
+			        b->cands[b->cand].ip, port, &ss, &l) == 0 &&
+			    ss.ss_family == b->local.ss_family)
 				b->ours = ss;
 		}
 		b->ts = (uint32_t)now_unix();
@@ -359,11 +572,38 @@ build_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	build_fail(arg, "timed out");
 }
 
+static void
+build_connect(struct build *b)
+{
+	int one = 1;
+	struct timeval tv = { P.cfg->connect_timeout, 0 };
+
+	b->fd = socket(
+	    b->me.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	evtimer_assign(&b->timer, P.base, build_timeout_cb, b);
+	event_assign(&b->ev, P.base, b->fd, EV_WRITE, build_read_cb, b);
+	if (b->fd == -1) {
+		build_fail(b, strerror(errno));
+		return;
+	}
+	setsockopt(b->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP keep-alive: an ME that vanishes is noticed by the worker. */
+	setsockopt(b->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	if (connect(b->fd, (struct sockaddr *)&b->me, b->melen) == -1 &&
+	    errno != EINPROGRESS) {
+		build_fail(b, strerror(errno));
+		return;
+	}
+	evtimer_add(&b->timer, &tv);
+	event_add(&b->ev, NULL);
+}
+
 void
 mplink_request(struct msg_outq *peer, int16_t dc, uint32_t req)
 {
 	const struct tg_state *st = tgconf_state(P.tg);
 	const struct proxyconf_entry *e;
+	const struct proxyconf *first, *second;
 	struct build *b;
 	size_t n;
 
@@ -371,9 +611,12 @@ mplink_request(struct msg_outq *peer, int16_t dc, uint32_t req)
 		reply_refused(peer, dc, req, RETRY_NO_CONFIG_MS);
 		return;
 	}
-	n = proxyconf_lookup(&st->v4, dc, &e);
+	/* network.prefer_ipv6: the IPv6 middle proxies first. */
+	first = P.cfg->prefer_ipv6 ? &st->v6 : &st->v4;
+	second = P.cfg->prefer_ipv6 ? &st->v4 : &st->v6;
+	n = proxyconf_lookup(first, dc, &e);
 	if (n == 0)
-		n = proxyconf_lookup(&st->v6, dc, &e);
+		n = proxyconf_lookup(second, dc, &e);
 	if (n == 0) {
 		log_warnx("no middle proxy known for DC %d", dc);
 		reply_refused(peer, dc, req, RETRY_MAX_MS);
@@ -389,30 +632,13 @@ mplink_request(struct msg_outq *peer, int16_t dc, uint32_t req)
 	b->peer = peer;
 	b->dc = dc;
 	b->req = req;
+	b->fd = -1;
 	memcpy(&b->me, &e->addr, e->addrlen);
 	b->melen = e->addrlen;
-	b->fd = socket(e->addr.sa.sa_family,
-	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	b->next = P.builds;
 	P.builds = b;
-	evtimer_assign(&b->timer, P.base, build_timeout_cb, b);
-	event_assign(&b->ev, P.base, b->fd, EV_WRITE, build_read_cb, b);
-	if (b->fd == -1) {
-		build_fail(b, strerror(errno));
-		return;
-	}
-	int one = 1;
-	setsockopt(b->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/* TCP keep-alive: an ME that vanishes is noticed by the worker. */
-	setsockopt(b->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	if (connect(b->fd, &e->addr.sa, e->addrlen) == -1 &&
-	    errno != EINPROGRESS) {
-		build_fail(b, strerror(errno));
-		return;
-	}
-	struct timeval tv = { P.cfg->connect_timeout, 0 };
-	evtimer_add(&b->timer, &tv);
-	event_add(&b->ev, NULL);
+	fill_cands(b);
+	build_connect(b);
 }
 
 void

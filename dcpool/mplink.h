@@ -12,8 +12,14 @@ struct event_base;
 struct config;
 struct tgconf;
 struct msg_outq;
+struct pubaddr;
 
-void mplink_init(struct event_base *, const struct config *, struct tgconf *);
+/*
+ * pub: the public addresses, for the key derivation (B.2.5): a middle
+ * proxy derives the link's keys from the address it sees us at.
+ */
+void mplink_init(struct event_base *, const struct config *, struct tgconf *,
+    struct pubaddr *);
 /*
  * A worker asks for a link to dc; the answer (grant or refusal), tagged
  * with req, goes into the worker's queue, which must outlive the build

@@ -15,6 +15,9 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "dcpool/pubaddr.h"
+#include "dcpool/tgconf.h"
+#include "discover.h"
 #include "links.h"
 #include "log.h"
 #include "supervisor.h"
@@ -35,6 +38,8 @@ usage(FILE *f)
 	    "            without it, a built-in fake-TLS listener is used)\n"
 	    "  -f        stay in the foreground, log to stderr\n"
 	    "  -t        check the configuration and exit (0 good, 1 bad)\n"
+	    "  --check   as -t, then find the public address and say\n"
+	    "            whether this host is behind NAT\n"
 	    "  -s SIG    signal the running daemon (via its pidfile):\n"
 	    "            reload (SIGHUP), stop (SIGTERM), quit (SIGQUIT),\n"
 	    "            reopen (SIGUSR1: log file), upgrade (SIGUSR2: run\n"
@@ -121,6 +126,38 @@ signal_daemon(struct config *cfg, const char *what)
 	return 0;
 }
 
+/*
+ * What the links can name before the dcpool has looked: the addresses
+ * given by hand, else the copy the dcpool keeps in state_dir.
+ */
+static void
+known_pubaddr(const struct config *cfg, struct pubaddr_state *st)
+{
+	uint8_t *body;
+	size_t len;
+
+	memset(st, 0, sizeof(*st));
+	if (tgconf_cache_read(cfg->state_dir, PUBADDR_CACHE, &body, &len) ==
+	    0) {
+		if (pubaddr_parse(body, len, st) == -1)
+			memset(st, 0, sizeof(*st));
+		free(body);
+	}
+	if (cfg->public_ipv4[0] != '\0') {
+		snprintf(st->v4, sizeof(st->v4), "%s", cfg->public_ipv4);
+		snprintf(st->from4, sizeof(st->from4), "config");
+	}
+	if (cfg->public_ipv6[0] != '\0') {
+		snprintf(st->v6, sizeof(st->v6), "%s", cfg->public_ipv6);
+		snprintf(st->from6, sizeof(st->from6), "config");
+	}
+	if (st->v4[0] == '\0' && st->v6[0] == '\0')
+		snprintf(st->why, sizeof(st->why), "%s",
+		    cfg->discover ? "not found yet (the daemon looks for it "
+		                    "at start, and prints the links again)"
+		                  : "network.discover is off");
+}
+
 /* Everything after the config is read; frees it. */
 static int
 run(struct config *cfg, const char *path, int test, const char *sig, int links,
@@ -133,18 +170,23 @@ run(struct config *cfg, const char *path, int test, const char *sig, int links,
 	if (test) {
 		printf("mtprotod: configuration %s is ok\n",
 		    path ? path : "(built-in default)");
+		rc = 0;
+		if (test == 2 && pubaddr_report(cfg, stdout) == -1)
+			rc = 1;
 		config_free(cfg);
-		return 0;
+		return rc;
 	}
 	if (getcwd(opt->cwd, sizeof(opt->cwd)) == NULL)
 		snprintf(opt->cwd, sizeof(opt->cwd), "/");
 	config_absolutize(cfg, opt->cwd);
+	known_pubaddr(cfg, &opt->pub);
+	opt->server = server;
 	if (sig || links) {
 		rc = 0;
 		if (sig)
 			rc = signal_daemon(cfg, sig);
 		else
-			links_print(stdout, cfg, server, 1);
+			links_print(stdout, cfg, server, &opt->pub, 1);
 		config_free(cfg);
 		return rc;
 	}
@@ -156,7 +198,7 @@ run(struct config *cfg, const char *path, int test, const char *sig, int links,
 		return 1;
 	}
 	opt->config_path = path;
-	links_print(stdout, cfg, server, isatty(STDOUT_FILENO));
+	links_print(stdout, cfg, server, &opt->pub, isatty(STDOUT_FILENO));
 	fflush(stdout);
 	/* The supervisor owns cfg from here (a reload replaces it). */
 	return supervisor_run(cfg, opt);
@@ -170,10 +212,12 @@ main(int argc, char **argv)
 		OPT_GEN_SECRET,
 		OPT_TLS_DOMAIN,
 		OPT_SERVER,
-		OPT_UPGRADE_FD
+		OPT_UPGRADE_FD,
+		OPT_CHECK
 	};
 	static const struct option longopts[] = {
 		{ "links", no_argument, NULL, OPT_LINKS },
+		{ "check", no_argument, NULL, OPT_CHECK },
 		{ "gen-secret", no_argument, NULL, OPT_GEN_SECRET },
 		{ "tls-domain", required_argument, NULL, OPT_TLS_DOMAIN },
 		{ "server", required_argument, NULL, OPT_SERVER },
@@ -214,6 +258,9 @@ main(int argc, char **argv)
 			return 0;
 		case OPT_LINKS:
 			links = 1;
+			break;
+		case OPT_CHECK:
+			test = 2;
 			break;
 		case OPT_GEN_SECRET:
 			gen = 1;

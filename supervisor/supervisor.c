@@ -67,10 +67,14 @@ enum sup_state { S_RUNNING, S_RELOADING, S_STOPPING, S_UPGRADING };
 /* The new binary must serve within this, or the old one stops it. */
 #define UPGRADE_TIMEOUT_S 30
 
+#define LINKS_KEY_MAX 1024
+
 static struct {
 	struct event_base *base;
 	struct config *cfg;
 	const struct sup_options *opt;
+	struct pubaddr_state pub; /* as the dcpool last said */
+	char links_key[LINKS_KEY_MAX]; /* the hosts of the links printed */
 	struct lsock_set ls;
 	struct child *children;
 	int generation;
@@ -524,6 +528,29 @@ check_reload_done(void)
 		finish_reload();
 }
 
+/*
+ * The dcpool found the public address (or why not): when the links'
+ * hosts change, they are printed again (stdout, as at start).
+ */
+static void
+pubaddr_changed(void)
+{
+	char key[LINKS_KEY_MAX];
+
+	links_hosts_key(S.cfg, S.opt->server, &S.pub, key, sizeof(key));
+	if (strcmp(key, S.links_key) == 0)
+		return;
+	snprintf(S.links_key, sizeof(S.links_key), "%s", key);
+	if (S.pub.v4[0] != '\0' || S.pub.v6[0] != '\0')
+		log_notice("links now name %s (public address %s%s%s)", key,
+		    S.pub.v4, S.pub.v4[0] && S.pub.v6[0] ? " and " : "",
+		    S.pub.v6);
+	else
+		log_notice("links now name %s (guessed: %s)", key, S.pub.why);
+	links_print(stdout, S.cfg, S.opt->server, &S.pub, 0);
+	fflush(stdout);
+}
+
 static void
 child_chan_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -541,6 +568,12 @@ child_chan_cb(evutil_socket_t fd, short what, void *arg)
 			    c->role == ROLE_WORKER ? "worker" : "dcpool",
 			    c->slot, (int)c->pid);
 			check_reload_done();
+			break;
+		case MSG_PUBADDR:
+			if (c->role != ROLE_DCPOOL ||
+			    msg_get_pubaddr(&m, &S.pub) == -1)
+				goto bad;
+			pubaddr_changed();
 			break;
 		default:
 bad:
@@ -1487,6 +1520,9 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 
 	S.cfg = cfg;
 	S.opt = opt;
+	S.pub = opt->pub;
+	links_hosts_key(
+	    cfg, opt->server, &S.pub, S.links_key, sizeof(S.links_key));
 	S.drop = geteuid() == 0;
 	S.up_chan = opt->upgrade_fd;
 	S.metrics_fd = S.replay_fd = -1;

@@ -3,12 +3,17 @@
 
 #include "config.h"
 
+#include "discover.h"
+
 struct sup_options {
 	const char *config_path; /* NULL: built-in default */
 	int config_explicit; /* -c given */
 	int foreground;
 	char cwd[4096]; /* where mtprotod was started */
 	int upgrade_fd; /* --upgrade-fd: the old daemon's channel, or -1 */
+	const char *server; /* --server: the links' host */
+	/* what the links printed at start were made with */
+	struct pubaddr_state pub;
 };
 
 /*

@@ -70,6 +70,7 @@ static struct {
 
 static void hs_read_cb(evutil_socket_t, short, void *);
 static void session_timer_cb(evutil_socket_t, short, void *);
+static int direct_other_family(struct session *, int, const char *);
 static void session_free(struct session *);
 
 /* ------------------------------------------------------------ setup */
@@ -504,6 +505,14 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		evtimer_add(&s->timer, &tv);
 		return;
 	}
+	if (s->state == SS_CONNECTING && s->s.fd != -1) {
+		struct sockaddr_storage me = { .ss_family = AF_UNSPEC };
+		socklen_t ml = sizeof(me);
+
+		if (getsockname(s->s.fd, (struct sockaddr *)&me, &ml) == 0 &&
+		    direct_other_family(s, me.ss_family, "timed out"))
+			return;
+	}
 	if (s->state == SS_HOLD || s->state == SS_HANDSHAKE ||
 	    s->state == SS_TLS_INNER)
 		shm_add(W.metrics, M_HANDSHAKE_TIMEOUT, 1);
@@ -541,12 +550,43 @@ session_bad(struct session *s, const char *why, int replay)
 
 /* ------------------------------------------------------------ backend */
 
+/*
+ * A DC that failed on one family is tried once on the other (issue 13);
+ * what is queued for it (our header and the client's first bytes) stays
+ * queued. 1 if a new connect is under way (or the session closed).
+ */
+static int
+direct_other_family(struct session *s, int family, const char *why)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char a[ADDR_STRLEN], b[ADDR_STRLEN];
+
+	if (s->mode != RELAY_DIRECT || s->other_family ||
+	    dc_lookup_other(SS.dcs, s->dc, family, &ss, &len) == -1)
+		return 0;
+	s->other_family = 1;
+	log_info("%s: DC %d failed over IPv%d (%s); trying %s",
+	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)), s->dc,
+	    family == AF_INET ? 4 : 6, why,
+	    addr_str((struct sockaddr *)&ss, b, sizeof(b)));
+	side_close(&s->s);
+	if (s->counted_dc)
+		shm_sub(W.metrics, M_CURRENT_DC, 1);
+	s->counted_dc = 0;
+	evtimer_del(&s->timer);
+	session_backend_connect(s, (struct sockaddr *)&ss, len);
+	return 1;
+}
+
 static void
 connect_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 	int err = 0;
 	socklen_t el = sizeof(err);
+	struct sockaddr_storage me = { .ss_family = AF_UNSPEC };
+	socklen_t ml = sizeof(me);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == -1)
 		err = errno;
@@ -558,6 +598,9 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 		    strerror(err));
 		if (s->mode == RELAY_DIRECT)
 			shm_add(W.metrics, M_DC_CONNECT_FAIL, 1);
+		if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
+		    direct_other_family(s, me.ss_family, strerror(err)))
+			return;
 		session_close(s, "backend connect failed");
 		return;
 	}
@@ -591,10 +634,14 @@ session_backend_connect(
 	}
 	if (connect(fd, sa, len) == -1 && errno != EINPROGRESS) {
 		char a[ADDR_STRLEN];
+		int e = errno;
+
 		log_info("connect to %s: %s", addr_str(sa, a, sizeof(a)),
-		    strerror(errno));
+		    strerror(e));
 		if (s->mode == RELAY_DIRECT)
 			shm_add(W.metrics, M_DC_CONNECT_FAIL, 1);
+		if (direct_other_family(s, sa->sa_family, strerror(e)))
+			return;
 		session_close(s, "connect failed");
 		return;
 	}
@@ -618,7 +665,8 @@ direct_connect(struct session *s, const uint8_t p2c_key[32],
 	uint8_t hdr[O2_HEADER_LEN];
 	struct o2_session up;
 
-	if (dc_lookup(SS.dcs, s->dc, 0, &ss, &len, &used_default) == -1) {
+	if (dc_lookup(SS.dcs, s->dc, W.cfg->prefer_ipv6, &ss, &len,
+	        &used_default) == -1) {
 		session_close(s, "no address for the DC");
 		return;
 	}

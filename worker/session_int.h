@@ -109,6 +109,7 @@ struct session {
 	unsigned is_tls : 1;
 	unsigned hello_sent : 1; /* ServerHello gone: no fronting */
 	unsigned counted_dc : 1;
+	unsigned other_family : 1; /* a DC tried on its other family */
 
 	/* fake TLS record layer */
 	struct tls_reader tls_in; /* client -> proxy records */

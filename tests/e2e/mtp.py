@@ -147,6 +147,10 @@ class Daemon:
     fronting = "127.0.0.1:9";
     users = ( { name = "alice"; secret = "%s"; } );
   }""" % (name, addr, port, protocols, SECRET))
+        # Nothing asks public STUN servers or URLs from a test; those
+        # that test discovery give their own network group.
+        if not re.search(r"^\s*network\s*=", extra, re.M):
+            extra += "\nnetwork = { discover = false; };\n"
         return """# written by tests/e2e
 user = "nobody";
 group = "nogroup";
@@ -327,7 +331,8 @@ def peer_bin(name):
 class FakeDC:
     """tests/peers/fake_dc in one of its modes; .port once started."""
 
-    def __init__(self, mode="packets", source_bytes=None, tmp=None):
+    def __init__(self, mode="packets", source_bytes=None, tmp=None,
+                 host=None):
         self.mode = mode
         self.tmp = tmp or tempfile.mkdtemp(prefix="fake-dc-")
         self.errfile = os.path.join(self.tmp, "fake_dc-%s-%d.log" % (
@@ -335,6 +340,8 @@ class FakeDC:
         args = [peer_bin("fake_dc"), "--port", "0", "--mode", mode]
         if source_bytes is not None:
             args += ["--source-bytes", str(source_bytes)]
+        if host:
+            args += ["--host", host]
         self.err = open(self.errfile, "w")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stderr=self.err,
@@ -416,7 +423,7 @@ class FakeMP:
     helpers below. mode "echo" or "sink"."""
 
     def __init__(self, secret_file, mode="echo", no_pong=False,
-                 verbose=False, tmp=None):
+                 verbose=False, tmp=None, host=None, seen_ip=None):
         self.mode = mode
         self.tmp = tmp or tempfile.mkdtemp(prefix="fake-mp-")
         self.errfile = os.path.join(self.tmp, "fake_mp-%s-%d.log" % (
@@ -427,6 +434,10 @@ class FakeMP:
             args.append("--no-pong")
         if verbose:
             args.append("--verbose")
+        if host:
+            args += ["--host", host]
+        if seen_ip:
+            args += ["--seen-ip", seen_ip]
         self.err = open(self.errfile, "w")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stderr=self.err,

@@ -84,7 +84,8 @@ class MSetup:
 
     def __init__(self, workers=2, middle=None, listeners=None,
                  backend="middle", mode="echo", no_pong=False, mps=None,
-                 dcs=None, telegram=None, extra="", start=True):
+                 dcs=None, telegram=None, extra="", start=True,
+                 mp_opts=None, mp_host="127.0.0.1"):
         self.tmp = tempfile.mkdtemp(prefix="mtp-middle-")
         os.chmod(self.tmp, 0o755)
         self.secret_file = write_proxy_secret(self.tmp)
@@ -94,12 +95,14 @@ class MSetup:
         self.d = None
         try:
             self.mp = self.mps[2] = FakeMP(self.secret_file, mode=mode,
-                                           no_pong=no_pong, tmp=self.tmp)
+                                           no_pong=no_pong, tmp=self.tmp,
+                                           host=mp_host, **(mp_opts or {}))
             for dc, opts in (mps or {}).items():
                 self.mps[dc] = FakeMP(self.secret_file, tmp=self.tmp,
                                       **opts)
             self.proxy_conf = write_proxy_config(
-                self.tmp, {dc: mp.port for dc, mp in self.mps.items()})
+                self.tmp, {dc: mp.port for dc, mp in self.mps.items()},
+                host=mp_host)
             self.metrics_port = free_port()
             self.port = free_port()
             if listeners is None:

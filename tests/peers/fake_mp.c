@@ -4,7 +4,7 @@
  *
  *	fake_mp --port P [--host 127.0.0.1] --secret-file F
  *	    [--control-port C] [--no-pong] [--crc32c] [--mode echo|sink]
- *	    [--verbose]
+ *	    [--seen-ip ADDR] [--verbose]
  *
  * Listens, prints "READY <port> <control_port>" on stdout (port 0 picks a
  * free one) and serves every link as an ME does: the plaintext RPC_NONCE
@@ -17,6 +17,10 @@
  *	RPC_PING	answered with RPC_PONG (unless --no-pong);
  *	RPC_PONG	counted;
  * anything else, or any framing or crypto error, closes the link.
+ *
+ * --seen-ip: derive the keys with ADDR as the proxy's address (its real
+ * port kept), as a middle proxy does that sees the proxy through NAT; a
+ * proxy that derives them with another address fails the handshake.
  *
  * The control port (127.0.0.1, one command per line, one JSON line back):
  *	stats			links, conns and counters;
@@ -124,6 +128,7 @@ static struct {
 	int no_pong;
 	int crc32c;
 	int verbose;
+	const char *seen_ip; /* --seen-ip, or NULL */
 	int hold;
 	uint8_t secret[RPC_SECRET_MAX];
 	size_t secret_len;
@@ -333,6 +338,7 @@ on_nonce(struct mp_link *l, const struct rpc_frame *f)
 {
 	struct rpc_nonce n;
 	struct rpc_kdf_params kp;
+	struct sockaddr_storage seen;
 	struct rpc_link_keys keys;
 	uint8_t nonce_srv[16], payload[RPC_NONCE_LEN], *frame;
 	uint32_t ts = (uint32_t)now_unix();
@@ -369,6 +375,18 @@ on_nonce(struct mp_link *l, const struct rpc_frame *f)
 	kp.clt_ts = n.ts;
 	kp.me_addr = (struct sockaddr *)&l->me;
 	kp.proxy_addr = (struct sockaddr *)&l->px;
+	if (G.seen_ip != NULL) {
+		uint16_t port = l->px.ss_family == AF_INET
+		    ? ntohs(((struct sockaddr_in *)&l->px)->sin_port)
+		    : ntohs(((struct sockaddr_in6 *)&l->px)->sin6_port);
+		socklen_t sl;
+
+		if (addr_from_ip_port(G.seen_ip, port, &seen, &sl) == -1) {
+			link_close(l, "bad --seen-ip");
+			return -1;
+		}
+		kp.proxy_addr = (struct sockaddr *)&seen;
+	}
 	kp.secret = G.secret;
 	kp.secret_len = G.secret_len;
 	rc = rpc_link_keys_derive(&keys, &kp, 1);
@@ -1020,7 +1038,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: fake_mp --port P [--host H] --secret-file F "
 	    "[--control-port C]\n"
-	    "\t[--no-pong] [--crc32c] [--mode echo|sink] [--verbose]\n");
+	    "\t[--no-pong] [--crc32c] [--mode echo|sink] [--seen-ip ADDR]\n"
+	    "\t[--verbose]\n");
 	exit(2);
 }
 
@@ -1036,6 +1055,7 @@ main(int argc, char **argv)
 		{ "crc32c", no_argument, NULL, 'C' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "seen-ip", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *host = "127.0.0.1", *secret_file = NULL;
@@ -1074,6 +1094,9 @@ main(int argc, char **argv)
 			break;
 		case 'v':
 			G.verbose = 1;
+			break;
+		case 'S':
+			G.seen_ip = optarg;
 			break;
 		default:
 			usage();

@@ -13,6 +13,7 @@
 #include <qrencode.h>
 
 #include "config.h"
+#include "discover.h"
 #include "links.h"
 #include "util.h"
 #include "vectors.h"
@@ -297,7 +298,7 @@ print_to_string(const struct config *cfg, const char *srv, int qr)
 	FILE *f = open_memstream(&buf, &len);
 
 	ck_assert_ptr_nonnull(f);
-	links_print(f, cfg, srv, qr);
+	links_print(f, cfg, srv, NULL, qr);
 	ck_assert_int_eq(fclose(f), 0);
 	ck_assert_ptr_nonnull(buf);
 	return buf;
@@ -412,6 +413,74 @@ START_TEST(test_gen_secret)
 }
 END_TEST
 
+/* Issue 13: which hosts a listener's links name. */
+START_TEST(test_hosts)
+{
+	char err[CONFIG_ERR_MAX] = "", hosts[2][LINKS_HOST_MAX];
+	char note[LINKS_NOTE_MAX], key[256];
+	struct pubaddr_state pub;
+	struct config *cfg;
+	size_t n;
+
+	cfg = config_load_string(
+	    "listeners = (\n"
+	    "  { name = \"v4\"; address = \"0.0.0.0\"; port = 1;\n"
+	    "    protocols = [ \"secure\" ];\n"
+	    "    users = ( { secret = \"00112233445566778899aabbccddeeff\"; "
+	    "} ); },\n"
+	    "  { name = \"dual\"; address = \"::\"; port = 2;\n"
+	    "    protocols = [ \"secure\" ];\n"
+	    "    users = ( { secret = \"00112233445566778899aabbccddeeff\"; "
+	    "} ); },\n"
+	    "  { name = \"named\"; address = \"::\"; port = 3;\n"
+	    "    server = \"proxy.example.net\"; protocols = [ \"secure\" ];\n"
+	    "    users = ( { secret = \"00112233445566778899aabbccddeeff\"; "
+	    "} ); }\n"
+	    ");\n",
+	    "hosts.conf", err, sizeof(err));
+	ck_assert_msg(cfg != NULL, "%s", err);
+	memset(&pub, 0, sizeof(pub));
+	snprintf(pub.v4, sizeof(pub.v4), "203.0.113.5");
+	snprintf(pub.from4, sizeof(pub.from4), "stun a:1, https://b/");
+	snprintf(pub.v6, sizeof(pub.v6), "2001:db8::5");
+	snprintf(pub.from6, sizeof(pub.from6), "stun a:1, twice");
+
+	ck_assert_int_eq(links_hosts(&cfg->listeners[0], NULL, &pub, hosts, &n,
+	                     note, sizeof(note)),
+	    0);
+	ck_assert_uint_eq(n, 1); /* 0.0.0.0 takes no IPv6 client */
+	ck_assert_str_eq(hosts[0], "203.0.113.5");
+	ck_assert_str_eq(
+	    note, "public IPv4 address 203.0.113.5 (stun a:1, https://b/)");
+	links_hosts(
+	    &cfg->listeners[1], NULL, &pub, hosts, &n, note, sizeof(note));
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(hosts[1], "2001:db8::5");
+	links_hosts(
+	    &cfg->listeners[2], NULL, &pub, hosts, &n, note, sizeof(note));
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(hosts[0], "proxy.example.net");
+	ck_assert_str_eq(note, "");
+	/* --server wins over everything. */
+	links_hosts(&cfg->listeners[2], "cli.example", &pub, hosts, &n, note,
+	    sizeof(note));
+	ck_assert_str_eq(hosts[0], "cli.example");
+	links_hosts_key(cfg, NULL, &pub, key, sizeof(key));
+	ck_assert_str_eq(
+	    key, "203.0.113.5 203.0.113.5 2001:db8::5 proxy.example.net");
+	/* Nothing found: a guess, with the reason. */
+	memset(&pub, 0, sizeof(pub));
+	snprintf(pub.why, sizeof(pub.why), "IPv4: no source answered");
+	ck_assert_int_eq(links_hosts(&cfg->listeners[0], NULL, &pub, hosts, &n,
+	                     note, sizeof(note)),
+	    1);
+	ck_assert_ptr_nonnull(strstr(note,
+	    "guessed from the interfaces: "
+	    "IPv4: no source answered"));
+	config_free(cfg);
+}
+END_TEST
+
 static Suite *
 links_suite(void)
 {
@@ -425,6 +494,7 @@ links_suite(void)
 	tcase_add_test(tc, test_links_errors);
 	tcase_add_test(tc, test_qr);
 	tcase_add_test(tc, test_print);
+	tcase_add_test(tc, test_hosts);
 	tcase_add_test(tc, test_gen_secret);
 	suite_add_tcase(s, tc);
 	return s;
