@@ -1,5 +1,10 @@
 /*
- * HTTP(S) GET for the dcpool (fetch.h).
+ * HTTP(S) GET for the dcpool (fetch.h): libcurl's multi interface on
+ * the dcpool's libevent loop (curl's sockets and timer become events).
+ * Names are resolved with evdns (so that resolv_conf and a chroot
+ * work, and a lookup is cancelled with the fetch), and the address
+ * picked is given to curl with CURLOPT_RESOLVE; a redirect to another
+ * host is resolved by curl itself.
  *
  * Who frees a fetch (issue 7 item 2): a fetch ends by being marked
  * (fetch_done) from whatever callback noticed; its step event then runs
@@ -26,24 +31,24 @@
 #include <string.h>
 #include <strings.h>
 
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/buffer.h>
+#include <curl/curl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/util.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
+#include <openssl/x509.h>
 
 #include "fetch.h"
 #include "log.h"
 
-#define HEADERS_MAX  (64 * 1024)
-#define URL_PART_MAX 2048
-#define REASON_MAX   512
+#define REASON_MAX    512
+#define REDIRECTS_MAX 3
+
+/* An event for one of curl's sockets. */
+struct sockev {
+	struct sockev *next;
+	curl_socket_t fd;
+	struct event *ev;
+};
 
 struct fetcher {
 	struct event_base *base;
@@ -54,6 +59,10 @@ struct fetcher {
 	struct fetch *list; /* not yet closed */
 	unsigned live; /* not yet released */
 	int closing; /* fetcher_free ran */
+	int in_free; /* inside fetcher_free */
+	CURLM *multi;
+	struct event *curl_timer;
+	struct sockev *socks;
 };
 
 struct fetch {
@@ -66,7 +75,6 @@ struct fetch {
 	struct event *step; /* reports and closes a finished fetch */
 	char host[256]; /* no brackets */
 	char hosthdr[300]; /* Host: value */
-	char path[URL_PART_MAX];
 	int port;
 	char ip[INET6_ADDRSTRLEN]; /* connected to */
 	int tls;
@@ -74,9 +82,11 @@ struct fetch {
 	int resolved;
 	int closed; /* fetch_close ran: only the DNS callback is awaited */
 	int cancelling; /* inside evdns_getaddrinfo_cancel */
-	SSL *ssl; /* owned by bev */
-	struct bufferevent *bev; /* owned by evcon */
-	struct evhttp_connection *evcon;
+	CURL *easy; /* in fr->multi while set */
+	struct curl_slist *resolve;
+	char errbuf[CURL_ERROR_SIZE];
+	int too_big;
+	size_t cap;
 	struct event *deadline;
 	int done;
 	int failed;
@@ -89,10 +99,16 @@ struct fetch {
 
 const char *fetch_resolv_conf = NULL;
 
+/* A freed fetcher's last fetch is gone: its resolver and itself go. */
 static void
-dns_free_cb(evutil_socket_t fd, short what, void *arg)
+fetcher_end_cb(evutil_socket_t fd, short what, void *arg)
 {
-	evdns_base_free(arg, 0);
+	struct fetcher *fr = arg;
+
+	if (fr->dns != NULL)
+		evdns_base_free(fr->dns, 0);
+	free(fr->ca_file);
+	free(fr);
 }
 
 /* The one place a fetch is freed: closed, and evdns owes it nothing. */
@@ -105,15 +121,13 @@ fetch_release(struct fetch *f)
 	free(f->url);
 	free(f->body);
 	free(f);
-	if (--fr->live > 0 || !fr->closing)
+	if (--fr->live > 0 || !fr->closing || fr->in_free)
 		return;
-	/* The last fetch of a freed fetcher: we may be inside evdns. */
-	if (fr->dns != NULL &&
-	    event_base_once(
-	        fr->base, -1, EV_TIMEOUT, dns_free_cb, fr->dns, &now) == -1)
+	/* The last fetch of a freed fetcher: we may be inside evdns, so
+	 * the rest goes from a fresh event. */
+	if (event_base_once(
+	        fr->base, -1, EV_TIMEOUT, fetcher_end_cb, fr, &now) == -1)
 		log_warnx("cannot free the resolver of the HTTP fetches");
-	free(fr->ca_file);
-	free(fr);
 }
 
 /*
@@ -134,12 +148,14 @@ fetch_close(struct fetch *f)
 	if (f->step != NULL)
 		event_free(f->step);
 	f->step = NULL;
-	if (f->evcon != NULL)
-		evhttp_connection_free(f->evcon); /* and bev, ssl */
-	else if (f->bev != NULL)
-		bufferevent_free(f->bev);
-	f->evcon = NULL;
-	f->bev = NULL;
+	if (f->easy != NULL) {
+		/* Its sockets' events go through sock_cb. */
+		curl_multi_remove_handle(f->fr->multi, f->easy);
+		curl_easy_cleanup(f->easy);
+		f->easy = NULL;
+	}
+	curl_slist_free_all(f->resolve);
+	f->resolve = NULL;
 	if (f->deadline != NULL)
 		event_free(f->deadline);
 	f->deadline = NULL;
@@ -177,139 +193,215 @@ fetch_done(struct fetch *f, int failed, const char *fmt, ...)
 	event_active(f->step, EV_TIMEOUT, 0);
 }
 
-/* Why a TLS connection failed, if TLS is the reason. */
-static int
-tls_reason(struct fetch *f, char *buf, size_t cap)
-{
-	unsigned long e, last = 0;
-	long v;
+/* ------------------------------------------------------------ curl */
 
-	if (!f->tls || f->ssl == NULL)
-		return 0;
-	if ((v = SSL_get_verify_result(f->ssl)) != X509_V_OK) {
-		snprintf(buf, cap, "TLS certificate verification failed: %s",
-		    X509_verify_cert_error_string(v));
-		return 1;
-	}
-	/* libevent also queues bare SSL_get_error() codes (library 0),
-	 * such as SSL_ERROR_SYSCALL for a refused connection: errno tells
-	 * more about those. */
-	while ((e = bufferevent_get_openssl_error(f->bev)) != 0)
-		if (ERR_GET_LIB(e) != 0 || ERR_SYSTEM_ERROR(e))
-			last = e;
-	if (last == 0)
-		return 0;
-	if (ERR_SYSTEM_ERROR(last)) {
-		snprintf(buf, cap, "connection failed: %s",
-		    strerror(ERR_GET_REASON(last)));
-		return 1;
-	}
-	snprintf(buf, cap, "TLS: ");
-	ERR_error_string_n(last, buf + strlen(buf), cap - strlen(buf));
-	return 1;
-}
-
-static void
-req_error_cb(enum evhttp_request_error e, void *arg)
+static size_t
+body_cb(char *p, size_t size, size_t n, void *arg)
 {
 	struct fetch *f = arg;
-	int saved = errno;
-	char tls[256];
 
-	if (f->done)
-		return;
-	if (tls_reason(f, tls, sizeof(tls))) {
-		fetch_done(f, 1, "%s", tls);
-		return;
+	n *= size;
+	if (f->len + n > f->fr->body_max) {
+		f->too_big = 1;
+		return 0; /* curl stops with CURLE_WRITE_ERROR */
 	}
-	switch (e) {
-	case EVREQ_HTTP_TIMEOUT:
-		fetch_done(f, 1, "timed out after %d s", f->fr->timeout);
-		break;
-	case EVREQ_HTTP_EOF:
-		if (saved != 0 && saved != EAGAIN && saved != EINPROGRESS &&
-		    saved != ENOTCONN)
-			fetch_done(f, 1, "connection to %s port %d failed: %s",
-			    f->ip, f->port, strerror(saved));
-		else
-			fetch_done(f, 1,
-			    "connection to %s port %d closed "
-			    "before a complete answer",
-			    f->ip, f->port);
-		break;
-	case EVREQ_HTTP_INVALID_HEADER:
-		fetch_done(f, 1, "malformed HTTP answer");
-		break;
-	case EVREQ_HTTP_DATA_TOO_LONG:
-		fetch_done(
-		    f, 1, "answer larger than %d bytes", (int)f->fr->body_max);
-		break;
-	default:
-		fetch_done(f, 1, "HTTP request failed (%d)", (int)e);
+	if (f->len + n > f->cap) {
+		size_t cap = f->cap ? f->cap : 4096;
+		uint8_t *b;
+
+		while (cap < f->len + n)
+			cap *= 2;
+		if (cap > f->fr->body_max)
+			cap = f->fr->body_max;
+		if ((b = realloc(f->body, cap)) == NULL)
+			return 0;
+		f->body = b;
+		f->cap = cap;
 	}
+	memcpy(f->body + f->len, p, n);
+	f->len += n;
+	return n;
 }
 
-static void
-req_cb(struct evhttp_request *req, void *arg)
+static size_t
+header_cb(char *p, size_t size, size_t n, void *arg)
 {
 	struct fetch *f = arg;
-	struct evbuffer *in;
-	const char *date;
-	int saved = errno, code;
-	size_t len;
+	size_t len = size * n, k;
 
-	if (f->done)
-		return;
-	/* A failed connect ends here with no code and no error callback;
-	 * errno is still the connect's (libevent keeps it for us). */
-	if (req == NULL ||
-	    (code = evhttp_request_get_response_code(req)) == 0) {
-		char tls[256];
-
-		/* A TLS socket whose connect failed reads ENOTCONN. */
-		if (tls_reason(f, tls, sizeof(tls)))
-			fetch_done(f, 1, "%s", tls);
-		else if (saved != 0 && saved != EAGAIN &&
-		    saved != EINPROGRESS && saved != ENOTCONN)
-			fetch_done(f, 1, "no HTTP answer from %s port %d: %s",
-			    f->ip, f->port, strerror(saved));
-		else
-			fetch_done(f, 1,
-			    "no HTTP answer from %s port %d "
-			    "(refused, unreachable or closed)",
-			    f->ip, f->port);
-		return;
-	}
-	date =
-	    evhttp_find_header(evhttp_request_get_input_headers(req), "Date");
-	if (date != NULL) {
-		snprintf(f->date, sizeof(f->date), "%s", date);
+	/* The last response's Date (after a redirect too). */
+	if (len > 5 && strncasecmp(p, "date:", 5) == 0) {
+		for (k = 5; k < len && (p[k] == ' ' || p[k] == '\t'); k++)
+			;
+		while (len > k && (p[len - 1] == '\r' || p[len - 1] == '\n'))
+			len--;
+		snprintf(
+		    f->date, sizeof(f->date), "%.*s", (int)(len - k), p + k);
 		f->has_date = 1;
 	}
-	if (code != HTTP_OK) {
-		const char *line = evhttp_request_get_response_code_line(req);
+	return size * n;
+}
 
-		fetch_done(f, 1, "HTTP status %d%s%s", code, line ? " " : "",
-		    line ? line : "");
-		return;
+/* Why curl failed, in the words the logs have always used. */
+static void
+curl_failed(struct fetch *f, CURLcode rc)
+{
+	long v = 0, oserr = 0;
+
+	curl_easy_getinfo(f->easy, CURLINFO_OS_ERRNO, &oserr);
+	switch (rc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		fetch_done(f, 1, "timed out after %d s", f->fr->timeout);
+		break;
+	case CURLE_WRITE_ERROR:
+		fetch_done(f, 1,
+		    f->too_big ? "answer larger than %zu bytes"
+		               : "out of memory (%zu bytes)",
+		    f->fr->body_max);
+		break;
+	case CURLE_COULDNT_CONNECT:
+		fetch_done(f, 1, "connection to %s port %d failed: %s", f->ip,
+		    f->port,
+		    oserr ? strerror((int)oserr) : curl_easy_strerror(rc));
+		break;
+	case CURLE_PEER_FAILED_VERIFICATION:
+		curl_easy_getinfo(f->easy, CURLINFO_SSL_VERIFYRESULT, &v);
+		/* curl checks the name itself: OpenSSL's result is then
+		 * "ok" or "unspecified", and curl's text says the rest. */
+		if (v != X509_V_OK && v != X509_V_ERR_UNSPECIFIED)
+			fetch_done(f, 1,
+			    "TLS certificate verification failed: %s",
+			    X509_verify_cert_error_string(v));
+		else
+			fetch_done(f, 1,
+			    "TLS certificate verification failed: hostname "
+			    "mismatch (%s)",
+			    f->errbuf);
+		break;
+	case CURLE_SSL_CACERT_BADFILE:
+		fetch_done(f, 1, "cannot load CA file %s: %s", f->fr->ca_file,
+		    f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
+		break;
+	case CURLE_GOT_NOTHING:
+	case CURLE_RECV_ERROR:
+	case CURLE_PARTIAL_FILE:
+		fetch_done(f, 1,
+		    "connection to %s port %d closed before a complete "
+		    "answer (%s)",
+		    f->ip, f->port, f->errbuf[0] ? f->errbuf : "no data");
+		break;
+	default:
+		fetch_done(f, 1, "%s",
+		    f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
 	}
-	in = evhttp_request_get_input_buffer(req);
-	len = evbuffer_get_length(in);
-	if (len > f->fr->body_max) {
-		fetch_done(
-		    f, 1, "answer larger than %d bytes", (int)f->fr->body_max);
-		return;
+}
+
+/* Transfers curl finished: marked done, reported from their step. */
+static void
+reap(struct fetcher *fr)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(fr->multi, &left)) != NULL) {
+		struct fetch *f = NULL;
+		long code = 0;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(
+		    m->easy_handle, CURLINFO_PRIVATE, (char **)&f);
+		if (f == NULL || f->done)
+			continue;
+		if (m->data.result != CURLE_OK) {
+			curl_failed(f, m->data.result);
+			continue;
+		}
+		curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code);
+		if (code != 200) {
+			fetch_done(f, 1, "HTTP status %ld", code);
+			continue;
+		}
+		fetch_done(f, 0, NULL);
 	}
-	if ((f->body = malloc(len > 0 ? len : 1)) == NULL) {
-		fetch_done(f, 1, "out of memory");
-		return;
+}
+
+static void
+sock_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fetcher *fr = arg;
+	int running, flags = 0;
+
+	if (what & EV_READ)
+		flags |= CURL_CSELECT_IN;
+	if (what & EV_WRITE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(fr->multi, fd, flags, &running);
+	reap(fr);
+}
+
+static void
+curl_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fetcher *fr = arg;
+	int running;
+
+	curl_multi_socket_action(fr->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	reap(fr);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: what curl waits for on a socket. */
+static int
+sock_cb(CURL *e, curl_socket_t s, int what, void *arg, void *sockp)
+{
+	struct fetcher *fr = arg;
+	struct sockev *se = sockp, **pp;
+	short kind = EV_PERSIST;
+
+	if (what == CURL_POLL_REMOVE) {
+		for (pp = &fr->socks; *pp != NULL; pp = &(*pp)->next)
+			if (*pp == se) {
+				*pp = se->next;
+				break;
+			}
+		if (se != NULL) {
+			event_free(se->ev);
+			free(se);
+		}
+		curl_multi_assign(fr->multi, s, NULL);
+		return 0;
 	}
-	if (evbuffer_remove(in, f->body, len) != (int)len) {
-		fetch_done(f, 1, "cannot read the answer");
-		return;
-	}
-	f->len = len;
-	fetch_done(f, 0, NULL);
+	if (what & CURL_POLL_IN)
+		kind |= EV_READ;
+	if (what & CURL_POLL_OUT)
+		kind |= EV_WRITE;
+	if (se == NULL) {
+		if ((se = calloc(1, sizeof(*se))) == NULL)
+			return -1;
+		se->fd = s;
+		se->next = fr->socks;
+		fr->socks = se;
+		curl_multi_assign(fr->multi, s, se);
+	} else if (se->ev != NULL)
+		event_free(se->ev);
+	se->ev = event_new(fr->base, s, kind, sock_event_cb, fr);
+	if (se->ev == NULL || event_add(se->ev, NULL) == -1)
+		return -1;
+	return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION */
+static int
+timer_cb(CURLM *m, long ms, void *arg)
+{
+	struct fetcher *fr = arg;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (ms < 0)
+		evtimer_del(fr->curl_timer);
+	else
+		evtimer_add(fr->curl_timer, &tv);
+	return 0;
 }
 
 static void
@@ -320,119 +412,62 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	fetch_done(f, 1, "timed out after %d s", f->fr->timeout);
 }
 
-static SSL *
-tls_new(struct fetch *f)
-{
-	const char *ca_file = f->fr->ca_file;
-	struct in6_addr a6;
-	struct in_addr a4;
-	SSL_CTX *ctx;
-	SSL *ssl = NULL;
-	int ip;
-
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		fetch_done(f, 1, "cannot make a TLS context");
-		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (ca_file[0] != '\0') {
-		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-			char e[160];
-
-			ERR_error_string_n(ERR_get_error(), e, sizeof(e));
-			ERR_clear_error();
-			fetch_done(
-			    f, 1, "cannot load CA file %s: %s", ca_file, e);
-			goto out;
-		}
-	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		ERR_clear_error();
-		fetch_done(f, 1, "cannot load the system's CA store");
-		goto out;
-	}
-	if ((ssl = SSL_new(ctx)) == NULL) {
-		fetch_done(f, 1, "cannot make a TLS session");
-		goto out;
-	}
-	ip = inet_pton(AF_INET, f->host, &a4) == 1 ||
-	    inet_pton(AF_INET6, f->host, &a6) == 1;
-	/* The certificate must name the host of the URL (no SNI for an
-	 * address, RFC 6066 section 3). */
-	if (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), f->host) !=
-	            1
-	       : (SSL_set_tlsext_host_name(ssl, f->host) != 1 ||
-	             SSL_set1_host(ssl, f->host) != 1)) {
-		SSL_free(ssl);
-		ssl = NULL;
-		fetch_done(f, 1, "cannot set the TLS host name");
-		goto out;
-	}
-	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-out:
-	SSL_CTX_free(ctx); /* the SSL holds a reference */
-	return ssl;
-}
-
 static void
 fetch_connect(struct fetch *f, const struct sockaddr *sa)
 {
 	struct fetcher *fr = f->fr;
-	struct evhttp_request *req;
-	struct evkeyvalq *h;
-	char *ip = f->ip;
+	char entry[sizeof(f->host) + 2 * INET6_ADDRSTRLEN + 16], agent[64];
 	const void *a;
+	long left;
+	int v6 = sa->sa_family == AF_INET6;
 
-	a = sa->sa_family == AF_INET
-	    ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
-	    : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-	if (evutil_inet_ntop(sa->sa_family, a, ip, sizeof(f->ip)) == NULL) {
+	a = v6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+	       : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+	if (evutil_inet_ntop(sa->sa_family, a, f->ip, sizeof(f->ip)) == NULL) {
 		fetch_done(f, 1, "bad address for %s", f->host);
 		return;
 	}
-	if (f->tls) {
-		if ((f->ssl = tls_new(f)) == NULL)
-			return;
-		f->bev = bufferevent_openssl_socket_new(fr->base, -1, f->ssl,
-		    BUFFEREVENT_SSL_CONNECTING,
-		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-		if (f->bev == NULL) {
-			SSL_free(f->ssl);
-			f->ssl = NULL;
-		} else
-			/* Servers often close without close_notify; the
-			 * length is checked by HTTP and by our parsers. */
-			bufferevent_openssl_set_allow_dirty_shutdown(f->bev, 1);
-	} else
-		f->bev = bufferevent_socket_new(fr->base, -1,
-		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (f->bev == NULL) {
-		fetch_done(f, 1, "cannot make a connection buffer");
-		return;
-	}
-	f->evcon = evhttp_connection_base_bufferevent_new(
-	    fr->base, fr->dns, f->bev, ip, (unsigned short)f->port);
-	if (f->evcon == NULL) {
-		fetch_done(f, 1, "cannot make an HTTP connection");
-		return;
-	}
-	evhttp_connection_set_timeout(f->evcon, fr->timeout);
-	evhttp_connection_set_max_body_size(f->evcon, fr->body_max);
-	evhttp_connection_set_max_headers_size(f->evcon, HEADERS_MAX);
-	evhttp_connection_set_retries(f->evcon, 0);
-	if ((req = evhttp_request_new(req_cb, f)) == NULL) {
+	/* The address we picked, for the URL's host and port. */
+	snprintf(entry, sizeof(entry), "%s:%d:%s%s%s", f->host, f->port,
+	    v6 ? "[" : "", f->ip, v6 ? "]" : "");
+	if ((f->resolve = curl_slist_append(NULL, entry)) == NULL ||
+	    (f->easy = curl_easy_init()) == NULL) {
 		fetch_done(f, 1, "out of memory");
 		return;
 	}
-	evhttp_request_set_error_cb(req, req_error_cb);
-	h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Host", f->hosthdr);
-	evhttp_add_header(h, "User-Agent", "mtprotod/" PACKAGE_VERSION);
-	evhttp_add_header(h, "Accept", "*/*");
-	evhttp_add_header(h, "Connection", "close");
-	log_debug("fetching %s from %s port %d", f->url, ip, f->port);
-	if (evhttp_make_request(f->evcon, req, EVHTTP_REQ_GET, f->path) == -1)
-		fetch_done(f, 1, "cannot send the HTTP request");
+	/* What is left of our deadline (the lookup took some). */
+	left = (long)fr->timeout * 1000;
+	snprintf(agent, sizeof(agent), "mtprotod/%s", PACKAGE_VERSION);
+	curl_easy_setopt(f->easy, CURLOPT_PRIVATE, f);
+	curl_easy_setopt(f->easy, CURLOPT_URL, f->url);
+	curl_easy_setopt(f->easy, CURLOPT_RESOLVE, f->resolve);
+	curl_easy_setopt(f->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(f->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(f->easy, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(f->easy, CURLOPT_MAXREDIRS, (long)REDIRECTS_MAX);
+	curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, left);
+	curl_easy_setopt(f->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(f->easy, CURLOPT_FORBID_REUSE, 1L);
+	curl_easy_setopt(f->easy, CURLOPT_USERAGENT, agent);
+	curl_easy_setopt(f->easy, CURLOPT_ERRORBUFFER, f->errbuf);
+	curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, body_cb);
+	curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(f->easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(f->easy, CURLOPT_HEADERDATA, f);
+	curl_easy_setopt(
+	    f->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)fr->body_max);
+	curl_easy_setopt(f->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(f->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(f->easy, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
+	if (fr->ca_file[0] != '\0')
+		curl_easy_setopt(f->easy, CURLOPT_CAINFO, fr->ca_file);
+	log_debug("fetching %s from %s port %d", f->url, f->ip, f->port);
+	if (curl_multi_add_handle(fr->multi, f->easy) != CURLM_OK) {
+		curl_easy_cleanup(f->easy);
+		f->easy = NULL;
+		fetch_done(f, 1, "cannot start the transfer");
+	}
+	/* curl asks for its timer; the transfer starts from there. */
 }
 
 static void
@@ -479,25 +514,25 @@ dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	evutil_freeaddrinfo(res);
 }
 
-/* Splits the URL; -1 and why on an error. */
+/* The URL's scheme, host and port (curl's parser); -1 and why. */
 static int
 fetch_parse_url(struct fetch *f, const char *url)
 {
-	struct evhttp_uri *u;
-	const char *scheme, *host, *path, *query;
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL;
 	size_t hl;
 	int r = -1;
 
-	if ((u = evhttp_uri_parse(url)) == NULL) {
-		fetch_done(f, 1, "malformed URL");
+	if (u == NULL) {
+		fetch_done(f, 1, "out of memory");
 		return -1;
 	}
-	scheme = evhttp_uri_get_scheme(u);
-	host = evhttp_uri_get_host(u);
-	path = evhttp_uri_get_path(u);
-	query = evhttp_uri_get_query(u);
-	if (scheme == NULL || host == NULL || host[0] == '\0') {
-		fetch_done(f, 1, "URL without a host");
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) !=
+	        CURLUE_OK) {
+		fetch_done(f, 1, "malformed URL");
 		goto out;
 	}
 	if (strcasecmp(scheme, "https") == 0)
@@ -506,35 +541,32 @@ fetch_parse_url(struct fetch *f, const char *url)
 		fetch_done(f, 1, "not an http:// or https:// URL");
 		goto out;
 	}
+	f->port = atoi(port);
+	/* As the Host header names it: the port only when the URL has
+	 * one. */
+	curl_free(port);
+	port = NULL;
+	if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
+		snprintf(f->hosthdr, sizeof(f->hosthdr), "%s:%s", host, port);
+	else
+		snprintf(f->hosthdr, sizeof(f->hosthdr), "%s", host);
 	hl = strlen(host);
 	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-		host++;
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = '\0';
 		hl -= 2;
 	}
-	if (hl >= sizeof(f->host)) {
-		fetch_done(f, 1, "host name too long");
+	if (hl == 0 || hl >= sizeof(f->host)) {
+		fetch_done(f, 1, "URL without a usable host");
 		goto out;
 	}
-	memcpy(f->host, host, hl);
-	f->host[hl] = '\0';
-	f->port = evhttp_uri_get_port(u);
-	if (f->port <= 0 || f->port > 65535)
-		f->port = f->tls ? 443 : 80;
-	if (evhttp_uri_get_port(u) > 0)
-		snprintf(f->hosthdr, sizeof(f->hosthdr), "%s:%d",
-		    evhttp_uri_get_host(u), f->port);
-	else
-		snprintf(f->hosthdr, sizeof(f->hosthdr), "%s",
-		    evhttp_uri_get_host(u));
-	if (snprintf(f->path, sizeof(f->path), "%s%s%s",
-	        path && path[0] ? path : "/", query ? "?" : "",
-	        query ? query : "") >= (int)sizeof(f->path)) {
-		fetch_done(f, 1, "URL too long");
-		goto out;
-	}
+	memcpy(f->host, host, hl + 1);
 	r = 0;
 out:
-	evhttp_uri_free(u);
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
 	return r;
 }
 
@@ -585,6 +617,27 @@ step_cb(evutil_socket_t fd, short what, void *arg)
 	fetch_close(f);
 }
 
+static int curl_ready;
+
+/* curl's part of a fetcher: no transfer is left in it. */
+static void
+curl_end(struct fetcher *fr)
+{
+	if (fr->multi != NULL)
+		curl_multi_cleanup(fr->multi);
+	fr->multi = NULL;
+	while (fr->socks != NULL) {
+		struct sockev *se = fr->socks;
+
+		fr->socks = se->next;
+		event_free(se->ev);
+		free(se);
+	}
+	if (fr->curl_timer != NULL)
+		event_free(fr->curl_timer);
+	fr->curl_timer = NULL;
+}
+
 struct fetcher *
 fetcher_new(
     struct event_base *base, const char *ca_file, int timeout, size_t body_max)
@@ -598,7 +651,25 @@ fetcher_new(
 	fr->base = base;
 	fr->timeout = timeout;
 	fr->body_max = body_max;
+	if (!curl_ready) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			goto fail;
+		curl_ready = 1;
+	}
+	if ((fr->multi = curl_multi_init()) == NULL ||
+	    (fr->curl_timer = evtimer_new(base, curl_timer_cb, fr)) == NULL)
+		goto fail;
+	curl_multi_setopt(fr->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+	curl_multi_setopt(fr->multi, CURLMOPT_SOCKETDATA, fr);
+	curl_multi_setopt(fr->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(fr->multi, CURLMOPT_TIMERDATA, fr);
 	return fr;
+fail:
+	if (fr->multi != NULL)
+		curl_multi_cleanup(fr->multi);
+	free(fr->ca_file);
+	free(fr);
+	return NULL;
 }
 
 void
@@ -606,16 +677,25 @@ fetcher_free(struct fetcher *fr)
 {
 	if (fr == NULL)
 		return;
+	/* Closing a fetch here never frees the fetcher (in_free); a
+	 * fetch owed a DNS answer schedules fetcher_end_cb when it goes. */
 	fr->closing = 1;
-	fr->live++; /* not freed from under the loop */
-	while (fr->list != NULL)
-		fetch_close(fr->list);
-	if (--fr->live > 0)
-		return; /* the last fetch_release frees it */
-	if (fr->dns != NULL)
-		evdns_base_free(fr->dns, 0);
-	free(fr->ca_file);
-	free(fr);
+	fr->in_free = 1;
+	while (fr->list != NULL) {
+		struct fetch *f = fr->list;
+
+		/* Off the list here, so the loop never sees it again. */
+		fr->list = f->next;
+		if (f->next != NULL)
+			f->next->pprev = &fr->list;
+		f->pprev = NULL;
+		fetch_close(f);
+	}
+	fr->in_free = 0;
+	curl_end(fr); /* no fetch has a transfer any more */
+	if (fr->live > 0)
+		return; /* fetches owed a DNS answer: fetcher_end_cb */
+	fetcher_end_cb(-1, 0, fr);
 }
 
 void

@@ -24,6 +24,8 @@
 
 #include <event2/event.h>
 
+#include <curl/curl.h>
+
 #include "config.h"
 #include "fetch.h"
 #include "log.h"
@@ -139,46 +141,18 @@ tgconf_state_equal(const struct tg_state *a, const struct tg_state *b)
 	    proxyconf_equal(&a->v4, &b->v4) && proxyconf_equal(&a->v6, &b->v6);
 }
 
-/* Only spaces may follow what strptime consumed. */
-static int
-date_try(const char *s, const char *fmt, struct tm *tm)
-{
-	const char *end;
-
-	memset(tm, 0, sizeof(*tm));
-	if ((end = strptime(s, fmt, tm)) == NULL)
-		return -1;
-	while (*end == ' ' || *end == '\t')
-		end++;
-	return *end == '\0' ? 0 : -1;
-}
-
 int
 tgconf_parse_http_date(const char *s, int64_t *out)
 {
-	/* RFC 7231 7.1.1.1: IMF-fixdate, and the obsolete RFC 850 and
-	 * asctime forms a recipient must accept. */
-	static const char *const fmts[] = {
-		"%a, %d %b %Y %H:%M:%S GMT",
-		"%A, %d-%b-%y %H:%M:%S GMT",
-		"%a %b %e %H:%M:%S %Y",
-	};
-	struct tm tm;
 	time_t t;
 
-	if (s == NULL)
+	/* curl_getdate takes RFC 7231's IMF-fixdate and the obsolete RFC
+	 * 850 and asctime forms (and is lenient beyond: the header only
+	 * feeds a clock warning). */
+	if (s == NULL || (t = curl_getdate(s, NULL)) == (time_t)-1)
 		return -1;
-	while (*s == ' ' || *s == '\t')
-		s++;
-	for (size_t i = 0; i < nitems(fmts); i++) {
-		if (date_try(s, fmts[i], &tm) == -1)
-			continue;
-		if ((t = timegm(&tm)) == (time_t)-1)
-			return -1;
-		*out = (int64_t)t;
-		return 0;
-	}
-	return -1;
+	*out = (int64_t)t;
+	return 0;
 }
 
 int

@@ -66,7 +66,9 @@ int tgconf_check_config(const uint8_t *body, size_t len, struct proxyconf *out,
 int tgconf_state_equal(const struct tg_state *, const struct tg_state *);
 /*
  * An HTTP Date header (RFC 7231 IMF-fixdate, "Sun, 06 Nov 1994 08:49:37
- * GMT"; the obsolete forms too) as Unix time: 0, or -1 if malformed.
+ * GMT"; the obsolete forms too) as Unix time, by curl_getdate (which
+ * also takes a missing zone as GMT and ignores what follows a date):
+ * 0, or -1 if it is no date.
  */
 int tgconf_parse_http_date(const char *, int64_t *out);
 /*
