@@ -1,5 +1,7 @@
 #include "autoconf.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -54,6 +56,11 @@ static const uint8_t ccs_record[] = { CT_CCS, VER_MAJOR, VER_TLS12, 0x00, 0x01,
 	CCS_BODY };
 
 static const uint8_t zero_random[TLS_RANDOM_LEN];
+/* RFC 8446 4.1.3: a HelloRetryRequest is a ServerHello with this random. */
+static const uint8_t hrr_random[TLS_RANDOM_LEN] = { 0xcf, 0x21, 0xad, 0x74,
+	0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+	0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2,
+	0xc8, 0xa8, 0x33, 0x9c };
 
 /* ---------------------------------------------------------------- HMAC */
 
@@ -409,9 +416,11 @@ parse_hello(struct cur *c, struct tls_hello *out)
 	while (suites.left > 0) {
 		if (get_u16(&suites, &v) == -1)
 			return -1;
-		if (out->cipher_suite == 0 && v >= TLS_SUITE_13_FIRST &&
-		    v <= TLS_SUITE_13_LAST)
-			out->cipher_suite = (uint16_t)v;
+		if (v >= TLS_SUITE_13_FIRST && v <= TLS_SUITE_13_LAST) {
+			if (out->cipher_suite == 0)
+				out->cipher_suite = (uint16_t)v;
+			out->suites13 |= 1u << (v - TLS_SUITE_13_FIRST);
+		}
 	}
 
 	if (get_u8(c, &n) == -1 || n == 0 || get_bytes(c, n, NULL) == -1)
@@ -509,67 +518,147 @@ tls_server_hello_len(const struct tls_hello *ch, size_t cert_len)
 	    TLS_RECORD_HEADER_LEN + cert_len;
 }
 
-size_t
-tls_server_hello_build(uint8_t *out, size_t cap, const struct tls_hello *ch,
-    const uint8_t secret[TLS_SECRET_LEN], const uint8_t *key_share,
-    const uint8_t *cert, size_t cert_len, int supported_versions_first)
+/* ---------------------------------------------------------------- shaped */
+
+const struct tls_shape tls_shape_default = {
+	/* BoringSSL's order (key_share first), x25519, one record of a
+	 * size close to a common certificate chain's flight. */
+	.cipher = 0,
+	.group = GROUP_X25519,
+	.ks_len = X25519_LEN,
+	.ext = { EXT_KEY_SHARE, EXT_SUPPORTED_VERSIONS },
+	.next = 2,
+	.flight = TLS_SHAPE_DEFAULT_FLIGHT,
+	.spread = 0,
+};
+
+/* A key share of the group, shaped like the real thing: 0 or -1. */
+static int
+key_share_fill(uint16_t group, uint8_t *out, size_t len)
 {
-	size_t total = tls_server_hello_len(ch, cert_len);
-	size_t body = server_hello_body_len(ch->session_id_len);
+	EVP_PKEY *k = NULL;
+	size_t n;
+
+	switch (group) {
+	case GROUP_X25519:
+		return len == X25519_LEN ? x25519_public(out) : -1;
+	case TLS_GROUP_X25519MLKEM768:
+		/* ML-KEM-768 ciphertext (uniform-looking) || X25519. */
+		if (len != TLS_MLKEM768_CT_LEN + X25519_LEN)
+			return -1;
+		random_bytes(out, TLS_MLKEM768_CT_LEN);
+		return x25519_public(out + TLS_MLKEM768_CT_LEN);
+	case TLS_GROUP_SECP256R1:
+	case TLS_GROUP_SECP384R1:
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "EC",
+		    group == TLS_GROUP_SECP256R1 ? "P-256" : "P-384");
+		n = 0;
+		if (k == NULL ||
+		    EVP_PKEY_get_octet_string_param(
+		        k, "encoded-pub-key", out, len, &n) != 1 ||
+		    n != len) {
+			EVP_PKEY_free(k);
+			return -1;
+		}
+		EVP_PKEY_free(k);
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+size_t
+tls_shaped_hello_len(
+    const struct tls_hello *ch, const struct tls_shape *sh, size_t app_len)
+{
+	size_t ext = 0;
+
+	if (ch->session_id_len > TLS_SESSION_ID_MAX || app_len == 0 ||
+	    app_len > TLS_RECORD_MAX_PAYLOAD || sh->next > TLS_SHAPE_EXT_MAX)
+		return 0;
+	for (size_t i = 0; i < sh->next; i++)
+		ext += sh->ext[i] == EXT_KEY_SHARE ? 8 + (size_t)sh->ks_len
+		                                   : SH_VERSIONS_LEN;
+	return TLS_RECORD_HEADER_LEN + HS_HEADER_LEN + 2 + TLS_RANDOM_LEN + 1 +
+	    ch->session_id_len + 2 + 1 + 2 + ext + sizeof(ccs_record) +
+	    TLS_RECORD_HEADER_LEN + app_len;
+}
+
+uint16_t
+tls_shape_cipher(const struct tls_hello *ch, const struct tls_shape *sh)
+{
+	if (sh->cipher >= TLS_SUITE_13_FIRST &&
+	    sh->cipher <= TLS_SUITE_13_LAST &&
+	    (ch->suites13 & (1u << (sh->cipher - TLS_SUITE_13_FIRST))))
+		return sh->cipher;
+	return ch->cipher_suite != 0 ? ch->cipher_suite : TLS_SUITE_13_FIRST;
+}
+
+/* key_share (sh->ks_len bytes) and app (app_len) NULL: made here. */
+static size_t
+hello_build(uint8_t *out, size_t cap, const struct tls_hello *ch,
+    const uint8_t secret[TLS_SECRET_LEN], const struct tls_shape *sh,
+    const uint8_t *key_share, const uint8_t *app_bytes, size_t app_len)
+{
+	size_t total = tls_shaped_hello_len(ch, sh, app_len), body;
 	struct wcur w = { out, cap, 0, 0 };
-	uint8_t ks[X25519_LEN], *hs_len, *ext_ks, *ext_ver, *app, srnd[32];
+	uint8_t *hs_len, *app, srnd[32], *ext_len;
 	struct piece pc[2];
 	EVP_MAC_CTX *ctx;
+	size_t ext_start;
 
 	if (total == 0 || cap < total)
 		return 0;
-	if (key_share == NULL) {
-		if (x25519_public(ks) == -1)
-			return 0;
-		key_share = ks;
-	}
-
 	put_u8(&w, CT_HANDSHAKE);
 	put_u8(&w, VER_MAJOR);
 	put_u8(&w, VER_TLS12);
-	put_u16(&w, HS_HEADER_LEN + body);
+	put_u16(&w, 0); /* set below */
 	put_u8(&w, HS_SERVER_HELLO);
 	hs_len = put_bytes(&w, NULL, 3);
 	put_u16(&w, LEGACY_VERSION);
 	put_bytes(&w, NULL, TLS_RANDOM_LEN); /* zero while hashing */
 	put_u8(&w, ch->session_id_len);
 	put_bytes(&w, ch->session_id, ch->session_id_len);
-	put_u16(
-	    &w, ch->cipher_suite != 0 ? ch->cipher_suite : TLS_SUITE_13_FIRST);
+	put_u16(&w, tls_shape_cipher(ch, sh));
 	put_u8(&w, 0); /* compression: null */
-	put_u16(&w, SH_EXT_LEN);
-	if (supported_versions_first) {
-		ext_ver = put_bytes(&w, NULL, SH_VERSIONS_LEN);
-		ext_ks = put_bytes(&w, NULL, SH_KEY_SHARE_LEN);
-	} else {
-		ext_ks = put_bytes(&w, NULL, SH_KEY_SHARE_LEN);
-		ext_ver = put_bytes(&w, NULL, SH_VERSIONS_LEN);
+	ext_len = put_bytes(&w, NULL, 2);
+	ext_start = w.len;
+	for (size_t i = 0; i < sh->next; i++) {
+		if (sh->ext[i] == EXT_KEY_SHARE) {
+			uint8_t *ks;
+
+			put_u16(&w, EXT_KEY_SHARE);
+			put_u16(&w, 4 + sh->ks_len);
+			put_u16(&w, sh->group);
+			put_u16(&w, sh->ks_len);
+			ks = put_bytes(&w, key_share, sh->ks_len);
+			if (w.overflow ||
+			    (key_share == NULL &&
+			        key_share_fill(sh->group, ks, sh->ks_len) ==
+			            -1))
+				return 0;
+		} else {
+			put_u16(&w, EXT_SUPPORTED_VERSIONS);
+			put_u16(&w, 2);
+			put_u16(&w, VERSION_TLS13);
+		}
 	}
+	if (w.overflow)
+		return 0;
+	put_be16(ext_len, w.len - ext_start);
+	body = w.len - TLS_RECORD_HEADER_LEN - HS_HEADER_LEN;
+	put_be16(out + 3, w.len - TLS_RECORD_HEADER_LEN);
+	put_be24(hs_len, body);
 	put_bytes(&w, ccs_record, sizeof(ccs_record));
 	put_u8(&w, CT_APPDATA);
 	put_u8(&w, VER_MAJOR);
 	put_u8(&w, VER_TLS12);
-	put_u16(&w, cert_len);
-	app = put_bytes(&w, cert, cert_len);
+	put_u16(&w, app_len);
+	app = put_bytes(&w, app_bytes, app_len);
 	if (w.overflow || w.len != total)
 		return 0;
-	if (cert == NULL)
-		random_bytes(app, cert_len);
-	put_be24(hs_len, body);
-
-	put_be16(ext_ks, EXT_KEY_SHARE);
-	put_be16(ext_ks + 2, SH_KEY_SHARE_LEN - 4);
-	put_be16(ext_ks + 4, GROUP_X25519);
-	put_be16(ext_ks + 6, X25519_LEN);
-	memcpy(ext_ks + 8, key_share, X25519_LEN);
-	put_be16(ext_ver, EXT_SUPPORTED_VERSIONS);
-	put_be16(ext_ver + 2, 2);
-	put_be16(ext_ver + 4, VERSION_TLS13);
+	if (app_bytes == NULL)
+		random_bytes(app, app_len);
 
 	/* Spec A.4.6. */
 	pc[0] = (struct piece){ ch->random, TLS_RANDOM_LEN };
@@ -579,6 +668,195 @@ tls_server_hello_build(uint8_t *out, size_t cap, const struct tls_hello *ch,
 	EVP_MAC_CTX_free(ctx);
 	memcpy(out + TLS_RANDOM_OFF, srnd, TLS_RANDOM_LEN);
 	return total;
+}
+
+size_t
+tls_shaped_hello_build(uint8_t *out, size_t cap, const struct tls_hello *ch,
+    const uint8_t secret[TLS_SECRET_LEN], const struct tls_shape *sh,
+    size_t app_len)
+{
+	return hello_build(out, cap, ch, secret, sh, NULL, NULL, app_len);
+}
+
+size_t
+tls_server_hello_build(uint8_t *out, size_t cap, const struct tls_hello *ch,
+    const uint8_t secret[TLS_SECRET_LEN], const uint8_t *key_share,
+    const uint8_t *cert, size_t cert_len, int supported_versions_first)
+{
+	/* The spec's answer (A.4.5) is one shape among others. */
+	struct tls_shape sh = {
+		.cipher = 0,
+		.group = GROUP_X25519,
+		.ks_len = X25519_LEN,
+		.next = 2,
+	};
+
+	sh.ext[0] =
+	    supported_versions_first ? EXT_SUPPORTED_VERSIONS : EXT_KEY_SHARE;
+	sh.ext[1] =
+	    supported_versions_first ? EXT_KEY_SHARE : EXT_SUPPORTED_VERSIONS;
+	return hello_build(
+	    out, cap, ch, secret, &sh, key_share, cert, cert_len);
+}
+
+size_t
+tls_shape_app_len(const struct tls_shape *sh)
+{
+	uint32_t r, v = sh->spread / 2;
+	long len;
+
+	/* The site's size plus a small variation of our own: half its
+	 * spread, at least TLS_SHAPE_NOISE. */
+	if (v < TLS_SHAPE_NOISE)
+		v = TLS_SHAPE_NOISE;
+	random_bytes(&r, sizeof(r));
+	len = (long)sh->flight - (long)v + (long)(r % (2 * v + 1));
+	if (len < 1)
+		len = 1;
+	if (len > TLS_RECORD_MAX_PAYLOAD)
+		len = TLS_RECORD_MAX_PAYLOAD;
+	return (size_t)len;
+}
+
+/* The cache's text of a shape ("cipher N\ngroup N\n..."). */
+size_t
+tls_shape_format(const struct tls_shape *sh, char *out, size_t cap)
+{
+	int n = snprintf(out, cap,
+	    "cipher %u\ngroup %u\nks_len %u\nflight %u\nspread %u\next",
+	    sh->cipher, sh->group, sh->ks_len, sh->flight, sh->spread);
+
+	for (size_t i = 0; i < sh->next && n > 0 && (size_t)n < cap; i++)
+		n += snprintf(out + n, cap - (size_t)n, " %u", sh->ext[i]);
+	if (n > 0 && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, "\n");
+	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
+}
+
+int
+tls_shape_parse(const char *text, struct tls_shape *sh)
+{
+	unsigned c, g, k, f, s;
+	const char *e;
+	int got = 0;
+
+	memset(sh, 0, sizeof(*sh));
+	if (sscanf(text,
+	        "cipher %u\ngroup %u\nks_len %u\nflight %u\nspread %u\n%n", &c,
+	        &g, &k, &f, &s, &got) != 5 ||
+	    got == 0)
+		return -1;
+	e = text + got;
+	if (strncmp(e, "ext", 3) != 0)
+		return -1;
+	e += 3;
+	while (*e == ' ') {
+		char *end;
+		unsigned long v = strtoul(e + 1, &end, 10);
+
+		if (end == e + 1 || v > 0xffff || sh->next == TLS_SHAPE_EXT_MAX)
+			return -1;
+		sh->ext[sh->next++] = (uint16_t)v;
+		e = end;
+	}
+	if (*e != '\n' || c > 0xffff || g > 0xffff || k > 0xffff || f == 0 ||
+	    f > TLS_RECORD_MAX_PAYLOAD || k == 0)
+		return -1;
+	sh->cipher = (uint16_t)c;
+	sh->group = (uint16_t)g;
+	sh->ks_len = (uint16_t)k;
+	sh->flight = f;
+	sh->spread = s;
+	for (size_t i = 0; i < sh->next; i++)
+		if (sh->ext[i] != 0x0033 && sh->ext[i] != 0x002b)
+			return -1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- flight */
+
+int
+tls_flight_parse(const uint8_t *p, size_t len, struct tls_flight *out)
+{
+	struct cur c = { p, len }, sh;
+	size_t rlen, pos = 0, n, sid, elen;
+	size_t type, v;
+
+	memset(out, 0, sizeof(*out));
+	/* The ServerHello record. */
+	if (len < TLS_RECORD_HEADER_LEN)
+		return 0;
+	if (p[0] != CT_HANDSHAKE || p[1] != VER_MAJOR) {
+		if (p[0] == 0x15)
+			return -2; /* an alert */
+		return -1;
+	}
+	rlen = be16(p + 3);
+	if (len < TLS_RECORD_HEADER_LEN + rlen)
+		return 0;
+	c = (struct cur){ p + TLS_RECORD_HEADER_LEN, rlen };
+	if (get_u8(&c, &type) == -1 || type != HS_SERVER_HELLO ||
+	    get_u24(&c, &n) == -1 || get_sub(&c, n, &sh) == -1)
+		return -1;
+	if (get_u16(&sh, &out->legacy_version) == -1 ||
+	    get_bytes(&sh, TLS_RANDOM_LEN, NULL) == -1 ||
+	    get_u8(&sh, &sid) == -1 || get_bytes(&sh, sid, NULL) == -1 ||
+	    get_u16(&sh, &v) == -1 || get_u8(&sh, &n) == -1)
+		return -1;
+	out->cipher = (uint16_t)v;
+	out->version = (uint16_t)out->legacy_version;
+	out->sid_len = (uint8_t)sid;
+	if (sh.left > 0) {
+		struct cur ext;
+
+		if (get_u16(&sh, &elen) == -1 || get_sub(&sh, elen, &ext) == -1)
+			return -1;
+		while (ext.left > 0) {
+			struct cur body;
+			size_t et, bl;
+
+			if (get_u16(&ext, &et) == -1 ||
+			    get_u16(&ext, &bl) == -1 ||
+			    get_sub(&ext, bl, &body) == -1)
+				return -1;
+			if (out->next < TLS_SHAPE_EXT_MAX)
+				out->ext[out->next++] = (uint16_t)et;
+			if (et == EXT_SUPPORTED_VERSIONS &&
+			    get_u16(&body, &v) == 0)
+				out->version = (uint16_t)v;
+			if (et == EXT_KEY_SHARE && get_u16(&body, &v) == 0) {
+				out->group = (uint16_t)v;
+				if (get_u16(&body, &v) == 0)
+					out->ks_len = (uint16_t)v;
+			}
+		}
+	}
+	if (memcmp(p + TLS_RANDOM_OFF, hrr_random, TLS_RANDOM_LEN) == 0)
+		out->hrr = 1;
+	pos = TLS_RECORD_HEADER_LEN + rlen;
+	out->records[out->nrecords++] = CT_HANDSHAKE;
+	/* Then CCS and encrypted records, as many as have come whole. */
+	while (len - pos >= TLS_RECORD_HEADER_LEN) {
+		uint8_t ct = p[pos];
+
+		rlen = be16(p + pos + 3);
+		if (len - pos - TLS_RECORD_HEADER_LEN < rlen)
+			break;
+		if (ct == CT_CCS)
+			out->ccs = 1;
+		else if (ct == CT_APPDATA) {
+			out->app_records++;
+			out->app_bytes += (uint32_t)rlen;
+		} else if (ct == CT_HANDSHAKE)
+			out->extra_handshake++;
+		else
+			break;
+		if (out->nrecords < sizeof(out->records))
+			out->records[out->nrecords++] = ct;
+		pos += TLS_RECORD_HEADER_LEN + rlen;
+	}
+	out->consumed = pos;
+	return 1;
 }
 
 size_t

@@ -87,6 +87,7 @@ struct tls_hello {
 	char sni[TLS_SNI_MAX + 1]; /* "" without SNI */
 	/* First of 0x1301..0x1303 in the client's list; 0 if none. */
 	uint16_t cipher_suite;
+	uint8_t suites13; /* bit n: 0x1301 + n offered */
 	int tls13; /* supported_versions has 0x0304 */
 };
 
@@ -134,6 +135,89 @@ size_t
 tls_server_hello_build(uint8_t *out, size_t cap, const struct tls_hello *ch,
     const uint8_t secret[TLS_SECRET_LEN], const uint8_t *key_share,
     const uint8_t *cert, size_t cert_len, int supported_versions_first);
+
+/*
+ * The shape of the answer, learned from the fronted site (issue 9): the
+ * cipher it picks (used when the client offered it), its key-share group
+ * and length, its ServerHello extensions in order (key_share and
+ * supported_versions; others are not copied), and its encrypted flight:
+ * the total payload of its application-data records and their spread
+ * over a few connections.
+ */
+#define TLS_SHAPE_EXT_MAX        8
+#define TLS_SHAPE_DEFAULT_FLIGHT 3900
+#define TLS_SHAPE_NOISE          8 /* our own variation, at least */
+#define TLS_GROUP_SECP256R1      0x0017
+#define TLS_GROUP_SECP384R1      0x0018
+#define TLS_GROUP_X25519         0x001d
+#define TLS_GROUP_X25519MLKEM768 0x11ec
+#define TLS_MLKEM768_CT_LEN      1088
+struct tls_shape {
+	uint16_t cipher; /* 0: the client's first TLS 1.3 suite */
+	uint16_t group;
+	uint16_t ks_len;
+	uint16_t ext[TLS_SHAPE_EXT_MAX]; /* 0x0033 and 0x002b, in order */
+	uint8_t next;
+	uint32_t flight; /* bytes of the one application-data record */
+	uint32_t spread; /* max - min of the site's flights */
+};
+/* When nothing is learned (yet): documented in mtprotod.conf(5). */
+extern const struct tls_shape tls_shape_default;
+
+/* The answer's length for this client, shape and record length; 0 if
+ * they cannot be used. */
+size_t tls_shaped_hello_len(
+    const struct tls_hello *ch, const struct tls_shape *, size_t app_len);
+/* The suite we answer with: the site's when ch offered it. */
+uint16_t tls_shape_cipher(const struct tls_hello *ch, const struct tls_shape *);
+/*
+ * As tls_server_hello_build, shaped: the cipher (tls_shape_cipher), the
+ * extensions in the shape's order, a key share of its group and length
+ * (a real X25519 or EC key; for X25519MLKEM768 random bytes shaped like
+ * the ML-KEM ciphertext, then a real X25519 key), then CCS and one
+ * application-data record of app_len random bytes. Returns the length
+ * written, or 0.
+ */
+size_t tls_shaped_hello_build(uint8_t *out, size_t cap,
+    const struct tls_hello *ch, const uint8_t secret[TLS_SECRET_LEN],
+    const struct tls_shape *, size_t app_len);
+/* The record length to send: the shape's flight, varied a little. */
+size_t tls_shape_app_len(const struct tls_shape *);
+
+/*
+ * A shape as text, for state_dir ("cipher N\ngroup N\nks_len N\nflight N
+ * \nspread N\next N N\n"): its length. And back: 0, or -1 when
+ * malformed or not usable (an extension other than 43 or 51, a flight
+ * outside 1..16384).
+ */
+size_t tls_shape_format(const struct tls_shape *, char *out, size_t cap);
+int tls_shape_parse(const char *text, struct tls_shape *out);
+
+/* What a server answered a ClientHello with (the site profile). */
+struct tls_flight {
+	size_t legacy_version;
+	uint16_t version; /* supported_versions, else legacy */
+	uint16_t cipher;
+	uint16_t group; /* 0: no key_share */
+	uint16_t ks_len;
+	uint16_t ext[TLS_SHAPE_EXT_MAX];
+	uint8_t next;
+	uint8_t sid_len;
+	int hrr; /* a HelloRetryRequest */
+	int ccs;
+	unsigned app_records;
+	uint32_t app_bytes; /* payload of the application-data records */
+	unsigned extra_handshake; /* plaintext handshake records (TLS 1.2) */
+	uint8_t records[16]; /* content types, in order */
+	size_t nrecords;
+	size_t consumed;
+};
+/*
+ * The server's first flight at the start of p: a ServerHello record,
+ * then whatever whole records followed. 1 (out filled), 0 if the
+ * ServerHello is not whole yet, -2 for an alert, -1 if malformed.
+ */
+int tls_flight_parse(const uint8_t *p, size_t len, struct tls_flight *out);
 
 /* A random length in [min, max] (clamped to 1..16384; max < min: min). */
 size_t tls_cert_len_pick(int min, int max);

@@ -994,6 +994,144 @@ START_TEST(test_client_hello_build_limits)
 }
 END_TEST
 
+/* Issue 9: an answer shaped like the fronted site, checked as a client. */
+START_TEST(test_shaped_hello)
+{
+	static const uint8_t secret[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+		12, 13, 14, 15, 16 };
+	struct tls_shape sh = {
+		.cipher = 0x1302,
+		.group = TLS_GROUP_X25519,
+		.ks_len = 32,
+		.ext = { 0x002b, 0x0033 }, /* OpenSSL's order */
+		.next = 2,
+		.flight = 1191,
+		.spread = 0,
+	};
+	static const uint16_t groups[] = { TLS_GROUP_X25519,
+		TLS_GROUP_X25519MLKEM768, TLS_GROUP_SECP256R1,
+		TLS_GROUP_SECP384R1 };
+	static const uint16_t ks_lens[] = { 32, 1120, 65, 97 };
+	uint8_t hello[TLS_HELLO_CLASSIC_LEN], out[20000];
+	struct tls_hello ch;
+	struct tls_flight fl;
+	size_t n, total, app;
+
+	n = tls_client_hello_build(
+	    hello, sizeof(hello), secret, "www.example.com", 1700000000, 517);
+	ck_assert_uint_eq(n, 517);
+	ck_assert_int_eq(tls_hello_parse(hello, n, &ch), 0);
+	ck_assert_uint_ne(ch.suites13, 0);
+	for (size_t g = 0; g < nitems(groups); g++) {
+		sh.group = groups[g];
+		sh.ks_len = ks_lens[g];
+		app = tls_shape_app_len(&sh);
+		/* The site's size and our small variation, nothing more. */
+		ck_assert_uint_ge(app, 1191 - TLS_SHAPE_NOISE);
+		ck_assert_uint_le(app, 1191 + TLS_SHAPE_NOISE);
+		n = tls_shaped_hello_build(
+		    out, sizeof(out), &ch, secret, &sh, app);
+		ck_assert_uint_eq(n, tls_shaped_hello_len(&ch, &sh, app));
+		ck_assert_int_eq(tls_flight_parse(out, n, &fl), 1);
+		ck_assert_uint_eq(fl.version, 0x0304);
+		ck_assert_uint_eq(fl.cipher, 0x1302);
+		ck_assert_uint_eq(fl.group, groups[g]);
+		ck_assert_uint_eq(fl.ks_len, ks_lens[g]);
+		ck_assert_uint_eq(fl.next, 2);
+		ck_assert_uint_eq(fl.ext[0], 0x002b);
+		ck_assert_uint_eq(fl.ext[1], 0x0033);
+		ck_assert_uint_eq(fl.nrecords, 3);
+		ck_assert_uint_eq(fl.records[0], 22);
+		ck_assert_uint_eq(fl.records[1], 20);
+		ck_assert_uint_eq(fl.records[2], 23);
+		ck_assert_uint_eq(fl.app_records, 1);
+		ck_assert_uint_eq(fl.app_bytes, app);
+		ck_assert_uint_eq(fl.sid_len, ch.session_id_len);
+		ck_assert_uint_eq(fl.consumed, n);
+		/* What the apps check: the records and the HMAC. */
+		ck_assert_int_eq(tls_server_hello_check(out, n,
+		                     hello + TLS_RANDOM_OFF, secret, &total),
+		    1);
+		ck_assert_uint_eq(total, n);
+		/* Any byte changed breaks the HMAC. */
+		out[n / 2] ^= 1;
+		ck_assert_int_eq(tls_server_hello_check(out, n,
+		                     hello + TLS_RANDOM_OFF, secret, &total),
+		    -1);
+	}
+	/* A cipher the client did not offer is not used. */
+	ch.suites13 = 1; /* 0x1301 only */
+	ck_assert_uint_eq(tls_shape_cipher(&ch, &sh), ch.cipher_suite);
+	/* An unknown group cannot be shaped. */
+	sh.group = 0x0101;
+	ck_assert_uint_eq(
+	    tls_shaped_hello_build(out, sizeof(out), &ch, secret, &sh, 100), 0);
+	/* Partial input: need more; an alert: -2. */
+	sh = tls_shape_default;
+	n = tls_shaped_hello_build(out, sizeof(out), &ch, secret, &sh, 500);
+	ck_assert_uint_ne(n, 0);
+	ck_assert_int_eq(tls_flight_parse(out, 40, &fl), 0);
+	ck_assert_int_eq(tls_flight_parse(out, n - 3, &fl), 1);
+	ck_assert_uint_eq(fl.nrecords, 2); /* the app record is not whole */
+	ck_assert_int_eq(tls_flight_parse((const uint8_t *)"\x15\x03\x03\x00"
+	                                                   "\x02\x02\x28",
+	                     7, &fl),
+	    -2);
+}
+END_TEST
+
+/* The profile kept in state_dir, and what is refused in it. */
+START_TEST(test_shape_text)
+{
+	struct tls_shape a = {
+		.cipher = 0x1302,
+		.group = TLS_GROUP_X25519MLKEM768,
+		.ks_len = 1120,
+		.ext = { 0x0033, 0x002b },
+		.next = 2,
+		.flight = 6123,
+		.spread = 40,
+	};
+	struct tls_shape b = { 0 };
+	char text[256];
+
+	ck_assert_uint_gt(tls_shape_format(&a, text, sizeof(text)), 0);
+	ck_assert_str_eq(text,
+	    "cipher 4866\ngroup 4588\nks_len 1120\n"
+	    "flight 6123\nspread 40\next 51 43\n");
+	ck_assert_int_eq(tls_shape_parse(text, &b), 0);
+	ck_assert_uint_eq(b.cipher, a.cipher);
+	ck_assert_uint_eq(b.group, a.group);
+	ck_assert_uint_eq(b.ks_len, a.ks_len);
+	ck_assert_uint_eq(b.flight, a.flight);
+	ck_assert_uint_eq(b.spread, a.spread);
+	ck_assert_uint_eq(b.next, 2);
+	ck_assert_uint_eq(b.ext[0], a.ext[0]);
+	ck_assert_uint_eq(b.ext[1], a.ext[1]);
+	ck_assert_int_eq(tls_shape_parse("cipher 4866\ngroup 29\nks_len 32\n"
+	                                 "flight 100\nspread 0\next\n",
+	                     &b),
+	    0);
+	ck_assert_uint_eq(b.next, 0);
+	/* Refused: an extension we cannot copy, no flight, a huge one,
+	 * garbage. */
+	ck_assert_int_eq(tls_shape_parse("cipher 4866\ngroup 29\nks_len 32\n"
+	                                 "flight 100\nspread 0\next 51 41\n",
+	                     &b),
+	    -1);
+	ck_assert_int_eq(tls_shape_parse("cipher 4866\ngroup 29\nks_len 32\n"
+	                                 "flight 0\nspread 0\next 51\n",
+	                     &b),
+	    -1);
+	ck_assert_int_eq(tls_shape_parse("cipher 4866\ngroup 29\nks_len 32\n"
+	                                 "flight 20000\nspread 0\next 51\n",
+	                     &b),
+	    -1);
+	ck_assert_int_eq(tls_shape_parse("hello", &b), -1);
+	ck_assert_int_eq(tls_shape_parse("", &b), -1);
+}
+END_TEST
+
 static Suite *
 tls_suite(void)
 {
@@ -1020,6 +1158,8 @@ tls_suite(void)
 	tcase_add_test(tc, test_record_header_round_trip);
 	tcase_add_loop_test(tc, test_client_hello_build, 0, 2);
 	tcase_add_test(tc, test_client_hello_build_limits);
+	tcase_add_test(tc, test_shaped_hello);
+	tcase_add_test(tc, test_shape_text);
 	suite_add_tcase(s, tc);
 	return s;
 }
