@@ -47,8 +47,9 @@
 #define DEF_TLS_SKEW_PAST   600
 #define DEF_TLS_SKEW_FUTURE 120
 /* PROTOCOL.md A.4.5: app-data length, random 2500..4700 if not learned. */
-#define DEF_TLS_CERT_LEN_MIN 2500
-#define DEF_TLS_CERT_LEN_MAX 4700
+#define DEF_TLS_CERT_LEN_MIN    2500
+#define DEF_TLS_CERT_LEN_MAX    4700
+#define DEF_TLS_PROFILE_REFRESH 21600
 /* A TLS record carries at most 2^14 bytes of plaintext. */
 #define TLS_RECORD_MAX                  16384
 #define DEF_DEFAULT_DC                  2
@@ -905,13 +906,15 @@ parse_replay(struct parser *p, struct config *cfg, const config_setting_t *g,
 }
 
 static const char *const tls_opts[] = { "time_skew_past", "time_skew_future",
-	"cert_len_min", "cert_len_max", NULL };
+	"cert_len_min", "cert_len_max", "profile", "profile_refresh", NULL };
 
 static int
 parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
     const char *path)
 {
 	struct opt o;
+	char buf[16];
+	int r;
 
 	if (check_known(p, g, path, tls_opts) == -1 ||
 	    opt_intf(p, g, path, "time_skew_past", 0, INT_MAX,
@@ -921,8 +924,21 @@ parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
 	    opt_intf(p, g, path, "cert_len_min", 1, TLS_RECORD_MAX,
 	        &cfg->tls_cert_len_min) == -1 ||
 	    opt_intf(p, g, path, "cert_len_max", 1, TLS_RECORD_MAX,
-	        &cfg->tls_cert_len_max) == -1)
+	        &cfg->tls_cert_len_max) == -1 ||
+	    opt_intf(p, g, path, "profile_refresh", 60, INT_MAX,
+	        &cfg->tls_profile_refresh) == -1)
 		return -1;
+	if ((r = opt_str(p, g, path, "profile", buf, sizeof(buf), &o)) == -1)
+		return -1;
+	if (r == 1) {
+		if (strcmp(buf, "learn") == 0)
+			cfg->tls_profile_learn = 1;
+		else if (strcmp(buf, "static") == 0)
+			cfg->tls_profile_learn = 0;
+		else
+			return perr(
+			    p, o.s, o.path, "must be \"learn\" or \"static\"");
+	}
 	if (cfg->tls_cert_len_min > cfg->tls_cert_len_max) {
 		if (!lookup(g, path, "cert_len_max", &o))
 			lookup(g, path, "cert_len_min", &o);
@@ -1459,6 +1475,8 @@ set_defaults(struct config *cfg)
 	cfg->tls_time_skew_future = DEF_TLS_SKEW_FUTURE;
 	cfg->tls_cert_len_min = DEF_TLS_CERT_LEN_MIN;
 	cfg->tls_cert_len_max = DEF_TLS_CERT_LEN_MAX;
+	cfg->tls_profile_learn = 1;
+	cfg->tls_profile_refresh = DEF_TLS_PROFILE_REFRESH;
 	cfg->default_dc = DEF_DEFAULT_DC;
 	snprintf(cfg->proxy_secret_url, sizeof(cfg->proxy_secret_url), "%s",
 	    DEF_PROXY_SECRET_URL);
@@ -1846,6 +1864,13 @@ config_inplace_only(const struct config *a, const struct config *b)
 			return 0;
 	}
 	return 1;
+}
+
+void
+config_fronting_key(const struct config_listener *l, char *out, size_t cap)
+{
+	snprintf(
+	    out, cap, "%s:%u", l->fronting_host, (unsigned)l->fronting_port);
 }
 
 enum backend_mode

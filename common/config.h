@@ -111,6 +111,8 @@ struct config {
 	int tls_time_skew_future; /* accept ts <= now + this */
 	int tls_cert_len_min; /* app-data record length range */
 	int tls_cert_len_max;
+	int tls_profile_learn; /* tls.profile: 1 "learn", 0 "static" */
+	int tls_profile_refresh; /* seconds */
 
 	/* telegram */
 	struct config_dc *dcs; /* overrides of the built-in table */
@@ -191,6 +193,8 @@ int config_parse_secret(const char *hex, uint8_t out[16]);
 enum backend_mode
 config_listener_backend(const struct config *, const struct config_listener *);
 const char *config_proto_name(unsigned proto_bit);
+/* "host:port" of a listener's fronting target (site profiles' key). */
+void config_fronting_key(const struct config_listener *, char *out, size_t cap);
 /*
  * 1 if b differs from a only in what running children take in place:
  * each listener's users, ad_tag, tls_domain and fronting target, and

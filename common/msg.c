@@ -13,6 +13,7 @@
 #include "log.h"
 #include "msg.h"
 #include "rpc.h"
+#include "tls.h"
 #include "util.h"
 
 /* On the wire: u32 type, u32 payload length, payload. */
@@ -42,6 +43,7 @@ static const char *type_names[MSG_TYPE_MAX] = {
 	[MSG_UPGRADE_HANDOFF] = "upgrade-handoff",
 	[MSG_UPGRADE_READY] = "upgrade-ready",
 	[MSG_PUBADDR] = "pubaddr",
+	[MSG_TLS_SHAPE] = "tls-shape",
 };
 
 const char *
@@ -298,6 +300,32 @@ msg_get_tables(struct msg *m)
 	if (m->type != MSG_TABLES || msg_end(m) == -1 || m->fd == -1)
 		return -1;
 	return msg_take_fd(m);
+}
+
+void
+msg_build_tls_shape(
+    struct msgbuf *mb, const char *key, const struct tls_shape *sh)
+{
+	char k[MSG_SHAPE_KEY];
+
+	memset(k, 0, sizeof(k));
+	snprintf(k, sizeof(k), "%s", key);
+	msgbuf_init(mb, MSG_TLS_SHAPE);
+	msgbuf_put_bytes(mb, k, sizeof(k));
+	msgbuf_put_bytes(mb, sh, sizeof(*sh));
+}
+
+int
+msg_get_tls_shape(struct msg *m, char key[MSG_SHAPE_KEY], struct tls_shape *sh)
+{
+	if (m->type != MSG_TLS_SHAPE || m->fd != -1 ||
+	    msg_get_bytes(m, key, MSG_SHAPE_KEY) == -1 ||
+	    msg_get_bytes(m, sh, sizeof(*sh)) == -1 || msg_end(m) == -1)
+		return -1;
+	key[MSG_SHAPE_KEY - 1] = '\0';
+	if (sh->next > TLS_SHAPE_EXT_MAX)
+		return -1;
+	return 0;
 }
 
 int

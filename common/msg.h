@@ -76,6 +76,9 @@ enum msg_type {
 	/* dcpool -> supervisor (after the others: upgrades keep numbers) */
 	MSG_PUBADDR, /* struct pubaddr_state (discover.h): the public
 				 * address changed */
+	/* dcpool -> worker */
+	MSG_TLS_SHAPE, /* char key[264] ("host:port" of a fronting
+				 * target), struct tls_shape: its profile */
 
 	MSG_TYPE_MAX
 };
@@ -190,6 +193,15 @@ int msg_send_session(int sock, uint32_t type, const uint8_t *image, size_t len,
  */
 int msg_get_session(struct msg *, uint32_t type, uint8_t **image, size_t *len,
     int *client_fd, int *backend_fd);
+
+/* MSG_TLS_SHAPE */
+#define MSG_SHAPE_KEY 264
+struct tls_shape;
+void
+msg_build_tls_shape(struct msgbuf *, const char *key, const struct tls_shape *);
+/* 0 with key terminated, or -1. */
+int
+msg_get_tls_shape(struct msg *, char key[MSG_SHAPE_KEY], struct tls_shape *);
 
 /* MSG_PUBADDR */
 struct pubaddr_state;

@@ -21,6 +21,7 @@
 #include "msg.h"
 #include "priv.h"
 #include "pubaddr.h"
+#include "tlsprobe.h"
 #include "tables.h"
 #include "tgconf.h"
 #include "util.h"
@@ -47,6 +48,7 @@ static struct {
 	struct peer peers[DCPOOL_MAX_PEERS];
 	struct tgconf *tg;
 	struct pubaddr *pub;
+	struct tlsprobe *probe;
 	struct event *chan_ev;
 } D;
 
@@ -92,6 +94,28 @@ peer_cb(evutil_socket_t fd, short what, void *arg)
 		peer_close(p);
 }
 
+/* A site profile, to one worker's channel. */
+static void
+shape_to_peer(void *arg, const char *key, const struct tls_shape *sh)
+{
+	struct peer *p = arg;
+	struct msgbuf mb;
+
+	msg_build_tls_shape(&mb, key, sh);
+	if (msg_outq_send(p->out, &mb, -1) == -1)
+		log_warn(
+		    "giving the TLS profile of %s to worker %d", key, p->slot);
+}
+
+/* A new or changed site profile: every worker gets it. */
+static void
+shape_changed(void *arg, const char *key, const struct tls_shape *sh)
+{
+	for (size_t i = 0; i < DCPOOL_MAX_PEERS; i++)
+		if (D.peers[i].ev != NULL)
+			shape_to_peer(&D.peers[i], key, sh);
+}
+
 static void
 add_peer(int fd, int slot, int generation)
 {
@@ -118,6 +142,8 @@ add_peer(int fd, int slot, int generation)
 		p->slot = slot;
 		p->generation = generation;
 		event_add(p->ev, NULL);
+		/* What is known of the fronted sites so far. */
+		tlsprobe_each(D.probe, shape_to_peer, p);
 		return;
 	}
 	if (i == DCPOOL_MAX_PEERS)
@@ -181,7 +207,8 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		case MSG_TABLES: {
-			/* Of the in-place tables only the log level is ours. */
+			/* Of the in-place tables the log level and the
+			 * fronting targets are ours. */
 			struct tables *t;
 			if ((pfd = msg_get_tables(&m)) == -1)
 				goto bad;
@@ -189,6 +216,8 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 				log_set_level(t->log_level);
 				log_info("log level %d (reload in place)",
 				    t->log_level);
+				/* Fronting targets may have changed. */
+				tlsprobe_retarget(D.probe, t);
 			} else {
 				log_warnx("reload: unreadable tables");
 			}
@@ -242,6 +271,7 @@ dcpool_main(struct dcpool_args *a)
 	if (D.pub == NULL)
 		log_warnx("cannot start finding the public address");
 	mplink_init(D.base, a->cfg, D.tg, D.pub);
+	D.probe = tlsprobe_start(D.base, a->cfg, shape_changed, NULL);
 	metrics_start(D.base, a->cfg, a->metrics, a->replay, a->metrics_fd);
 	fd_set_nonblock(a->chan);
 	D.chan_ev =

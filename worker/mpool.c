@@ -16,7 +16,9 @@
 #include "log.h"
 #include "middle.h"
 #include "msg.h"
+#include "session.h"
 #include "shm.h"
+#include "tls.h"
 #include "util.h"
 #include "worker.h"
 
@@ -393,6 +395,18 @@ middle_dcpool_msg(struct msg *m)
 		p->retry_at_ms = coarse_now_ms() + retry;
 		log_debug("no link to DC %d yet; retry in %u ms", p->dc, retry);
 		break;
+	case MSG_TLS_SHAPE: {
+		char key[MSG_SHAPE_KEY];
+		struct tls_shape sh;
+
+		if (msg_get_tls_shape(m, key, &sh) == -1) {
+			log_warnx("malformed %s from the dcpool",
+			    msg_type_name(m->type));
+			return;
+		}
+		session_tls_shape(key, &sh);
+		break;
+	}
 	default:
 		log_warnx("unexpected message %s from the dcpool",
 		    msg_type_name(m->type));

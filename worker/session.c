@@ -55,6 +55,10 @@ uint8_t *session_scratch;
 struct listener_secrets {
 	uint8_t (*secrets)[16];
 	size_t n;
+	/* The ServerHello shape: the fronted site's once the dcpool has
+	 * learned it, else SS.static_shape. */
+	struct tls_shape shape;
+	int have_shape;
 };
 
 static struct {
@@ -65,6 +69,7 @@ static struct {
 	size_t hs_budget; /* this worker's share; 0 = no bound */
 	struct event reaper;
 	struct listener_secrets *ls; /* parallel to cfg->listeners */
+	struct tls_shape static_shape; /* tls.profile = "static", or before */
 	struct dc_table *dcs;
 } SS;
 
@@ -113,8 +118,33 @@ session_init(void)
 	evtimer_assign(&SS.reaper, W.base, reap_cb, NULL);
 	if (cfg->handshake_memory)
 		SS.hs_budget = cfg->handshake_memory / (size_t)cfg->workers;
+	/* Before a site is learned (or with tls.profile = "static"): the
+	 * built-in shape, its record the middle of tls.cert_len_*. */
+	SS.static_shape = tls_shape_default;
+	SS.static_shape.flight =
+	    (uint32_t)(cfg->tls_cert_len_min + cfg->tls_cert_len_max) / 2;
 	front_init();
 	middle_init();
+}
+
+void
+session_tls_shape(const char *key, const struct tls_shape *sh)
+{
+	char k[CONFIG_DOMAIN_MAX + 8];
+
+	for (size_t i = 0; i < W.cfg->nlisteners; i++) {
+		const struct config_listener *l = &W.cfg->listeners[i];
+
+		if (!(l->protocols & PROTO_FAKE_TLS))
+			continue;
+		config_fronting_key(l, k, sizeof(k));
+		if (strcmp(k, key) != 0)
+			continue;
+		SS.ls[i].shape = *sh;
+		SS.ls[i].have_shape = 1;
+		log_debug("listener %s answers like %s: flight %u bytes",
+		    l->name, key, sh->flight);
+	}
 }
 
 int16_t
@@ -407,6 +437,8 @@ session_apply_tables(struct tables *t)
 			    "%s", tl->fronting_host);
 			l->fronting_port = tl->fronting_port;
 			front_listener_changed(l);
+			/* The new site's shape comes from the dcpool. */
+			SS.ls[i].have_shape = 0;
 		}
 		secrets_rebuild(i);
 	}
@@ -838,10 +870,10 @@ tls_handshake(
 		session_bad(s, "replayed ClientHello", 1);
 		return;
 	}
-	size_t cert =
-	    tls_cert_len_pick(W.cfg->tls_cert_len_min, W.cfg->tls_cert_len_max);
-	size_t n = tls_server_hello_build(session_scratch, SESSION_SCRATCH_LEN,
-	    &ch, ls->secrets[idx], NULL, NULL, cert, 0);
+	const struct tls_shape *shape =
+	    ls->have_shape ? &ls->shape : &SS.static_shape;
+	size_t n = tls_shaped_hello_build(session_scratch, SESSION_SCRATCH_LEN,
+	    &ch, ls->secrets[idx], shape, tls_shape_app_len(shape));
 	if (n == 0) {
 		session_close(s, "ServerHello failed");
 		return;

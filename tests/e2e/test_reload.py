@@ -171,9 +171,12 @@ def test_workers_shrink_keeps_slot_sockets():
 def in_place_setup(listener):
     dc = FakeDC("packets")
     d = Daemon(workers=2)
+    # The sites count connections: no site profiling (which connects
+    # to them from the dcpool) in these tests.
     d.write_config(d.make_config(
         workers=2, listeners=[listener],
-        extra=telegram_conf({2: dc.port})))
+        extra=telegram_conf({2: dc.port}) +
+        'tls = { profile = "static"; };\n'))
     d.start()
     return d, dc
 
@@ -199,7 +202,8 @@ def test_user_change_in_place():
         check(new != listener, "test: the user did not change")
         d.write_config(d.make_config(
             workers=2, listeners=[new],
-            extra=telegram_conf({2: dc.port})).replace(
+            extra=telegram_conf({2: dc.port}) +
+            'tls = { profile = "static"; };\n').replace(
                 'level = "debug"', 'level = "info"'))
         d.signal(signal.SIGHUP)
         line = d.wait_log("reload applied in place")
@@ -258,7 +262,8 @@ def test_fronting_target_in_place():
         d.write_config(d.make_config(
             workers=2, listeners=[listener.replace(
                 "127.0.0.1:%d" % a.port, "127.0.0.1:%d" % b.port)],
-            extra=telegram_conf({2: dc.port})))
+            extra=telegram_conf({2: dc.port}) +
+            'tls = { profile = "static"; };\n'))
         d.signal(signal.SIGHUP)
         d.wait_log("reload applied in place")
         time.sleep(0.3)

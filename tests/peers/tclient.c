@@ -8,6 +8,7 @@
  *	    [--bytes N] [--packet N] [--timeout S]
  *	    [--record FILE | --replay FILE] [--ts-offset S] [--hello-len N]
  *	    [--interval S] [--rounds N] [--hold S] [--quickack] [--tail HEX]
+ *	    [--flight]
  *
  * Each connection is built as an app builds it (spec A.2, A.3, A.4): fake
  * TLS waits for and checks the ServerHello before it sends the
@@ -19,6 +20,11 @@
  *	download expects --bytes of fake_dc source's stream, then EOF;
  *	probe	 sends the first bytes only (ClientHello, or the header and a
  *		 req_pq_multi) and reports what came back, as --replay does;
+ *		 with --flight, after a TLS answer (ours or a site's) first
+ *		   FLIGHT version=V cipher=C group=G kslen=N ext=A,B
+ *		     records=T,T,T app=BYTES apprecs=N
+ *		 (the ServerHello's fields and extension order, the content
+ *		 types of the records, the application-data payload);
  *		 with --tail HEX the header is followed, in the same write or
  *		 record, by those plain bytes instead (encrypted with the
  *		 client's stream, not framed): a bad frame after a good
@@ -142,6 +148,7 @@ static struct {
 	long rounds;
 	double hold;
 	int quickack;
+	int flight; /* --flight: a FLIGHT line after a probe */
 
 	struct event_base *base;
 	struct sockaddr_storage addr;
@@ -209,12 +216,37 @@ conn_ok(struct tconn *c)
 	conn_end(c);
 }
 
+/*
+ * The shape of a TLS answer (ours or a site's), for the site-profile
+ * tests: FLIGHT version=V cipher=C group=G kslen=N ext=A,B
+ * records=22,20,23 app=BYTES apprecs=N
+ */
+static void
+flight_report(const uint8_t *p, size_t len)
+{
+	struct tls_flight fl;
+
+	if (len == 0 || p[0] != 0x16 || tls_flight_parse(p, len, &fl) != 1)
+		return;
+	printf("FLIGHT version=0x%04x cipher=0x%04x group=0x%04x kslen=%u "
+	       "ext=",
+	    fl.version, fl.cipher, fl.group, fl.ks_len);
+	for (size_t i = 0; i < fl.next; i++)
+		printf("%s%u", i ? "," : "", fl.ext[i]);
+	printf(" records=");
+	for (size_t i = 0; i < fl.nrecords; i++)
+		printf("%s%u", i ? "," : "", fl.records[i]);
+	printf(" app=%u apprecs=%u\n", fl.app_bytes, fl.app_records);
+}
+
 /* Probe and replay: one line on what the server did. */
 static void
 probe_report(struct tconn *c, const char *what)
 {
 	if (c->state == S_DONE)
 		return;
+	if (G.flight)
+		flight_report(peer_buf_data(&c->hs), peer_buf_size(&c->hs));
 	if (what != NULL)
 		printf("%s\n", what);
 	else if (peer_buf_size(&c->hs) == 0)
@@ -967,6 +999,7 @@ main(int argc, char **argv)
 		{ "hold", required_argument, NULL, 'L' },
 		{ "quickack", no_argument, NULL, 'Q' },
 		{ "tail", required_argument, NULL, 'X' },
+		{ "flight", no_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const tests[] = { "reqpq", "echo", "upload",
@@ -1052,6 +1085,9 @@ main(int argc, char **argv)
 			break;
 		case 'L':
 			G.hold = strtod(optarg, NULL);
+			break;
+		case 'F':
+			G.flight = 1;
 			break;
 		case 'Q':
 			G.quickack = 1;

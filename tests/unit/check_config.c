@@ -1368,6 +1368,19 @@ START_TEST(test_network)
 	    "t.conf:7: network.ip_urls: must be an array of strings");
 	expect_err(GOOD_LISTENERS "network = { discover_interval = 5; };\n",
 	    "t.conf:7: network.discover_interval:");
+	c = expect_ok(GOOD_LISTENERS);
+	ck_assert_int_eq(c->tls_profile_learn, 1);
+	ck_assert_int_eq(c->tls_profile_refresh, 21600);
+	config_free(c);
+	c = expect_ok(GOOD_LISTENERS "tls = { profile = \"static\"; "
+	                             "profile_refresh = 600; };\n");
+	ck_assert_int_eq(c->tls_profile_learn, 0);
+	ck_assert_int_eq(c->tls_profile_refresh, 600);
+	config_free(c);
+	expect_err(GOOD_LISTENERS "tls = { profile = \"copy\"; };\n",
+	    "t.conf:7: tls.profile: must be \"learn\" or \"static\"");
+	expect_err(GOOD_LISTENERS "tls = { profile_refresh = 5; };\n",
+	    "t.conf:7: tls.profile_refresh:");
 	expect_err(GOOD_LISTENERS "network = { stun = 1; };\n",
 	    "t.conf:7: network.stun: unknown option");
 	expect_err(GOOD_LISTENERS

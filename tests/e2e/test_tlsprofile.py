@@ -1,0 +1,243 @@
+"""End-to-end: the fake-TLS answer looks like the fronted site (issue 9).
+
+Two real TLS stacks front a fake-TLS listener: nginx (OpenSSL) and
+gnutls-serv (GnuTLS). The dcpool learns each site's answer; then the
+proxy's answer to a real client (tclient, which checks it as the apps do)
+must carry the site's ServerHello version, cipher, extension order, group
+and key-share length, records 22, 20, 23 only, an encrypted flight within
+15% of the site's and a spread over 10 connections no larger than
+max(64, twice the site's). What the site answers is seen the same way,
+by asking it directly with the same ClientHello shape (tclient --test
+probe prints both).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mtp import (SECRET, Daemon, FakeDC, check, free_port,  # noqa: E402
+                 listener_conf, run_tests, tclient, telegram_conf,
+                 wait_for)
+from nginx import Nginx  # noqa: E402
+
+DOMAIN = "www.example.com"
+WRONG = "fedcba9876543210fedcba9876543210"
+FLIGHT_RX = re.compile(
+    r"FLIGHT version=(\S+) cipher=(\S+) group=(\S+) kslen=(\d+) ext=(\S*) "
+    r"records=(\S+) app=(\d+) apprecs=(\d+)")
+
+
+class GnutlsServ:
+    """gnutls-serv (Debian gnutls-bin) with a self-signed certificate, as
+    a site of another TLS stack."""
+
+    def __init__(self, domain=DOMAIN):
+        binary = shutil.which("gnutls-serv")
+        check(binary, "gnutls-serv not installed (apt-get install "
+                      "gnutls-bin): the test command installs it")
+        self.dir = tempfile.mkdtemp(prefix="mtp-gnutls-")
+        key = os.path.join(self.dir, "key.pem")
+        cert = os.path.join(self.dir, "cert.pem")
+        r = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+             "-subj", "/CN=" + domain, "-days", "2", "-keyout", key,
+             "-out", cert], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, r.stderr)
+        self.port = free_port()
+        self.log = open(os.path.join(self.dir, "gnutls.log"), "w")
+        self.proc = subprocess.Popen(
+            [binary, "--x509certfile", cert, "--x509keyfile", key,
+             "--port", str(self.port), "--http", "--quiet"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+        import socket
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            check(self.proc.poll() is None, "gnutls-serv exited")
+            try:
+                socket.create_connection(("127.0.0.1", self.port),
+                                         timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        check(False, "gnutls-serv did not listen")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.log.close()
+
+
+def flights(port, secret, n=10):
+    """The FLIGHT lines of n probes: [(version, cipher, group, kslen, ext,
+    records, app, apprecs)]."""
+    out = []
+    for _ in range(n):
+        r = tclient(port, "tls", "probe", secret=secret, domain=DOMAIN,
+                    timeout=10, flight=True)
+        m = FLIGHT_RX.search(r.out)
+        check(m, "no FLIGHT line: %s" % r)
+        out.append(m.groups())
+        if secret == SECRET:
+            check("GOT-SERVERHELLO" in r.out,
+                  "our answer failed the client's check: %s" % r)
+    return out
+
+
+def compare(site, ours, name):
+    s0 = site[0]
+    for o in ours:
+        for i, what in enumerate(("version", "cipher", "group",
+                                  "key-share length", "extension order")):
+            check(o[i] == s0[i], "%s: %s %s, the site's %s" % (
+                name, what, o[i], s0[i]))
+        check(o[5] == "22,20,23", "%s: records %s" % (name, o[5]))
+        check(o[7] == "1", "%s: %s app-data records" % (name, o[7]))
+    site_app = [int(s[6]) for s in site]
+    ours_app = [int(o[6]) for o in ours]
+    med = sorted(site_app)[len(site_app) // 2]
+    for a in ours_app:
+        check(abs(a - med) <= 0.15 * med,
+              "%s: flight %d, the site's %d" % (name, a, med))
+    site_spread = max(site_app) - min(site_app)
+    spread = max(ours_app) - min(ours_app)
+    check(spread <= max(64, 2 * site_spread),
+          "%s: spread %d, the site's %d" % (name, spread, site_spread))
+    return med, site_spread, spread
+
+
+def run_against(site_port, name):
+    dc = FakeDC()
+    port = free_port()
+    d = Daemon(workers=2, listeners=[listener_conf(
+        "main", port, tls_domain=DOMAIN,
+        fronting="127.0.0.1:%d" % site_port)],
+        extra='backend = "direct";\n' + telegram_conf({2: dc.port}))
+    os.chmod(d.tmp, 0o755)  # the dcpool keeps the profile in state_dir
+    d.port = port
+    try:
+        # Before the profile: the built-in shape (nothing fixed-range).
+        d.start()
+        line = d.wait_log("TLS profile of 127.0.0.1:%d (SNI %s)" % (
+            site_port, DOMAIN), 30)
+        # The workers have it once the dcpool told them.
+        d.wait_log(re.compile(r"listener main answers like 127\.0\.0\.1"
+                              r":%d" % site_port), 10)
+        site = flights(site_port, WRONG)  # the site itself
+        # A wrong secret through the proxy: fronted, the site's bytes.
+        fronted = flights(port, WRONG, 3)
+        for f in fronted:
+            check(f[:5] == site[0][:5], "fronted %r, site %r" % (f, site[0]))
+        ours = flights(port, SECRET)
+        med, sspread, spread = compare(site, ours, name)
+        # The apps' own checks pass with the learned shape.
+        r = tclient(port, "tls", "reqpq", domain=DOMAIN, conns=4)
+        check(r.ok, "clients: %s" % r)
+        # Kept for an offline start.
+        cache = [f for f in os.listdir(os.path.join(d.tmp, "state"))
+                 if f.startswith("tls-profile-")]
+        check(cache, "no profile in state_dir")
+        print("  %s: site %s, flight %d (spread %d); ours spread %d" % (
+            name, "/".join(site[0][:5]), med, sspread, spread))
+        return line
+    finally:
+        d.kill_all()
+        dc.stop()
+
+
+def test_learns_nginx():
+    with Nginx(DOMAIN).start() as ng:
+        run_against(ng.port, "nginx")
+
+
+def test_learns_gnutls():
+    g = GnutlsServ()
+    try:
+        run_against(g.port, "gnutls-serv")
+    finally:
+        g.stop()
+
+
+def test_reload_in_place_to_another_site():
+    # nginx answers with supported_versions first, gnutls-serv with
+    # key_share first: a reload in place from one to the other switches
+    # the answer, without a new process.
+    import signal
+    g = GnutlsServ()
+    dc = FakeDC()
+    try:
+        with Nginx(DOMAIN).start() as ng:
+            port = free_port()
+            lst = listener_conf("main", port, tls_domain=DOMAIN,
+                                fronting="127.0.0.1:%d" % ng.port)
+            extra = 'backend = "direct";\n' + telegram_conf({2: dc.port})
+            d = Daemon(workers=2, listeners=[lst], extra=extra)
+            os.chmod(d.tmp, 0o755)
+            d.port = port
+            try:
+                d.start()
+                d.wait_log(re.compile(r"listener main answers like "
+                                      r"127\.0\.0\.1:%d" % ng.port), 30)
+                kids = set(d.kids())
+                site_a = flights(ng.port, WRONG, 1)[0]
+                site_b = flights(g.port, WRONG, 1)[0]
+                check(site_a[4] != site_b[4], "test: the two sites answer "
+                      "alike (%s)" % site_a[4])
+                check(flights(port, SECRET, 1)[0][4] == site_a[4],
+                      "not nginx's shape before the reload")
+                d.write_config(d.make_config(
+                    workers=2, listeners=[lst.replace(
+                        "127.0.0.1:%d" % ng.port, "127.0.0.1:%d" % g.port)],
+                    extra=extra))
+                d.signal(signal.SIGHUP)
+                d.wait_log("reload applied in place")
+                d.wait_log(re.compile(r"listener main answers like "
+                                      r"127\.0\.0\.1:%d" % g.port), 30)
+                ours = flights(port, SECRET, 3)
+                for o in ours:
+                    check(o[4] == site_b[4], "after the reload: %r, "
+                          "gnutls-serv %r" % (o, site_b))
+                check(set(d.kids()) == kids, "processes changed")
+            finally:
+                d.kill_all()
+    finally:
+        g.stop()
+        dc.stop()
+
+
+def test_unreachable_site_keeps_the_builtin_shape():
+    dead = free_port()
+    dc = FakeDC()
+    port = free_port()
+    d = Daemon(workers=1, listeners=[listener_conf(
+        "main", port, tls_domain=DOMAIN, fronting="127.0.0.1:%d" % dead)],
+        extra='backend = "direct";\n' + telegram_conf({2: dc.port}))
+    d.port = port
+    try:
+        d.start()
+        line = d.wait_log("TLS profile of 127.0.0.1:%d: cannot connect" %
+                          dead, 30)
+        check("refused" in line, line)
+        # Still served, with the built-in shape: key_share first, x25519,
+        # the middle of tls.cert_len_* (3600) plus at most 8 bytes.
+        ours = flights(port, SECRET, 5)
+        for o in ours:
+            check(o[2] == "0x001d" and o[4] == "51,43" and
+                  abs(int(o[6]) - 3600) <= 8, "built-in shape: %r" % (o,))
+    finally:
+        d.kill_all()
+        dc.stop()
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_learns_nginx,
+        test_learns_gnutls,
+        test_reload_in_place_to_another_site,
+        test_unreachable_site_keeps_the_builtin_shape,
+    ])
