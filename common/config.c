@@ -634,7 +634,7 @@ parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 
 static const char *const listener_opts[] = { "name", "address", "port",
 	"protocols", "tls_domain", "fronting", "ad_tag", "backend", "users",
-	"limits", "server", NULL };
+	"limits", "server", "fronting_proxy_protocol", NULL };
 
 /*
  * limits = { ... }: the global block (l == NULL) bounds the whole daemon,
@@ -787,6 +787,17 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	        sizeof(l->fronting_host), &l->fronting_port) == -1)
 		return perr(p, o.s, o.path,
 		    "must be \"host:port\" (host a name or an IP address)");
+
+	if ((r = opt_str(p, s, path, "fronting_proxy_protocol", buf,
+	         sizeof(buf), &o)) == -1)
+		return -1;
+	if (r == 1) {
+		if (strcmp(buf, "v2") == 0)
+			l->fronting_proxy_v2 = 1;
+		else if (strcmp(buf, "off") != 0)
+			return perr(
+			    p, o.s, o.path, "must be \"off\" or \"v2\"");
+	}
 
 	if ((r = opt_str(p, s, path, "ad_tag", buf, sizeof(buf), &o)) == -1)
 		return perr(p, o.s, o.path, "must be 32 hex digits or \"\"");

@@ -57,6 +57,7 @@ struct config_listener {
 	uint8_t ad_tag[CONFIG_AD_TAG_LEN];
 	enum backend_mode backend;
 	char server[CONFIG_DOMAIN_MAX + 1]; /* for links; "" = found */
+	int fronting_proxy_v2; /* fronting_proxy_protocol = "v2" */
 	struct config_user *users;
 	size_t nusers;
 	int max_connections; /* limits.max_connections here; 0 = unlimited */

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "fetch.h"
 #include "log.h"
+#include "proxyproto.h"
 #include "tgconf.h"
 #include "tables.h"
 #include "tlsprobe.h"
@@ -41,6 +42,7 @@ struct target {
 	char host[CONFIG_DOMAIN_MAX + 1];
 	uint16_t port;
 	char sni[CONFIG_DOMAIN_MAX + 1];
+	int proxy_v2; /* the site wants a PROXY v2 header first */
 	int have; /* shape is known */
 	struct tls_shape shape;
 	struct tls_flight first;
@@ -493,6 +495,7 @@ targets_of(
 		snprintf(out[n].host, sizeof(out[n].host), "%s", host);
 		out[n].port = port;
 		snprintf(out[n].sni, sizeof(out[n].sni), "%s", sni);
+		out[n].proxy_v2 = l->fronting_proxy_v2;
 		n++;
 	}
 	return n;

@@ -21,6 +21,7 @@
 #include <event2/dns.h>
 
 #include "log.h"
+#include "proxyproto.h"
 #include "session_int.h"
 #include "shm.h"
 #include "util.h"
@@ -146,6 +147,22 @@ front_connect(struct session *s, struct front_target *t)
 		}
 		session_close(s, "fronting loop");
 		return;
+	}
+	/* fronting_proxy_protocol = "v2": the site learns who asked. */
+	if (s->l->fronting_proxy_v2) {
+		uint8_t hdr[PROXY_V2_MAX];
+		struct sockaddr_storage me;
+		socklen_t ml = sizeof(me);
+		size_t n;
+
+		if (getsockname(s->c.fd, (struct sockaddr *)&me, &ml) == -1)
+			me.ss_family = AF_UNSPEC;
+		n = proxy_v2_build(
+		    hdr, sizeof(hdr), &s->peer.sa, (struct sockaddr *)&me);
+		if (n == 0 || side_queue(&s->s, hdr, n) == -1) {
+			session_close(s, "out of memory");
+			return;
+		}
 	}
 	/* Everything the client sent goes first, untouched. */
 	if (s->hs_len && side_queue(&s->s, s->hs, s->hs_len) == -1) {

@@ -171,8 +171,53 @@ def test_fronting_loop_is_refused():
         check(r.ok, str(r))
 
 
+def test_proxy_v2_header_reaches_the_site():
+    # fronting_proxy_protocol = "v2": the site reads who asked (the
+    # prober's address and port, the listener's) before the bytes.
+    import struct
+    from mtp import FrontSite
+    site = FrontSite()
+    dc = FakeDC("packets")
+    port = free_port()
+    d = Daemon(workers=1, listeners=[listener_conf(
+        "pp", port, ["fake_tls"], tls_domain=DOMAIN,
+        fronting="127.0.0.1:%d" % site.port,
+        extra='fronting_proxy_protocol = "v2";')],
+        extra=telegram_conf({2: dc.port}) + 'tls = { profile = "static"; };\n')
+    d.port = port
+    try:
+        d.start()
+        c = connect(port)
+        me = c.getsockname()
+        c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.settimeout(5)
+        check(c.recv(100).startswith(b"HTTP/1.1 200"), "no site")
+        c.close()
+        wait_for(lambda: site.received, 5, what="the site's bytes")
+        got = site.received[0]
+        sig = b"\r\n\r\n\x00\r\nQUIT\n"
+        check(got.startswith(sig), "no PROXY v2 signature: %r" % got[:32])
+        ver, fam, ln = struct.unpack(">BBH", got[12:16])
+        check(ver == 0x21 and fam == 0x11 and ln == 12,
+              "PROXY v2 header %r" % got[:16])
+        src = socket.inet_ntoa(got[16:20])
+        dst = socket.inet_ntoa(got[20:24])
+        sport, dport = struct.unpack(">HH", got[24:28])
+        check((src, sport) == me, "source %s:%d, the client %r" % (
+            src, sport, me))
+        check((dst, dport) == ("127.0.0.1", port), "destination %s:%d" % (
+            dst, dport))
+        check(got[28:].startswith(b"GET / HTTP/1.1"),
+              "the client's bytes do not follow: %r" % got[28:60])
+    finally:
+        d.kill_all()
+        dc.stop()
+        site.stop()
+
+
 if __name__ == "__main__":
     run_tests([
+        test_proxy_v2_header_reaches_the_site,
         test_https_through_mtprotod_is_nginx,
         test_wrong_secret_hello_reaches_nginx,
         test_replayed_hello_reaches_nginx,

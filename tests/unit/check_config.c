@@ -1377,6 +1377,16 @@ START_TEST(test_network)
 	ck_assert_int_eq(c->tls_profile_learn, 0);
 	ck_assert_int_eq(c->tls_profile_refresh, 600);
 	config_free(c);
+	c = expect_ok("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	              "  fronting_proxy_protocol = \"v2\";\n"
+	              "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n");
+	ck_assert_int_eq(c->listeners[0].fronting_proxy_v2, 1);
+	config_free(c);
+	expect_err("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	           "  fronting_proxy_protocol = \"v1\";\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].fronting_proxy_protocol: must be "
+	    "\"off\" or \"v2\"");
 	expect_err(GOOD_LISTENERS "tls = { profile = \"copy\"; };\n",
 	    "t.conf:7: tls.profile: must be \"learn\" or \"static\"");
 	expect_err(GOOD_LISTENERS "tls = { profile_refresh = 5; };\n",
