@@ -634,7 +634,7 @@ parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 
 static const char *const listener_opts[] = { "name", "address", "port",
 	"protocols", "tls_domain", "fronting", "ad_tag", "backend", "users",
-	"limits", "server", "fronting_proxy_protocol", NULL };
+	"limits", "server", "fronting_proxy_protocol", "unknown_sni", NULL };
 
 /*
  * limits = { ... }: the global block (l == NULL) bounds the whole daemon,
@@ -797,6 +797,21 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 		else if (strcmp(buf, "off") != 0)
 			return perr(
 			    p, o.s, o.path, "must be \"off\" or \"v2\"");
+	}
+
+	if ((r = opt_str(p, s, path, "unknown_sni", buf, sizeof(buf), &o)) ==
+	    -1)
+		return -1;
+	if (r == 1) {
+		if (strcmp(buf, "front") == 0)
+			l->unknown_sni = SNI_FRONT;
+		else if (strcmp(buf, "drop") == 0)
+			l->unknown_sni = SNI_DROP;
+		else if (strcmp(buf, "reject") == 0)
+			l->unknown_sni = SNI_REJECT;
+		else
+			return perr(p, o.s, o.path,
+			    "must be \"front\", \"drop\" or \"reject\"");
 	}
 
 	if ((r = opt_str(p, s, path, "ad_tag", buf, sizeof(buf), &o)) == -1)

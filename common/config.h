@@ -58,6 +58,7 @@ struct config_listener {
 	enum backend_mode backend;
 	char server[CONFIG_DOMAIN_MAX + 1]; /* for links; "" = found */
 	int fronting_proxy_v2; /* fronting_proxy_protocol = "v2" */
+	enum unknown_sni { SNI_FRONT, SNI_DROP, SNI_REJECT } unknown_sni;
 	struct config_user *users;
 	size_t nusers;
 	int max_connections; /* limits.max_connections here; 0 = unlimited */

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -837,6 +838,36 @@ o2_handshake(struct session *s)
 	hs_forget(s);
 }
 
+/* The client asked for the listener's domain (any case, RFC 6066). */
+static int
+sni_known(const struct config_listener *l, const struct tls_hello *ch)
+{
+	return ch->has_sni && strcasecmp(ch->sni, l->tls_domain) == 0;
+}
+
+/*
+ * A prober that asked for another name (unknown_sni): "drop" closes,
+ * "reject" answers as nginx's ssl_reject_handshake does (a fatal
+ * unrecognized_name alert, these exact bytes) and closes. Not fronted.
+ */
+static void
+sni_refuse(struct session *s, const struct tls_hello *ch)
+{
+	static const uint8_t alert[] = { 0x15, 0x03, 0x03, 0x00, 0x02, 0x02,
+		0x70 };
+	char a[ADDR_STRLEN];
+
+	shm_add(W.metrics, M_HANDSHAKE_BAD, 1);
+	log_debug("%s: unknown SNI \"%s\" on %s: %s",
+	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)),
+	    ch->has_sni ? ch->sni : "", s->l->name,
+	    s->l->unknown_sni == SNI_REJECT ? "rejected" : "dropped");
+	if (s->l->unknown_sni == SNI_REJECT)
+		(void)!send(
+		    s->c.fd, alert, sizeof(alert), MSG_NOSIGNAL | MSG_DONTWAIT);
+	session_close(s, "unknown SNI");
+}
+
 /* A complete ClientHello (joined form in rec) that took consumed bytes. */
 static void
 tls_handshake(
@@ -858,6 +889,10 @@ tls_handshake(
 		return;
 	}
 	if ((idx = tls_hello_verify(rec, len, ls->secrets, ls->n, &ts)) == -1) {
+		if (!sni_known(s->l, &ch) && s->l->unknown_sni != SNI_FRONT) {
+			sni_refuse(s, &ch);
+			return;
+		}
 		session_bad(s, "ClientHello HMAC matches no secret", 0);
 		return;
 	}

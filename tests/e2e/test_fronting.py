@@ -215,8 +215,54 @@ def test_proxy_v2_header_reaches_the_site():
         site.stop()
 
 
+def test_unknown_sni_front_drop_reject():
+    # A probe whose SNI is not the listener's domain: fronted (default),
+    # dropped, or rejected with nginx's unrecognized_name alert. One with
+    # the listener's domain is fronted in every mode.
+    from mtp import FrontSite
+    site = FrontSite()
+    dc = FakeDC("packets")
+    ports = {m: free_port() for m in ("front", "drop", "reject")}
+    d = Daemon(workers=1, listeners=[listener_conf(
+        m, p, ["fake_tls"], tls_domain=DOMAIN,
+        fronting="127.0.0.1:%d" % site.port,
+        extra='unknown_sni = "%s";' % m) for m, p in ports.items()],
+        extra=telegram_conf({2: dc.port}) + 'tls = { profile = "static"; };\n')
+    try:
+        d.start()
+        for mode, port in ports.items():
+            for sni, fronted in (("other.example.org", mode == "front"),
+                                 (DOMAIN.upper(), True)):
+                before = len(site.received)
+                r = tclient(port, "tls", "probe", secret=WRONG_SECRET,
+                            domain=sni, timeout=3)
+                if fronted:
+                    wait_for(lambda: len(site.received) > before, 5,
+                             what="%s/%s fronted" % (mode, sni))
+                    check("GOT-DATA" in r.out and "485454502f312e3120323030"
+                          in r.out, "%s/%s: %s" % (mode, sni, r))
+                    continue
+                time.sleep(0.3)
+                check(len(site.received) == before,
+                      "%s/%s reached the site" % (mode, sni))
+                if mode == "reject":
+                    check("GOT-DATA 7 15030300020270" in r.out,
+                          "reject: %s" % r)
+                else:
+                    check("CLOSED" in r.out, "drop: %s" % r)
+        # Our clients pass whatever the mode.
+        for port in ports.values():
+            r = tclient(port, "tls", "reqpq", domain=DOMAIN)
+            check(r.ok, str(r))
+    finally:
+        d.kill_all()
+        dc.stop()
+        site.stop()
+
+
 if __name__ == "__main__":
     run_tests([
+        test_unknown_sni_front_drop_reject,
         test_proxy_v2_header_reaches_the_site,
         test_https_through_mtprotod_is_nginx,
         test_wrong_secret_hello_reaches_nginx,

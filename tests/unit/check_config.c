@@ -1381,7 +1381,18 @@ START_TEST(test_network)
 	              "  fronting_proxy_protocol = \"v2\";\n"
 	              "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n");
 	ck_assert_int_eq(c->listeners[0].fronting_proxy_v2, 1);
+	ck_assert_int_eq(c->listeners[0].unknown_sni, SNI_FRONT);
 	config_free(c);
+	c = expect_ok("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	              "  unknown_sni = \"reject\";\n"
+	              "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n");
+	ck_assert_int_eq(c->listeners[0].unknown_sni, SNI_REJECT);
+	config_free(c);
+	expect_err("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	           "  unknown_sni = \"ignore\";\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].unknown_sni: must be \"front\", "
+	    "\"drop\" or \"reject\"");
 	expect_err("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
 	           "  fronting_proxy_protocol = \"v1\";\n"
 	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
