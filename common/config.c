@@ -932,7 +932,8 @@ parse_replay(struct parser *p, struct config *cfg, const config_setting_t *g,
 }
 
 static const char *const tls_opts[] = { "time_skew_past", "time_skew_future",
-	"cert_len_min", "cert_len_max", "profile", "profile_refresh", NULL };
+	"cert_len_min", "cert_len_max", "profile", "profile_refresh",
+	"record_sizing", NULL };
 
 static int
 parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
@@ -964,6 +965,18 @@ parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
 		else
 			return perr(
 			    p, o.s, o.path, "must be \"learn\" or \"static\"");
+	}
+	if ((r = opt_str(p, g, path, "record_sizing", buf, sizeof(buf), &o)) ==
+	    -1)
+		return -1;
+	if (r == 1) {
+		if (strcmp(buf, "dynamic") == 0)
+			cfg->tls_record_fixed = 0;
+		else if (strcmp(buf, "fixed") == 0)
+			cfg->tls_record_fixed = 1;
+		else
+			return perr(
+			    p, o.s, o.path, "must be \"dynamic\" or \"fixed\"");
 	}
 	if (cfg->tls_cert_len_min > cfg->tls_cert_len_max) {
 		if (!lookup(g, path, "cert_len_max", &o))

@@ -115,6 +115,7 @@ struct config {
 	int tls_cert_len_max;
 	int tls_profile_learn; /* tls.profile: 1 "learn", 0 "static" */
 	int tls_profile_refresh; /* seconds */
+	int tls_record_fixed; /* tls.record_sizing = "fixed" */
 
 	/* telegram */
 	struct config_dc *dcs; /* overrides of the built-in table */

@@ -172,7 +172,7 @@ client_send(struct session *s, const uint8_t *const *p, const size_t *n, int np)
 	size_t total = 0, out = 0;
 	for (int i = 0; i < np; i++)
 		total += n[i];
-	size_t records = s->is_tls ? total / TLS_RECORD_MAX_PAYLOAD + 1 : 0;
+	size_t records = s->is_tls ? total / TLS_DRS_MIN + 1 : 0;
 	if (out_reserve(total + records * TLS_RECORD_HEADER_LEN) == -1)
 		return -1;
 	/* Lay out the stream (with room for record headers), encrypting
@@ -180,10 +180,11 @@ client_send(struct session *s, const uint8_t *const *p, const size_t *n, int np)
 	int i = 0;
 	size_t ioff = 0, left = total;
 	while (left > 0) {
-		size_t chunk = s->is_tls && left > TLS_RECORD_MAX_PAYLOAD
-		    ? TLS_RECORD_MAX_PAYLOAD
-		    : left;
+		size_t chunk = left;
 		if (s->is_tls) {
+			size_t max = tls_record_size(s, s->tls_out_records++);
+			if (chunk > max)
+				chunk = max;
 			tls_record_header(M.out + out, chunk);
 			out += TLS_RECORD_HEADER_LEN;
 		}

@@ -22,14 +22,32 @@
 #include "worker.h"
 
 /* Reads per wake-up before yielding to other sessions. */
-#define PUMP_ROUNDS 4
+#define PUMP_ROUNDS      4
+#define TLS_MAX_SEGMENTS 16
+
 /*
- * Proxy-to-client record sizes: the first records small, like a web
- * server's first flight, then full (spec A.4.7 recommends growing).
+ * Proxy-to-client record sizes (tls.record_sizing = "dynamic"), as a web
+ * server's dynamic record sizing does: records that fit one TCP segment
+ * first, then a few of 4 KiB, then full ones; each a little smaller by a
+ * noise of its own, so that no size repeats exactly.
  */
-#define TLS_SMALL_RECORDS 8
-#define TLS_SMALL_PAYLOAD 1380
-#define TLS_MAX_SEGMENTS  16
+size_t
+tls_record_size(const struct session *s, uint32_t index)
+{
+	uint32_t x = index * 2654435761u ^ (uint32_t)(uintptr_t)s;
+
+	if (W.cfg->tls_record_fixed)
+		return TLS_RECORD_MAX_PAYLOAD;
+	/* xorshift: cheap, and noise needs no cryptography */
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	if (index < TLS_DRS_SMALL_RECORDS)
+		return TLS_DRS_SMALL - (x & 31);
+	if (index < TLS_DRS_MEDIUM_RECORDS)
+		return TLS_DRS_MEDIUM - (x & 63);
+	return TLS_RECORD_MAX_PAYLOAD - (x & 255);
+}
 
 void
 side_want_read(struct session *s, struct side *sd, int on)
@@ -177,9 +195,7 @@ read_into_records(struct session *s, uint8_t *buf, size_t cap, size_t *outlen)
 	int n = 0;
 
 	while (n < TLS_MAX_SEGMENTS && pos + TLS_RECORD_HEADER_LEN < cap) {
-		size_t sz = s->tls_out_records + n < TLS_SMALL_RECORDS
-		    ? TLS_SMALL_PAYLOAD
-		    : TLS_RECORD_MAX_PAYLOAD;
+		size_t sz = tls_record_size(s, s->tls_out_records + n);
 		if (sz > cap - pos - TLS_RECORD_HEADER_LEN)
 			sz = cap - pos - TLS_RECORD_HEADER_LEN;
 		iov[n].iov_base = buf + pos + TLS_RECORD_HEADER_LEN;

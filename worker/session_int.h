@@ -52,6 +52,18 @@ union sockaddr_any {
 	struct sockaddr_in6 in6;
 };
 
+/*
+ * The payload size of proxy-to-client record number index of s
+ * (relay.c, tls.record_sizing).
+ */
+#define TLS_DRS_SMALL          1369 /* one segment with headers */
+#define TLS_DRS_SMALL_RECORDS  8
+#define TLS_DRS_MEDIUM         4096
+#define TLS_DRS_MEDIUM_RECORDS 16
+#define TLS_DRS_MIN            (TLS_DRS_SMALL - 31)
+struct session;
+size_t tls_record_size(const struct session *, uint32_t index);
+
 /* Bytes a socket did not take yet. */
 struct pending {
 	uint8_t *buf;

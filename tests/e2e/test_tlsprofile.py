@@ -210,6 +210,46 @@ def test_reload_in_place_to_another_site():
         dc.stop()
 
 
+def record_sizes(sizing, backend_dc):
+    port = free_port()
+    d = Daemon(workers=1, listeners=[listener_conf(
+        "main", port, tls_domain=DOMAIN)],
+        extra='backend = "direct";\n' + telegram_conf({2: backend_dc.port}) +
+        'tls = { profile = "static"; record_sizing = "%s"; };\n' % sizing)
+    d.port = port
+    try:
+        d.start()
+        r = tclient(port, "tls", "download", bytes=4 << 20, domain=DOMAIN,
+                    record_sizes=True, timeout=60)
+        check(r.ok, "download: %s" % r)
+        m = re.search(r"RECORDS (\S+)", r.out)
+        check(m, "no RECORDS line: %s" % r)
+        return [int(x) for x in m.group(1).split(",")]
+    finally:
+        d.kill_all()
+
+
+def test_record_sizing():
+    # dynamic: records that fit a segment first, then 4 KiB ones, then
+    # full ones, each a little smaller than its step by its own noise;
+    # fixed: as large as the data at hand allows, from the start.
+    src = FakeDC("source", source_bytes=4 << 20)
+    try:
+        dyn = record_sizes("dynamic", src)
+        check(len(dyn) == 40, "records: %r" % dyn)
+        check(all(1369 - 31 <= x <= 1369 for x in dyn[:8]),
+              "first records: %r" % dyn[:8])
+        check(len(set(dyn[:8])) > 1, "no noise: %r" % dyn[:8])
+        check(all(x <= 4096 for x in dyn[8:16]) and
+              any(x > 1369 for x in dyn[8:16]), "next: %r" % dyn[8:16])
+        check(max(dyn[16:]) > 16384 - 256 and max(dyn) <= 16384,
+              "later: %r" % dyn[16:])
+        fixed = record_sizes("fixed", src)
+        check(max(fixed[:8]) > 4096, "fixed: %r" % fixed[:8])
+    finally:
+        src.stop()
+
+
 def test_unreachable_site_keeps_the_builtin_shape():
     dead = free_port()
     dc = FakeDC()
@@ -239,5 +279,6 @@ if __name__ == "__main__":
         test_learns_nginx,
         test_learns_gnutls,
         test_reload_in_place_to_another_site,
+        test_record_sizing,
         test_unreachable_site_keeps_the_builtin_shape,
     ])

@@ -8,7 +8,7 @@
  *	    [--bytes N] [--packet N] [--timeout S]
  *	    [--record FILE | --replay FILE] [--ts-offset S] [--hello-len N]
  *	    [--interval S] [--rounds N] [--hold S] [--quickack] [--tail HEX]
- *	    [--flight]
+ *	    [--flight] [--record-sizes]
  *
  * Each connection is built as an app builds it (spec A.2, A.3, A.4): fake
  * TLS waits for and checks the ServerHello before it sends the
@@ -46,6 +46,9 @@
  *		 middle proxy) until the proxy closes the connection, then
  *		   CLOSED after <payload bytes sent>
  *		 success means the proxy closed it before --timeout.
+ * --record-sizes (fake TLS): the payload sizes of the first 40 records
+ * the proxy sent after the handshake, on one line for the first
+ * connection: RECORDS n,n,...
  * With --conns N the connections run concurrently; the exit status is 0
  * only if all succeed, and one line sums them up:
  *	tclient: N/N ok, X bytes, T s
@@ -100,9 +103,16 @@ enum state {
 	S_DONE,
 };
 
+#define RECORD_SIZES_MAX 40
+
 struct tconn {
 	int idx;
 	enum state state;
+	/* --record-sizes: the proxy's records after the handshake */
+	uint8_t rhdr[5];
+	size_t rhl, rleft;
+	uint16_t rsizes[RECORD_SIZES_MAX];
+	size_t nrsizes;
 	struct bufferevent *bev;
 	struct event *quiet; /* probe */
 	struct event *tick; /* hold, noread */
@@ -149,6 +159,7 @@ static struct {
 	double hold;
 	int quickack;
 	int flight; /* --flight: a FLIGHT line after a probe */
+	int record_sizes; /* --record-sizes */
 
 	struct event_base *base;
 	struct sockaddr_storage addr;
@@ -182,6 +193,12 @@ conn_end(struct tconn *c)
 	if (c->tick)
 		event_free(c->tick);
 	c->tick = NULL;
+	if (G.record_sizes && c->idx == 0 && c->nrsizes > 0) {
+		printf("RECORDS");
+		for (size_t i = 0; i < c->nrsizes; i++)
+			printf("%c%u", i ? ',' : ' ', c->rsizes[i]);
+		printf("\n");
+	}
 	peer_client_free(&c->pc);
 	peer_buf_free(&c->hs);
 	peer_buf_free(&c->in);
@@ -749,6 +766,30 @@ probe_input(struct tconn *c, const uint8_t *buf, size_t len)
 	evtimer_add(c->quiet, &tv);
 }
 
+/* The payload sizes of the proxy's records, as they come. */
+static void
+note_records(struct tconn *c, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		if (c->rleft > 0) {
+			size_t k = len < c->rleft ? len : c->rleft;
+
+			c->rleft -= k;
+			p += k;
+			len -= k;
+			continue;
+		}
+		c->rhdr[c->rhl++] = *p++;
+		len--;
+		if (c->rhl < 5)
+			continue;
+		c->rhl = 0;
+		c->rleft = (size_t)c->rhdr[3] << 8 | c->rhdr[4];
+		if (c->nrsizes < RECORD_SIZES_MAX)
+			c->rsizes[c->nrsizes++] = (uint16_t)c->rleft;
+	}
+}
+
 static void
 conn_input(struct tconn *c, uint8_t *buf, size_t len)
 {
@@ -783,6 +824,8 @@ conn_input(struct tconn *c, uint8_t *buf, size_t len)
 		}
 		return;
 	case S_RUNNING: {
+		if (G.record_sizes && G.proto == PEER_TLS)
+			note_records(c, buf, len);
 		ssize_t n = peer_client_open(&c->pc, buf, len);
 		if (n < 0) {
 			conn_fail(c, "bad TLS record from the proxy");
@@ -1000,6 +1043,7 @@ main(int argc, char **argv)
 		{ "quickack", no_argument, NULL, 'Q' },
 		{ "tail", required_argument, NULL, 'X' },
 		{ "flight", no_argument, NULL, 'F' },
+		{ "record-sizes", no_argument, NULL, 'Z' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const tests[] = { "reqpq", "echo", "upload",
@@ -1088,6 +1132,9 @@ main(int argc, char **argv)
 			break;
 		case 'F':
 			G.flight = 1;
+			break;
+		case 'Z':
+			G.record_sizes = 1;
 			break;
 		case 'Q':
 			G.quickack = 1;

@@ -1376,7 +1376,13 @@ START_TEST(test_network)
 	                             "profile_refresh = 600; };\n");
 	ck_assert_int_eq(c->tls_profile_learn, 0);
 	ck_assert_int_eq(c->tls_profile_refresh, 600);
+	ck_assert_int_eq(c->tls_record_fixed, 0);
 	config_free(c);
+	c = expect_ok(GOOD_LISTENERS "tls = { record_sizing = \"fixed\"; };\n");
+	ck_assert_int_eq(c->tls_record_fixed, 1);
+	config_free(c);
+	expect_err(GOOD_LISTENERS "tls = { record_sizing = \"big\"; };\n",
+	    "t.conf:7: tls.record_sizing: must be \"dynamic\" or \"fixed\"");
 	c = expect_ok("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
 	              "  fronting_proxy_protocol = \"v2\";\n"
 	              "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n");
