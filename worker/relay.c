@@ -191,6 +191,8 @@ static ssize_t
 read_into_records(struct session *s, uint8_t *buf, size_t cap, size_t *outlen)
 {
 	struct iovec iov[TLS_MAX_SEGMENTS];
+
+	*outlen = 0;
 	size_t pos = 0;
 	int n = 0;
 
@@ -207,7 +209,7 @@ read_into_records(struct session *s, uint8_t *buf, size_t cap, size_t *outlen)
 	if (r <= 0)
 		return r;
 	size_t left = r, out = 0;
-	for (int i = 0; left > 0; i++) {
+	for (int i = 0; left > 0 && i < n; i++) {
 		size_t take = left < iov[i].iov_len ? left : iov[i].iov_len;
 		tls_record_header(buf + out, take);
 		out += TLS_RECORD_HEADER_LEN + take;
