@@ -388,6 +388,35 @@ opt_list(struct parser *p, const config_setting_t *grp, const char *gpath,
 	return 1;
 }
 
+/*
+ * One of the NULL-terminated names into *dst as its index: 1 if present,
+ * 0 if absent, -1 on error ("must be \"a\", \"b\" or \"c\"").
+ */
+static int
+opt_enum(struct parser *p, const config_setting_t *g, const char *gpath,
+    const char *name, const char *const *names, int *dst)
+{
+	char buf[32], want[128] = "";
+	struct opt o;
+	size_t n = 0, k;
+	int r;
+
+	if ((r = opt_str(p, g, gpath, name, buf, sizeof(buf), &o)) != 1)
+		return r;
+	for (k = 0; names[k] != NULL; k++)
+		if (strcmp(buf, names[k]) == 0) {
+			*dst = (int)k;
+			return 1;
+		}
+	for (k = 0; names[k] != NULL; k++)
+		n += (size_t)snprintf(want + n, sizeof(want) - n, "%s\"%s\"",
+		    k == 0                     ? ""
+		        : names[k + 1] == NULL ? " or "
+		                               : ", ",
+		    names[k]);
+	return perr(p, o.s, o.path, "must be %s", want);
+}
+
 static int
 missing(struct parser *p, const config_setting_t *grp, const char *gpath,
     const char *name, const char *why)
@@ -703,7 +732,7 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	char buf[CONFIG_DOMAIN_MAX + 16];
 	struct opt o, oproto;
 	long long v;
-	int r, n;
+	int r, n, sni = SNI_FRONT;
 
 	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
 		return perr(p, s, path, "must be a group { ... }");
@@ -788,31 +817,14 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 		return perr(p, o.s, o.path,
 		    "must be \"host:port\" (host a name or an IP address)");
 
-	if ((r = opt_str(p, s, path, "fronting_proxy_protocol", buf,
-	         sizeof(buf), &o)) == -1)
+	if (opt_enum(p, s, path, "fronting_proxy_protocol",
+	        (const char *const[]){ "off", "v2", NULL },
+	        &l->fronting_proxy_v2) == -1 ||
+	    opt_enum(p, s, path, "unknown_sni",
+	        (const char *const[]){ "front", "drop", "reject", NULL },
+	        &sni) == -1)
 		return -1;
-	if (r == 1) {
-		if (strcmp(buf, "v2") == 0)
-			l->fronting_proxy_v2 = 1;
-		else if (strcmp(buf, "off") != 0)
-			return perr(
-			    p, o.s, o.path, "must be \"off\" or \"v2\"");
-	}
-
-	if ((r = opt_str(p, s, path, "unknown_sni", buf, sizeof(buf), &o)) ==
-	    -1)
-		return -1;
-	if (r == 1) {
-		if (strcmp(buf, "front") == 0)
-			l->unknown_sni = SNI_FRONT;
-		else if (strcmp(buf, "drop") == 0)
-			l->unknown_sni = SNI_DROP;
-		else if (strcmp(buf, "reject") == 0)
-			l->unknown_sni = SNI_REJECT;
-		else
-			return perr(p, o.s, o.path,
-			    "must be \"front\", \"drop\" or \"reject\"");
-	}
+	l->unknown_sni = (enum unknown_sni)sni;
 
 	if ((r = opt_str(p, s, path, "ad_tag", buf, sizeof(buf), &o)) == -1)
 		return perr(p, o.s, o.path, "must be 32 hex digits or \"\"");
@@ -940,8 +952,7 @@ parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
     const char *path)
 {
 	struct opt o;
-	char buf[16];
-	int r;
+	int learn;
 
 	if (check_known(p, g, path, tls_opts) == -1 ||
 	    opt_intf(p, g, path, "time_skew_past", 0, INT_MAX,
@@ -955,29 +966,15 @@ parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
 	    opt_intf(p, g, path, "profile_refresh", 60, INT_MAX,
 	        &cfg->tls_profile_refresh) == -1)
 		return -1;
-	if ((r = opt_str(p, g, path, "profile", buf, sizeof(buf), &o)) == -1)
+	learn = !cfg->tls_profile_learn;
+	if (opt_enum(p, g, path, "profile",
+	        (const char *const[]){ "learn", "static", NULL },
+	        &learn) == -1 ||
+	    opt_enum(p, g, path, "record_sizing",
+	        (const char *const[]){ "dynamic", "fixed", NULL },
+	        &cfg->tls_record_fixed) == -1)
 		return -1;
-	if (r == 1) {
-		if (strcmp(buf, "learn") == 0)
-			cfg->tls_profile_learn = 1;
-		else if (strcmp(buf, "static") == 0)
-			cfg->tls_profile_learn = 0;
-		else
-			return perr(
-			    p, o.s, o.path, "must be \"learn\" or \"static\"");
-	}
-	if ((r = opt_str(p, g, path, "record_sizing", buf, sizeof(buf), &o)) ==
-	    -1)
-		return -1;
-	if (r == 1) {
-		if (strcmp(buf, "dynamic") == 0)
-			cfg->tls_record_fixed = 0;
-		else if (strcmp(buf, "fixed") == 0)
-			cfg->tls_record_fixed = 1;
-		else
-			return perr(
-			    p, o.s, o.path, "must be \"dynamic\" or \"fixed\"");
-	}
+	cfg->tls_profile_learn = !learn;
 	if (cfg->tls_cert_len_min > cfg->tls_cert_len_max) {
 		if (!lookup(g, path, "cert_len_max", &o))
 			lookup(g, path, "cert_len_min", &o);
