@@ -1,7 +1,7 @@
 /*
  * Fuzz target for common/discover.c: a STUN answer (any datagram a
- * server, or anyone, sends to the dcpool's discovery socket) and a
- * "what is my IP" body. Nothing may crash or read out of bounds, and a
+ * server, or anyone, sends to the dcpool's discovery socket), a "what is
+ * my IP" body, and the cached address file (pubaddr_parse). Nothing may crash or read out of bounds, and a
  * parsed address must be a whole IPv4 or IPv6 one.
  */
 #include "autoconf.h"
@@ -37,6 +37,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (why == NULL)
 		abort();
 	free(copy);
+	{
+		struct pubaddr_state st;
+
+		if (pubaddr_parse(data, size, &st) == 0 &&
+		    (memchr(st.v4, 0, sizeof(st.v4)) == NULL ||
+		        memchr(st.v6, 0, sizeof(st.v6)) == NULL ||
+		        (st.v4[0] == 0 && st.v6[0] == 0)))
+			abort();
+	}
 	if (myip_parse(data, size, text, &family) == 0 &&
 	    (memchr(text, 0, sizeof(text)) == NULL ||
 	        (family != AF_INET && family != AF_INET6)))
