@@ -729,7 +729,8 @@ tls_shape_format(const struct tls_shape *sh, char *out, size_t cap)
 	for (size_t i = 0; i < sh->next && n > 0 && (size_t)n < cap; i++)
 		n += snprintf(out + n, cap - (size_t)n, " %u", sh->ext[i]);
 	if (n > 0 && (size_t)n < cap)
-		n += snprintf(out + n, cap - (size_t)n, "\n");
+		n += snprintf(out + n, cap - (size_t)n, "\nanswer_us %u\n",
+		    sh->answer_us);
 	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
 
@@ -757,6 +758,16 @@ tls_shape_parse(const char *text, struct tls_shape *sh)
 		if (end == e + 1 || v > 0xffff || sh->next == TLS_SHAPE_EXT_MAX)
 			return -1;
 		sh->ext[sh->next++] = (uint16_t)v;
+		e = end;
+	}
+	/* answer_us came later: a profile kept without it still reads. */
+	if (*e == '\n' && strncmp(e + 1, "answer_us ", 10) == 0) {
+		char *end;
+		unsigned long v = strtoul(e + 11, &end, 10);
+
+		if (end == e + 11 || v > UINT32_MAX || *end != '\n')
+			return -1;
+		sh->answer_us = (uint32_t)v;
 		e = end;
 	}
 	if (*e != '\n' || c > 0xffff || g > 0xffff || k > 0xffff || f == 0 ||

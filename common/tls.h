@@ -160,6 +160,9 @@ struct tls_shape {
 	uint8_t next;
 	uint32_t flight; /* bytes of the one application-data record */
 	uint32_t spread; /* max - min of the site's flights */
+	/* The site's own answer time (its ServerHello's delay after our
+	 * ClientHello, less one connect round trip), microseconds. */
+	uint32_t answer_us;
 };
 /* When nothing is learned (yet): documented in mtprotod.conf(5). */
 extern const struct tls_shape tls_shape_default;

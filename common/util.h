@@ -61,7 +61,8 @@ put_le32(uint8_t *p, uint32_t v)
 	p[3] = (v >> 24) & 0xff;
 }
 
-/* Monotonic and wall clock, in milliseconds / seconds. */
+/* Monotonic and wall clock, in micro- or milliseconds / seconds. */
+uint64_t now_us(void);
 uint64_t now_ms(void);
 int64_t now_unix(void);
 

@@ -47,7 +47,7 @@ struct target {
 	struct tls_shape shape;
 	struct tls_flight first;
 	uint32_t flights[PROBE_SAMPLES];
-	uint32_t answer_ms[PROBE_SAMPLES];
+	uint32_t answer_us[PROBE_SAMPLES]; /* less the connect time */
 	int nsamples;
 	int failed; /* this round */
 };
@@ -65,7 +65,7 @@ struct tlsprobe {
 	struct event *ev, *timer, *round_timer, *quiet;
 	uint8_t buf[ANSWER_MAX];
 	size_t len;
-	uint64_t started_ms, first_ms;
+	uint64_t connect_us, rtt_us, sent_us, first_us;
 	int dying;
 	int probing; /* a round runs: t[] stays as it is */
 	struct target pending[CONFIG_MAX_LISTENERS]; /* a reload's targets */
@@ -108,16 +108,16 @@ target_done(struct tlsprobe *p, struct target *t)
 {
 	const struct tls_flight *fl = &t->first;
 	struct tls_shape sh = { 0 };
-	uint32_t sorted[PROBE_SAMPLES], ms[PROBE_SAMPLES];
+	uint32_t sorted[PROBE_SAMPLES], us[PROBE_SAMPLES];
 	char text[256], name[128];
 	int n = t->nsamples;
 
 	if (n == 0)
 		return;
 	memcpy(sorted, t->flights, sizeof(sorted));
-	memcpy(ms, t->answer_ms, sizeof(ms));
+	memcpy(us, t->answer_us, sizeof(us));
 	qsort(sorted, (size_t)n, sizeof(sorted[0]), cmp_u32);
-	qsort(ms, (size_t)n, sizeof(ms[0]), cmp_u32);
+	qsort(us, (size_t)n, sizeof(us[0]), cmp_u32);
 	sh.cipher = fl->cipher;
 	sh.group = fl->group;
 	sh.ks_len = fl->ks_len;
@@ -126,17 +126,18 @@ target_done(struct tlsprobe *p, struct target *t)
 			sh.ext[sh.next++] = fl->ext[i];
 	sh.flight = sorted[n / 2];
 	sh.spread = sorted[n - 1] - sorted[0];
+	sh.answer_us = us[n / 2];
 	log_info("TLS profile of %s (SNI %s): TLS %s, cipher 0x%04x, group "
 	         "0x%04x (%u-byte key share), extensions%s%s%s%s, %s, flight "
 	         "of %u record(s), %u bytes (spread %u over %d), answer in %u "
-	         "ms",
+	         "us",
 	    t->key, t->sni, fl->version == 0x0304 ? "1.3" : "1.2 or older",
 	    fl->cipher, fl->group, fl->ks_len, sh.next > 0 ? " " : " none",
 	    sh.next > 0 ? (sh.ext[0] == 0x002b ? "43" : "51") : "",
 	    sh.next > 1 ? "," : "",
 	    sh.next > 1 ? (sh.ext[1] == 0x002b ? "43" : "51") : "",
 	    fl->ccs ? "CCS" : "no CCS", fl->app_records, sh.flight, sh.spread,
-	    n, ms[n / 2]);
+	    n, sh.answer_us);
 	if (fl->version != 0x0304 || fl->group == 0 || fl->hrr) {
 		log_warnx("TLS profile of %s: %s; it cannot be copied (the "
 		          "apps need a TLS 1.3 answer): keeping %s",
@@ -207,8 +208,11 @@ sample_end(struct tlsprobe *p, const char *why)
 		if (t->nsamples == 0)
 			t->first = fl;
 		t->flights[t->nsamples] = fl.app_bytes;
-		t->answer_ms[t->nsamples] =
-		    (uint32_t)(p->first_ms - p->started_ms);
+		/* The site's own time: what a client next to it would
+		 * wait (the connect took one round trip to it). */
+		uint64_t a = p->first_us - p->sent_us;
+		t->answer_us[t->nsamples] =
+		    (uint32_t)(a > p->rtt_us ? a - p->rtt_us : 0);
 		t->nsamples++;
 	} else {
 		log_warnx("TLS profile of %s: %s", t->key,
@@ -255,6 +259,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		size_t hl;
 
 		getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+		p->rtt_us = now_us() - p->connect_us;
 		if (err != 0) {
 			char why[128];
 
@@ -271,7 +276,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 			sample_end(p, "cannot send the ClientHello");
 			return;
 		}
-		p->started_ms = now_ms();
+		p->sent_us = now_us();
 		event_free(p->ev);
 		p->ev =
 		    event_new(p->base, fd, EV_READ | EV_PERSIST, read_cb, p);
@@ -289,10 +294,10 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (p->len == 0)
-		p->first_ms = now_ms();
+		p->first_us = now_us();
 	p->len += (size_t)n;
 	/* The flight is over when the server waits for us. */
-	wait = 2 * (p->first_ms - p->started_ms);
+	wait = 2 * (p->first_us - p->sent_us) / 1000;
 	if (wait < QUIET_MS)
 		wait = QUIET_MS;
 	struct timeval qtv = { (time_t)(wait / 1000),
@@ -313,6 +318,7 @@ connect_to(struct tlsprobe *p, const struct sockaddr *sa, socklen_t len)
 		return;
 	}
 	setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	p->connect_us = now_us();
 	if (connect(p->fd, sa, len) == -1 && errno != EINPROGRESS) {
 		char why[128];
 

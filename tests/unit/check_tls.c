@@ -1091,6 +1091,7 @@ START_TEST(test_shape_text)
 		.next = 2,
 		.flight = 6123,
 		.spread = 40,
+		.answer_us = 1830,
 	};
 	struct tls_shape b = { 0 };
 	char text[256];
@@ -1098,7 +1099,7 @@ START_TEST(test_shape_text)
 	ck_assert_uint_gt(tls_shape_format(&a, text, sizeof(text)), 0);
 	ck_assert_str_eq(text,
 	    "cipher 4866\ngroup 4588\nks_len 1120\n"
-	    "flight 6123\nspread 40\next 51 43\n");
+	    "flight 6123\nspread 40\next 51 43\nanswer_us 1830\n");
 	ck_assert_int_eq(tls_shape_parse(text, &b), 0);
 	ck_assert_uint_eq(b.cipher, a.cipher);
 	ck_assert_uint_eq(b.group, a.group);
@@ -1108,11 +1109,14 @@ START_TEST(test_shape_text)
 	ck_assert_uint_eq(b.next, 2);
 	ck_assert_uint_eq(b.ext[0], a.ext[0]);
 	ck_assert_uint_eq(b.ext[1], a.ext[1]);
+	ck_assert_uint_eq(b.answer_us, 1830);
+	/* A profile kept before answer_us existed: no delay. */
 	ck_assert_int_eq(tls_shape_parse("cipher 4866\ngroup 29\nks_len 32\n"
 	                                 "flight 100\nspread 0\next\n",
 	                     &b),
 	    0);
 	ck_assert_uint_eq(b.next, 0);
+	ck_assert_uint_eq(b.answer_us, 0);
 	/* Refused: an extension we cannot copy, no flight, a huge one,
 	 * garbage. */
 	ck_assert_int_eq(tls_shape_parse("cipher 4866\ngroup 29\nks_len 32\n"
@@ -1125,6 +1129,11 @@ START_TEST(test_shape_text)
 	    -1);
 	ck_assert_int_eq(tls_shape_parse("cipher 4866\ngroup 29\nks_len 32\n"
 	                                 "flight 20000\nspread 0\next 51\n",
+	                     &b),
+	    -1);
+	ck_assert_int_eq(tls_shape_parse("cipher 4866\ngroup 29\nks_len 32\n"
+	                                 "flight 100\nspread 0\next 51\n"
+	                                 "answer_us x\n",
 	                     &b),
 	    -1);
 	ck_assert_int_eq(tls_shape_parse("hello", &b), -1);
