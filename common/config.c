@@ -663,7 +663,8 @@ parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 
 static const char *const listener_opts[] = { "name", "address", "port",
 	"protocols", "tls_domain", "fronting", "ad_tag", "backend", "users",
-	"limits", "server", "fronting_proxy_protocol", "unknown_sni", NULL };
+	"limits", "server", "fronting_proxy_protocol", "unknown_sni",
+	"handshake_mss", "rst_on_failed", NULL };
 
 /*
  * limits = { ... }: the global block (l == NULL) bounds the whole daemon,
@@ -825,6 +826,15 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	        &sni) == -1)
 		return -1;
 	l->unknown_sni = (enum unknown_sni)sni;
+	/* Linux takes 88 (TCP_MIN_MSS) to 65535; 0 leaves the kernel's. */
+	if ((r = opt_intf(p, s, path, "handshake_mss", 0, 65535,
+	         &l->handshake_mss)) == -1 ||
+	    opt_bool(p, s, path, "rst_on_failed", &l->rst_on_failed) == -1)
+		return -1;
+	if (r == 1 && l->handshake_mss != 0 && l->handshake_mss < 88) {
+		lookup(s, path, "handshake_mss", &o);
+		return perr(p, o.s, o.path, "must be 0 or 88 to 65535");
+	}
 
 	if ((r = opt_str(p, s, path, "ad_tag", buf, sizeof(buf), &o)) == -1)
 		return perr(p, o.s, o.path, "must be 32 hex digits or \"\"");
@@ -945,7 +955,7 @@ parse_replay(struct parser *p, struct config *cfg, const config_setting_t *g,
 
 static const char *const tls_opts[] = { "time_skew_past", "time_skew_future",
 	"cert_len_min", "cert_len_max", "profile", "profile_refresh",
-	"record_sizing", NULL };
+	"record_sizing", "split_hello", "hello_delay", NULL };
 
 static int
 parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
@@ -972,7 +982,11 @@ parse_tls(struct parser *p, struct config *cfg, const config_setting_t *g,
 	        &learn) == -1 ||
 	    opt_enum(p, g, path, "record_sizing",
 	        (const char *const[]){ "dynamic", "fixed", NULL },
-	        &cfg->tls_record_fixed) == -1)
+	        &cfg->tls_record_fixed) == -1 ||
+	    opt_bool(p, g, path, "split_hello", &cfg->tls_split_hello) == -1 ||
+	    opt_enum(p, g, path, "hello_delay",
+	        (const char *const[]){ "0", "site", NULL },
+	        &cfg->tls_hello_delay_site) == -1)
 		return -1;
 	cfg->tls_profile_learn = !learn;
 	if (cfg->tls_cert_len_min > cfg->tls_cert_len_max) {
@@ -1513,6 +1527,7 @@ set_defaults(struct config *cfg)
 	cfg->tls_cert_len_max = DEF_TLS_CERT_LEN_MAX;
 	cfg->tls_profile_learn = 1;
 	cfg->tls_profile_refresh = DEF_TLS_PROFILE_REFRESH;
+	cfg->tls_hello_delay_site = 1;
 	cfg->default_dc = DEF_DEFAULT_DC;
 	snprintf(cfg->proxy_secret_url, sizeof(cfg->proxy_secret_url), "%s",
 	    DEF_PROXY_SECRET_URL);

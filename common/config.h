@@ -62,6 +62,8 @@ struct config_listener {
 	struct config_user *users;
 	size_t nusers;
 	int max_connections; /* limits.max_connections here; 0 = unlimited */
+	int handshake_mss; /* TCP_MAXSEG of the listening socket; 0 = kernel's */
+	int rst_on_failed; /* failed, non-fronted handshakes end with a RST */
 	/*
 	 * Index of this listener's connection gauges in shared memory
 	 * (shm_listener_index), stable for its name across reloads; set by
@@ -116,6 +118,8 @@ struct config {
 	int tls_profile_learn; /* tls.profile: 1 "learn", 0 "static" */
 	int tls_profile_refresh; /* seconds */
 	int tls_record_fixed; /* tls.record_sizing = "fixed" */
+	int tls_split_hello; /* ServerHello and CCS+data in two segments */
+	int tls_hello_delay_site; /* tls.hello_delay: 1 "site", 0 "0" */
 
 	/* telegram */
 	struct config_dc *dcs; /* overrides of the built-in table */

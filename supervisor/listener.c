@@ -48,6 +48,25 @@ fail:
 	return -1;
 }
 
+/*
+ * handshake_mss: the MSS the SYN-ACK announces, so a client sends its
+ * ClientHello in small segments. Linux fixes a connection's MSS at the
+ * handshake, both ways, for its whole life (TCP_MAXSEG on an established
+ * socket changes nothing), so it stays small after the handshake too; 0
+ * gives back the kernel's. Set again on every sync: a reload may change
+ * it, for new connections.
+ */
+static void
+lsock_set_mss(struct lsock *ls, int mss)
+{
+	for (int k = 0; k < ls->nfds; k++)
+		if (setsockopt(ls->fds[k], IPPROTO_TCP, TCP_MAXSEG, &mss,
+		        sizeof(mss)) == -1) {
+			log_warn("listener %s: handshake_mss %d", ls->key, mss);
+			return;
+		}
+}
+
 static int
 lsock_grow(struct lsock *ls, int nslots, char *err, size_t errlen)
 {
@@ -116,6 +135,7 @@ lsock_sync(struct lsock_set *set, const struct config *cfg, int nslots,
 		ls->cfg_index = (int)i;
 		if (lsock_grow(ls, nslots, err, errlen) == -1)
 			goto rollback;
+		lsock_set_mss(ls, l->handshake_mss);
 	}
 	/* Everything opened: commit, and mark listeners that went away. */
 	for (size_t j = 0; j < oldn; j++) {

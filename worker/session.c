@@ -76,6 +76,8 @@ static struct {
 
 static void hs_read_cb(evutil_socket_t, short, void *);
 static void session_timer_cb(evutil_socket_t, short, void *);
+static void hello_send(struct session *, const uint8_t *, size_t);
+static int hs_grow(struct session *, size_t);
 static int direct_other_family(struct session *, int, const char *);
 static void session_free(struct session *);
 
@@ -310,6 +312,11 @@ session_close(struct session *s, const char *why)
 		middle_session_closed(s);
 	hs_dequeue(s);
 	evtimer_del(&s->timer);
+	if (s->failed && s->l->rst_on_failed && s->c.fd != -1) {
+		/* A reset, not a FIN (listener rst_on_failed). */
+		struct linger lg = { 1, 0 };
+		setsockopt(s->c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	side_close(&s->c);
 	side_close(&s->s);
 	if (s->counted_dc)
@@ -526,6 +533,10 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 
+	if (s->hello_wait) {
+		hello_send(s, s->hs, s->hs_len);
+		return;
+	}
 	if (s->state == SS_RELAY) {
 		uint64_t idle = (uint64_t)W.cfg->idle_timeout * 1000;
 		uint64_t now = coarse_now_ms();
@@ -577,6 +588,7 @@ session_bad(struct session *s, const char *why, int replay)
 		return;
 	}
 	/* Held: it stays on the handshake queue, without a buffer. */
+	s->failed = 1;
 	s->state = SS_HOLD;
 	hs_forget(s);
 }
@@ -862,10 +874,59 @@ sni_refuse(struct session *s, const struct tls_hello *ch)
 	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)),
 	    ch->has_sni ? ch->sni : "", s->l->name,
 	    s->l->unknown_sni == SNI_REJECT ? "rejected" : "dropped");
+	s->failed = 1;
 	if (s->l->unknown_sni == SNI_REJECT)
 		(void)!send(
 		    s->c.fd, alert, sizeof(alert), MSG_NOSIGNAL | MSG_DONTWAIT);
 	session_close(s, "unknown SNI");
+}
+
+/*
+ * tls.hello_delay = "site": the answer leaves after about the site's own
+ * answer time (0.75 to 1.25 of it, at most HELLO_DELAY_MAX_US), so that
+ * it comes as soon as the site's would. 0 without a learned time.
+ */
+#define HELLO_DELAY_MAX_US 200000
+static uint32_t
+hello_delay_us(const struct tls_shape *sh)
+{
+	uint32_t r, base = sh->answer_us;
+
+	if (!W.cfg->tls_hello_delay_site || base == 0)
+		return 0;
+	if (base > HELLO_DELAY_MAX_US)
+		base = HELLO_DELAY_MAX_US;
+	random_bytes(&r, sizeof(r));
+	return base - base / 4 + (uint32_t)((uint64_t)r % (base / 2 + 1));
+}
+
+/*
+ * Our answer to a good ClientHello, from the handshake buffer after a
+ * hello_delay or straight. tls.split_hello: the ServerHello record in one
+ * segment, CCS and the data record in the next (two sends; TCP_NODELAY
+ * comes from the listening socket).
+ */
+static void
+hello_send(struct session *s, const uint8_t *p, size_t n)
+{
+	size_t first = n;
+
+	if (W.cfg->tls_split_hello && n > TLS_RECORD_HEADER_LEN) {
+		size_t r = TLS_RECORD_HEADER_LEN + ((size_t)p[3] << 8 | p[4]);
+		if (r < n)
+			first = r;
+	}
+	if (side_send(s, &s->c, p, first) == -1 ||
+	    (first < n && side_send(s, &s->c, p + first, n - first) == -1)) {
+		session_close(s, "write failed");
+		return;
+	}
+	s->hs_len = 0;
+	if (s->hello_wait) {
+		s->hello_wait = 0;
+		side_want_read(s, &s->c, 1);
+		timer_set(s, W.cfg->handshake_timeout);
+	}
 }
 
 /* A complete ClientHello (joined form in rec) that took consumed bytes. */
@@ -917,9 +978,21 @@ tls_handshake(
 	s->hello_sent = 1;
 	s->state = SS_TLS_INNER;
 	tls_reader_init(&s->tls_in, TLS_READER_FROM_CLIENT);
-	s->hs_len = 0;
-	if (side_send(s, &s->c, session_scratch, n) == -1)
-		session_close(s, "write failed");
+	uint32_t delay = hello_delay_us(shape);
+	if (delay == 0 || n > HS_MAX) {
+		s->hs_len = 0;
+		hello_send(s, session_scratch, n);
+		return;
+	}
+	/* The answer waits in the handshake buffer, the client unread. */
+	if (hs_grow(s, n) == -1)
+		return;
+	memcpy(s->hs, session_scratch, n);
+	s->hs_len = n;
+	s->hello_wait = 1;
+	side_want_read(s, &s->c, 0);
+	struct timeval tv = { delay / 1000000, delay % 1000000 };
+	evtimer_add(&s->timer, &tv);
 }
 
 /* Decide, from what the client sent so far, what it is. */

@@ -120,6 +120,8 @@ struct session {
 	size_t hs_len, hs_cap;
 	unsigned is_tls : 1;
 	unsigned hello_sent : 1; /* ServerHello gone: no fronting */
+	unsigned hello_wait : 1; /* tls.hello_delay: the answer is in hs */
+	unsigned failed : 1; /* a bad client, not fronted (rst_on_failed) */
 	unsigned counted_dc : 1;
 	unsigned other_family : 1; /* a DC tried on its other family */
 

@@ -260,9 +260,56 @@ def test_unknown_sni_front_drop_reject():
         site.stop()
 
 
+def test_rst_on_failed():
+    # rst_on_failed: a failed handshake that is not fronted ends with a
+    # RST: a held bad client at the handshake timeout, a dropped unknown
+    # SNI. Without it, a FIN. A fronted one is the site's to end.
+    from mtp import FrontSite
+    site = FrontSite()
+    dc = FakeDC("packets")
+    rst, fin, drop = free_port(), free_port(), free_port()
+    d = Daemon(workers=1, listeners=[
+        listener_conf("rst", rst, ["classic", "secure"],
+                      extra="rst_on_failed = true;"),
+        listener_conf("fin", fin, ["classic", "secure"]),
+        listener_conf("drop", drop, ["fake_tls"], tls_domain=DOMAIN,
+                      fronting="127.0.0.1:%d" % site.port,
+                      extra='unknown_sni = "drop"; rst_on_failed = true;')],
+        extra=telegram_conf({2: dc.port}) + "handshake_timeout = 2;\n" +
+        'tls = { profile = "static"; };\n')
+
+    def held(port):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            s.sendall(os.urandom(64))
+            return s.recv(100)
+        except ConnectionResetError:
+            return "reset"
+        finally:
+            s.close()
+    try:
+        d.start()
+        check(held(rst) == "reset", "rst_on_failed: not a reset")
+        check(held(fin) == b"", "without rst_on_failed: not a FIN")
+        r = tclient(drop, "tls", "probe", secret=WRONG_SECRET,
+                    domain="other.example.org", timeout=5)
+        check("RESET" in r.out, "unknown SNI dropped: %s" % r)
+        # A wrong secret with the right name is fronted, as before.
+        r = tclient(drop, "tls", "probe", secret=WRONG_SECRET,
+                    domain=DOMAIN, timeout=5)
+        check("GOT-DATA" in r.out, "fronted: %s" % r)
+        r = tclient(rst, "secure", "reqpq")
+        check(r.ok, str(r))
+    finally:
+        d.kill_all()
+        dc.stop()
+        site.stop()
+
+
 if __name__ == "__main__":
     run_tests([
         test_unknown_sni_front_drop_reject,
+        test_rst_on_failed,
         test_proxy_v2_header_reaches_the_site,
         test_https_through_mtprotod_is_nginx,
         test_wrong_secret_hello_reaches_nginx,

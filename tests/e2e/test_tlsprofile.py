@@ -250,6 +250,170 @@ def test_record_sizing():
         src.stop()
 
 
+TCP_RX = re.compile(r"wait_ms=([\d.]+) segs=(\d+) mss=(\d+)")
+
+
+def answers(port, n=3, **kw):
+    """[(wait_ms, data segments, the client's send MSS)] of n served
+    fake-TLS answers, each checked as the apps check it."""
+    out = []
+    for _ in range(n):
+        r = tclient(port, "tls", "probe", secret=SECRET, domain=DOMAIN,
+                    timeout=10, flight=True, **kw)
+        check("GOT-SERVERHELLO" in r.out, "answer: %s" % r)
+        m = TCP_RX.search(r.out)
+        check(m, "no tcp_info in the FLIGHT line: %s" % r)
+        out.append((float(m.group(1)), int(m.group(2)), int(m.group(3))))
+    return out
+
+
+def test_split_hello_and_handshake_mss():
+    # Loopback's MSS takes a whole answer in one segment; split_hello
+    # sends the ServerHello alone, then CCS and the data record: two.
+    # handshake_mss = 536: the client sends (its ClientHello) in 536-byte
+    # segments at most, and so does the proxy (Linux keeps one MSS per
+    # connection): an answer of ~3.7 KB in seven or more.
+    dc = FakeDC()
+    try:
+        for split in (False, True):
+            plain, small = free_port(), free_port()
+            d = Daemon(workers=1, listeners=[
+                listener_conf("plain", plain, tls_domain=DOMAIN),
+                listener_conf("small", small, tls_domain=DOMAIN,
+                              extra="handshake_mss = 536;")],
+                extra='backend = "direct";\n' + telegram_conf({2: dc.port}) +
+                'tls = { profile = "static"; split_hello = %s; };\n' %
+                ("true" if split else "false"))
+            d.port = plain
+            try:
+                d.start()
+                a, b = answers(plain), answers(small)
+                print("  split_hello %s: (ms, segments, mss) %r; "
+                      "handshake_mss 536: %r" % (split, a, b))
+                for wait, segs, mss in a:
+                    check(segs == (2 if split else 1) and mss > 16000,
+                          "split_hello=%s: %d segments, mss %d" % (
+                              split, segs, mss))
+                for wait, segs, mss in b:
+                    check(mss <= 536 - 12 and segs >= 3600 // mss,
+                          "handshake_mss: %d segments, mss %d" % (segs, mss))
+                # The apps' checks and a whole exchange, every option on.
+                for p in (plain, small):
+                    r = tclient(p, "tls", "reqpq", domain=DOMAIN, conns=3)
+                    check(r.ok, "clients: %s" % r)
+            finally:
+                d.kill_all()
+    finally:
+        dc.stop()
+
+
+class SlowSite:
+    """A TCP relay in front of a site that holds the site's first answer
+    for delay seconds: a site that takes its time to answer."""
+
+    def __init__(self, site_port, delay):
+        import socket
+        import threading
+        self.site_port, self.delay = site_port, delay
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import socket
+        import threading
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                s = socket.create_connection(("127.0.0.1", self.site_port))
+            except OSError:
+                c.close()
+                continue
+            threading.Thread(target=self.pipe, args=(c, s, 0),
+                             daemon=True).start()
+            threading.Thread(target=self.pipe, args=(s, c, self.delay),
+                             daemon=True).start()
+
+    @staticmethod
+    def pipe(a, b, delay):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if delay:
+                    time.sleep(delay)
+                    delay = 0
+                b.sendall(data)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(2)
+            except OSError:
+                pass
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_hello_delay():
+    # A site that answers after 150 ms: the profile says so, and with
+    # hello_delay = "site" (the default) our answer comes after 0.75 to
+    # 1.25 of it; with "0" at once. The margins are wide on purpose (a
+    # functional check, not a measurement).
+    dc = FakeDC()
+    try:
+        with Nginx(DOMAIN).start() as ng:
+            slow = SlowSite(ng.port, 0.15)
+            try:
+                for mode in ("site", "0"):
+                    port = free_port()
+                    d = Daemon(workers=1, listeners=[listener_conf(
+                        "main", port, tls_domain=DOMAIN,
+                        fronting="127.0.0.1:%d" % slow.port)],
+                        extra='backend = "direct";\n' +
+                        telegram_conf({2: dc.port}) +
+                        'tls = { hello_delay = "%s"; };\n' % mode)
+                    os.chmod(d.tmp, 0o755)
+                    d.port = port
+                    try:
+                        d.start()
+                        line = d.wait_log(re.compile(
+                            r"TLS profile of 127\.0\.0\.1:%d .*answer in "
+                            r"(\d+) us" % slow.port), 30)
+                        us = int(re.search(r"answer in (\d+) us",
+                                           line).group(1))
+                        check(140000 <= us <= 1000000,
+                              "the site's answer time: %s" % line)
+                        d.wait_log(re.compile(
+                            r"listener main answers like"), 10)
+                        for wait, segs, mss in answers(port):
+                            if mode == "site":
+                                check(wait >= 100, "answered after %.1f ms "
+                                      "(the site: %d us)" % (wait, us))
+                            else:
+                                check(wait < 100, "answered after %.1f ms "
+                                      "with hello_delay 0" % wait)
+                        r = tclient(port, "tls", "reqpq", domain=DOMAIN,
+                                    conns=3)
+                        check(r.ok, "clients: %s" % r)
+                        print("  hello_delay %s: the site %d us, ours %s ms"
+                              % (mode, us, ",".join(
+                                  "%.1f" % a[0] for a in answers(port))))
+                    finally:
+                        d.kill_all()
+            finally:
+                slow.stop()
+    finally:
+        dc.stop()
+
+
 def test_unreachable_site_keeps_the_builtin_shape():
     dead = free_port()
     dc = FakeDC()
@@ -280,5 +444,7 @@ if __name__ == "__main__":
         test_learns_gnutls,
         test_reload_in_place_to_another_site,
         test_record_sizing,
+        test_split_hello_and_handshake_mss,
+        test_hello_delay,
         test_unreachable_site_keeps_the_builtin_shape,
     ])

@@ -22,7 +22,10 @@
  *		 req_pq_multi) and reports what came back, as --replay does;
  *		 with --flight, after a TLS answer (ours or a site's) first
  *		   FLIGHT version=V cipher=C group=G kslen=N ext=A,B
- *		     records=T,T,T app=BYTES apprecs=N
+ *		     records=T,T,T app=BYTES apprecs=N wait_ms=MS segs=N
+ *		     mss=N (the time from our ClientHello to the first
+ *		     byte of the answer, the data segments it came in, our
+ *		     send MSS: tcp_info)
  *		 (the ServerHello's fields and extension order, the content
  *		 types of the records, the application-data payload);
  *		 with --tail HEX the header is followed, in the same write or
@@ -54,12 +57,15 @@
  *	tclient: N/N ok, X bytes, T s
  * --record FILE keeps the first bytes the first connection sent;
  * --replay FILE sends exactly those bytes and reports, one line per
- * connection: GOT-SERVERHELLO, GOT-DATA <n> <hex>, CLOSED or SILENT.
+ * connection: GOT-SERVERHELLO, GOT-DATA <n> <hex>, CLOSED, RESET or
+ * SILENT.
  */
 #include "autoconf.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -132,6 +138,7 @@ struct tconn {
 	int outstanding; /* hold: a request unanswered */
 	double started; /* hold: handshake done */
 	double sent_at; /* hold: last request sent */
+	double hello_at, first_at; /* probe: ClientHello sent, answer came */
 };
 
 static struct {
@@ -239,9 +246,16 @@ conn_ok(struct tconn *c)
  * records=22,20,23 app=BYTES apprecs=N
  */
 static void
-flight_report(const uint8_t *p, size_t len)
+flight_report(struct tconn *c)
 {
+	const uint8_t *p = peer_buf_data(&c->hs);
+	size_t len = peer_buf_size(&c->hs);
 	struct tls_flight fl;
+	/* struct tcp_info as the kernel fills it (glibc's is older):
+	 * tcpi_snd_mss at 16, tcpi_data_segs_in at 152. */
+	uint8_t ti[256] = { 0 };
+	socklen_t til = sizeof(ti);
+	uint32_t mss = 0, segs = 0;
 
 	if (len == 0 || p[0] != 0x16 || tls_flight_parse(p, len, &fl) != 1)
 		return;
@@ -253,7 +267,14 @@ flight_report(const uint8_t *p, size_t len)
 	printf(" records=");
 	for (size_t i = 0; i < fl.nrecords; i++)
 		printf("%s%u", i ? "," : "", fl.records[i]);
-	printf(" app=%u apprecs=%u\n", fl.app_bytes, fl.app_records);
+	if (getsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_INFO, ti,
+	        &til) == 0 &&
+	    til >= 160) {
+		memcpy(&mss, ti + 16, 4);
+		memcpy(&segs, ti + 152, 4);
+	}
+	printf(" app=%u apprecs=%u wait_ms=%.3f segs=%u mss=%u\n", fl.app_bytes,
+	    fl.app_records, (c->first_at - c->hello_at) * 1e3, segs, mss);
 }
 
 /* Probe and replay: one line on what the server did. */
@@ -263,7 +284,7 @@ probe_report(struct tconn *c, const char *what)
 	if (c->state == S_DONE)
 		return;
 	if (G.flight)
-		flight_report(peer_buf_data(&c->hs), peer_buf_size(&c->hs));
+		flight_report(c);
 	if (what != NULL)
 		printf("%s\n", what);
 	else if (peer_buf_size(&c->hs) == 0)
@@ -589,6 +610,7 @@ on_connected(struct tconn *c)
 	}
 	record_first(c, hello, n);
 	bufferevent_write(c->bev, hello, n);
+	c->hello_at = peer_now();
 	c->state = G.test == T_PROBE ? S_PROBE : S_HELLO;
 }
 
@@ -752,6 +774,8 @@ probe_input(struct tconn *c, const uint8_t *buf, size_t len)
 {
 	size_t used;
 
+	if (peer_buf_size(&c->hs) == 0)
+		c->first_at = peer_now();
 	peer_buf_append(&c->hs, buf, len);
 	/* A fake-TLS answer is recognised by its HMAC (spec A.4.6). */
 	const uint8_t *p = peer_buf_data(&c->hs);
@@ -893,7 +917,11 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (c->state == S_PROBE) {
 		if (peer_buf_size(&c->hs) == 0)
-			probe_report(c, "CLOSED");
+			probe_report(c,
+			    (what & BEV_EVENT_ERROR) &&
+			            EVUTIL_SOCKET_ERROR() == ECONNRESET
+			        ? "RESET"
+			        : "CLOSED");
 		else
 			probe_report(c, NULL);
 		return;

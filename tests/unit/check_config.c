@@ -1383,6 +1383,37 @@ START_TEST(test_network)
 	config_free(c);
 	expect_err(GOOD_LISTENERS "tls = { record_sizing = \"big\"; };\n",
 	    "t.conf:7: tls.record_sizing: must be \"dynamic\" or \"fixed\"");
+	c = expect_ok(GOOD_LISTENERS);
+	ck_assert_int_eq(c->tls_split_hello, 0);
+	ck_assert_int_eq(c->tls_hello_delay_site, 1);
+	ck_assert_int_eq(c->listeners[0].handshake_mss, 0);
+	ck_assert_int_eq(c->listeners[0].rst_on_failed, 0);
+	config_free(c);
+	c = expect_ok(GOOD_LISTENERS "tls = { split_hello = true; "
+	                             "hello_delay = \"0\"; };\n");
+	ck_assert_int_eq(c->tls_split_hello, 1);
+	ck_assert_int_eq(c->tls_hello_delay_site, 0);
+	config_free(c);
+	expect_err(GOOD_LISTENERS "tls = { hello_delay = 5; };\n",
+	    "t.conf:7: tls.hello_delay: must be a string");
+	expect_err(GOOD_LISTENERS "tls = { hello_delay = \"10ms\"; };\n",
+	    "t.conf:7: tls.hello_delay: must be \"0\" or \"site\"");
+	expect_err(GOOD_LISTENERS "tls = { split_hello = 1; };\n",
+	    "t.conf:7: tls.split_hello: must be true or false");
+	c = expect_ok("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	              "  handshake_mss = 88; rst_on_failed = true;\n"
+	              "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n");
+	ck_assert_int_eq(c->listeners[0].handshake_mss, 88);
+	ck_assert_int_eq(c->listeners[0].rst_on_failed, 1);
+	config_free(c);
+	expect_err("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	           "  handshake_mss = 40;\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].handshake_mss: must be 0 or 88 to 65535");
+	expect_err("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	           "  handshake_mss = 70000;\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].handshake_mss:");
 	c = expect_ok("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
 	              "  fronting_proxy_protocol = \"v2\";\n"
 	              "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n");
