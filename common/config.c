@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -664,7 +665,7 @@ parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 static const char *const listener_opts[] = { "name", "address", "port",
 	"protocols", "tls_domain", "fronting", "ad_tag", "backend", "users",
 	"limits", "server", "fronting_proxy_protocol", "unknown_sni",
-	"handshake_mss", "rst_on_failed", NULL };
+	"handshake_mss", "rst_on_failed", "tls_domains", NULL };
 
 /*
  * limits = { ... }: the global block (l == NULL) bounds the whole daemon,
@@ -725,6 +726,84 @@ same_sockaddr(
 	return 0;
 }
 
+/* A domain a fake-TLS client may ask for (tls_domain, tls_domains). */
+static int
+check_tls_domain(struct parser *p, const config_setting_t *s, const char *path,
+    const char *name)
+{
+	size_t dl = strlen(name);
+
+	if (!valid_host(name))
+		return perr(p, s, path, "must be a host name");
+	if (dl < TLS_DOMAIN_MIN || dl > TLS_DOMAIN_MAX)
+		return perr(p, s, path, "must be %d to %d characters long",
+		    TLS_DOMAIN_MIN, TLS_DOMAIN_MAX);
+	return 0;
+}
+
+/*
+ * tls_domains = [ "name", "name=host:port", ... ]: more names besides
+ * tls_domain, each fronted to its own site or (without one) to the
+ * listener's.
+ */
+static int
+parse_tls_domains(struct parser *p, struct config_listener *l,
+    const config_setting_t *s, const char *lpath)
+{
+	char path[PATH_BUF], buf[CONFIG_DOMAIN_MAX + 16];
+	struct opt o;
+	int t, n;
+
+	if (!lookup(s, lpath, "tls_domains", &o))
+		return 0;
+	t = config_setting_type(o.s);
+	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+		return perr(p, o.s, o.path,
+		    "must be an array of strings, e.g. [ \"a.example\" ]");
+	n = config_setting_length(o.s);
+	if (n > CONFIG_MAX_TLS_DOMAINS)
+		return perr(p, o.s, o.path, "too many names (at most %d)",
+		    CONFIG_MAX_TLS_DOMAINS);
+	if (n > 0 && !(l->protocols & PROTO_FAKE_TLS))
+		return perr(
+		    p, o.s, o.path, "needs protocol fake_tls on this listener");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(o.s, i);
+		struct config_sni *sn = &l->snis[l->nsnis];
+		const char *v, *eq;
+		size_t nl;
+
+		join_index(path, o.path, (size_t)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			return perr(p, e, path, "must be a string");
+		v = config_setting_get_string(e);
+		eq = strchr(v, '=');
+		nl = eq != NULL ? (size_t)(eq - v) : strlen(v);
+		if (nl >= sizeof(sn->name))
+			return perr(p, e, path, "name too long");
+		memcpy(sn->name, v, nl);
+		sn->name[nl] = '\0';
+		if (check_tls_domain(p, e, path, sn->name) == -1)
+			return -1;
+		if (strcasecmp(sn->name, l->tls_domain) == 0)
+			return perr(
+			    p, e, path, "\"%s\" is the tls_domain", sn->name);
+		for (size_t k = 0; k < l->nsnis; k++)
+			if (strcasecmp(sn->name, l->snis[k].name) == 0)
+				return perr(p, e, path, "\"%s\" listed twice",
+				    sn->name);
+		if (eq != NULL &&
+		    (strlen(eq + 1) >= sizeof(buf) ||
+		        config_host_port(eq + 1, DEF_FRONTING_PORT,
+		            sn->fronting_host, sizeof(sn->fronting_host),
+		            &sn->fronting_port) == -1))
+			return perr(p, e, path,
+			    "must be \"name\" or \"name=host:port\"");
+		l->nsnis++;
+	}
+	return 1;
+}
+
 static int
 parse_listener(struct parser *p, struct config *cfg, size_t idx,
     const config_setting_t *s, const char *path)
@@ -782,16 +861,9 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	if ((r = opt_str(p, s, path, "tls_domain", l->tls_domain,
 	         sizeof(l->tls_domain), &o)) == -1)
 		return -1;
-	if (r == 1 && l->tls_domain[0] != '\0') {
-		size_t dl = strlen(l->tls_domain);
-		if (!valid_host(l->tls_domain))
-			return perr(p, o.s, o.path, "must be a host name");
-		if (dl < TLS_DOMAIN_MIN || dl > TLS_DOMAIN_MAX)
-			return perr(p, o.s, o.path,
-			    "must be %d to %d "
-			    "characters long",
-			    TLS_DOMAIN_MIN, TLS_DOMAIN_MAX);
-	}
+	if (r == 1 && l->tls_domain[0] != '\0' &&
+	    check_tls_domain(p, o.s, o.path, l->tls_domain) == -1)
+		return -1;
 
 	l->protocols = PROTO_CLASSIC | PROTO_SECURE | PROTO_FAKE_TLS;
 	if (lookup(s, path, "protocols", &oproto) &&
@@ -826,6 +898,8 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	        &sni) == -1)
 		return -1;
 	l->unknown_sni = (enum unknown_sni)sni;
+	if (parse_tls_domains(p, l, s, path) == -1)
+		return -1;
 	/* Linux takes 88 (TCP_MIN_MSS) to 65535; 0 leaves the kernel's. */
 	if ((r = opt_intf(p, s, path, "handshake_mss", 0, 65535,
 	         &l->handshake_mss)) == -1 ||

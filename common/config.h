@@ -43,6 +43,14 @@ struct config_user {
 	uint8_t ad_tag[CONFIG_AD_TAG_LEN];
 };
 
+/* tls_domains: a name the listener also answers to, and its site. */
+#define CONFIG_MAX_TLS_DOMAINS 16
+struct config_sni {
+	char name[CONFIG_DOMAIN_MAX + 1];
+	char fronting_host[CONFIG_DOMAIN_MAX + 1]; /* "": the listener's */
+	uint16_t fronting_port;
+};
+
 struct config_listener {
 	char name[CONFIG_NAME_MAX];
 	char address[64]; /* literal, as written */
@@ -59,6 +67,8 @@ struct config_listener {
 	char server[CONFIG_DOMAIN_MAX + 1]; /* for links; "" = found */
 	int fronting_proxy_v2; /* fronting_proxy_protocol = "v2" */
 	enum unknown_sni { SNI_FRONT, SNI_DROP, SNI_REJECT } unknown_sni;
+	struct config_sni snis[CONFIG_MAX_TLS_DOMAINS]; /* tls_domains */
+	size_t nsnis;
 	struct config_user *users;
 	size_t nusers;
 	int max_connections; /* limits.max_connections here; 0 = unlimited */

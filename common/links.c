@@ -367,6 +367,28 @@ links_hosts_key(const struct config *cfg, const char *server,
 	return len;
 }
 
+/* A user's fake-TLS links for the listener's tls_domains (no QR). */
+static void
+print_other_names(FILE *f, const struct config_listener *l,
+    const struct config_user *cu, const char *host)
+{
+	char link[LINKS_MAX];
+
+	for (size_t n = 0; n < l->nsnis; n++) {
+		fprintf(f, "# listener %s, user %s, fake_tls as %s\n", l->name,
+		    cu->name, l->snis[n].name);
+		if (links_format(link, sizeof(link), LINKS_SCHEME_TG, host,
+		        l->port, PROTO_FAKE_TLS, cu->secret, l->snis[n].name,
+		        0) > 0)
+			fprintf(f, "%s\n", link);
+		if (links_format(link, sizeof(link), LINKS_SCHEME_HTTPS, host,
+		        l->port, PROTO_FAKE_TLS, cu->secret, l->snis[n].name,
+		        0) > 0)
+			fprintf(f, "%s\n", link);
+		fprintf(f, "\n");
+	}
+}
+
 /* One listener's links for one host. */
 static void
 print_listener(
@@ -402,6 +424,8 @@ print_listener(
 			if (qr)
 				print_qr(f, link);
 			fprintf(f, "\n");
+			if (proto == PROTO_FAKE_TLS)
+				print_other_names(f, l, cu, host);
 		}
 	}
 }

@@ -34,8 +34,11 @@
 #define PROBE_SAMPLES 5
 #define QUIET_MS      300
 #define PROBE_TIMEOUT 10 /* seconds for one connection */
-#define ANSWER_MAX    (64 * 1024)
-#define RETRY_MIN     30 /* seconds, after a target could not be asked */
+/* Sites asked: the listeners' and their tls_domains' (more are left
+ * unasked, with a log line). */
+#define MAX_TARGETS 128
+#define ANSWER_MAX  (64 * 1024)
+#define RETRY_MIN   30 /* seconds, after a target could not be asked */
 
 struct target {
 	char key[TLSPROBE_KEY_MAX]; /* "host:port" */
@@ -57,7 +60,7 @@ struct tlsprobe {
 	const struct config *cfg;
 	void (*changed)(void *, const char *, const struct tls_shape *);
 	void *arg;
-	struct target t[CONFIG_MAX_LISTENERS];
+	struct target t[MAX_TARGETS];
 	size_t nt, cur;
 	struct evdns_base *dns;
 	struct evdns_getaddrinfo_request *dnsreq;
@@ -68,7 +71,7 @@ struct tlsprobe {
 	uint64_t connect_us, rtt_us, sent_us, first_us;
 	int dying;
 	int probing; /* a round runs: t[] stays as it is */
-	struct target pending[CONFIG_MAX_LISTENERS]; /* a reload's targets */
+	struct target pending[MAX_TARGETS]; /* a reload's targets */
 	size_t npending;
 	int have_pending;
 };
@@ -435,7 +438,7 @@ probe_start(struct tlsprobe *p)
 static int
 retarget_apply(struct tlsprobe *p)
 {
-	struct target old[CONFIG_MAX_LISTENERS];
+	struct target old[MAX_TARGETS];
 	size_t nold = p->nt;
 	int fresh = 0;
 
@@ -467,7 +470,33 @@ retarget_apply(struct tlsprobe *p)
 	return fresh;
 }
 
-/* The fake-TLS listeners' targets, without duplicates, into out[]. */
+/* One site into out[] (n of them so far) unless it is there already. */
+static size_t
+target_add(struct target *out, size_t n, const char *host, uint16_t port,
+    const char *sni, int proxy_v2)
+{
+	char key[TLSPROBE_KEY_MAX];
+
+	snprintf(key, sizeof(key), "%s:%u", host, (unsigned)port);
+	for (size_t k = 0; k < n; k++)
+		if (strcmp(out[k].key, key) == 0)
+			return n;
+	if (n == MAX_TARGETS) {
+		log_warnx("TLS profiles: more than %d sites; %s is not asked",
+		    MAX_TARGETS, key);
+		return n;
+	}
+	memset(&out[n], 0, sizeof(out[n]));
+	snprintf(out[n].key, TLSPROBE_KEY_MAX, "%s", key);
+	snprintf(out[n].host, sizeof(out[n].host), "%s", host);
+	out[n].port = port;
+	snprintf(out[n].sni, sizeof(out[n].sni), "%s", sni);
+	out[n].proxy_v2 = proxy_v2;
+	return n + 1;
+}
+
+/* The fake-TLS listeners' sites (and their tls_domains' sites), without
+ * duplicates, into out[]. */
 static size_t
 targets_of(
     const struct config *cfg, const struct tables *tb, struct target *out)
@@ -478,8 +507,6 @@ targets_of(
 		const struct config_listener *l = &cfg->listeners[i];
 		const char *host = l->fronting_host, *sni = l->tls_domain;
 		uint16_t port = l->fronting_port;
-		char key[TLSPROBE_KEY_MAX];
-		size_t k;
 
 		if (!(l->protocols & PROTO_FAKE_TLS))
 			continue;
@@ -488,21 +515,14 @@ targets_of(
 			port = tb->l[i].fronting_port;
 			sni = tb->l[i].tls_domain;
 		}
-		if (host[0] == '\0')
-			continue;
-		snprintf(key, sizeof(key), "%s:%u", host, (unsigned)port);
-		for (k = 0; k < n; k++)
-			if (strcmp(out[k].key, key) == 0)
-				break;
-		if (k < n)
-			continue;
-		memset(&out[n], 0, sizeof(out[n]));
-		snprintf(out[n].key, TLSPROBE_KEY_MAX, "%s", key);
-		snprintf(out[n].host, sizeof(out[n].host), "%s", host);
-		out[n].port = port;
-		snprintf(out[n].sni, sizeof(out[n].sni), "%s", sni);
-		out[n].proxy_v2 = l->fronting_proxy_v2;
-		n++;
+		if (host[0] != '\0')
+			n = target_add(
+			    out, n, host, port, sni, l->fronting_proxy_v2);
+		for (size_t k = 0; k < l->nsnis; k++)
+			if (l->snis[k].fronting_host[0] != '\0')
+				n = target_add(out, n, l->snis[k].fronting_host,
+				    l->snis[k].fronting_port, l->snis[k].name,
+				    l->fronting_proxy_v2);
 	}
 	return n;
 }

@@ -34,6 +34,7 @@
 
 struct front_target {
 	const struct config_listener *l;
+	int sni; /* -1: the listener's fronting, else tls_domains[sni]'s */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	unsigned have_addr : 1;
@@ -47,11 +48,28 @@ struct front_target {
 
 static struct {
 	struct front_target *t; /* parallel to cfg->listeners */
+	struct front_target **sni; /* per listener, per tls_domains entry */
 	struct sockaddr_storage *local; /* this host's addresses */
 	size_t nlocal;
 } F;
 
 static void resolve(struct front_target *);
+
+/* Where a target points: its tls_domains entry's site, or the
+ * listener's (which a reload in place may change). */
+static const char *
+target_host(const struct front_target *t)
+{
+	return t->sni >= 0 ? t->l->snis[t->sni].fronting_host
+	                   : t->l->fronting_host;
+}
+
+static uint16_t
+target_port(const struct front_target *t)
+{
+	return t->sni >= 0 ? t->l->snis[t->sni].fronting_port
+	                   : t->l->fronting_port;
+}
 
 /* ------------------------------------------------------------ loops */
 
@@ -178,7 +196,11 @@ front_connect(struct session *s, struct front_target *t)
 void
 front_session(struct session *s)
 {
-	struct front_target *t = &F.t[s->l - W.cfg->listeners];
+	size_t i = (size_t)(s->l - W.cfg->listeners);
+	struct front_target *t =
+	    s->sni >= 0 && s->l->snis[s->sni].fronting_host[0] != '\0'
+	    ? &F.sni[i][s->sni]
+	    : &F.t[i];
 
 	side_want_read(s, &s->c, 0);
 	if (t->have_addr) {
@@ -254,13 +276,13 @@ resolved(int result, char type, int count, int ttl, void *addresses, void *arg)
 		if (type == DNS_IPv4_A) {
 			struct sockaddr_in *a = (void *)&t->addr;
 			a->sin_family = AF_INET;
-			a->sin_port = htons(l->fronting_port);
+			a->sin_port = htons(target_port(t));
 			memcpy(&a->sin_addr, addresses, 4);
 			t->addrlen = sizeof(*a);
 		} else {
 			struct sockaddr_in6 *a = (void *)&t->addr;
 			a->sin6_family = AF_INET6;
-			a->sin6_port = htons(l->fronting_port);
+			a->sin6_port = htons(target_port(t));
 			memcpy(&a->sin6_addr, addresses, 16);
 			t->addrlen = sizeof(*a);
 		}
@@ -268,7 +290,7 @@ resolved(int result, char type, int count, int ttl, void *addresses, void *arg)
 			char a[ADDR_STRLEN];
 			log_info("fronting host %s of listener %s is %s "
 			         "(ttl %d s)",
-			    l->fronting_host, l->name,
+			    target_host(t), l->name,
 			    addr_str((struct sockaddr *)&t->addr, a, sizeof(a)),
 			    ttl);
 		}
@@ -283,13 +305,13 @@ resolved(int result, char type, int count, int ttl, void *addresses, void *arg)
 	if (type == DNS_IPv4_A && result != DNS_ERR_SHUTDOWN) {
 		/* No IPv4 address: a site may have only IPv6. */
 		t->resolving = 1;
-		if (evdns_base_resolve_ipv6(W.dns, l->fronting_host,
+		if (evdns_base_resolve_ipv6(W.dns, target_host(t),
 		        DNS_QUERY_NO_SEARCH, resolved, t) != NULL)
 			return;
 		t->resolving = 0;
 	}
 	log_warnx("cannot resolve fronting host %s of listener %s: %s%s",
-	    l->fronting_host, l->name, evdns_err_to_string(result),
+	    target_host(t), l->name, evdns_err_to_string(result),
 	    t->have_addr ? "; keeping the last address" : "");
 	schedule(t, RETRY_S);
 	release_waiters(t);
@@ -303,12 +325,12 @@ resolve(struct front_target *t)
 	t->resolving = 1;
 	/* The callback may run at once (a hosts-file answer): it owns t
 	 * until it has run, and t lives as long as the worker. */
-	if (evdns_base_resolve_ipv4(W.dns, t->l->fronting_host,
-	        DNS_QUERY_NO_SEARCH, resolved, t) == NULL &&
+	if (evdns_base_resolve_ipv4(W.dns, target_host(t), DNS_QUERY_NO_SEARCH,
+	        resolved, t) == NULL &&
 	    t->resolving) {
 		t->resolving = 0;
-		log_warnx("cannot start resolving fronting host %s",
-		    t->l->fronting_host);
+		log_warnx(
+		    "cannot start resolving fronting host %s", target_host(t));
 		schedule(t, RETRY_S);
 	}
 }
@@ -344,6 +366,23 @@ front_listener_changed(const struct config_listener *l)
 		resolve(t);
 }
 
+static void
+target_init(struct front_target *t, const struct config_listener *l, int sni)
+{
+	t->l = l;
+	t->sni = sni;
+	TAILQ_INIT(&t->waiting);
+	evtimer_assign(&t->refresh, W.base, refresh_cb, t);
+	if (!(l->protocols & PROTO_FAKE_TLS) || target_host(t)[0] == 0)
+		return;
+	if (addr_from_ip_port(
+	        target_host(t), target_port(t), &t->addr, &t->addrlen) == 0) {
+		t->numeric = t->have_addr = 1;
+		return;
+	}
+	resolve(t);
+}
+
 void
 front_init(void)
 {
@@ -351,22 +390,18 @@ front_init(void)
 
 	collect_local_addresses();
 	F.t = calloc(cfg->nlisteners + 1, sizeof(*F.t));
-	if (F.t == NULL)
+	F.sni = calloc(cfg->nlisteners + 1, sizeof(*F.sni));
+	if (F.t == NULL || F.sni == NULL)
 		fatal("calloc");
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		struct front_target *t = &F.t[i];
 		const struct config_listener *l = &cfg->listeners[i];
-		t->l = l;
-		TAILQ_INIT(&t->waiting);
-		evtimer_assign(&t->refresh, W.base, refresh_cb, t);
-		if (!(l->protocols & PROTO_FAKE_TLS) ||
-		    l->fronting_host[0] == 0)
+
+		target_init(&F.t[i], l, -1);
+		if (l->nsnis == 0)
 			continue;
-		if (addr_from_ip_port(l->fronting_host, l->fronting_port,
-		        &t->addr, &t->addrlen) == 0) {
-			t->numeric = t->have_addr = 1;
-			continue;
-		}
-		resolve(t);
+		if ((F.sni[i] = calloc(l->nsnis, sizeof(*F.sni[i]))) == NULL)
+			fatal("calloc");
+		for (size_t k = 0; k < l->nsnis; k++)
+			target_init(&F.sni[i][k], l, (int)k);
 	}
 }

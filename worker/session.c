@@ -60,6 +60,9 @@ struct listener_secrets {
 	 * learned it, else SS.static_shape. */
 	struct tls_shape shape;
 	int have_shape;
+	/* tls_domains entries with a site of their own: that site's */
+	struct tls_shape sni_shape[CONFIG_MAX_TLS_DOMAINS];
+	uint8_t sni_have[CONFIG_MAX_TLS_DOMAINS];
 };
 
 static struct {
@@ -140,6 +143,20 @@ session_tls_shape(const char *key, const struct tls_shape *sh)
 
 		if (!(l->protocols & PROTO_FAKE_TLS))
 			continue;
+		for (size_t n = 0; n < l->nsnis; n++) {
+			const struct config_sni *sn = &l->snis[n];
+
+			if (sn->fronting_host[0] == '\0')
+				continue;
+			snprintf(k, sizeof(k), "%s:%u", sn->fronting_host,
+			    (unsigned)sn->fronting_port);
+			if (strcmp(k, key) != 0)
+				continue;
+			SS.ls[i].sni_shape[n] = *sh;
+			SS.ls[i].sni_have[n] = 1;
+			log_debug("listener %s answers %s like %s", l->name,
+			    sn->name, key);
+		}
 		config_fronting_key(l, k, sizeof(k));
 		if (strcmp(k, key) != 0)
 			continue;
@@ -509,6 +526,7 @@ session_accept(int fd, const struct sockaddr *peer, socklen_t len,
 	s->c.fd = fd;
 	s->s.fd = -1;
 	s->user = -1;
+	s->sni = -1;
 	memcpy(&s->peer, peer, len < sizeof(s->peer) ? len : sizeof(s->peer));
 	s->c.owner = s->s.owner = s;
 	event_assign(
@@ -850,11 +868,32 @@ o2_handshake(struct session *s)
 	hs_forget(s);
 }
 
-/* The client asked for the listener's domain (any case, RFC 6066). */
+/*
+ * Which of the listener's names the client asked for (any case, RFC
+ * 6066): -1 tls_domain, k tls_domains[k], -2 another or none.
+ */
 static int
-sni_known(const struct config_listener *l, const struct tls_hello *ch)
+sni_index(const struct config_listener *l, const struct tls_hello *ch)
 {
-	return ch->has_sni && strcasecmp(ch->sni, l->tls_domain) == 0;
+	if (!ch->has_sni)
+		return -2;
+	if (strcasecmp(ch->sni, l->tls_domain) == 0)
+		return -1;
+	for (size_t k = 0; k < l->nsnis; k++)
+		if (strcasecmp(ch->sni, l->snis[k].name) == 0)
+			return (int)k;
+	return -2;
+}
+
+/* The answer's shape for the name the client asked for: its own site's
+ * when it has one (the built-in shape until that site is learned). */
+static const struct tls_shape *
+shape_for(const struct listener_secrets *ls, const struct session *s)
+{
+	if (s->sni >= 0 && s->l->snis[s->sni].fronting_host[0] != '\0')
+		return ls->sni_have[s->sni] ? &ls->sni_shape[s->sni]
+		                            : &SS.static_shape;
+	return ls->have_shape ? &ls->shape : &SS.static_shape;
 }
 
 /*
@@ -949,8 +988,10 @@ tls_handshake(
 		session_bad(s, "malformed ClientHello", 0);
 		return;
 	}
+	int sni = sni_index(s->l, &ch);
+	s->sni = (int8_t)(sni >= 0 ? sni : -1);
 	if ((idx = tls_hello_verify(rec, len, ls->secrets, ls->n, &ts)) == -1) {
-		if (!sni_known(s->l, &ch) && s->l->unknown_sni != SNI_FRONT) {
+		if (sni == -2 && s->l->unknown_sni != SNI_FRONT) {
 			sni_refuse(s, &ch);
 			return;
 		}
@@ -966,8 +1007,7 @@ tls_handshake(
 		session_bad(s, "replayed ClientHello", 1);
 		return;
 	}
-	const struct tls_shape *shape =
-	    ls->have_shape ? &ls->shape : &SS.static_shape;
+	const struct tls_shape *shape = shape_for(ls, s);
 	size_t n = tls_shaped_hello_build(session_scratch, SESSION_SCRATCH_LEN,
 	    &ch, ls->secrets[idx], shape, tls_shape_app_len(shape));
 	if (n == 0) {

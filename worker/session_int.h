@@ -111,6 +111,9 @@ struct session {
 	unsigned handed_over : 1; /* closed here, lives on elsewhere */
 	unsigned kept : 1; /* the new generation could not take it */
 
+	/* the client's SNI: -1 tls_domain (or none), k tls_domains[k] */
+	int8_t sni;
+
 	/* fronting: waiting for the target's address */
 	struct front_target *front_wait;
 	TAILQ_ENTRY(session) front_entry;

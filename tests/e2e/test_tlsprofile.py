@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mtp import (SECRET, Daemon, FakeDC, check, free_port,  # noqa: E402
+from mtp import (MTPROTOD, SECRET, Daemon, FakeDC, check, free_port,  # noqa: E402
                  listener_conf, run_tests, tclient, telegram_conf,
                  wait_for)
 from nginx import Nginx  # noqa: E402
@@ -73,12 +73,12 @@ class GnutlsServ:
         self.log.close()
 
 
-def flights(port, secret, n=10):
+def flights(port, secret, n=10, domain=DOMAIN):
     """The FLIGHT lines of n probes: [(version, cipher, group, kslen, ext,
     records, app, apprecs)]."""
     out = []
     for _ in range(n):
-        r = tclient(port, "tls", "probe", secret=secret, domain=DOMAIN,
+        r = tclient(port, "tls", "probe", secret=secret, domain=domain,
                     timeout=10, flight=True)
         m = FLIGHT_RX.search(r.out)
         check(m, "no FLIGHT line: %s" % r)
@@ -203,6 +203,66 @@ def test_reload_in_place_to_another_site():
                     check(o[4] == site_b[4], "after the reload: %r, "
                           "gnutls-serv %r" % (o, site_b))
                 check(set(d.kids()) == kids, "processes changed")
+            finally:
+                d.kill_all()
+    finally:
+        g.stop()
+        dc.stop()
+
+
+def test_per_sni_sites():
+    # tls_domains: "b.example.org" shares the listener's site (nginx),
+    # "c.example.org=host:port" has its own (gnutls-serv). Probes for each
+    # name reach its site, another name is dropped (unknown_sni), and our
+    # clients get the answer shape of the site of the name they ask for.
+    g = GnutlsServ()
+    dc = FakeDC()
+    try:
+        with Nginx(DOMAIN).start() as ng:
+            port = free_port()
+            d = Daemon(workers=2, listeners=[listener_conf(
+                "main", port, tls_domain=DOMAIN,
+                fronting="127.0.0.1:%d" % ng.port,
+                extra='unknown_sni = "drop"; tls_domains = [ '
+                      '"b.example.org", "c.example.org=127.0.0.1:%d" ];'
+                      % g.port)],
+                extra='backend = "direct";\n' + telegram_conf({2: dc.port}))
+            os.chmod(d.tmp, 0o755)
+            d.port = port
+            try:
+                d.start()
+                for sp in (ng.port, g.port):
+                    d.wait_log(re.compile(r"answers .*like 127\.0\.0\.1:%d"
+                                          % sp), 30)
+                site_n = flights(ng.port, WRONG, 1)[0]
+                site_g = flights(g.port, WRONG, 1, domain="c.example.org")[0]
+                check(site_n[4] != site_g[4], "test: the sites answer alike")
+                # Probes: each name to its site.
+                for name, site in ((DOMAIN, site_n), ("b.example.org", site_n),
+                                   ("c.example.org", site_g)):
+                    f = flights(port, WRONG, 2, domain=name)
+                    for x in f:
+                        check(x[:5] == site[:5], "probe for %s: %r, its site "
+                              "%r" % (name, x, site))
+                r = tclient(port, "tls", "probe", secret=WRONG,
+                            domain="other.example.org", timeout=5)
+                check("CLOSED" in r.out, "another name: %s" % r)
+                # Our clients: the shape of the name's site.
+                for name, site in ((DOMAIN, site_n), ("b.example.org", site_n),
+                                   ("c.example.org", site_g)):
+                    for x in flights(port, SECRET, 3, domain=name):
+                        check(x[:5] == site[:5], "served as %s: %r, its site "
+                              "%r" % (name, x, site))
+                    r = tclient(port, "tls", "reqpq", domain=name, conns=2)
+                    check(r.ok, "clients as %s: %s" % (name, r))
+                # Each name has its links.
+                out = subprocess.run(
+                    [MTPROTOD, "--links", "-c", d.conf, "--server",
+                     "proxy.example.org"], capture_output=True, text=True,
+                    timeout=20).stdout
+                check("fake_tls as c.example.org" in out and
+                      "632e6578616d706c652e6f7267" in out,
+                      "no links for c.example.org: %s" % out[-800:])
             finally:
                 d.kill_all()
     finally:
@@ -443,6 +503,7 @@ if __name__ == "__main__":
         test_learns_nginx,
         test_learns_gnutls,
         test_reload_in_place_to_another_site,
+        test_per_sni_sites,
         test_record_sizing,
         test_split_hello_and_handshake_mss,
         test_hello_delay,

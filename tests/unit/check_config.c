@@ -1406,6 +1406,46 @@ START_TEST(test_network)
 	ck_assert_int_eq(c->listeners[0].handshake_mss, 88);
 	ck_assert_int_eq(c->listeners[0].rst_on_failed, 1);
 	config_free(c);
+	c = expect_ok(
+	    "listeners = ( { port = 1; tls_domain = \"a.example\";\n"
+	    "  tls_domains = [ \"B.example\",\n"
+	    "    \"c.example=10.0.0.1:8443\", \"d.example=e.example\" ];\n"
+	    "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n");
+	ck_assert_uint_eq(c->listeners[0].nsnis, 3);
+	ck_assert_str_eq(c->listeners[0].snis[0].name, "B.example");
+	ck_assert_str_eq(c->listeners[0].snis[0].fronting_host, "");
+	ck_assert_str_eq(c->listeners[0].snis[1].fronting_host, "10.0.0.1");
+	ck_assert_uint_eq(c->listeners[0].snis[1].fronting_port, 8443);
+	ck_assert_str_eq(c->listeners[0].snis[2].fronting_host, "e.example");
+	ck_assert_uint_eq(c->listeners[0].snis[2].fronting_port, 443);
+	config_free(c);
+	expect_err("listeners = ( { port = 1; tls_domain = \"a.example\";\n"
+	           "  tls_domains = [ \"b.example\", \"B.EXAMPLE\" ];\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].tls_domains.[1]: \"B.EXAMPLE\" listed "
+	    "twice");
+	expect_err("listeners = ( { port = 1; tls_domain = \"a.example\";\n"
+	           "  tls_domains = [ \"A.example\" ];\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].tls_domains.[0]: \"A.example\" is the "
+	    "tls_domain");
+	expect_err("listeners = ( { port = 1; tls_domain = \"a.example\";\n"
+	           "  tls_domains = [ \"b.example=x:99999\" ];\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].tls_domains.[0]: must be \"name\" or "
+	    "\"name=host:port\"");
+	expect_err("listeners = ( { port = 1; tls_domain = \"a.example\";\n"
+	           "  tls_domains = [ \"bad name\" ];\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].tls_domains.[0]: must be a host name");
+	expect_err("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	           "  tls_domains = [ \"b.example\" ];\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].tls_domains: needs protocol fake_tls");
+	expect_err("listeners = ( { port = 1; tls_domain = \"a.example\";\n"
+	           "  tls_domains = \"b.example\";\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].tls_domains: must be an array");
 	expect_err("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
 	           "  handshake_mss = 40;\n"
 	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",

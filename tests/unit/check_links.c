@@ -375,6 +375,38 @@ START_TEST(test_print)
 }
 END_TEST
 
+START_TEST(test_print_tls_domains)
+{
+	char conf[1024], err[CONFIG_ERR_MAX] = "", want[LINKS_MAX];
+	char hex[33];
+	struct config *cfg;
+	char *out;
+
+	hex_encode(secret, 16, hex);
+	snprintf(conf, sizeof(conf),
+	    "listeners = (\n"
+	    "  { name = \"front\"; port = 443;\n"
+	    "    protocols = [ \"fake_tls\" ]; tls_domain = \"a.example\";\n"
+	    "    tls_domains = [ \"b.example\", \"c.example=[::1]:8443\" ];\n"
+	    "    users = ( { name = \"alice\"; secret = \"%s\"; } ); }\n"
+	    ");\n",
+	    hex);
+	cfg = config_load_string(conf, "links.conf", err, sizeof(err));
+	ck_assert_msg(cfg != NULL, "%s", err);
+	out = print_to_string(cfg, "p.example", 0);
+	/* One tg link per name; each name's in its secret. */
+	ck_assert_uint_eq(count(out, "tg://proxy?"), 3);
+	ck_assert_ptr_nonnull(strstr(
+	    out, "# listener front, user alice, fake_tls as b.example\n"));
+	snprintf(want, sizeof(want),
+	    "tg://proxy?server=p.example&port=443&secret=ee%s%s\n", hex,
+	    "632e6578616d706c65");
+	ck_assert_ptr_nonnull(strstr(out, want));
+	free(out);
+	config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_gen_secret)
 {
 	char a[33], b[33], buf[64];
@@ -494,6 +526,7 @@ links_suite(void)
 	tcase_add_test(tc, test_links_errors);
 	tcase_add_test(tc, test_qr);
 	tcase_add_test(tc, test_print);
+	tcase_add_test(tc, test_print_tls_domains);
 	tcase_add_test(tc, test_hosts);
 	tcase_add_test(tc, test_gen_secret);
 	suite_add_tcase(s, tc);
