@@ -1006,12 +1006,64 @@ put_grease(struct wcur *w, uint8_t g)
 	put_u8(w, g);
 }
 
+/*
+ * An ML-KEM-768 encapsulation key as a client sends it (FIPS 203): three
+ * polynomials of 256 coefficients below q = 3329, 12 bits each, then 32
+ * bytes of seed. Random, but well formed, so a site that checks the key
+ * (as FIPS 203 asks) goes on with its answer.
+ */
+static size_t client_hello_build(uint8_t *, size_t,
+    const uint8_t[TLS_SECRET_LEN], const char *, uint32_t, size_t, int);
+
+#define MLKEM_Q 3329
+static void
+mlkem768_ek(uint8_t out[TLS_MLKEM768_EK_LEN])
+{
+	uint16_t r[64];
+	size_t nr = 0, at = 0;
+
+	for (size_t i = 0; i < 3 * 256; i += 2) {
+		uint16_t c[2];
+
+		for (int k = 0; k < 2; k++) {
+			do {
+				if (nr == 0) {
+					random_bytes(r, sizeof(r));
+					nr = nitems(r);
+				}
+				c[k] = r[--nr] & 0x0fff;
+			} while (c[k] >= MLKEM_Q);
+		}
+		out[at++] = (uint8_t)c[0];
+		out[at++] = (uint8_t)(c[0] >> 8 | (c[1] & 0x0f) << 4);
+		out[at++] = (uint8_t)(c[1] >> 4);
+	}
+	random_bytes(out + at, 32);
+}
+
 size_t
 tls_client_hello_build(uint8_t *out, size_t cap,
     const uint8_t secret[TLS_SECRET_LEN], const char *sni, uint32_t ts,
     size_t target_len)
 {
+	return client_hello_build(out, cap, secret, sni, ts, target_len, 0);
+}
+
+size_t
+tls_client_hello_build_pq(uint8_t *out, size_t cap,
+    const uint8_t secret[TLS_SECRET_LEN], const char *sni, uint32_t ts,
+    size_t target_len)
+{
+	return client_hello_build(out, cap, secret, sni, ts, target_len, 1);
+}
+
+static size_t
+client_hello_build(uint8_t *out, size_t cap,
+    const uint8_t secret[TLS_SECRET_LEN], const char *sni, uint32_t ts,
+    size_t target_len, int pq)
+{
 	struct wcur w = { out, cap < target_len ? cap : target_len, 0, 0 };
+	uint8_t ek[TLS_MLKEM768_EK_LEN], pqkey[X25519_LEN];
 	size_t sni_len = sni != NULL ? strlen(sni) : 0, ext_start, pad;
 	uint8_t g[7], key[X25519_LEN], sid[TLS_SESSION_ID_MAX], d[32];
 	uint8_t *ext_len;
@@ -1019,8 +1071,11 @@ tls_client_hello_build(uint8_t *out, size_t cap,
 	EVP_MAC_CTX *ctx;
 
 	if (cap < target_len || target_len > TLS_HELLO_MAX ||
-	    sni_len > TLS_SNI_MAX || x25519_public(key) == -1)
+	    sni_len > TLS_SNI_MAX || x25519_public(key) == -1 ||
+	    (pq && x25519_public(pqkey) == -1))
 		return 0;
+	if (pq)
+		mlkem768_ek(ek);
 	grease_pick(g);
 	random_bytes(sid, sizeof(sid));
 
@@ -1055,9 +1110,10 @@ tls_client_hello_build(uint8_t *out, size_t cap,
 		put_bytes(&w, sni, sni_len);
 	}
 	put_hex(&w, "000500050100000000"); /* status_request */
-	put_hex(&w, "000a000a0008"); /* supported_groups */
+	/* supported_groups, X25519MLKEM768 first with pq (as the apps) */
+	put_hex(&w, pq ? "000a000c000a" : "000a000a0008");
 	put_grease(&w, g[4]);
-	put_hex(&w, "001d00170018");
+	put_hex(&w, pq ? "11ec001d00170018" : "001d00170018");
 	put_hex(&w, "000b00020100"); /* ec_point_formats */
 	put_hex(&w, "000d0012001004030804040105030805050108060601");
 	put_hex(&w, "0010000e000c02683208687474702f312e31"); /* ALPN */
@@ -1069,9 +1125,19 @@ tls_client_hello_build(uint8_t *out, size_t cap,
 	put_grease(&w, g[6]);
 	put_hex(&w, "03040303");
 	put_hex(&w, "002d00020101"); /* psk_key_exchange_modes */
-	put_hex(&w, "0033002b0029"); /* key_share */
-	put_grease(&w, g[4]);
-	put_hex(&w, "000100001d0020");
+	if (pq) {
+		/* key_share: GREASE, X25519MLKEM768 (ek || X25519), X25519 */
+		put_hex(&w, "003304ef04ed");
+		put_grease(&w, g[4]);
+		put_hex(&w, "00010011ec04c0");
+		put_bytes(&w, ek, sizeof(ek));
+		put_bytes(&w, pqkey, sizeof(pqkey));
+	} else {
+		put_hex(&w, "0033002b0029"); /* key_share */
+		put_grease(&w, g[4]);
+		put_hex(&w, "000100");
+	}
+	put_hex(&w, "001d0020");
 	put_bytes(&w, key, sizeof(key));
 	put_hex(&w, "446900050003026832"); /* ALPS */
 	put_hex(&w, "ff01000100"); /* renegotiation_info */

@@ -43,6 +43,9 @@
 
 /* The classic tdlib ClientHello length, spec A.4.1. */
 #define TLS_HELLO_CLASSIC_LEN 517
+/* The site profiler's ClientHello, with an X25519MLKEM768 key share. */
+#define TLS_HELLO_PQ_LEN    1600
+#define TLS_MLKEM768_EK_LEN 1184
 
 /* TLS 1.3 cipher suites a ServerHello may echo, spec A.4.5, C. */
 #define TLS_SUITE_13_FIRST 0x1301 /* TLS_AES_128_GCM_SHA256 */
@@ -268,6 +271,15 @@ void tls_record_header(uint8_t hdr[TLS_RECORD_HEADER_LEN], size_t payload_len);
  * OpenSSL fails.
  */
 size_t tls_client_hello_build(uint8_t *out, size_t cap,
+    const uint8_t secret[TLS_SECRET_LEN], const char *sni, uint32_t ts,
+    size_t target_len);
+/*
+ * The same with what the apps now offer too: X25519MLKEM768 first in
+ * supported_groups, and its key share (a well-formed random ML-KEM-768
+ * encapsulation key and an X25519 key, 1216 bytes) before the X25519
+ * one. target_len must leave room for it (TLS_HELLO_PQ_LEN does).
+ */
+size_t tls_client_hello_build_pq(uint8_t *out, size_t cap,
     const uint8_t secret[TLS_SECRET_LEN], const char *sni, uint32_t ts,
     size_t target_len);
 

@@ -256,7 +256,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	if (what & EV_WRITE) {
 		/* Connected (or not): send the hello. */
 		struct target *t = &p->t[p->cur];
-		uint8_t hello[TLS_HELLO_CLASSIC_LEN], key[TLS_SECRET_LEN];
+		uint8_t hello[TLS_HELLO_PQ_LEN], key[TLS_SECRET_LEN];
 		int err = 0;
 		socklen_t el = sizeof(err);
 		size_t hl;
@@ -272,8 +272,8 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		random_bytes(key, sizeof(key));
-		hl = tls_client_hello_build(hello, sizeof(hello), key, t->sni,
-		    (uint32_t)now_unix(), TLS_HELLO_CLASSIC_LEN);
+		hl = tls_client_hello_build_pq(hello, sizeof(hello), key,
+		    t->sni, (uint32_t)now_unix(), TLS_HELLO_PQ_LEN);
 		if (hl == 0 ||
 		    send(fd, hello, hl, MSG_NOSIGNAL) != (ssize_t)hl) {
 			sample_end(p, "cannot send the ClientHello");

@@ -950,6 +950,75 @@ START_TEST(test_client_hello_build)
 }
 END_TEST
 
+/* The extension of type want in a ClientHello record; NULL if none. */
+static const uint8_t *
+hello_ext(const uint8_t *rec, size_t len, uint16_t want, size_t *elen)
+{
+	size_t at = TLS_RECORD_HEADER_LEN + 4 + 2 + TLS_RANDOM_LEN;
+
+	at += 1 + rec[at]; /* session id */
+	at += 2 + ((size_t)rec[at] << 8 | rec[at + 1]); /* suites */
+	at += 1 + rec[at]; /* compression */
+	size_t end = at + 2 + ((size_t)rec[at] << 8 | rec[at + 1]);
+	ck_assert_uint_eq(end, len);
+	for (at += 2; at + 4 <= end;) {
+		uint16_t t = (uint16_t)(rec[at] << 8 | rec[at + 1]);
+		size_t l = (size_t)rec[at + 2] << 8 | rec[at + 3];
+
+		if (t == want) {
+			*elen = l;
+			return rec + at + 4;
+		}
+		at += 4 + l;
+	}
+	return NULL;
+}
+
+START_TEST(test_client_hello_build_pq)
+{
+	uint8_t secret[TLS_SECRET_LEN], out[TLS_HELLO_MAX];
+	const uint8_t *e;
+	struct tls_hello ch;
+	size_t el;
+	uint32_t ts;
+
+	vec_secret(secret);
+	ck_assert_uint_eq(tls_client_hello_build_pq(out, sizeof(out), secret,
+	                      "www.example.com", 1700000123u, TLS_HELLO_PQ_LEN),
+	    TLS_HELLO_PQ_LEN);
+	ck_assert_int_eq(tls_hello_parse(out, TLS_HELLO_PQ_LEN, &ch), 0);
+	ck_assert_str_eq(ch.sni, "www.example.com");
+	ck_assert_int_eq(tls_hello_verify(out, TLS_HELLO_PQ_LEN,
+	                     (const uint8_t(*)[TLS_SECRET_LEN])secret, 1, &ts),
+	    0);
+	ck_assert_uint_eq(ts, 1700000123u);
+	/* supported_groups: GREASE, X25519MLKEM768, X25519, P-256, P-384 */
+	e = hello_ext(out, TLS_HELLO_PQ_LEN, 0x000a, &el);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_uint_eq(el, 12);
+	ck_assert_uint_eq((e[2] & 0x0f), 0x0a);
+	ck_assert_mem_eq(e + 4, "\x11\xec\x00\x1d\x00\x17\x00\x18", 8);
+	/* key_share: GREASE (1 byte), 0x11ec (1216), 0x001d (32) */
+	e = hello_ext(out, TLS_HELLO_PQ_LEN, 0x0033, &el);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_uint_eq(el, 2 + 5 + 4 + 1216 + 4 + 32);
+	ck_assert_mem_eq(e + 4, "\x00\x01\x00\x11\xec\x04\xc0", 7);
+	const uint8_t *ek = e + 2 + 5 + 4;
+	/* The encapsulation key is well formed: every coefficient < q. */
+	for (size_t i = 0; i < 3 * 384; i += 3) {
+		unsigned a = ek[i] | (ek[i + 1] & 0x0f) << 8;
+		unsigned b = ek[i + 1] >> 4 | ek[i + 2] << 4;
+		ck_assert_uint_lt(a, 3329);
+		ck_assert_uint_lt(b, 3329);
+	}
+	ck_assert_mem_eq(ek + 1216, "\x00\x1d\x00\x20", 4);
+	/* The classic length has no room for it. */
+	ck_assert_uint_eq(tls_client_hello_build_pq(out, sizeof(out), secret,
+	                      "www.example.com", 1, TLS_HELLO_CLASSIC_LEN),
+	    0);
+}
+END_TEST
+
 START_TEST(test_client_hello_build_limits)
 {
 	uint8_t secret[TLS_SECRET_LEN] = { 1 }, out[TLS_HELLO_MAX + 16];
@@ -1167,6 +1236,7 @@ tls_suite(void)
 	tcase_add_test(tc, test_record_header_round_trip);
 	tcase_add_loop_test(tc, test_client_hello_build, 0, 2);
 	tcase_add_test(tc, test_client_hello_build_limits);
+	tcase_add_test(tc, test_client_hello_build_pq);
 	tcase_add_test(tc, test_shaped_hello);
 	tcase_add_test(tc, test_shape_text);
 	suite_add_tcase(s, tc);
