@@ -18,7 +18,8 @@ static struct {
 	int fd; /* stderr or the file */
 	char file[4096];
 	char ident[64];
-} L = { LOG_TARGET_STDERR, LOG_INFO, 2, "", "mtprotod" };
+	int detached; /* no stderr any more: it goes to syslog */
+} L = { LOG_TARGET_STDERR, LOG_INFO, 2, "", "mtprotod", 0 };
 
 static const char *level_names[] = {
 	[LOG_EMERG] = "emerg",
@@ -67,6 +68,8 @@ log_init(int target, const char *file, int level, const char *ident)
 {
 	if (L.target == LOG_TARGET_SYSLOG)
 		closelog();
+	if (L.detached && target == LOG_TARGET_STDERR)
+		target = LOG_TARGET_SYSLOG;
 	L.target = target;
 	L.level = level;
 	if (ident)
@@ -84,6 +87,14 @@ log_init(int target, const char *file, int level, const char *ident)
 		L.fd = 2;
 	}
 	return 0;
+}
+
+void
+log_detach(void)
+{
+	L.detached = 1;
+	if (L.target == LOG_TARGET_STDERR)
+		log_init(LOG_TARGET_SYSLOG, NULL, L.level, NULL);
 }
 
 void

@@ -11,6 +11,12 @@
 #define LOG_ATTR(f, a) __attribute__((format(printf, f, a)))
 
 int log_init(int target, const char *file, int level, const char *ident);
+/*
+ * The process detached (daemon()): stderr is /dev/null from now on, so
+ * the stderr target becomes syslog, here and in every child forked
+ * later (their log_init with the config's target follows this).
+ */
+void log_detach(void);
 void log_set_ident(const char *ident);
 void log_set_level(int level);
 int log_get_level(void);

@@ -1583,9 +1583,7 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 			log_warn("daemon");
 			goto fail;
 		}
-		if (cfg->log_target == LOG_TARGET_STDERR)
-			log_init(LOG_TARGET_SYSLOG, NULL, cfg->log_level,
-			    "mtprotod");
+		log_detach();
 	}
 	/* An upgrade takes the pidfile once it serves. */
 	if (S.state != S_UPGRADING && pidfile_write(cfg->pidfile) == -1)

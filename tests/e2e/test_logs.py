@@ -1,0 +1,115 @@
+"""Logs (issue 11): every process logs where the supervisor does, also
+after it daemonized.
+
+A daemon started without -f, with log.target = "stderr", detaches and
+logs to syslog. The test gives it its own /dev/log: in a private mount
+namespace (unshare --mount, as root) a tmpfs replaces /dev, with /dev/null
+and the random devices bound back in and /dev/log bound to a datagram
+socket the test reads, so the daemon's syslog lines come here and nothing
+reaches the machine's logger.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from mtp import (MTPROTOD, Daemon, FakeDC, check, run_tests, tclient,
+                 telegram_conf, wait_for)
+
+
+class FakeSyslog:
+    """A datagram socket that collects what syslog(3) sends."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o666)
+        self.sock.settimeout(0.1)
+        self.lines = []
+
+    def read(self):
+        while True:
+            try:
+                self.lines.append(self.sock.recv(65536).decode(
+                    errors="replace"))
+            except socket.timeout:
+                return self.lines
+
+    def has(self, rx):
+        return [l for l in self.read() if re.search(rx, l)]
+
+    def close(self):
+        self.sock.close()
+
+
+def start_detached(d, devlog):
+    """mtprotod -c CONF (no -f) in a mount namespace whose /dev/log is
+    devlog; returns once the supervisor has detached."""
+    old = os.path.join(d.tmp, "olddev")
+    os.mkdir(old)
+    binds = " ".join(
+        "touch /dev/%s && mount --bind %s/%s /dev/%s &&" % (n, old, n, n)
+        for n in ("null", "zero", "random", "urandom"))
+    script = ("set -e; mount --rbind /dev %s && "
+              "mount -t tmpfs -o mode=0755 tmpfs /dev && %s "
+              "touch /dev/log && mount --bind %s /dev/log && "
+              "exec %s -c %s" % (old, binds, devlog, MTPROTOD, d.conf))
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private",
+                        "sh", "-c", script], capture_output=True, text=True,
+                       timeout=30)
+    check(r.returncode == 0, "could not start it detached: %s%s" % (
+        r.stdout, r.stderr))
+
+
+def test_detached_children_log_to_syslog():
+    check(os.geteuid() == 0, "this test needs root (a mount namespace); "
+          "the test command runs as root")
+    dc = FakeDC()
+    d = Daemon(workers=2, extra=telegram_conf({2: dc.port}))
+    d.write_config(open(d.conf).read().replace(
+        'log = { target = "%s"; level = "debug"; };' % d.log,
+        'log = { target = "stderr"; level = "info"; };'))
+    devlog = os.path.join(d.tmp, "devlog")
+    log = FakeSyslog(devlog)
+    pid = None
+    try:
+        start_detached(d, devlog)
+        pid = int(wait_for(lambda: os.path.exists(d.pidfile) and
+                           open(d.pidfile).read().strip(), 10,
+                           what="the pidfile"))
+        # The supervisor, each worker and the dcpool, each with its pid.
+        for rx in (r"mtprotod\[%d\]: " % pid,
+                   r"mtprotod\[\d+\]: .*worker 0 serving",
+                   r"mtprotod\[\d+\]: .*worker 1 serving",
+                   r"mtprotod\[\d+\]: .*dcpool serving"):
+            wait_for(lambda: log.has(rx), 10,
+                     what="syslog line %r in %r" % (rx, log.lines[-8:]))
+        for line in log.has(r"worker \d serving|dcpool serving"):
+            check("mtprotod[%d]" % pid not in line,
+                  "a child's line with the supervisor's pid: %s" % line)
+        # LOG_DAEMON (3 << 3): <PRI> is 24 + severity.
+        for line in log.read():
+            m = re.match(r"<(\d+)>", line)
+            check(m and int(m.group(1)) >> 3 == 3, "facility: %s" % line)
+        # And it serves, detached.
+        r = tclient(d.port, "secure", "reqpq")
+        check(r.ok, str(r))
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.1)
+        log.close()
+        dc.stop()
+
+
+if __name__ == "__main__":
+    run_tests([test_detached_children_log_to_syslog])
