@@ -50,7 +50,31 @@ static struct {
 	struct pubaddr *pub;
 	struct tlsprobe *probe;
 	struct event *chan_ev;
+	int64_t tg_since; /* Telegram's config in use since */
 } D;
+
+int
+dcpool_workers_connected(void)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < DCPOOL_MAX_PEERS; i++)
+		n += D.peers[i].ev != NULL;
+	return n;
+}
+
+const struct tg_state *
+dcpool_tg_state(int64_t *since)
+{
+	*since = D.tg_since;
+	return D.tg != NULL ? tgconf_state(D.tg) : NULL;
+}
+
+const struct dcpool_args *
+dcpool_args(void)
+{
+	return D.a;
+}
 
 static void
 peer_close(struct peer *p)
@@ -168,6 +192,7 @@ middle_wanted(const struct config *cfg)
 static void
 tg_changed(void *arg, const struct tg_state *st)
 {
+	D.tg_since = now_unix();
 	log_info("Telegram config in use (%s): %zu middle proxies (%zu "
 	         "IPv6), secret of %zu bytes",
 	    st->source, st->v4.n, st->v6.n, st->secret_len);

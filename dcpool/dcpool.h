@@ -18,4 +18,13 @@ struct dcpool_args {
 
 void dcpool_main(struct dcpool_args *) __attribute__((noreturn));
 
+/* For the status pages (status.c). */
+struct tg_state;
+/* Workers with a channel to us (during a reload, old and new). */
+int dcpool_workers_connected(void);
+/* Telegram's config and since when it is in use (unix time); NULL when
+ * no listener uses the middle proxies. */
+const struct tg_state *dcpool_tg_state(int64_t *since);
+const struct dcpool_args *dcpool_args(void);
+
 #endif

@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "replay.h"
 #include "shm.h"
+#include "status.h"
 #include "util.h"
 
 static struct shm_metrics *zone;
@@ -120,7 +121,8 @@ metrics_cb(struct evhttp_request *req, void *arg)
 static void
 other_cb(struct evhttp_request *req, void *arg)
 {
-	evhttp_send_error(req, HTTP_NOTFOUND, "try /metrics");
+	evhttp_send_error(
+	    req, HTTP_NOTFOUND, "try /metrics, /health, /ready or /status");
 }
 
 static struct evhttp *http;
@@ -149,6 +151,7 @@ metrics_start(struct event_base *base, const struct config *cfg,
 		return -1;
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_cb(http, "/metrics", metrics_cb, NULL);
+	status_register(http, cfg, z);
 	evhttp_set_gencb(http, other_cb, NULL);
 	/*
 	 * The supervisor opened the socket and keeps it over reloads and

@@ -1,0 +1,133 @@
+"""/health, /ready and /status on the metrics port (issue 11)."""
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+
+from mtp import (Daemon, FakeDC, check, free_port, listener_conf, run_tests,
+                 telegram_conf, wait_for)
+from test_middle import MSetup
+
+
+def get(port, path):
+    """(status, body) of http://127.0.0.1:port/path."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                    timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_direct_health_ready_status():
+    dc = FakeDC()
+    mport, port = free_port(), free_port()
+    d = Daemon(workers=2, listeners=[listener_conf(
+        "main", port, tls_domain="www.example.com")],
+        extra=telegram_conf({2: dc.port}) +
+        'metrics = { address = "127.0.0.1"; port = %d; };\n' % mport)
+    held = None
+    try:
+        d.start()
+        check(get(mport, "/health") == (200, "ok\n"), "health")
+        wait_for(lambda: get(mport, "/ready")[0] == 200, 10,
+                 what="/ready 200")
+        check(get(mport, "/ready")[1] == "ready\n", "ready body")
+        held = socket.create_connection(("127.0.0.1", port))
+
+        def status():
+            st = json.loads(get(mport, "/status")[1])
+            return st if st["connections"] >= 1 else None
+        st = wait_for(status, 10, what="the held connection in /status")
+        check(st["version"] and st["generation"] == 0, st)
+        check(st["pid"] == d.pid and st["workers"] == 2 and
+              st["workers_serving"] == 2, st)
+        kids = d.kids()
+        got = {c["pid"]: c["role"] for c in st["children"]}
+        check(got == {p: ("dcpool" if t == "mtprotod: dcpool" else
+                          "worker") for p, t in kids.items()},
+              "children %r, the process tree %r" % (got, kids))
+        check(sorted(c["slot"] for c in st["children"]
+                     if c["role"] == "worker") == [0, 1], st["children"])
+        (lst,) = st["listeners"]
+        check(lst["name"] == "main" and lst["backend"] == "direct" and
+              lst["protocols"] == ["classic", "secure", "fake_tls"] and
+              lst["tls_domain"] == "www.example.com" and
+              lst["users"] == [{"name": "u0"}] and
+              lst["connections"] >= 1, lst)
+        check(st["telegram_config"] is None, st)
+        check(0 <= st["uptime_s"] < 60, st)
+        code, body = get(mport, "/nothing")
+        check(code == 404 and "/status" in body, (code, body))
+    finally:
+        if held:
+            held.close()
+        d.kill_all()
+        dc.stop()
+
+
+def proxy_config(ms, dcs, default=None):
+    """telegram = {...} text with a proxy config file listing ms's fake
+    middle proxy for dcs."""
+    path = os.path.join(ms.tmp, "some-dcs.conf")
+    with open(path, "w") as f:
+        for dc in dcs:
+            f.write("proxy_for %d 127.0.0.1:%d;\n" % (dc, ms.mp.port))
+        if default:
+            f.write("default %d;\n" % default)
+    return 'proxy_secret_file = "%s"; proxy_config_file = "%s";' % (
+        ms.secret_file, path)
+
+
+def test_middle_ready_needs_a_proxy_for_each_dc():
+    # Only DCs 2 and 4 have a middle proxy and there is no default: not
+    # ready, and it says which DCs lack one; with a default DC (whose
+    # proxies serve the others, as Telegram's config says), ready.
+    m = MSetup(telegram=lambda ms: proxy_config(ms, (2, 4)))
+    try:
+        wait_for(lambda: "no middle proxy for DC 1" in
+                 get(m.metrics_port, "/ready")[1], 10,
+                 what="/ready naming DC 1")
+        code, body = get(m.metrics_port, "/ready")
+        check(code == 503 and "DC 3" in body and "DC 5" in body and
+              "DC 2" not in body and "DC 4" not in body, (code, body))
+        st = json.loads(get(m.metrics_port, "/status")[1])
+        tc = st["telegram_config"]
+        check(tc["source"] == "file" and tc["middle_proxies"]["2"] == 1 and
+              tc["middle_proxies"]["1"] == 0 and tc["age_s"] >= 0, tc)
+        check(st["listeners"][0]["backend"] == "middle", st)
+    finally:
+        m.stop()
+    m = MSetup(telegram=lambda ms: proxy_config(ms, (2, 4), default=2))
+    try:
+        wait_for(lambda: get(m.metrics_port, "/ready")[0] == 200, 10,
+                 what="/ready 200 with a default DC")
+    finally:
+        m.stop()
+
+
+def test_middle_not_ready_without_telegram_config():
+    dead = free_port()
+
+    def nothing(ms):
+        return ('proxy_secret_url = "http://127.0.0.1:%d/s"; '
+                'proxy_config_url = "http://127.0.0.1:%d/c"; '
+                'proxy_config_v6_url = "http://127.0.0.1:%d/6";' % (
+                    dead, dead, dead))
+    m = MSetup(telegram=nothing)
+    try:
+        code, body = get(m.metrics_port, "/ready")
+        check(code == 503 and "no Telegram proxy config yet" in body,
+              (code, body))
+        check(get(m.metrics_port, "/health")[0] == 200, "health")
+        st = json.loads(get(m.metrics_port, "/status")[1])
+        check(st["telegram_config"] is None, st)
+    finally:
+        m.stop()
+
+
+if __name__ == "__main__":
+    run_tests([test_direct_health_ready_status,
+               test_middle_ready_needs_a_proxy_for_each_dc,
+               test_middle_not_ready_without_telegram_config])
