@@ -30,8 +30,8 @@
 #include "util.h"
 
 /* Defaults, as CONFIG.md and mtprotod.conf(5) state them. */
-#define DEF_USER              "nobody"
-#define DEF_GROUP             "nogroup"
+#define DEF_USER              "mtprotod"
+#define DEF_GROUP             "mtprotod"
 #define DEF_PIDFILE_ROOT      "/run/mtprotod.pid"
 #define DEF_PIDFILE_USER      "./mtprotod.pid"
 #define DEF_STATE_DIR_ROOT    "/var/lib/mtprotod"
@@ -1485,9 +1485,10 @@ parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
 
 	if (check_known(p, root, "", root_opts) == -1)
 		return -1;
-	if (opt_nonempty(p, root, "user", cfg->user, sizeof(cfg->user)) == -1 ||
-	    opt_nonempty(p, root, "group", cfg->group, sizeof(cfg->group)) ==
-	        -1 ||
+	if ((cfg->user_given = opt_nonempty(
+	         p, root, "user", cfg->user, sizeof(cfg->user))) == -1 ||
+	    (cfg->group_given = opt_nonempty(
+	         p, root, "group", cfg->group, sizeof(cfg->group))) == -1 ||
 	    opt_str(p, root, "", "chroot", cfg->chroot, sizeof(cfg->chroot),
 	        &o) == -1)
 		return -1;

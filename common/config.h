@@ -93,6 +93,7 @@ struct config {
 	char path[4096]; /* file it came from, "" = built-in */
 	char user[CONFIG_NAME_MAX];
 	char group[CONFIG_NAME_MAX];
+	int user_given, group_given; /* 1: in the file, 0: the default */
 	char chroot[4096];
 	int workers; /* resolved: >= 1 */
 	int workers_auto;

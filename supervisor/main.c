@@ -45,6 +45,7 @@ usage(FILE *f)
 	    "            reopen (SIGUSR1: log file), upgrade (SIGUSR2: run\n"
 	    "            the installed binary, keeping every connection)\n"
 	    "  -V        print the version\n"
+	    "  --print-pidfile  print the pidfile path of the config\n"
 	    "  --links   print the tg:// and t.me links (and QR codes)\n"
 	    "  --server HOST  the address clients use, for --links\n"
 	    "  --gen-secret   print a new random secret\n"
@@ -213,11 +214,13 @@ main(int argc, char **argv)
 		OPT_TLS_DOMAIN,
 		OPT_SERVER,
 		OPT_UPGRADE_FD,
-		OPT_CHECK
+		OPT_CHECK,
+		OPT_PRINT_PIDFILE
 	};
 	static const struct option longopts[] = {
 		{ "links", no_argument, NULL, OPT_LINKS },
 		{ "check", no_argument, NULL, OPT_CHECK },
+		{ "print-pidfile", no_argument, NULL, OPT_PRINT_PIDFILE },
 		{ "gen-secret", no_argument, NULL, OPT_GEN_SECRET },
 		{ "tls-domain", required_argument, NULL, OPT_TLS_DOMAIN },
 		{ "server", required_argument, NULL, OPT_SERVER },
@@ -230,7 +233,7 @@ main(int argc, char **argv)
 	struct sup_options opt = { .upgrade_fd = -1 };
 	const char *cfile = NULL, *sig = NULL, *tls_domain = NULL;
 	const char *server = NULL, *path = NULL;
-	int test = 0, links = 0, gen = 0, ch, rc;
+	int test = 0, links = 0, gen = 0, print_pidfile = 0, ch, rc;
 	struct config *cfg;
 
 	proctitle_init(argc, argv);
@@ -261,6 +264,9 @@ main(int argc, char **argv)
 			break;
 		case OPT_CHECK:
 			test = 2;
+			break;
+		case OPT_PRINT_PIDFILE:
+			print_pidfile = 1;
 			break;
 		case OPT_GEN_SECRET:
 			gen = 1;
@@ -303,6 +309,15 @@ main(int argc, char **argv)
 	}
 
 	cfg = load_config(cfile, &path);
+	if (print_pidfile) {
+		/* For init scripts: where the running daemon's pid is. */
+		if (cfg == NULL)
+			return 1;
+		printf("%s\n", cfg->pidfile);
+		config_free(cfg);
+		free((char *)path);
+		return 0;
+	}
 	rc = run(cfg, path, test, sig, links, server, &opt);
 	free((char *)path);
 	return rc;

@@ -141,21 +141,55 @@ config_absolutize(struct config *cfg, const char *cwd)
 }
 
 /*
- * The dcpool, unprivileged, keeps Telegram's config in state_dir: make
- * sure it exists and belongs to the user the children run as.
+ * The dcpool, unprivileged, keeps Telegram's config and the site
+ * profiles in state_dir: it exists, belongs to the user the children run
+ * as, mode 0700. A state_dir or chroot that others may write is refused:
+ * whoever can write there can plant a Telegram config or a secret.
  */
-static void
-prepare_state_dir(const struct config *cfg)
+static int
+writable_by_others(const char *path, char *err, size_t errlen, const char *what)
 {
+	struct stat st;
+
+	if (stat(path, &st) == -1) {
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return 1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s %s is not a directory", what, path);
+		return 1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen,
+		    "%s %s is writable by others (mode %04o): chmod go-w it",
+		    what, path, (unsigned)(st.st_mode & 07777));
+		return 1;
+	}
+	return 0;
+}
+
+static int
+prepare_state_dir(
+    const struct config *cfg, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	if (cfg->chroot[0] != '\0' &&
+	    writable_by_others(cfg->chroot, err, errlen, "chroot"))
+		return -1;
 	if (cfg->state_dir[0] == '\0')
-		return;
+		return 0;
 	if (mkdir(cfg->state_dir, 0700) == -1 && errno != EEXIST) {
 		log_warn("cannot create state_dir %s", cfg->state_dir);
-		return;
+		return 0;
 	}
-	if (S.drop && chown(cfg->state_dir, S.uid, S.gid) == -1)
+	if (writable_by_others(cfg->state_dir, err, errlen, "state_dir"))
+		return -1;
+	/* chmod first: once it is the user's, root needs CAP_FOWNER. */
+	if (chmod(cfg->state_dir, 0700) == -1)
+		log_warn("cannot chmod 0700 state_dir %s", cfg->state_dir);
+	if (S.drop && chown(cfg->state_dir, uid, gid) == -1)
 		log_warn("cannot give state_dir %s to %s", cfg->state_dir,
 		    cfg->user);
+	return 0;
 }
 
 /*
@@ -218,20 +252,36 @@ child_priv(const struct config *cfg)
 	return p;
 }
 
+/*
+ * The user and group the children run as. The default, mtprotod (which
+ * make install creates), falls back to nobody / nogroup with a warning
+ * when it does not exist, so that a daemon run from the build tree
+ * works; a user or group named in the file must exist.
+ */
 static int
 resolve_ids(
     const struct config *cfg, uid_t *uid, gid_t *gid, char *err, size_t errlen)
 {
+	static int warned;
 	struct passwd *pw;
 	struct group *gr;
 
 	if (geteuid() != 0)
 		return 0;
-	if ((pw = getpwnam(cfg->user)) == NULL) {
+	if ((pw = getpwnam(cfg->user)) == NULL && !cfg->user_given &&
+	    (pw = getpwnam("nobody")) != NULL && !warned++)
+		log_warnx("user \"%s\" not found (make install creates it): "
+		          "the children run as nobody, whom other daemons "
+		          "share; create it (useradd --system --user-group "
+		          "%s) or set \"user\"",
+		    cfg->user, cfg->user);
+	if (pw == NULL) {
 		snprintf(err, errlen, "user \"%s\" not found", cfg->user);
 		return -1;
 	}
-	if ((gr = getgrnam(cfg->group)) == NULL) {
+	if ((gr = getgrnam(cfg->group)) == NULL && !cfg->group_given)
+		gr = getgrnam("nogroup");
+	if (gr == NULL) {
 		snprintf(err, errlen, "group \"%s\" not found", cfg->group);
 		return -1;
 	}
@@ -1343,6 +1393,7 @@ do_reload(void)
 	int mfd = -2;
 	char mkey[96];
 	if (resolve_ids(ncfg, &uid, &gid, err, sizeof(err)) == -1 ||
+	    prepare_state_dir(ncfg, uid, gid, err, sizeof(err)) == -1 ||
 	    lsock_sync(&S.ls, ncfg, ncfg->workers, err, sizeof(err)) == -1) {
 		log_errorx("reload failed, keeping the running configuration: "
 		           "%s",
@@ -1366,7 +1417,6 @@ do_reload(void)
 	assign_listener_indexes(ncfg);
 	S.uid = uid;
 	S.gid = gid;
-	prepare_state_dir(ncfg);
 	log_set_level(ncfg->log_level);
 	S.generation++;
 	S.state = S_RELOADING;
@@ -1533,11 +1583,11 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 	S.exe[xl > 0 ? xl : 0] = '\0';
 	/* Before the pidfile names us, so whoever reads it sees the role. */
 	proctitle_set("mtprotod: supervisor");
-	if (resolve_ids(cfg, &S.uid, &S.gid, err, sizeof(err)) == -1) {
+	if (resolve_ids(cfg, &S.uid, &S.gid, err, sizeof(err)) == -1 ||
+	    prepare_state_dir(cfg, S.uid, S.gid, err, sizeof(err)) == -1) {
 		log_errorx("%s", err);
 		goto fail;
 	}
-	prepare_state_dir(cfg);
 	if (S.up_chan >= 0) {
 		/* A binary upgrade: our parent, the running daemon, names
 		 * the sockets and zones we take over. */

@@ -127,6 +127,37 @@ else
 	bad "distcheck"
 fi
 
+# make install under a prefix of its own (paths substituted, the config
+# kept, the systemd unit verified, the SysV script driving a daemon, the
+# man pages lint-clean): tests/e2e/test_install.py.
+step "make install and the installed files"
+inst=$OUT/install
+if (mkdir -p "$inst/build" && cd "$inst/build" &&
+    "$SRC/configure" -q --prefix="$inst/prefix" \
+	--with-systemdsystemunitdir="$inst/prefix/lib/systemd/system" &&
+    make -j"$JOBS" >make.out 2>&1 &&
+    make -j"$JOBS" tests/peers/tclient tests/peers/fake_dc >>make.out 2>&1 &&
+    make install >install.out 2>&1); then
+	(cd "$inst/build" && INSTALL_PREFIX="$inst/prefix" \
+	    INSTALL_UNITDIR="$inst/prefix/lib/systemd/system" \
+	    INSTALL_BUILD="$inst/build" MTPROTOD="$inst/prefix/sbin/mtprotod" \
+	    PEERS_DIR="$inst/build/tests/peers" SRCDIR="$SRC" \
+	    unshare --net -- sh -c 'ip link set lo up && exec python3 "$1"' \
+	    sh "$SRC/tests/e2e/test_install.py" >"$inst/test.out" 2>&1)
+	grep -E '^(PASS|FAIL) ' "$inst/test.out"
+	p=$(grep -c '^PASS ' "$inst/test.out")
+	f=$(grep -c '^FAIL ' "$inst/test.out")
+	passed=$((passed + p))
+	failed=$((failed + f))
+	if [ "$f" -ne 0 ] || [ "$p" -eq 0 ]; then
+		tail -40 "$inst/test.out"
+		failures+=("make install: tests/e2e/test_install.py")
+	fi
+else
+	tail -40 "$inst/build/make.out" "$inst/build/install.out" 2>/dev/null
+	bad "make install"
+fi
+
 echo
 if [ ${#failures[@]} -gt 0 ]; then
 	echo "failures:"

@@ -229,6 +229,48 @@ def test_ctrl_c_in_foreground_drains():
         d.kill_all()
 
 
+def test_default_user_and_state_dir():
+    # Without user / group in the file, the children run as mtprotod
+    # (make install's system user) or, where it does not exist, as
+    # nobody with a warning. The state directory is theirs, mode 0700.
+    import pwd
+    check(os.geteuid() == 0, "this test needs root (the test command "
+          "runs as root)")
+    d = Daemon(workers=1)
+    d.write_config(open(d.conf).read().replace(
+        'user = "nobody";\ngroup = "nogroup";\n', ""))
+    d.start()
+    try:
+        try:
+            want = pwd.getpwnam("mtprotod").pw_uid
+        except KeyError:
+            want = pwd.getpwnam("nobody").pw_uid
+            d.wait_log('user "mtprotod" not found (make install creates '
+                       'it): the children run as nobody')
+        for pid in d.kids():
+            check(os.stat("/proc/%d" % pid).st_uid == want,
+                  "child %d runs as uid %d, not %d" % (
+                      pid, os.stat("/proc/%d" % pid).st_uid, want))
+        st = os.stat(os.path.join(d.tmp, "state"))
+        check(st.st_uid == want and (st.st_mode & 0o777) == 0o700,
+              "state_dir: uid %d mode %o" % (st.st_uid, st.st_mode & 0o777))
+    finally:
+        d.kill_all()
+
+
+def test_state_dir_writable_by_others_is_refused():
+    # Whoever can write there can plant a Telegram config or a secret.
+    d = Daemon(workers=1)
+    state = os.path.join(d.tmp, "state")
+    os.mkdir(state)
+    os.chmod(state, 0o777)
+    d.start(wait=False)
+    rc = d.proc.wait(20)
+    out = d.output() + d.read_log()
+    check(rc != 0 and "state_dir %s is writable by others (mode 0777)"
+          % state in out, "rc %d: %s" % (rc, out[-600:]))
+
+
 if __name__ == "__main__":
     run_tests([
                test_sigusr1_reopens_the_log_for_every_process,
@@ -238,4 +280,6 @@ if __name__ == "__main__":
                test_restart_intensity_stops_the_daemon,
                test_sigterm_stops_everything_and_removes_pidfile,
                test_sigquit_stops_now,
-               test_ctrl_c_in_foreground_drains])
+               test_ctrl_c_in_foreground_drains,
+               test_default_user_and_state_dir,
+               test_state_dir_writable_by_others_is_refused])

@@ -368,8 +368,10 @@ START_TEST(test_defaults)
 	int root = geteuid() == 0;
 	int n = ncpus();
 
-	ck_assert_str_eq(c->user, "nobody");
-	ck_assert_str_eq(c->group, "nogroup");
+	ck_assert_str_eq(c->user, "mtprotod");
+	ck_assert_str_eq(c->group, "mtprotod");
+	ck_assert_int_eq(c->user_given, 0);
+	ck_assert_int_eq(c->group_given, 0);
 	ck_assert_str_eq(c->chroot, "");
 	ck_assert_int_eq(c->workers_auto, 1);
 	ck_assert_int_eq(
@@ -1388,6 +1390,12 @@ START_TEST(test_network)
 	ck_assert_int_eq(c->tls_hello_delay_site, 1);
 	ck_assert_int_eq(c->listeners[0].handshake_mss, 0);
 	ck_assert_int_eq(c->listeners[0].rst_on_failed, 0);
+	config_free(c);
+	c = expect_ok("user = \"daemon\";\n" GOOD_LISTENERS);
+	ck_assert_str_eq(c->user, "daemon");
+	ck_assert_int_eq(c->user_given, 1);
+	ck_assert_str_eq(c->group, "mtprotod");
+	ck_assert_int_eq(c->group_given, 0);
 	config_free(c);
 	c = expect_ok(GOOD_LISTENERS "tls = { split_hello = true; "
 	                             "hello_delay = \"0\"; };\n");
