@@ -11,6 +11,7 @@
 
 #include "discover.h"
 #include "log.h"
+#include "fptable.h"
 #include "msg.h"
 #include "rpc.h"
 #include "tls.h"
@@ -44,6 +45,7 @@ static const char *type_names[MSG_TYPE_MAX] = {
 	[MSG_UPGRADE_READY] = "upgrade-ready",
 	[MSG_PUBADDR] = "pubaddr",
 	[MSG_TLS_SHAPE] = "tls-shape",
+	[MSG_FINGERPRINTS] = "fingerprints",
 };
 
 const char *
@@ -325,6 +327,47 @@ msg_get_tls_shape(struct msg *m, char key[MSG_SHAPE_KEY], struct tls_shape *sh)
 	key[MSG_SHAPE_KEY - 1] = '\0';
 	if (sh->next > TLS_SHAPE_EXT_MAX)
 		return -1;
+	return 0;
+}
+
+int
+msg_send_fingerprints(int sock, const struct fptable *t)
+{
+	struct msgbuf mb;
+
+	msgbuf_init(&mb, MSG_FINGERPRINTS);
+	msgbuf_put_u32(&mb, (uint32_t)t->n);
+	msgbuf_put_bytes(&mb, t->e, t->n * sizeof(t->e[0]));
+	for (int r = 0; r < FP_RESULTS; r++)
+		msgbuf_put_u64(&mb, t->other[r]);
+	return msgbuf_send(sock, &mb, -1);
+}
+
+int
+msg_get_fingerprints(struct msg *m, struct fptable *t)
+{
+	static struct fptable in; /* 10 KB: not on the stack */
+	struct fp_entry e;
+	uint32_t n;
+
+	if (m->type != MSG_FINGERPRINTS || m->fd != -1 ||
+	    msg_get_u32(m, &n) == -1 || n > FPTABLE_MAX)
+		return -1;
+	fptable_init(&in, FPTABLE_MAX);
+	for (uint32_t i = 0; i < n; i++) {
+		if (msg_get_bytes(m, &e, sizeof(e)) == -1)
+			return -1;
+		e.ja3[FP_JA3_MAX] = e.ja4[FP_JA4_MAX] = '\0';
+		for (int r = 0; r < FP_RESULTS; r++)
+			fptable_add(
+			    &in, e.ja3, e.ja4, (enum fp_result)r, e.n[r]);
+	}
+	for (int r = 0; r < FP_RESULTS; r++)
+		if (msg_get_u64(m, &in.other[r]) == -1)
+			return -1;
+	if (msg_end(m) == -1)
+		return -1;
+	fptable_merge(t, &in);
 	return 0;
 }
 

@@ -79,6 +79,10 @@ enum msg_type {
 	/* dcpool -> worker */
 	MSG_TLS_SHAPE, /* char key[264] ("host:port" of a fronting
 				 * target), struct tls_shape: its profile */
+	/* worker -> dcpool */
+	MSG_FINGERPRINTS, /* u32 n, n struct fp_entry, u64 other[3]
+				 * (fptable.h): ClientHello fingerprints
+				 * counted since the last one */
 
 	MSG_TYPE_MAX
 };
@@ -202,6 +206,13 @@ msg_build_tls_shape(struct msgbuf *, const char *key, const struct tls_shape *);
 /* 0 with key terminated, or -1. */
 int
 msg_get_tls_shape(struct msg *, char key[MSG_SHAPE_KEY], struct tls_shape *);
+
+/* MSG_FINGERPRINTS */
+struct fptable;
+int msg_send_fingerprints(int sock, const struct fptable *);
+/* Into t (initialised with fptable_init first; entries added to it);
+ * 0, or -1 when malformed. */
+int msg_get_fingerprints(struct msg *, struct fptable *t);
 
 /* MSG_PUBADDR */
 struct pubaddr_state;

@@ -108,6 +108,12 @@ peer_cb(evutil_socket_t fd, short what, void *arg)
 			}
 			mplink_request(p->out, dc, req);
 			break;
+		case MSG_FINGERPRINTS:
+			if (msg_get_fingerprints(&m, metrics_fingerprints()) ==
+			    -1)
+				log_warnx("malformed %s from worker %d",
+				    msg_type_name(m.type), p->slot);
+			break;
 		default:
 			log_warnx("unexpected message %s from worker %d",
 			    msg_type_name(m.type), p->slot);

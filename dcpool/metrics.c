@@ -9,6 +9,7 @@
 #include <event2/http.h>
 
 #include "config.h"
+#include "fptable.h"
 #include "log.h"
 #include "metrics.h"
 #include "replay.h"
@@ -17,6 +18,7 @@
 #include "util.h"
 
 static struct shm_metrics *zone;
+static struct fptable fps; /* the workers' ClientHello fingerprints */
 static struct replay_cache *replay;
 static const struct config *mcfg;
 
@@ -71,6 +73,44 @@ static const struct {
 	    "Bytes held by connections still in their handshake." },
 };
 
+struct fptable *
+metrics_fingerprints(void)
+{
+	if (fps.max == 0)
+		fptable_init(&fps, FPTABLE_MAX);
+	return &fps;
+}
+
+/* JA3 is hex, JA4 [a-z0-9_] (or "?", "other"): no label escaping. */
+static void
+fingerprints_out(struct evbuffer *b)
+{
+	const struct fptable *t = metrics_fingerprints();
+
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_tls_client_hellos_total Fake-TLS ClientHellos "
+	    "by JA4 and JA3 fingerprint and what became of them (served, "
+	    "fronted, refused: unknown SNI); the %d fingerprints seen most, "
+	    "the rest as \"other\".\n"
+	    "# TYPE mtprotod_tls_client_hellos_total counter\n",
+	    FPTABLE_MAX);
+	for (size_t i = 0; i < t->n; i++)
+		for (int r = 0; r < FP_RESULTS; r++)
+			evbuffer_add_printf(b,
+			    "mtprotod_tls_client_hellos_total{ja4=\"%s\","
+			    "ja3=\"%s\",result=\"%s\"} %llu\n",
+			    t->e[i].ja4, t->e[i].ja3,
+			    fp_result_name((enum fp_result)r),
+			    (unsigned long long)t->e[i].n[r]);
+	for (int r = 0; r < FP_RESULTS; r++)
+		evbuffer_add_printf(b,
+		    "mtprotod_tls_client_hellos_total{ja4=\"%s\",ja3=\"%s\","
+		    "result=\"%s\"} %llu\n",
+		    FPTABLE_OTHER, FPTABLE_OTHER,
+		    fp_result_name((enum fp_result)r),
+		    (unsigned long long)t->other[r]);
+}
+
 static void
 metrics_cb(struct evhttp_request *req, void *arg)
 {
@@ -103,6 +143,7 @@ metrics_cb(struct evhttp_request *req, void *arg)
 			    (unsigned long long)shm_listener_conns(
 			        zone, l->shm_index));
 	}
+	fingerprints_out(b);
 	/* Nonzero: replay.entries is too small for the load. */
 	if (replay != NULL)
 		evbuffer_add_printf(b,

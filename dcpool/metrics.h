@@ -15,6 +15,9 @@ struct replay_cache;
  * replay cache (NULL: its metrics are left out) are the shared mappings
  * the supervisor made before forking.
  */
+/* Where the workers' fingerprint counts go (MSG_FINGERPRINTS). */
+struct fptable;
+struct fptable *metrics_fingerprints(void);
 /* Stops accepting (the queue waits for the next dcpool). */
 void metrics_stop(void);
 /* lfd: the listening socket the supervisor opened (-1 when none). */

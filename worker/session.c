@@ -35,6 +35,7 @@
 #include <event2/util.h>
 
 #include "dc.h"
+#include "fpcount.h"
 #include "log.h"
 #include "o2.h"
 #include "replay.h"
@@ -130,6 +131,7 @@ session_init(void)
 	SS.static_shape.flight =
 	    (uint32_t)(cfg->tls_cert_len_min + cfg->tls_cert_len_max) / 2;
 	front_init();
+	fp_init();
 	middle_init();
 }
 
@@ -974,6 +976,7 @@ tls_handshake(
     struct session *s, const uint8_t *rec, size_t len, size_t consumed)
 {
 	const struct listener_secrets *ls = secrets_of(s->l);
+	struct fp_print fp;
 	struct tls_hello ch;
 	uint32_t ts;
 	int idx;
@@ -990,23 +993,36 @@ tls_handshake(
 	}
 	int sni = sni_index(s->l, &ch);
 	s->sni = (int8_t)(sni >= 0 ? sni : -1);
+	/* Before the answer is built where rec is (session_scratch). */
+	fp_compute(rec, len, &fp);
+	if (log_get_level() >= LOG_DEBUG) {
+		char a[ADDR_STRLEN];
+		log_debug("%s: ClientHello on %s for \"%s\": JA3 %s, JA4 %s",
+		    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)),
+		    s->l->name, ch.sni, fp.ja3, fp.ja4);
+	}
 	if ((idx = tls_hello_verify(rec, len, ls->secrets, ls->n, &ts)) == -1) {
 		if (sni == -2 && s->l->unknown_sni != SNI_FRONT) {
+			fp_count(&fp, FP_REFUSED);
 			sni_refuse(s, &ch);
 			return;
 		}
+		fp_count(&fp, FP_FRONTED);
 		session_bad(s, "ClientHello HMAC matches no secret", 0);
 		return;
 	}
 	if (!tls_timestamp_ok(ts, now_unix(), W.cfg->tls_time_skew_past,
 	        W.cfg->tls_time_skew_future)) {
+		fp_count(&fp, FP_FRONTED);
 		session_bad(s, "ClientHello timestamp out of the window", 0);
 		return;
 	}
 	if (replay_check_insert(W.a->replay, ch.random, now_unix()) == 1) {
+		fp_count(&fp, FP_FRONTED);
 		session_bad(s, "replayed ClientHello", 1);
 		return;
 	}
+	fp_count(&fp, FP_SERVED);
 	const struct tls_shape *shape = shape_for(ls, s);
 	size_t n = tls_shaped_hello_build(session_scratch, SESSION_SCRATCH_LEN,
 	    &ch, ls->secrets[idx], shape, tls_shape_app_len(shape));

@@ -22,6 +22,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "fpcount.h"
 #include "log.h"
 #include "msg.h"
 #include "replay.h"
@@ -48,6 +49,7 @@ static void
 worker_exit(int code)
 {
 	log_info("exiting (%zu sessions open)", W.nsessions);
+	fp_flush();
 	exit(code);
 }
 

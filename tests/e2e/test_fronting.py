@@ -306,10 +306,121 @@ def test_rst_on_failed():
         site.stop()
 
 
+def _grease(v):
+    return (v & 0x0f0f) == 0x0a0a and (v >> 8) == (v & 0xff)
+
+
+def fingerprints_of(hello):
+    """JA3 and JA4 of a ClientHello record, computed here from the
+    published definitions, independently of the daemon's C code."""
+    import hashlib
+    import struct
+    p = 5 + 4
+    legacy = struct.unpack_from(">H", hello, p)[0]
+    p += 2 + 32
+    p += 1 + hello[p]
+    n = struct.unpack_from(">H", hello, p)[0]
+    suites = [struct.unpack_from(">H", hello, p + 2 + i)[0]
+              for i in range(0, n, 2)]
+    p += 2 + n
+    p += 1 + hello[p]
+    end = p + 2 + struct.unpack_from(">H", hello, p)[0]
+    p += 2
+    exts, groups, formats, sigs, alpn, versions = [], [], [], [], None, []
+    while p + 4 <= end:
+        t, ln = struct.unpack_from(">HH", hello, p)
+        body = hello[p + 4:p + 4 + ln]
+        p += 4 + ln
+        exts.append(t)
+        if t == 0x000a:
+            groups = [struct.unpack_from(">H", body, 2 + i)[0]
+                      for i in range(0, struct.unpack_from(">H", body)[0], 2)]
+        elif t == 0x000b:
+            formats = list(body[1:1 + body[0]])
+        elif t == 0x000d:
+            sigs = [struct.unpack_from(">H", body, 2 + i)[0]
+                    for i in range(0, struct.unpack_from(">H", body)[0], 2)]
+        elif t == 0x0010 and ln > 3:
+            alpn = body[3:3 + body[2]].decode("latin-1")
+        elif t == 0x002b:
+            versions = [struct.unpack_from(">H", body, 1 + i)[0]
+                        for i in range(0, body[0], 2)]
+    suites = [x for x in suites if not _grease(x)]
+    exts = [x for x in exts if not _grease(x)]
+    ja3 = hashlib.md5(",".join([
+        str(legacy), "-".join(map(str, suites)), "-".join(map(str, exts)),
+        "-".join(str(g) for g in groups if not _grease(g)),
+        "-".join(map(str, formats))]).encode()).hexdigest()
+    vs = [v for v in versions if not _grease(v)]
+    ver = max(vs) if vs else legacy
+    ver = {0x0304: "13", 0x0303: "12", 0x0302: "11",
+           0x0301: "10", 0x0300: "s3"}.get(ver, "00")
+    a = "t%s%s%02d%02d%s" % (ver, "d" if 0 in exts else "i",
+                             min(len(suites), 99), min(len(exts), 99),
+                             alpn[0] + alpn[-1] if alpn else "00")
+
+    def h12(text):
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+    b = h12(",".join("%04x" % x for x in sorted(suites)))
+    c = ",".join("%04x" % x for x in sorted(exts)
+                 if x not in (0x0000, 0x0010))
+    if sigs:
+        c += "_" + ",".join("%04x" % x for x in sigs)
+    return ja3, "%s_%s_%s" % (a, b, h12(c))
+
+
+def test_fingerprints_logged_and_counted():
+    # Every fake-TLS ClientHello is fingerprinted: a debug line with its
+    # JA3 and JA4, and mtprotod_tls_client_hellos_total by what became of
+    # it. What the site got of a fronted one is fingerprinted here in
+    # Python from the published definitions: the same JA3 and JA4.
+    from mtp import FrontSite, metrics
+    site = FrontSite()
+    dc = FakeDC("packets")
+    port, mport = free_port(), free_port()
+    d = Daemon(workers=2, listeners=[listener_conf(
+        "main", port, ["fake_tls"], tls_domain=DOMAIN,
+        fronting="127.0.0.1:%d" % site.port,
+        extra='unknown_sni = "drop";')],
+        extra=telegram_conf({2: dc.port}) +
+        'tls = { profile = "static"; };\n'
+        'metrics = { address = "127.0.0.1"; port = %d; };\n' % mport)
+    try:
+        d.start()
+        r = tclient(port, "tls", "reqpq", domain=DOMAIN, conns=3)
+        check(r.ok, str(r))
+        for _ in range(2):
+            tclient(port, "tls", "probe", secret=WRONG_SECRET,
+                    domain=DOMAIN, timeout=3)
+        tclient(port, "tls", "probe", secret=WRONG_SECRET,
+                domain="other.example.org", timeout=3)
+        wait_for(lambda: len([x for x in site.received if x]) >= 2, 5,
+                 what="two fronted hellos")
+        ja3, ja4 = fingerprints_of(site.received[0])
+        check(ja4.startswith("t13d") and len(ja3) == 32, (ja3, ja4))
+        key = 'mtprotod_tls_client_hellos_total{ja4="%s",ja3="%s",' \
+              'result="%%s"}' % (ja4, ja3)
+        want = {"served": 3, "fronted": 2, "refused": 1}
+
+        def counted():
+            m = metrics(mport)
+            return all(m.get(key % k) == v for k, v in want.items()) and m
+        m = wait_for(counted, 10, what="the fingerprint counts")
+        check(m.get('mtprotod_tls_client_hellos_total{ja4="other",'
+                    'ja3="other",result="served"}') == 0, "other")
+        line = d.wait_log("JA3 %s, JA4 %s" % (ja3, ja4), 5)
+        check("ClientHello on main" in line, line)
+    finally:
+        d.kill_all()
+        dc.stop()
+        site.stop()
+
+
 if __name__ == "__main__":
     run_tests([
         test_unknown_sni_front_drop_reject,
         test_rst_on_failed,
+        test_fingerprints_logged_and_counted,
         test_proxy_v2_header_reaches_the_site,
         test_https_through_mtprotod_is_nginx,
         test_wrong_secret_hello_reaches_nginx,

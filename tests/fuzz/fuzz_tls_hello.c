@@ -3,7 +3,8 @@
  * a client sent first. Assembly must decide consistently on prefixes, a
  * joined hello must stay within its bounds and equal a single-record input,
  * parsing must yield sane fields, and a parsed hello must give a
- * ServerHello that the client-side check accepts.
+ * ServerHello that the client-side check accepts. Its JA3 and JA4
+ * (fingerprint.c) are well-formed strings or refused.
  */
 #include "autoconf.h"
 
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fingerprint.h"
 #include "tls.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
@@ -43,6 +45,28 @@ check_hello(const struct tls_hello *ch)
 	        ch->cipher_suite <= TLS_SUITE_13_LAST));
 }
 
+/* Fingerprints: a 32-hex JA3 and a JA4 of the documented shape, or -1
+ * and "". */
+static void
+fingerprints(const uint8_t *p, size_t n)
+{
+	char ja3[TLS_JA3_LEN + 1], ja4[TLS_JA4_LEN + 1];
+
+	if (tls_ja3(p, n, ja3) == 0) {
+		check(strlen(ja3) == TLS_JA3_LEN);
+		check(strspn(ja3, "0123456789abcdef") == TLS_JA3_LEN);
+	} else
+		check(ja3[0] == '\0');
+	if (tls_ja4(p, n, ja4) == 0) {
+		check(strlen(ja4) == TLS_JA4_LEN && ja4[0] == 't');
+		check(ja4[10] == '_' && ja4[23] == '_');
+		check(strspn(ja4 + 24, "0123456789abcdef") == 12);
+	} else
+		check(ja4[0] == '\0');
+	/* Both refuse the same inputs: one parser. */
+	check((ja3[0] == '\0') == (ja4[0] == '\0'));
+}
+
 /* A parsed hello must get an answer that a client accepts. */
 static void
 answer(const struct tls_hello *ch, size_t cert_len)
@@ -71,6 +95,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int rc, vi;
 
 	/* The raw input as a record. */
+	fingerprints(data, size);
 	if (tls_hello_parse(data, size, &ch) == 0) {
 		check_hello(&ch);
 		answer(&ch, 1 + size % 500);
@@ -104,6 +129,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(tls_hello_assemble(data, size, joined, jlen - 1, &j2, &u2) ==
 	    TLS_HELLO_BAD);
 
+	fingerprints(joined, jlen);
 	if (tls_hello_parse(joined, jlen, &ch) == 0) {
 		check_hello(&ch);
 		check(memcmp(ch.random, joined + TLS_RANDOM_OFF,

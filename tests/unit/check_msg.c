@@ -13,6 +13,7 @@
 
 #include <event2/event.h>
 
+#include "fptable.h"
 #include "msg.h"
 #include "rpc.h"
 
@@ -58,6 +59,52 @@ START_TEST(round_trip)
 	ck_assert_uint_eq(c, 0x0102030405060708ULL);
 	ck_assert_str_eq(s, "hello");
 	ck_assert_str_eq(msg_type_name(m.type), "link-request");
+}
+END_TEST
+
+START_TEST(fingerprints_round_trip)
+{
+	static struct fptable a, b;
+	struct msgbuf mb;
+
+	fptable_init(&a, 0);
+	fptable_init(&b, 0);
+	fptable_add(&a, "0123", "t13d1516h2_aaa_bbb", FP_SERVED, 3);
+	fptable_add(&a, "4567", "t13i0000h2_ccc_ddd", FP_FRONTED, 2);
+	fptable_add(&a, FPTABLE_OTHER, FPTABLE_OTHER, FP_REFUSED, 9);
+	fptable_add(&b, "0123", "t13d1516h2_aaa_bbb", FP_SERVED, 1);
+	ck_assert_int_eq(msg_send_fingerprints(sv[0], &a), 0);
+	ck_assert_int_eq(msg_recv(sv[1], &m), 1);
+	ck_assert_str_eq(msg_type_name(m.type), "fingerprints");
+	ck_assert_int_eq(msg_get_fingerprints(&m, &b), 0);
+	ck_assert_uint_eq(b.n, 2);
+	ck_assert_str_eq(b.e[0].ja4, "t13d1516h2_aaa_bbb");
+	ck_assert_uint_eq(b.e[0].n[FP_SERVED], 4);
+	ck_assert_str_eq(b.e[1].ja3, "4567");
+	ck_assert_uint_eq(b.e[1].n[FP_FRONTED], 2);
+	ck_assert_uint_eq(b.other[FP_REFUSED], 9);
+	/* Malformed: too many entries, short, trailing bytes; b unchanged. */
+	msgbuf_init(&mb, MSG_FINGERPRINTS);
+	msgbuf_put_u32(&mb, FPTABLE_MAX + 1);
+	ck_assert_int_eq(msgbuf_send(sv[0], &mb, -1), 0);
+	ck_assert_int_eq(msg_recv(sv[1], &m), 1);
+	ck_assert_int_eq(msg_get_fingerprints(&m, &b), -1);
+	msgbuf_init(&mb, MSG_FINGERPRINTS);
+	msgbuf_put_u32(&mb, 1);
+	msgbuf_put_bytes(&mb, &a.e[0], sizeof(a.e[0]));
+	ck_assert_int_eq(msgbuf_send(sv[0], &mb, -1), 0);
+	ck_assert_int_eq(msg_recv(sv[1], &m), 1);
+	ck_assert_int_eq(msg_get_fingerprints(&m, &b), -1);
+	msgbuf_init(&mb, MSG_FINGERPRINTS);
+	msgbuf_put_u32(&mb, 0);
+	for (int r = 0; r < FP_RESULTS + 1; r++)
+		msgbuf_put_u64(&mb, 1);
+	ck_assert_int_eq(msgbuf_send(sv[0], &mb, -1), 0);
+	ck_assert_int_eq(msg_recv(sv[1], &m), 1);
+	ck_assert_int_eq(msg_get_fingerprints(&m, &b), -1);
+	ck_assert_uint_eq(b.e[0].n[FP_SERVED], 4);
+	ck_assert_uint_eq(b.other[FP_REFUSED], 9);
+	ck_assert_uint_eq(b.other[FP_SERVED], 0);
 }
 END_TEST
 
@@ -584,6 +631,7 @@ main(void)
 	tcase_add_test(tc, link_refused_helpers);
 	tcase_add_test(tc, outq_survives_a_full_channel);
 	tcase_add_test(tc, outq_peer_gone);
+	tcase_add_test(tc, fingerprints_round_trip);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

@@ -1,0 +1,63 @@
+/* ClientHello fingerprints, counted for the dcpool's metrics (fpcount.h). */
+#include "autoconf.h"
+
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "fpcount.h"
+#include "log.h"
+#include "msg.h"
+#include "worker.h"
+
+#define FP_FLUSH_S 2
+
+static struct {
+	struct fptable t; /* counted since the last flush */
+	struct event *timer;
+} FP;
+
+void
+fp_flush(void)
+{
+	if (FP.t.n == 0 && FP.t.other[FP_SERVED] == 0 &&
+	    FP.t.other[FP_FRONTED] == 0 && FP.t.other[FP_REFUSED] == 0)
+		return;
+	/* No dcpool now (restarting): the counts wait for the next one. */
+	if (W.dcpool_fd == -1 ||
+	    msg_send_fingerprints(W.dcpool_fd, &FP.t) == -1)
+		return;
+	fptable_clear(&FP.t);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	fp_flush();
+}
+
+void
+fp_init(void)
+{
+	struct timeval tv = { FP_FLUSH_S, 0 };
+
+	fptable_init(&FP.t, FPTABLE_MAX);
+	FP.timer = event_new(W.base, -1, EV_PERSIST, flush_cb, NULL);
+	if (FP.timer == NULL || event_add(FP.timer, &tv) == -1)
+		fatalx("cannot start the fingerprint timer");
+}
+
+void
+fp_compute(const uint8_t *rec, size_t len, struct fp_print *fp)
+{
+	if (tls_ja3(rec, len, fp->ja3) == -1)
+		strcpy(fp->ja3, "?");
+	if (tls_ja4(rec, len, fp->ja4) == -1)
+		strcpy(fp->ja4, "?");
+}
+
+void
+fp_count(const struct fp_print *fp, enum fp_result r)
+{
+	fptable_add(&FP.t, fp->ja3, fp->ja4, r, 1);
+}
