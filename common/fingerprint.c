@@ -195,6 +195,28 @@ dec_list(char *out, size_t cap, const uint16_t *v, size_t n)
 	return at;
 }
 
+/*
+ * One digest with the algorithm fetched once and one context reused:
+ * EVP_Digest fetches both anew each time, a cost on every handshake.
+ */
+static int
+digest(const char *alg, const void *p, size_t n, uint8_t *md, unsigned *len)
+{
+	static EVP_MD *md5, *sha256;
+	static EVP_MD_CTX *ctx;
+	EVP_MD **m = strcmp(alg, "MD5") == 0 ? &md5 : &sha256;
+
+	if (*m == NULL && (*m = EVP_MD_fetch(NULL, alg, NULL)) == NULL)
+		return -1;
+	if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
+		return -1;
+	return EVP_DigestInit_ex2(ctx, *m, NULL) == 1 &&
+	        EVP_DigestUpdate(ctx, p, n) == 1 &&
+	        EVP_DigestFinal_ex(ctx, md, len) == 1
+	    ? 0
+	    : -1;
+}
+
 static void
 hex_of(const uint8_t *d, size_t n, char *out)
 {
@@ -207,10 +229,9 @@ hex_of(const uint8_t *d, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-int
-tls_ja3(const uint8_t *rec, size_t len, char out[TLS_JA3_LEN + 1])
+static int
+ja3_of(const struct hello *h, char out[TLS_JA3_LEN + 1])
 {
-	static struct hello h;
 	/* 5 lists of up to 256 values of up to 5 digits and a "-" each */
 	static char text[5 * MAX_ITEMS * 6 + 16];
 	uint16_t formats[MAX_ITEMS];
@@ -219,22 +240,19 @@ tls_ja3(const uint8_t *rec, size_t len, char out[TLS_JA3_LEN + 1])
 	size_t at;
 
 	out[0] = '\0';
-	if (hello_parse(rec, len, &h) == -1)
-		return -1;
-	for (size_t i = 0; i < h.nformats; i++)
-		formats[i] = h.formats[i];
+	for (size_t i = 0; i < h->nformats; i++)
+		formats[i] = h->formats[i];
 	/* At most 256 values of 5 digits and a "-" per list: text holds
 	 * them all, so nothing below is cut. */
-	at = (size_t)snprintf(text, sizeof(text), "%u,", h.version);
-	at += dec_list(text + at, sizeof(text) - at, h.ciphers, h.nciphers);
+	at = (size_t)snprintf(text, sizeof(text), "%u,", h->version);
+	at += dec_list(text + at, sizeof(text) - at, h->ciphers, h->nciphers);
 	text[at++] = ',';
-	at += dec_list(text + at, sizeof(text) - at, h.exts, h.nexts);
+	at += dec_list(text + at, sizeof(text) - at, h->exts, h->nexts);
 	text[at++] = ',';
-	at += dec_list(text + at, sizeof(text) - at, h.groups, h.ngroups);
+	at += dec_list(text + at, sizeof(text) - at, h->groups, h->ngroups);
 	text[at++] = ',';
-	at += dec_list(text + at, sizeof(text) - at, formats, h.nformats);
-	if (at >= sizeof(text) ||
-	    EVP_Digest(text, at, md, &mdlen, EVP_md5(), NULL) != 1 ||
+	at += dec_list(text + at, sizeof(text) - at, formats, h->nformats);
+	if (at >= sizeof(text) || digest("MD5", text, at, md, &mdlen) == -1 ||
 	    mdlen != 16)
 		return -1;
 	hex_of(md, 16, out);
@@ -294,8 +312,7 @@ hash12(const char *text, size_t len, char out[13])
 		memcpy(out, "000000000000", 13);
 		return 0;
 	}
-	if (EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-	    mdlen != 32)
+	if (digest("SHA256", text, len, md, &mdlen) == -1 || mdlen != 32)
 		return -1;
 	hex_of(md, 6, hx);
 	memcpy(out, hx, 13);
@@ -315,23 +332,20 @@ alpn_char(uint8_t c, int first)
 	return first ? hx[c >> 4] : hx[c & 15];
 }
 
-int
-tls_ja4(const uint8_t *rec, size_t len, char out[TLS_JA4_LEN + 1])
+static int
+ja4_of(const struct hello *h, char out[TLS_JA4_LEN + 1])
 {
-	static struct hello h;
 	static char text[2 * MAX_ITEMS * 5 + 8];
 	char b[13], c[13], ver[3] = "00", alpn[3] = "00";
 	uint16_t v = 0;
 	size_t at;
 
 	out[0] = '\0';
-	if (hello_parse(rec, len, &h) == -1)
-		return -1;
-	for (size_t i = 0; i < h.nversions; i++)
-		if (!grease(h.versions[i]) && h.versions[i] > v)
-			v = h.versions[i];
-	if (h.nversions == 0 || v == 0)
-		v = h.version;
+	for (size_t i = 0; i < h->nversions; i++)
+		if (!grease(h->versions[i]) && h->versions[i] > v)
+			v = h->versions[i];
+	if (h->nversions == 0 || v == 0)
+		v = h->version;
 	switch (v) {
 	case 0x0304:
 		memcpy(ver, "13", 3);
@@ -355,23 +369,52 @@ tls_ja4(const uint8_t *rec, size_t len, char out[TLS_JA4_LEN + 1])
 		memcpy(ver, "s1", 3);
 		break;
 	}
-	if (h.alpn != NULL && h.alpn_len > 0) {
-		alpn[0] = alpn_char(h.alpn[0], 1);
-		alpn[1] = alpn_char(h.alpn[h.alpn_len - 1], 0);
+	if (h->alpn != NULL && h->alpn_len > 0) {
+		alpn[0] = alpn_char(h->alpn[0], 1);
+		alpn[1] = alpn_char(h->alpn[h->alpn_len - 1], 0);
 	}
-	at = hex_list(text, sizeof(text), h.ciphers, h.nciphers, 1, 0);
+	at = hex_list(text, sizeof(text), h->ciphers, h->nciphers, 1, 0);
 	if (at >= sizeof(text) || hash12(text, at, b) == -1)
 		return -1;
-	at = hex_list(text, sizeof(text), h.exts, h.nexts, 1, 1);
-	if (h.nsigs > 0 && at < sizeof(text)) {
+	at = hex_list(text, sizeof(text), h->exts, h->nexts, 1, 1);
+	if (h->nsigs > 0 && at < sizeof(text)) {
 		text[at++] = '_';
 		at += hex_list(
-		    text + at, sizeof(text) - at, h.sigs, h.nsigs, 0, 0);
+		    text + at, sizeof(text) - at, h->sigs, h->nsigs, 0, 0);
 	}
 	if (at >= sizeof(text) || hash12(text, at, c) == -1)
 		return -1;
 	snprintf(out, TLS_JA4_LEN + 1, "t%s%c%02zu%02zu%s_%s_%s", ver,
-	    h.has_sni ? 'd' : 'i', count(h.ciphers, h.nciphers),
-	    count(h.exts, h.nexts), alpn, b, c);
+	    h->has_sni ? 'd' : 'i', count(h->ciphers, h->nciphers),
+	    count(h->exts, h->nexts), alpn, b, c);
+	return 0;
+}
+
+static struct hello parsed; /* 2.5 KB: not on the stack */
+
+int
+tls_ja3(const uint8_t *rec, size_t len, char out[TLS_JA3_LEN + 1])
+{
+	out[0] = '\0';
+	return hello_parse(rec, len, &parsed) == -1 ? -1 : ja3_of(&parsed, out);
+}
+
+int
+tls_ja4(const uint8_t *rec, size_t len, char out[TLS_JA4_LEN + 1])
+{
+	out[0] = '\0';
+	return hello_parse(rec, len, &parsed) == -1 ? -1 : ja4_of(&parsed, out);
+}
+
+int
+tls_fingerprints(const uint8_t *rec, size_t len, char ja3[TLS_JA3_LEN + 1],
+    char ja4[TLS_JA4_LEN + 1])
+{
+	ja3[0] = ja4[0] = '\0';
+	if (hello_parse(rec, len, &parsed) == -1 ||
+	    ja3_of(&parsed, ja3) == -1 || ja4_of(&parsed, ja4) == -1) {
+		ja3[0] = ja4[0] = '\0';
+		return -1;
+	}
 	return 0;
 }

@@ -16,5 +16,8 @@
 /* 0 with out set, or -1 (out "") when rec is not a well-formed hello. */
 int tls_ja3(const uint8_t *rec, size_t len, char out[TLS_JA3_LEN + 1]);
 int tls_ja4(const uint8_t *rec, size_t len, char out[TLS_JA4_LEN + 1]);
+/* Both from one parse. */
+int tls_fingerprints(const uint8_t *rec, size_t len, char ja3[TLS_JA3_LEN + 1],
+    char ja4[TLS_JA4_LEN + 1]);
 
 #endif

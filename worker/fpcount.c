@@ -50,10 +50,10 @@ fp_init(void)
 void
 fp_compute(const uint8_t *rec, size_t len, struct fp_print *fp)
 {
-	if (tls_ja3(rec, len, fp->ja3) == -1)
+	if (tls_fingerprints(rec, len, fp->ja3, fp->ja4) == -1) {
 		strcpy(fp->ja3, "?");
-	if (tls_ja4(rec, len, fp->ja4) == -1)
 		strcpy(fp->ja4, "?");
+	}
 }
 
 void

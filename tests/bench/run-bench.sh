@@ -5,9 +5,10 @@
 # tests/bench/README.md for what the numbers mean.
 #
 #   tests/bench/run-bench.sh [--mtprotod PATH] [--quick] [--keep]
-#       [--middle | --all]
+#       [--middle | --all] [--only SCENARIO]
 #
 # Default: direct mode. --middle: middle-proxy mode only; --all: both.
+# --only handshake (or bulk, latency, idle, ...): that scenario alone.
 # Binaries: $MTPROTOD, $MTBENCH, $FASTDC, $FAKE_MP if set, else
 # ./mtprotod, tests/bench/mtbench, tests/bench/fastdc and
 # tests/peers/fake_mp under the current directory (the build tree).
@@ -21,6 +22,7 @@ set -u
 
 QUICK=0
 KEEP=0
+ONLY=
 DIRECT=1
 MIDDLE=0
 while [ $# -gt 0 ]; do
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
 	--mtprotod=*) MTPROTOD=${1#*=}; shift ;;
 	--quick) QUICK=1; shift ;;
 	--keep) KEEP=1; shift ;;
+	--only) ONLY=$2; shift 2 ;;
 	--middle) DIRECT=0; MIDDLE=1; shift ;;
 	--direct) DIRECT=1; MIDDLE=0; shift ;;
 	--all) DIRECT=1; MIDDLE=1; shift ;;
@@ -312,6 +315,11 @@ prime() {
 
 # One mtbench run; result lines go to the results file.
 bench() {
+	# --only: the scenario is the last argument.
+	for last; do :; done
+	if [ -n "$ONLY" ] && [ "$last" != "$ONLY" ]; then
+		return 0
+	fi
 	say "mtbench $*"
 	if $PIN_LOAD "$MTBENCH" -p "127.0.0.1:$PORT" -s "$SECRET" \
 	    -D "$DOMAIN" --daemon "$DAEMON_PID" $PEER \

@@ -270,6 +270,49 @@ def test_per_sni_sites():
         dc.stop()
 
 
+def test_every_option_on():
+    # The apps' own checks (tclient verifies the answer as they do) with
+    # every option of issue 9 on at once: a learned profile, split_hello,
+    # hello_delay, dynamic records, handshake_mss, rst_on_failed, a
+    # second name and unknown_sni = "reject".
+    src = FakeDC()
+    try:
+        with Nginx(DOMAIN).start() as ng:
+            port = free_port()
+            d = Daemon(workers=2, listeners=[listener_conf(
+                "main", port, tls_domain=DOMAIN,
+                fronting="127.0.0.1:%d" % ng.port,
+                extra='handshake_mss = 536; rst_on_failed = true; '
+                      'unknown_sni = "reject"; '
+                      'tls_domains = [ "b.example.org" ];')],
+                extra='backend = "direct";\n' +
+                telegram_conf({2: src.port}) +
+                'tls = { split_hello = true; hello_delay = "site"; '
+                'record_sizing = "dynamic"; };\n')
+            os.chmod(d.tmp, 0o755)
+            d.port = port
+            try:
+                d.start()
+                d.wait_log(re.compile(r"listener main answers like"), 30)
+                site = flights(ng.port, WRONG, 1)[0]
+                for name in (DOMAIN, "b.example.org"):
+                    for x in flights(port, SECRET, 2, domain=name):
+                        check(x[:5] == site[:5] and x[5] == "22,20,23",
+                              "%s: %r, the site %r" % (name, x, site))
+                    r = tclient(port, "tls", "reqpq", domain=name, conns=3)
+                    check(r.ok, "clients as %s: %s" % (name, r))
+                # Probes: fronted to nginx, another name rejected.
+                f = flights(port, WRONG, 1)[0]
+                check(f[:5] == site[:5], "fronted %r" % (f,))
+                r = tclient(port, "tls", "probe", secret=WRONG,
+                            domain="other.example.org", timeout=5)
+                check("GOT-DATA 7 15030300020270" in r.out, str(r))
+            finally:
+                d.kill_all()
+    finally:
+        src.stop()
+
+
 def record_sizes(sizing, backend_dc):
     port = free_port()
     d = Daemon(workers=1, listeners=[listener_conf(
@@ -504,6 +547,7 @@ if __name__ == "__main__":
         test_learns_gnutls,
         test_reload_in_place_to_another_site,
         test_per_sni_sites,
+        test_every_option_on,
         test_record_sizing,
         test_split_hello_and_handshake_mss,
         test_hello_delay,
