@@ -39,6 +39,12 @@ enum shm_counter {
 	M_SLOW_CLIENTS, /* middle mode: closed for not reading answers */
 	M_HANDSHAKE_EVICTED, /* closed: limits.handshake_memory */
 	M_HANDED_OVER, /* sessions adopted from an older worker (reload) */
+	/* why handshakes failed (each also in M_HANDSHAKE_BAD) */
+	M_HS_BAD_SECRET, /* no secret matched (obfuscated2 or TLS HMAC) */
+	M_HS_CLOCK_SKEW, /* fake-TLS timestamp out of the window */
+	M_HS_PROTOCOL, /* a transport the listener does not take */
+	M_HS_MALFORMED, /* not a well-formed hello */
+	M_HS_UNKNOWN_SNI, /* another name, dropped or rejected */
 	M_COUNTERS_MONOTONIC, /* --- gauges below --- */
 	M_CURRENT = M_COUNTERS_MONOTONIC, /* open client connections */
 	M_CURRENT_DC, /* open connections to Telegram */
@@ -47,7 +53,7 @@ enum shm_counter {
 	M_COUNTER_MAX
 };
 
-#define SHM_SLOT_WORDS 24 /* 192 bytes: three cache lines */
+#define SHM_SLOT_WORDS 32 /* 256 bytes: four cache lines */
 /* Listener names the zone tells apart over the daemon's life. */
 #define SHM_MAX_LISTENERS 64
 #define SHM_NAME_MAX      64 /* with the NUL, as CONFIG_NAME_MAX */

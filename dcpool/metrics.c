@@ -73,6 +73,39 @@ static const struct {
 	    "Bytes held by connections still in their handshake." },
 };
 
+/* Why handshakes failed: one labelled family over counters kept apart. */
+static void
+reasons_out(struct evbuffer *b, const uint64_t *v)
+{
+	static const struct {
+		enum shm_counter c;
+		const char *reason;
+	} r[] = {
+		{ M_HS_BAD_SECRET, "bad_secret" },
+		{ M_HS_CLOCK_SKEW, "clock_skew" },
+		{ M_HS_PROTOCOL, "protocol" },
+		{ M_HS_MALFORMED, "malformed" },
+		{ M_HS_UNKNOWN_SNI, "unknown_sni" },
+		{ M_REPLAYS, "replay" },
+		{ M_HANDSHAKE_TIMEOUT, "timeout" },
+		{ M_HANDSHAKE_EVICTED, "evicted" },
+		{ M_REFUSED, "over_limit" },
+	};
+
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_handshake_failures_total Client connections "
+	    "that did not pass the handshake, by reason (bad_secret, "
+	    "clock_skew, protocol: a transport the listener does not take, "
+	    "malformed, unknown_sni, replay, timeout, evicted: "
+	    "limits.handshake_memory, over_limit: limits.max_connections). "
+	    "Fronting is counted by mtprotod_fronted_total.\n"
+	    "# TYPE mtprotod_handshake_failures_total counter\n");
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+		evbuffer_add_printf(b,
+		    "mtprotod_handshake_failures_total{reason=\"%s\"} %llu\n",
+		    r[i].reason, (unsigned long long)v[r[i].c]);
+}
+
 struct fptable *
 metrics_fingerprints(void)
 {
@@ -143,6 +176,7 @@ metrics_cb(struct evhttp_request *req, void *arg)
 			    (unsigned long long)shm_listener_conns(
 			        zone, l->shm_index));
 	}
+	reasons_out(b, v);
 	fingerprints_out(b);
 	/* Nonzero: replay.entries is too small for the load. */
 	if (replay != NULL)

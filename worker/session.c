@@ -593,12 +593,15 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
  * until the handshake timeout, so that it learns nothing. May close it.
  */
 static void
-session_bad(struct session *s, const char *why, int replay)
+session_bad(struct session *s, const char *why, enum shm_counter reason)
 {
 	char a[ADDR_STRLEN];
 	unsigned p = s->l->protocols;
 
-	shm_add(W.metrics, replay ? M_REPLAYS : M_HANDSHAKE_BAD, 1);
+	/* A replay is counted apart (M_REPLAYS), the others as bad too. */
+	if (reason != M_REPLAYS)
+		shm_add(W.metrics, M_HANDSHAKE_BAD, 1);
+	shm_add(W.metrics, reason, 1);
 	log_debug("%s: bad client on %s: %s",
 	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)), s->l->name,
 	    why);
@@ -825,12 +828,14 @@ o2_handshake(struct session *s)
 	else
 		idx = o2_accept(s->hs, ls->secrets, ls->n, &o2);
 	if (idx == -1) {
-		session_bad(s, "no secret matches the obfuscated2 header", 0);
+		session_bad(s, "no secret matches the obfuscated2 header",
+		    M_HS_BAD_SECRET);
 		return;
 	}
 	if (!tag_allowed(s, o2.tag)) {
 		o2_session_free(&o2);
-		session_bad(s, "transport not allowed on this listener", 0);
+		session_bad(
+		    s, "transport not allowed on this listener", M_HS_PROTOCOL);
 		return;
 	}
 	/* Replay (spec A.5): bytes 8..23 are random in every real header;
@@ -838,7 +843,7 @@ o2_handshake(struct session *s)
 	if (!s->is_tls &&
 	    replay_check_insert(W.a->replay, s->hs + 8, now_unix()) == 1) {
 		o2_session_free(&o2);
-		session_bad(s, "replayed obfuscated2 header", 1);
+		session_bad(s, "replayed obfuscated2 header", M_REPLAYS);
 		return;
 	}
 	s->user = idx;
@@ -911,6 +916,7 @@ sni_refuse(struct session *s, const struct tls_hello *ch)
 	char a[ADDR_STRLEN];
 
 	shm_add(W.metrics, M_HANDSHAKE_BAD, 1);
+	shm_add(W.metrics, M_HS_UNKNOWN_SNI, 1);
 	log_debug("%s: unknown SNI \"%s\" on %s: %s",
 	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)),
 	    ch->has_sni ? ch->sni : "", s->l->name,
@@ -984,11 +990,11 @@ tls_handshake(
 	s->is_tls = 1;
 	if (consumed != s->hs_len) {
 		/* A real client waits for our answer. */
-		session_bad(s, "data after the ClientHello", 0);
+		session_bad(s, "data after the ClientHello", M_HS_MALFORMED);
 		return;
 	}
 	if (tls_hello_parse(rec, len, &ch) == -1) {
-		session_bad(s, "malformed ClientHello", 0);
+		session_bad(s, "malformed ClientHello", M_HS_MALFORMED);
 		return;
 	}
 	int sni = sni_index(s->l, &ch);
@@ -1008,18 +1014,20 @@ tls_handshake(
 			return;
 		}
 		fp_count(&fp, FP_FRONTED);
-		session_bad(s, "ClientHello HMAC matches no secret", 0);
+		session_bad(
+		    s, "ClientHello HMAC matches no secret", M_HS_BAD_SECRET);
 		return;
 	}
 	if (!tls_timestamp_ok(ts, now_unix(), W.cfg->tls_time_skew_past,
 	        W.cfg->tls_time_skew_future)) {
 		fp_count(&fp, FP_FRONTED);
-		session_bad(s, "ClientHello timestamp out of the window", 0);
+		session_bad(s, "ClientHello timestamp out of the window",
+		    M_HS_CLOCK_SKEW);
 		return;
 	}
 	if (replay_check_insert(W.a->replay, ch.random, now_unix()) == 1) {
 		fp_count(&fp, FP_FRONTED);
-		session_bad(s, "replayed ClientHello", 1);
+		session_bad(s, "replayed ClientHello", M_REPLAYS);
 		return;
 	}
 	fp_count(&fp, FP_SERVED);
@@ -1074,19 +1082,21 @@ hs_process(struct session *s)
 			return;
 		case TLS_HELLO_NEED_MORE:
 			if (s->hs_len >= HS_MAX)
-				session_bad(s, "ClientHello too long", 0);
+				session_bad(
+				    s, "ClientHello too long", M_HS_MALFORMED);
 			return;
 		case TLS_HELLO_BAD:
 			s->is_tls = 1;
-			session_bad(s, "malformed TLS handshake", 0);
+			session_bad(
+			    s, "malformed TLS handshake", M_HS_MALFORMED);
 			return;
 		default: /* not TLS after all: obfuscated2 */
 			break;
 		}
 	}
 	if (!(p & (PROTO_CLASSIC | PROTO_SECURE))) {
-		session_bad(
-		    s, "not a TLS client on a fake-TLS-only listener", 0);
+		session_bad(s, "not a TLS client on a fake-TLS-only listener",
+		    M_HS_PROTOCOL);
 		return;
 	}
 	if (s->hs_len >= O2_HEADER_LEN)
@@ -1136,11 +1146,12 @@ hs_read_cb(evutil_socket_t fd, short what, void *arg)
 			ssize_t m =
 			    tls_reader_feed(&s->tls_in, session_scratch, n);
 			if (m < 0) {
-				session_bad(s, "bad TLS record", 0);
+				session_bad(
+				    s, "bad TLS record", M_HS_MALFORMED);
 				return;
 			}
 			if (s->hs_len + m > HS_MAX) {
-				session_bad(s, "too much data", 0);
+				session_bad(s, "too much data", M_HS_MALFORMED);
 				return;
 			}
 			if (hs_grow(s, s->hs_len + m) == -1)
@@ -1150,7 +1161,7 @@ hs_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	} else {
 		if (s->hs_len >= HS_MAX) {
-			session_bad(s, "handshake too long", 0);
+			session_bad(s, "handshake too long", M_HS_MALFORMED);
 			return;
 		}
 		if (hs_grow(s, s->hs_len + 512) == -1)

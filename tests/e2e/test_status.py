@@ -5,7 +5,8 @@ import socket
 import urllib.error
 import urllib.request
 
-from mtp import (Daemon, FakeDC, check, free_port, listener_conf, run_tests,
+from mtp import (SECRET, WRONG_SECRET, Daemon, FakeDC, FrontSite, check,
+                 free_port, listener_conf, metrics, run_tests, tclient,
                  telegram_conf, wait_for)
 from test_middle import MSetup
 
@@ -127,7 +128,72 @@ def test_middle_not_ready_without_telegram_config():
         m.stop()
 
 
+def test_metrics_pass_promtool_and_failures_have_reasons():
+    # promtool (Debian prometheus) accepts the page; each kind of failed
+    # handshake moves its own reason, good clients the good counters.
+    import shutil
+    import subprocess
+    import time
+    tool = shutil.which("promtool")
+    check(tool, "promtool missing (Debian package prometheus): the test "
+          "command installs it")
+    site = FrontSite()
+    dc = FakeDC()
+    mport, tls, classic = free_port(), free_port(), free_port()
+    d = Daemon(workers=2, listeners=[
+        listener_conf("tls", tls, ["fake_tls"],
+                      fronting="127.0.0.1:%d" % site.port,
+                      extra='unknown_sni = "drop";'),
+        listener_conf("classic", classic, ["classic"])],
+        extra=telegram_conf({2: dc.port}) + "handshake_timeout = 2;\n"
+        'tls = { profile = "static"; };\n'
+        'metrics = { address = "127.0.0.1"; port = %d; };\n' % mport)
+    try:
+        d.start()
+        r = tclient(tls, "tls", "reqpq", conns=2)
+        check(r.ok, str(r))
+        r = tclient(classic, "abridged", "reqpq")
+        check(r.ok, str(r))
+        tclient(tls, "tls", "probe", secret=WRONG_SECRET, timeout=3)
+        tclient(tls, "tls", "probe", secret=SECRET, ts_offset=-100000,
+                timeout=3)
+        tclient(tls, "tls", "probe", secret=WRONG_SECRET,
+                domain="other.example.org", timeout=3)
+        tclient(classic, "secure", "probe", timeout=4)
+        tclient(classic, "abridged", "probe", secret=WRONG_SECRET,
+                timeout=4)
+        want = {"bad_secret": 2, "clock_skew": 1, "unknown_sni": 1,
+                "protocol": 1}
+
+        def moved():
+            m = metrics(mport)
+            got = {k: m.get('mtprotod_handshake_failures_total{reason="%s"}'
+                            % k) for k in want}
+            return m if all(got[k] == v for k, v in want.items()) else None
+        m = wait_for(moved, 15, what="the failure reasons %r" % want)
+        check(m["mtprotod_handshakes_ok_total"] == 3, m)
+        check(m["mtprotod_handshakes_bad_total"] == 5, m)
+        check(m["mtprotod_fronted_total"] == 2, m)
+        check(m['mtprotod_handshake_failures_total{reason="replay"}'] == 0,
+              m)
+        time.sleep(0.2)
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
+                                    timeout=5) as f:
+            page = f.read()
+        r = subprocess.run([tool, "check", "metrics"], input=page,
+                           capture_output=True, timeout=60)
+        check(r.returncode == 0 and not r.stdout.strip(),
+              "promtool check metrics: %s%s" % (r.stdout.decode(),
+                                                r.stderr.decode()))
+    finally:
+        d.kill_all()
+        dc.stop()
+        site.stop()
+
+
 if __name__ == "__main__":
     run_tests([test_direct_health_ready_status,
                test_middle_ready_needs_a_proxy_for_each_dc,
-               test_middle_not_ready_without_telegram_config])
+               test_middle_not_ready_without_telegram_config,
+               test_metrics_pass_promtool_and_failures_have_reasons])
