@@ -957,7 +957,14 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	return 0;
 }
 
-static const char *const log_opts[] = { "target", "level", NULL };
+static const char *const log_opts[] = { "target", "level", "format", "facility",
+	NULL };
+static const char *const facility_names[] = { "daemon", "user", "local0",
+	"local1", "local2", "local3", "local4", "local5", "local6", "local7",
+	NULL };
+static const int facility_values[] = { LOG_DAEMON, LOG_USER, LOG_LOCAL0,
+	LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3, LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6,
+	LOG_LOCAL7 };
 
 static int
 parse_log(struct parser *p, struct config *cfg, const config_setting_t *g,
@@ -987,6 +994,14 @@ parse_log(struct parser *p, struct config *cfg, const config_setting_t *g,
 			    "must be \"stderr\", "
 			    "\"syslog\" or an absolute file path");
 	}
+	int fac = -1;
+	if (opt_enum(p, g, path, "format",
+	        (const char *const[]){ "text", "json", NULL },
+	        &cfg->log_json) == -1 ||
+	    opt_enum(p, g, path, "facility", facility_names, &fac) == -1)
+		return -1;
+	if (fac >= 0)
+		cfg->log_facility = facility_values[fac];
 	if ((r = opt_str(p, g, path, "level", buf, 32, &o)) == -1)
 		return -1;
 	if (r == 1) {
@@ -1593,6 +1608,7 @@ set_defaults(struct config *cfg)
 	cfg->idle_timeout = DEF_IDLE_TIMEOUT;
 	cfg->backend = BACKEND_AUTO;
 	cfg->log_target = LOG_TARGET_STDERR;
+	cfg->log_facility = LOG_DAEMON;
 	cfg->log_level = LOG_INFO;
 	cfg->replay_entries = DEF_REPLAY_ENTRIES;
 	cfg->replay_window = DEF_REPLAY_WINDOW;

@@ -114,6 +114,8 @@ struct config {
 	enum log_target_kind log_target;
 	char log_file[4096];
 	int log_level; /* LOG_DEBUG .. LOG_ERR (syslog.h) */
+	int log_json; /* log.format = "json" */
+	int log_facility; /* log.facility, LOG_DAEMON by default */
 
 	struct config_listener *listeners;
 	size_t nlisteners;

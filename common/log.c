@@ -19,7 +19,9 @@ static struct {
 	char file[4096];
 	char ident[64];
 	int detached; /* no stderr any more: it goes to syslog */
-} L = { LOG_TARGET_STDERR, LOG_INFO, 2, "", "mtprotod", 0 };
+	int json; /* one JSON object per line */
+	int facility; /* syslog's */
+} L = { LOG_TARGET_STDERR, LOG_INFO, 2, "", "mtprotod", 0, 0, LOG_DAEMON };
 
 static const char *level_names[] = {
 	[LOG_EMERG] = "emerg",
@@ -76,7 +78,7 @@ log_init(int target, const char *file, int level, const char *ident)
 		log_set_ident(ident);
 	switch (target) {
 	case LOG_TARGET_SYSLOG:
-		openlog(L.ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		openlog(L.ident, LOG_PID | LOG_NDELAY, L.facility);
 		break;
 	case LOG_TARGET_FILE:
 		snprintf(L.file, sizeof(L.file), "%s", file);
@@ -87,6 +89,13 @@ log_init(int target, const char *file, int level, const char *ident)
 		L.fd = 2;
 	}
 	return 0;
+}
+
+void
+log_set_style(int json, int facility)
+{
+	L.json = json;
+	L.facility = facility;
 }
 
 void
@@ -141,16 +150,44 @@ log_reopen(void)
 	return open_file();
 }
 
+/* text as a JSON string's contents (quotes, backslashes, controls). */
+static size_t
+json_escape(char *out, size_t cap, const char *text)
+{
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)text;
+	     *p != '\0' && n + 7 < cap; p++) {
+		if (*p == '"' || *p == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)*p;
+		} else if (*p < 0x20 || *p == 0x7f)
+			n += (size_t)snprintf(out + n, cap - n, "\\u%04x", *p);
+		else
+			out[n++] = (char)*p;
+	}
+	out[n] = '\0';
+	return n;
+}
+
 void
 log_vmsg(int level, const char *fmt, va_list ap)
 {
-	char line[2048];
+	char msg[2048], esc[4096], line[4608];
 	int n, saved = errno;
 
 	if (level > L.level)
 		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (L.json)
+		json_escape(esc, sizeof(esc), msg);
 	if (L.target == LOG_TARGET_SYSLOG) {
-		vsyslog(level, fmt, ap);
+		/* syslog adds the time, ident and pid. */
+		if (L.json)
+			syslog(level, "{\"level\":\"%s\",\"msg\":\"%s\"}",
+			    log_level_name(level), esc);
+		else
+			syslog(level, "%s", msg);
 		errno = saved;
 		return;
 	}
@@ -158,14 +195,24 @@ log_vmsg(int level, const char *fmt, va_list ap)
 	struct tm tm;
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
-	n = (int)strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
-	n += snprintf(line + n, sizeof(line) - n,
-	    ".%03d %s[%d] %s: ", (int)(tv.tv_usec / 1000), L.ident,
-	    (int)getpid(), log_level_name(level));
-	if (n < (int)sizeof(line)) {
-		int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-		n = m < 0 ? n : n + m;
+	if (L.json) {
+		char ts[32], tz[8];
+
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+		strftime(tz, sizeof(tz), "%z", &tm);
+		n = snprintf(line, sizeof(line),
+		    "{\"time\":\"%s.%03d%.3s:%s\",\"level\":\"%s\","
+		    "\"ident\":\"%s\",\"pid\":%d,\"msg\":\"%s\"}",
+		    ts, (int)(tv.tv_usec / 1000), tz, tz + 3,
+		    log_level_name(level), L.ident, (int)getpid(), esc);
+	} else {
+		n = (int)strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+		n += snprintf(line + n, sizeof(line) - n, ".%03d %s[%d] %s: %s",
+		    (int)(tv.tv_usec / 1000), L.ident, (int)getpid(),
+		    log_level_name(level), msg);
 	}
+	if (n < 0)
+		n = 0;
 	if (n > (int)sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';

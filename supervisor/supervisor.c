@@ -1418,6 +1418,7 @@ do_reload(void)
 	S.uid = uid;
 	S.gid = gid;
 	log_set_level(ncfg->log_level);
+	log_set_style(ncfg->log_json, ncfg->log_facility);
 	S.generation++;
 	S.state = S_RELOADING;
 	memset(S.slot_failures, 0, sizeof(S.slot_failures));

@@ -111,5 +111,74 @@ def test_detached_children_log_to_syslog():
         dc.stop()
 
 
+def test_json_lines_in_a_file():
+    # log.format = "json": one object per line, from every process, with
+    # time, level, ident, pid and the message (quotes escaped).
+    import json
+    dc = FakeDC()
+    d = Daemon(workers=2, extra=telegram_conf({2: dc.port}))
+    d.write_config(open(d.conf).read().replace(
+        'level = "debug"; };', 'level = "debug"; format = "json"; };'))
+    try:
+        d.start()
+        r = tclient(d.port, "tls", "reqpq", domain="www.example.com")
+        check(r.ok, str(r))
+        wait_for(lambda: d.log_has('ClientHello on main for'), 10,
+                 what="the fingerprint line")
+        pids, hello = set(), None
+        for line in d.read_log().splitlines():
+            try:
+                o = json.loads(line)
+            except ValueError:
+                check(False, "not JSON: %r" % line)
+            check(set(o) == {"time", "level", "ident", "pid", "msg"} and
+                  re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}"
+                           r"[+-]\d\d:\d\d$", o["time"]) and
+                  o["ident"] == "mtprotod", o)
+            pids.add(o["pid"])
+            if "ClientHello on main" in o["msg"]:
+                hello = o
+        check(len(pids) >= 4, "lines from %d processes" % len(pids))
+        check(hello and 'for "www.example.com": JA3 ' in hello["msg"] and
+              hello["level"] == "debug", hello)
+    finally:
+        d.kill_all()
+        dc.stop()
+
+
+def test_syslog_facility_and_json():
+    check(os.geteuid() == 0, "this test needs root (a mount namespace)")
+    import json
+    dc = FakeDC()
+    d = Daemon(workers=1, extra=telegram_conf({2: dc.port}))
+    d.write_config(open(d.conf).read().replace(
+        'log = { target = "%s"; level = "debug"; };' % d.log,
+        'log = { target = "syslog"; level = "info"; format = "json"; '
+        'facility = "local3"; };'))
+    devlog = os.path.join(d.tmp, "devlog")
+    log = FakeSyslog(devlog)
+    pid = None
+    try:
+        start_detached(d, devlog)
+        pid = int(wait_for(lambda: os.path.exists(d.pidfile) and
+                           open(d.pidfile).read().strip(), 10,
+                           what="the pidfile"))
+        wait_for(lambda: log.has(r"worker 0 serving"), 10,
+                 what="the worker's line in %r" % log.lines[-5:])
+        for line in log.read():
+            m = re.match(r"<(\d+)>.*?mtprotod\[\d+\]: (.*)$", line)
+            check(m and int(m.group(1)) >> 3 == 19, "facility: %s" % line)
+            o = json.loads(m.group(2))
+            check(set(o) == {"level", "msg"}, o)
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not os.path.exists("/proc/%d" % pid), 20,
+                     what="the daemon gone")
+        log.close()
+        dc.stop()
+
+
 if __name__ == "__main__":
-    run_tests([test_detached_children_log_to_syslog])
+    run_tests([test_detached_children_log_to_syslog,
+               test_json_lines_in_a_file, test_syslog_facility_and_json])

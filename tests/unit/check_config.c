@@ -1391,6 +1391,20 @@ START_TEST(test_network)
 	ck_assert_int_eq(c->listeners[0].handshake_mss, 0);
 	ck_assert_int_eq(c->listeners[0].rst_on_failed, 0);
 	config_free(c);
+	c = expect_ok(GOOD_LISTENERS);
+	ck_assert_int_eq(c->log_json, 0);
+	ck_assert_int_eq(c->log_facility, LOG_DAEMON);
+	config_free(c);
+	c = expect_ok(GOOD_LISTENERS
+	    "log = { format = \"json\"; facility = \"local3\"; };\n");
+	ck_assert_int_eq(c->log_json, 1);
+	ck_assert_int_eq(c->log_facility, LOG_LOCAL3);
+	config_free(c);
+	expect_err(GOOD_LISTENERS "log = { format = \"xml\"; };\n",
+	    "t.conf:7: log.format: must be \"text\" or \"json\"");
+	expect_err(GOOD_LISTENERS "log = { facility = \"kern\"; };\n",
+	    "t.conf:7: log.facility: must be \"daemon\", \"user\", "
+	    "\"local0\"");
 	c = expect_ok("user = \"daemon\";\n" GOOD_LISTENERS);
 	ck_assert_str_eq(c->user, "daemon");
 	ck_assert_int_eq(c->user_given, 1);
