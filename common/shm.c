@@ -21,7 +21,7 @@ _Static_assert(sizeof(struct shm_slot) % 64 == 0, "slot not cache aligned");
 #define SHM_READ_TRIES 100000
 
 #define SHM_MAGIC   0x6d74736d /* "mtsm" */
-#define SHM_VERSION 2 /* 2: 32 words per slot */
+#define SHM_VERSION 3 /* 2: 32 words per slot; 3: listener totals */
 
 struct shm_metrics {
 	uint32_t magic, version;
@@ -31,6 +31,7 @@ struct shm_metrics {
 	uint32_t seq;
 	/* listener name -> index; "" = free; written by the supervisor */
 	char lnames[SHM_MAX_LISTENERS][SHM_NAME_MAX];
+	uint64_t sup[SHM_SUP_MAX]; /* the supervisor's counters */
 	struct shm_slot retired; /* counters of children that exited */
 	struct shm_slot slots[];
 };
@@ -112,8 +113,11 @@ slot_clear(struct shm_slot *s)
 {
 	for (int c = 0; c < SHM_SLOT_WORDS; c++)
 		__atomic_store_n(&s->v[c], 0, __ATOMIC_RELAXED);
-	for (int i = 0; i < SHM_MAX_LISTENERS; i++)
+	for (int i = 0; i < SHM_MAX_LISTENERS; i++) {
 		__atomic_store_n(&s->lconns[i], 0, __ATOMIC_RELAXED);
+		for (int k = 0; k < SHM_LSTATS; k++)
+			__atomic_store_n(&s->lstats[i][k], 0, __ATOMIC_RELAXED);
+	}
 }
 
 int
@@ -154,6 +158,14 @@ shm_metrics_release(struct shm_metrics *m, int slot)
 		    __atomic_load_n(&m->retired.v[c], __ATOMIC_RELAXED) +
 		        __atomic_load_n(&s->v[c], __ATOMIC_RELAXED),
 		    __ATOMIC_RELAXED);
+	for (int i = 0; i < SHM_MAX_LISTENERS; i++)
+		for (int k = 0; k < SHM_LSTATS; k++)
+			__atomic_store_n(&m->retired.lstats[i][k],
+			    __atomic_load_n(
+			        &m->retired.lstats[i][k], __ATOMIC_RELAXED) +
+			        __atomic_load_n(
+			            &s->lstats[i][k], __ATOMIC_RELAXED),
+			    __ATOMIC_RELAXED);
 	__atomic_store_n(&s->in_use, 0, __ATOMIC_RELAXED);
 	slot_clear(s);
 	__atomic_store_n(&m->seq, seq + 2, __ATOMIC_RELEASE);
@@ -260,6 +272,11 @@ shm_listener_forget(struct shm_metrics *m, int idx)
 	    shm_listener_conns(m, idx) != 0)
 		return -1;
 	m->lnames[idx][0] = '\0';
+	/* A new name on this index starts from zero (what live slots of
+	 * old workers still count under it is theirs to lose). */
+	for (int k = 0; k < SHM_LSTATS; k++)
+		__atomic_store_n(
+		    &m->retired.lstats[idx][k], 0, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -294,4 +311,60 @@ shm_listener_conns(const struct shm_metrics *m, int idx)
 				n += slot_conns(s, k);
 	}
 	return n;
+}
+
+static void
+lstats_once(const struct shm_metrics *m, int idx, uint64_t out[SHM_LSTATS])
+{
+	for (int k = 0; k < SHM_LSTATS; k++)
+		out[k] = __atomic_load_n(
+		    &m->retired.lstats[idx][k], __ATOMIC_RELAXED);
+	for (size_t i = 0; i < m->nslots; i++) {
+		const struct shm_slot *s = &m->slots[i];
+
+		if (!__atomic_load_n(&s->in_use, __ATOMIC_ACQUIRE))
+			continue;
+		for (int k = 0; k < SHM_LSTATS; k++)
+			out[k] += __atomic_load_n(
+			    &s->lstats[idx][k], __ATOMIC_RELAXED);
+	}
+}
+
+void
+shm_listener_stats(
+    const struct shm_metrics *m, int idx, uint64_t out[SHM_LSTATS])
+{
+	memset(out, 0, SHM_LSTATS * sizeof(out[0]));
+	if (idx < 0 || idx >= SHM_MAX_LISTENERS)
+		return;
+	/* The same seqlock as shm_metrics_sum: a release moves counts from
+	 * a slot to the retired totals. */
+	for (int tries = 0; tries < SHM_READ_TRIES; tries++) {
+		uint32_t seq = __atomic_load_n(&m->seq, __ATOMIC_ACQUIRE);
+
+		if (seq & 1) {
+			sched_yield();
+			continue;
+		}
+		lstats_once(m, idx, out);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&m->seq, __ATOMIC_RELAXED) == seq)
+			return;
+	}
+	lstats_once(m, idx, out);
+}
+
+void
+shm_sup_add(struct shm_metrics *m, enum shm_sup c)
+{
+	if (m != NULL && (unsigned)c < SHM_SUP_MAX)
+		__atomic_store_n(&m->sup[c], m->sup[c] + 1, __ATOMIC_RELAXED);
+}
+
+uint64_t
+shm_sup_get(const struct shm_metrics *m, enum shm_sup c)
+{
+	return (unsigned)c < SHM_SUP_MAX
+	    ? __atomic_load_n(&m->sup[c], __ATOMIC_RELAXED)
+	    : 0;
 }

@@ -50,6 +50,7 @@ enum shm_counter {
 	M_CURRENT_DC, /* open connections to Telegram */
 	M_HANDSHAKES, /* client connections still in their handshake */
 	M_HANDSHAKE_BYTES, /* bytes those hold (limits.handshake_memory) */
+	M_OPEN_FDS, /* the process's open descriptors (every 2 s) */
 	M_COUNTER_MAX
 };
 
@@ -57,6 +58,26 @@ enum shm_counter {
 /* Listener names the zone tells apart over the daemon's life. */
 #define SHM_MAX_LISTENERS 64
 #define SHM_NAME_MAX      64 /* with the NUL, as CONFIG_NAME_MAX */
+
+/* The supervisor's own counters (it is their only writer). */
+enum shm_sup {
+	SUP_RELOADS_ROLLING, /* a new generation took over */
+	SUP_RELOADS_IN_PLACE, /* tables changed in the children */
+	SUP_RELOADS_FAILED, /* the running configuration kept */
+	SUP_RESTARTS_WORKER, /* crashed children restarted */
+	SUP_RESTARTS_DCPOOL,
+	SHM_SUP_MAX
+};
+
+/* Per listener totals (monotonic), each slot's own. */
+enum shm_lstat {
+	LS_OK_CLASSIC, /* handshakes passed, by protocol */
+	LS_OK_SECURE,
+	LS_OK_FAKE_TLS,
+	LS_BYTES_C2S, /* payload bytes client -> Telegram */
+	LS_BYTES_S2C,
+	SHM_LSTATS
+};
 
 struct shm_slot {
 	_Alignas(64) uint64_t v[SHM_SLOT_WORDS];
@@ -67,6 +88,8 @@ struct shm_slot {
 	int32_t index; /* worker slot number */
 	/* open connections per listener index; the owner writes them */
 	_Alignas(64) uint32_t lconns[SHM_MAX_LISTENERS];
+	/* totals per listener index; the owner writes them */
+	_Alignas(64) uint64_t lstats[SHM_MAX_LISTENERS][SHM_LSTATS];
 };
 
 struct shm_metrics;
@@ -117,6 +140,12 @@ int shm_listener_forget(struct shm_metrics *, int idx);
  * listeners); 0 for any other idx out of range.
  */
 uint64_t shm_listener_conns(const struct shm_metrics *, int idx);
+void shm_sup_add(struct shm_metrics *, enum shm_sup);
+uint64_t shm_sup_get(const struct shm_metrics *, enum shm_sup);
+/* Reader: listener idx's totals over live slots and those that exited
+ * (zeros for an idx out of range). */
+void shm_listener_stats(
+    const struct shm_metrics *, int idx, uint64_t out[SHM_LSTATS]);
 
 /* The owner's fast path: plain relaxed atomics on its own slot. */
 static inline void
@@ -124,6 +153,13 @@ shm_add(struct shm_slot *s, enum shm_counter c, uint64_t n)
 {
 	if (s)
 		__atomic_store_n(&s->v[c], s->v[c] + n, __ATOMIC_RELAXED);
+}
+
+static inline void
+shm_set(struct shm_slot *s, enum shm_counter c, uint64_t v)
+{
+	if (s)
+		__atomic_store_n(&s->v[c], v, __ATOMIC_RELAXED);
 }
 
 static inline void
@@ -143,6 +179,16 @@ shm_listener_conn_add(struct shm_slot *s, int idx, int32_t delta)
 	if (s && idx >= 0 && idx < SHM_MAX_LISTENERS)
 		__atomic_store_n(&s->lconns[idx],
 		    s->lconns[idx] + (uint32_t)delta, __ATOMIC_RELAXED);
+}
+
+/* Owner fast path: add n to listener idx's stat (idx -1 ignored). */
+static inline void
+shm_listener_stat_add(
+    struct shm_slot *s, int idx, enum shm_lstat st, uint64_t n)
+{
+	if (s && idx >= 0 && idx < SHM_MAX_LISTENERS)
+		__atomic_store_n(&s->lstats[idx][st], s->lstats[idx][st] + n,
+		    __ATOMIC_RELAXED);
 }
 
 #endif

@@ -1,5 +1,6 @@
 #include "autoconf.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <openssl/crypto.h>
 
 #include "config.h"
 #include "fptable.h"
@@ -72,6 +74,147 @@ static const struct {
 	{ M_HANDSHAKE_BYTES, "mtprotod_handshake_bytes", "gauge",
 	    "Bytes held by connections still in their handshake." },
 };
+
+/* Per listener: clients past the handshake by protocol, bytes. */
+static void
+listeners_out(struct evbuffer *b)
+{
+	static const struct {
+		enum shm_lstat st;
+		const char *label;
+	} proto[] = { { LS_OK_CLASSIC, "classic" }, { LS_OK_SECURE, "secure" },
+		{ LS_OK_FAKE_TLS, "fake_tls" } };
+	uint64_t st[SHM_MAX_LISTENERS][SHM_LSTATS];
+
+	for (size_t i = 0; i < mcfg->nlisteners; i++)
+		shm_listener_stats(zone, mcfg->listeners[i].shm_index, st[i]);
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_listener_connections_total Clients that passed "
+	    "the handshake, per listener and protocol.\n"
+	    "# TYPE mtprotod_listener_connections_total counter\n");
+	for (size_t i = 0; i < mcfg->nlisteners; i++)
+		for (size_t k = 0; k < sizeof(proto) / sizeof(proto[0]); k++)
+			evbuffer_add_printf(b,
+			    "mtprotod_listener_connections_total{listener="
+			    "\"%s\",protocol=\"%s\"} %llu\n",
+			    mcfg->listeners[i].name, proto[k].label,
+			    (unsigned long long)st[i][proto[k].st]);
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_listener_bytes_total Payload bytes relayed, per "
+	    "listener and direction.\n"
+	    "# TYPE mtprotod_listener_bytes_total counter\n");
+	for (size_t i = 0; i < mcfg->nlisteners; i++)
+		evbuffer_add_printf(b,
+		    "mtprotod_listener_bytes_total{listener=\"%s\","
+		    "direction=\"client_to_telegram\"} %llu\n"
+		    "mtprotod_listener_bytes_total{listener=\"%s\","
+		    "direction=\"telegram_to_client\"} %llu\n",
+		    mcfg->listeners[i].name,
+		    (unsigned long long)st[i][LS_BYTES_C2S],
+		    mcfg->listeners[i].name,
+		    (unsigned long long)st[i][LS_BYTES_S2C]);
+}
+
+/* Reloads by result, restarts by role, and what this build is. */
+static void
+supervisor_out(struct evbuffer *b)
+{
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_reloads_total Configuration reloads by result "
+	    "(rolling: a new generation; in_place: the children took new "
+	    "tables; failed: the running configuration kept).\n"
+	    "# TYPE mtprotod_reloads_total counter\n"
+	    "mtprotod_reloads_total{result=\"rolling\"} %llu\n"
+	    "mtprotod_reloads_total{result=\"in_place\"} %llu\n"
+	    "mtprotod_reloads_total{result=\"failed\"} %llu\n"
+	    "# HELP mtprotod_child_restarts_total Children restarted after "
+	    "they exited unexpectedly, by role.\n"
+	    "# TYPE mtprotod_child_restarts_total counter\n"
+	    "mtprotod_child_restarts_total{role=\"worker\"} %llu\n"
+	    "mtprotod_child_restarts_total{role=\"dcpool\"} %llu\n"
+	    "# HELP mtprotod_build_info The version running, and OpenSSL's.\n"
+	    "# TYPE mtprotod_build_info gauge\n"
+	    "mtprotod_build_info{version=\"%s\",openssl=\"%s\"} 1\n",
+	    (unsigned long long)shm_sup_get(zone, SUP_RELOADS_ROLLING),
+	    (unsigned long long)shm_sup_get(zone, SUP_RELOADS_IN_PLACE),
+	    (unsigned long long)shm_sup_get(zone, SUP_RELOADS_FAILED),
+	    (unsigned long long)shm_sup_get(zone, SUP_RESTARTS_WORKER),
+	    (unsigned long long)shm_sup_get(zone, SUP_RESTARTS_DCPOOL),
+	    PACKAGE_VERSION, OpenSSL_version(OPENSSL_VERSION_STRING));
+}
+
+/* A process's resident memory (bytes) and open descriptors (-1 when we
+ * may not look: the supervisor's descriptors are root's). */
+static void
+proc_usage(pid_t pid, uint64_t *rss, int64_t *fds)
+{
+	char path[64], line[256];
+	FILE *f;
+	DIR *d;
+	struct dirent *e;
+
+	*rss = 0;
+	*fds = -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		unsigned long long kb;
+
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+				*rss = kb * 1024;
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(path)) != NULL) {
+		*fds = 0;
+		while ((e = readdir(d)) != NULL)
+			*fds += e->d_name[0] != '.';
+		closedir(d);
+	}
+}
+
+/* Memory and descriptors per role, summed over its live processes. */
+static void
+processes_out(struct evbuffer *b)
+{
+	static const char *const roles[] = { "supervisor", "worker", "dcpool" };
+	uint64_t rss[3] = { 0 }, r;
+	int64_t fds[3] = { -1, -1, -1 }, n;
+
+	proc_usage(getppid(), &rss[0], &fds[0]);
+	for (size_t i = 0; i < shm_metrics_nslots(zone); i++) {
+		const struct shm_slot *s = shm_metrics_slot(zone, (int)i);
+		int k = s->role == 1 ? 2 : 1;
+
+		if (!__atomic_load_n(&s->in_use, __ATOMIC_ACQUIRE))
+			continue;
+		proc_usage(s->pid, &r, &n);
+		if (n < 0 && k == 1) /* a worker counts its own */
+			n = (int64_t)__atomic_load_n(
+			    &s->v[M_OPEN_FDS], __ATOMIC_RELAXED);
+		rss[k] += r;
+		if (n >= 0)
+			fds[k] = (fds[k] < 0 ? 0 : fds[k]) + n;
+	}
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_process_resident_memory_bytes Resident memory "
+	    "per role (summed over its processes).\n"
+	    "# TYPE mtprotod_process_resident_memory_bytes gauge\n");
+	for (int k = 0; k < 3; k++)
+		evbuffer_add_printf(b,
+		    "mtprotod_process_resident_memory_bytes{role=\"%s\"} "
+		    "%llu\n",
+		    roles[k], (unsigned long long)rss[k]);
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_process_open_fds Open descriptors per role "
+	    "(the supervisor's are not readable by the dcpool).\n"
+	    "# TYPE mtprotod_process_open_fds gauge\n");
+	for (int k = 0; k < 3; k++)
+		if (fds[k] >= 0)
+			evbuffer_add_printf(b,
+			    "mtprotod_process_open_fds{role=\"%s\"} %lld\n",
+			    roles[k], (long long)fds[k]);
+}
 
 /* Why handshakes failed: one labelled family over counters kept apart. */
 static void
@@ -176,6 +319,9 @@ metrics_cb(struct evhttp_request *req, void *arg)
 			    (unsigned long long)shm_listener_conns(
 			        zone, l->shm_index));
 	}
+	listeners_out(b);
+	supervisor_out(b);
+	processes_out(b);
 	reasons_out(b, v);
 	fingerprints_out(b);
 	/* Nonzero: replay.entries is too small for the load. */

@@ -724,6 +724,9 @@ child_exited(struct child *c, int status)
 				(delay % 1000) * 1000 };
 			log_notice(
 			    "restarting %s %d in %ld ms", what, c->slot, delay);
+			shm_sup_add(S.metrics,
+			    c->role == ROLE_DCPOOL ? SUP_RESTARTS_DCPOOL
+			                           : SUP_RESTARTS_WORKER);
 			event_base_once(S.base, -1, EV_TIMEOUT, restart_cb,
 			    (void *)(intptr_t)((c->role << 16) | c->slot), &tv);
 		}
@@ -1387,6 +1390,7 @@ do_reload(void)
 		log_errorx("reload failed, keeping the running configuration: "
 		           "%s",
 		    err);
+		shm_sup_add(S.metrics, SUP_RELOADS_FAILED);
 		return;
 	}
 	config_absolutize(ncfg, S.opt->cwd);
@@ -1398,6 +1402,7 @@ do_reload(void)
 		log_errorx("reload failed, keeping the running configuration: "
 		           "%s",
 		    err);
+		shm_sup_add(S.metrics, SUP_RELOADS_FAILED);
 		config_free(ncfg);
 		return;
 	}
@@ -1407,8 +1412,11 @@ do_reload(void)
 	 * same file again rolls a new generation, as it always did: a way
 	 * to renew the workers, which drops nothing.) */
 	if (config_inplace_only(S.cfg, ncfg) && !tables_same(S.cfg, ncfg) &&
-	    reload_in_place(ncfg) == 0)
+	    reload_in_place(ncfg) == 0) {
+		shm_sup_add(S.metrics, SUP_RELOADS_IN_PLACE);
 		return;
+	}
+	shm_sup_add(S.metrics, SUP_RELOADS_ROLLING);
 	if (ncfg->replay_entries != S.cfg->replay_entries)
 		log_notice("replay.entries changes at the next restart");
 	/* Children keep their own copy of the old config (fork). */

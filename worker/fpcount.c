@@ -1,6 +1,7 @@
 /* ClientHello fingerprints, counted for the dcpool's metrics (fpcount.h). */
 #include "autoconf.h"
 
+#include <dirent.h>
 #include <string.h>
 
 #include <event2/event.h>
@@ -8,6 +9,7 @@
 #include "fpcount.h"
 #include "log.h"
 #include "msg.h"
+#include "shm.h"
 #include "worker.h"
 
 #define FP_FLUSH_S 2
@@ -30,10 +32,28 @@ fp_flush(void)
 	fptable_clear(&FP.t);
 }
 
+/* Our open descriptors, for the metrics (the dcpool may not look in
+ * /proc/<pid>/fd of a worker). */
+static void
+count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	uint64_t n = 0;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	shm_set(W.metrics, M_OPEN_FDS, n > 0 ? n - 1 : 0); /* less d's */
+}
+
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	fp_flush();
+	count_fds();
 }
 
 void

@@ -2,7 +2,8 @@
  * ClientHello fingerprints (JA3, JA4; issue 9): each fake-TLS ClientHello
  * is fingerprinted and logged at debug level, and counted by what became
  * of it in a bounded table (fptable.h) that goes to the dcpool every
- * FP_FLUSH_S seconds for its metrics.
+ * FP_FLUSH_S seconds for its metrics. The same timer keeps the worker's
+ * open-descriptor gauge (M_OPEN_FDS).
  */
 #ifndef MTP_FPCOUNT_H
 #define MTP_FPCOUNT_H

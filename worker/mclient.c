@@ -282,6 +282,7 @@ client_deliver(struct session *s, const uint8_t *data, size_t len)
 		return;
 	}
 	shm_add(W.metrics, M_BYTES_S2C, len);
+	shm_listener_stat_add(W.metrics, s->l->shm_index, LS_BYTES_S2C, len);
 }
 
 void
@@ -416,6 +417,8 @@ client_request(struct session *s, const struct frame_info *fi,
 		return -1;
 	s->sent_mark = l->queued_total;
 	shm_add(W.metrics, M_BYTES_C2S, fi->pktlen);
+	shm_listener_stat_add(
+	    W.metrics, s->l->shm_index, LS_BYTES_C2S, fi->pktlen);
 	return 0;
 }
 

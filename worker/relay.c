@@ -287,8 +287,12 @@ relay_read_cb(evutil_socket_t fd, short what, void *arg)
 					return;
 				}
 				shm_add(W.metrics, M_BYTES_C2S, len);
+				shm_listener_stat_add(W.metrics,
+				    s->l->shm_index, LS_BYTES_C2S, len);
 			} else {
 				shm_add(W.metrics, M_BYTES_S2C, n);
+				shm_listener_stat_add(W.metrics,
+				    s->l->shm_index, LS_BYTES_S2C, n);
 			}
 		}
 		if (len > 0 && side_send(s, dst, buf, len) == -1) {

@@ -781,6 +781,11 @@ direct_start(
 		session_close(s, "crypto failure");
 		return;
 	}
+	/* What came with the header is payload too (the relay counts the
+	 * rest). */
+	shm_add(W.metrics, M_BYTES_C2S, restlen);
+	shm_listener_stat_add(
+	    W.metrics, s->l->shm_index, LS_BYTES_C2S, restlen);
 	direct_connect(s, key, iv, rest, restlen);
 	explicit_bzero(key, sizeof(key));
 }
@@ -850,6 +855,11 @@ o2_handshake(struct session *s)
 	s->tag = o2.tag;
 	s->dc = o2.dc;
 	shm_add(W.metrics, M_HANDSHAKE_OK, 1);
+	shm_listener_stat_add(W.metrics, s->l->shm_index,
+	    s->is_tls                     ? LS_OK_FAKE_TLS
+	        : o2.tag == O2_TAG_PADDED ? LS_OK_SECURE
+	                                  : LS_OK_CLASSIC,
+	    1);
 	if (log_get_level() >= LOG_DEBUG) {
 		char a[ADDR_STRLEN];
 		log_debug("%s: %s client of %s/%s for DC %d",

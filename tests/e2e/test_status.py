@@ -192,8 +192,78 @@ def test_metrics_pass_promtool_and_failures_have_reasons():
         site.stop()
 
 
+def test_labelled_series_move():
+    # Per listener and protocol, bytes per listener, reloads by result,
+    # restarts by role, memory per role, build info.
+    import signal
+    dc = FakeDC()
+    mport, a, b = free_port(), free_port(), free_port()
+    lst = [listener_conf("a", a), listener_conf("b", b, ["classic"])]
+    extra = (telegram_conf({2: dc.port}) + 'tls = { profile = "static"; };\n'
+             'metrics = { address = "127.0.0.1"; port = %d; };\n' % mport)
+    d = Daemon(workers=2, listeners=lst, extra=extra)
+    try:
+        d.start()
+        for proto, n in (("tls", 2), ("secure", 1), ("abridged", 3)):
+            r = tclient(a, proto, "reqpq", conns=n)
+            check(r.ok, str(r))
+        r = tclient(b, "intermediate", "reqpq")
+        check(r.ok, str(r))
+        key = 'mtprotod_listener_connections_total{listener="%s",' \
+              'protocol="%s"}'
+        want = {key % ("a", "fake_tls"): 2, key % ("a", "secure"): 1,
+                key % ("a", "classic"): 3, key % ("b", "classic"): 1,
+                key % ("b", "fake_tls"): 0}
+        m = wait_for(lambda: (lambda m: m if all(
+            m.get(k) == v for k, v in want.items()) else None)(
+                metrics(mport)), 10, what="per listener %r" % want)
+        for lname in ("a", "b"):
+            for dirn in ("client_to_telegram", "telegram_to_client"):
+                k = 'mtprotod_listener_bytes_total{listener="%s",' \
+                    'direction="%s"}' % (lname, dirn)
+                check(m.get(k, 0) > 0, "%s: %s" % (k, m.get(k)))
+        check(m['mtprotod_build_info{version="0.1.0",openssl="%s"}' %
+                [k for k in m if k.startswith("mtprotod_build_info")][0]
+                .split('openssl="')[1].rstrip('"}')] == 1, "build info")
+        for role in ("supervisor", "worker", "dcpool"):
+            k = 'mtprotod_process_resident_memory_bytes{role="%s"}' % role
+            check(m.get(k, 0) > 100000, "%s: %s" % (k, m.get(k)))
+        # Workers count their own descriptors (every 2 s): listening
+        # sockets, channels, event fds, more than 5 each.
+        for role in ("worker", "dcpool"):
+            k = 'mtprotod_process_open_fds{role="%s"}' % role
+            wait_for(lambda: metrics(mport).get(k, 0) > 5, 10,
+                     what="%s > 5" % k)
+        # A rolling reload, a failed one, a worker that dies.
+        d.signal(signal.SIGHUP)
+        d.wait_log("reload complete", 20)
+        good = open(d.conf).read()
+        d.write_config(good + "bogus = 1;\n")
+        d.signal(signal.SIGHUP)
+        d.wait_log("reload failed", 10)
+        d.write_config(good)
+        os.kill(list(d.workers_now())[0], signal.SIGKILL)
+        d.wait_log("restarting worker", 10)
+
+        def sup():
+            m = metrics(mport)
+            ok = (m.get('mtprotod_reloads_total{result="rolling"}') == 1 and
+                  m.get('mtprotod_reloads_total{result="failed"}') == 1 and
+                  m.get('mtprotod_child_restarts_total{role="worker"}') == 1)
+            return m if ok else None
+        m = wait_for(sup, 15, what="reloads and restarts counted")
+        # Totals survive the reload and the dead worker.
+        for k, v in want.items():
+            check(m.get(k) == v, "%s after: %s" % (k, m.get(k)))
+        check(m.get('mtprotod_child_restarts_total{role="dcpool"}') == 0, m)
+    finally:
+        d.kill_all()
+        dc.stop()
+
+
 if __name__ == "__main__":
     run_tests([test_direct_health_ready_status,
                test_middle_ready_needs_a_proxy_for_each_dc,
                test_middle_not_ready_without_telegram_config,
-               test_metrics_pass_promtool_and_failures_have_reasons])
+               test_metrics_pass_promtool_and_failures_have_reasons,
+               test_labelled_series_move])

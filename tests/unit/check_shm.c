@@ -304,6 +304,53 @@ START_TEST(listener_gauges)
 }
 END_TEST
 
+START_TEST(listener_totals_survive_release)
+{
+	struct shm_metrics *m = shm_metrics_create(4);
+	uint64_t st[SHM_LSTATS];
+	int a = shm_metrics_alloc(m, 100, 0, 0),
+	    b = shm_metrics_alloc(m, 101, 0, 1);
+	int idx = shm_listener_index(m, "main");
+
+	ck_assert_int_ge(idx, 0);
+	shm_listener_stat_add(shm_metrics_slot(m, a), idx, LS_OK_SECURE, 3);
+	shm_listener_stat_add(shm_metrics_slot(m, b), idx, LS_OK_SECURE, 2);
+	shm_listener_stat_add(shm_metrics_slot(m, b), idx, LS_BYTES_S2C, 1000);
+	shm_listener_stat_add(shm_metrics_slot(m, b), -1, LS_BYTES_S2C, 7);
+	shm_listener_stat_add(
+	    shm_metrics_slot(m, b), SHM_MAX_LISTENERS, LS_BYTES_S2C, 7);
+	shm_listener_stats(m, idx, st);
+	ck_assert_uint_eq(st[LS_OK_SECURE], 5);
+	ck_assert_uint_eq(st[LS_BYTES_S2C], 1000);
+	/* A child that exits: its totals stay, in the retired slot. */
+	shm_metrics_release(m, b);
+	shm_listener_stats(m, idx, st);
+	ck_assert_uint_eq(st[LS_OK_SECURE], 5);
+	ck_assert_uint_eq(st[LS_BYTES_S2C], 1000);
+	/* A new slot in its place starts from zero. */
+	b = shm_metrics_alloc(m, 102, 0, 1);
+	ck_assert_int_ge(b, 0);
+	ck_assert_uint_eq(shm_metrics_slot(m, b)->lstats[idx][LS_OK_SECURE], 0);
+	shm_listener_stats(m, idx, st);
+	ck_assert_uint_eq(st[LS_OK_SECURE], 5);
+	/* Forgotten (no open connection): a new name starts from zero. */
+	shm_metrics_release(m, a);
+	ck_assert_int_eq(shm_listener_forget(m, idx), 0);
+	shm_listener_stats(m, idx, st);
+	ck_assert_uint_eq(st[LS_OK_SECURE], 0);
+	shm_listener_stats(m, -1, st);
+	ck_assert_uint_eq(st[LS_BYTES_S2C], 0);
+	/* The supervisor's counters. */
+	ck_assert_uint_eq(shm_sup_get(m, SUP_RELOADS_FAILED), 0);
+	shm_sup_add(m, SUP_RELOADS_FAILED);
+	shm_sup_add(m, SUP_RELOADS_FAILED);
+	shm_sup_add(m, SHM_SUP_MAX);
+	ck_assert_uint_eq(shm_sup_get(m, SUP_RELOADS_FAILED), 2);
+	ck_assert_uint_eq(shm_sup_get(m, SHM_SUP_MAX), 0);
+	shm_metrics_destroy(m);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -316,6 +363,7 @@ main(void)
 	tcase_add_test(tc, sum_consistent_during_release);
 	tcase_add_test(tc, listener_index_stable);
 	tcase_add_test(tc, listener_gauges);
+	tcase_add_test(tc, listener_totals_survive_release);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
