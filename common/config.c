@@ -1396,7 +1396,7 @@ merge_nat_ip(struct parser *p, struct config *cfg, const config_setting_t *root)
 	    cfg->nat_ip, ss.ss_family == AF_INET ? "ipv4" : "ipv6", dst);
 }
 
-static const char *const metrics_opts[] = { "address", "port", NULL };
+static const char *const metrics_opts[] = { "address", "port", "allow", NULL };
 
 static int
 parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
@@ -1421,6 +1421,30 @@ parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
 		return -1;
 	if (r == 1)
 		cfg->metrics_port = (uint16_t)v;
+	/* allow = [ "127.0.0.1/32", "10.0.0.0/8", "::1" ]: who may ask. */
+	if (!lookup(g, path, "allow", &o))
+		return 0;
+	int t = config_setting_type(o.s), n = config_setting_length(o.s);
+	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+		return perr(p, o.s, o.path,
+		    "must be an array of address blocks, e.g. "
+		    "[ \"127.0.0.1/32\" ]");
+	if (n > CONFIG_MAX_ALLOW)
+		return perr(p, o.s, o.path, "too many entries (at most %d)",
+		    CONFIG_MAX_ALLOW);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(o.s, i);
+		char epath[PATH_BUF];
+
+		join_index(epath, o.path, (size_t)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING ||
+		    cidr_parse(config_setting_get_string(e),
+		        &cfg->metrics_allow[i]) == -1)
+			return perr(p, e, epath,
+			    "must be an address or address/prefix, e.g. "
+			    "\"10.0.0.0/8\"");
+	}
+	cfg->nmetrics_allow = (size_t)n;
 	return 0;
 }
 

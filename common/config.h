@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "util.h"
+
 #define CONFIG_SECRET_LEN    16
 #define CONFIG_AD_TAG_LEN    16
 #define CONFIG_MAX_WORKERS   256
@@ -161,6 +163,9 @@ struct config {
 	/* metrics */
 	char metrics_address[64];
 	uint16_t metrics_port; /* 0 = off */
+#define CONFIG_MAX_ALLOW 32
+	struct cidr metrics_allow[CONFIG_MAX_ALLOW]; /* none: everyone */
+	size_t nmetrics_allow;
 
 	/* telegram: fetching the middle-proxy secret and lists */
 	char ca_file[4096]; /* PEM CAs; "" = system store */

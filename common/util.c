@@ -329,3 +329,73 @@ ncpus(void)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n < 1 ? 1 : (int)n;
 }
+
+int
+cidr_parse(const char *text, struct cidr *c)
+{
+	char buf[64], *slash, *end;
+	unsigned long prefix;
+	size_t max;
+
+	if (strlen(text) >= sizeof(buf))
+		return -1;
+	memset(c, 0, sizeof(*c));
+	snprintf(buf, sizeof(buf), "%s", text);
+	if ((slash = strchr(buf, '/')) != NULL)
+		*slash = '\0';
+	if (inet_pton(AF_INET, buf, c->addr) == 1) {
+		c->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, c->addr) == 1) {
+		c->family = AF_INET6;
+		max = 128;
+	} else
+		return -1;
+	prefix = max;
+	if (slash != NULL) {
+		errno = 0;
+		prefix = strtoul(slash + 1, &end, 10);
+		if (slash[1] == '\0' || *end != '\0' || errno != 0 ||
+		    prefix > max)
+			return -1;
+	}
+	c->prefix = (unsigned)prefix;
+	for (size_t bit = prefix; bit < max; bit++)
+		c->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+	return 0;
+}
+
+int
+cidr_match(const struct cidr *c, size_t n, const struct sockaddr *sa)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
+		0xff };
+	const uint8_t *a;
+	int family = sa->sa_family;
+
+	if (family == AF_INET)
+		a = (const uint8_t *)&(
+		    (const struct sockaddr_in *)(const void *)sa)
+		        ->sin_addr;
+	else if (family == AF_INET6) {
+		a = (const uint8_t *)&(
+		    (const struct sockaddr_in6 *)(const void *)sa)
+		        ->sin6_addr;
+		if (memcmp(a, mapped, sizeof(mapped)) == 0) {
+			a += 12;
+			family = AF_INET;
+		}
+	} else
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned p = c[i].prefix, full = p / 8, rest = p % 8;
+
+		if (c[i].family != family || memcmp(a, c[i].addr, full) != 0)
+			continue;
+		if (rest == 0 ||
+		    ((a[full] ^ c[i].addr[full]) &
+		        (uint8_t)(0xff00u >> rest)) == 0)
+			return 1;
+	}
+	return 0;
+}

@@ -73,6 +73,18 @@ void random_bytes(void *buf, size_t len);
 void proctitle_init(int argc, char **argv);
 void proctitle_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* An address block ("10.0.0.0/8", "2001:db8::/32", or an address). */
+struct cidr {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned prefix; /* bits */
+	uint8_t addr[16]; /* network byte order; host bits zero */
+};
+/* 0, or -1 when text is not an address with an optional /prefix. */
+int cidr_parse(const char *text, struct cidr *);
+/* 1 when sa (an IPv4-mapped IPv6 address counts as IPv4) is in one of
+ * the n blocks. */
+int cidr_match(const struct cidr *, size_t n, const struct sockaddr *sa);
+
 /* Number of online CPUs, at least 1. */
 int ncpus(void);
 

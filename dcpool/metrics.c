@@ -287,13 +287,31 @@ fingerprints_out(struct evbuffer *b)
 		    (unsigned long long)t->other[r]);
 }
 
+int
+metrics_allowed(struct evhttp_request *req)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	const struct sockaddr *sa;
+
+	if (mcfg->nmetrics_allow == 0)
+		return 1;
+	sa = c != NULL ? evhttp_connection_get_addr(c) : NULL;
+	if (sa != NULL &&
+	    cidr_match(mcfg->metrics_allow, mcfg->nmetrics_allow, sa))
+		return 1;
+	evhttp_send_error(req, 403, "not in metrics.allow");
+	return 0;
+}
+
 static void
 metrics_cb(struct evhttp_request *req, void *arg)
 {
 	uint64_t v[M_COUNTER_MAX];
-	struct evbuffer *b = evbuffer_new();
+	struct evbuffer *b;
 
-	if (b == NULL) {
+	if (!metrics_allowed(req))
+		return;
+	if ((b = evbuffer_new()) == NULL) {
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
@@ -342,6 +360,8 @@ metrics_cb(struct evhttp_request *req, void *arg)
 static void
 other_cb(struct evhttp_request *req, void *arg)
 {
+	if (!metrics_allowed(req))
+		return;
 	evhttp_send_error(
 	    req, HTTP_NOTFOUND, "try /metrics, /health, /ready or /status");
 }

@@ -15,6 +15,9 @@ struct replay_cache;
  * replay cache (NULL: its metrics are left out) are the shared mappings
  * the supervisor made before forking.
  */
+/* metrics.allow: 1 when the peer may ask; else answered 403 here. */
+struct evhttp_request;
+int metrics_allowed(struct evhttp_request *);
 /* Where the workers' fingerprint counts go (MSG_FINGERPRINTS). */
 struct fptable;
 struct fptable *metrics_fingerprints(void);

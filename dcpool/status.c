@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "dcpool.h"
+#include "metrics.h"
 #include "shm.h"
 #include "status.h"
 #include "tgconf.h"
@@ -44,9 +45,11 @@ reply(struct evhttp_request *req, int code, const char *reason,
 static void
 health_cb(struct evhttp_request *req, void *arg)
 {
-	struct evbuffer *b = evbuffer_new();
+	struct evbuffer *b;
 
-	if (b == NULL) {
+	if (!metrics_allowed(req))
+		return;
+	if ((b = evbuffer_new()) == NULL) {
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
@@ -99,6 +102,8 @@ ready_cb(struct evhttp_request *req, void *arg)
 {
 	struct evbuffer *why = evbuffer_new(), *b = evbuffer_new();
 
+	if (!metrics_allowed(req))
+		goto out;
 	if (why == NULL || b == NULL) {
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		goto out;
@@ -214,9 +219,11 @@ status_json(struct evbuffer *b)
 static void
 status_cb(struct evhttp_request *req, void *arg)
 {
-	struct evbuffer *b = evbuffer_new();
+	struct evbuffer *b;
 
-	if (b == NULL) {
+	if (!metrics_allowed(req))
+		return;
+	if ((b = evbuffer_new()) == NULL) {
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}

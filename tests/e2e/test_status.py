@@ -261,9 +261,32 @@ def test_labelled_series_move():
         dc.stop()
 
 
+def test_metrics_allow():
+    # metrics.allow: a peer outside every block gets 403 on every page;
+    # one inside gets them.
+    dc = FakeDC()
+    for allow, code in (('[ "10.0.0.0/8", "::1" ]', 403),
+                        ('[ "10.0.0.0/8", "127.0.0.0/8" ]', 200)):
+        mport = free_port()
+        d = Daemon(workers=1, extra=telegram_conf({2: dc.port}) +
+                   'metrics = { address = "127.0.0.1"; port = %d; '
+                   'allow = %s; };\n' % (mport, allow))
+        try:
+            d.start()
+            for path in ("/metrics", "/health", "/ready", "/status",
+                         "/nothing"):
+                got = get(mport, path)[0]
+                want = 404 if path == "/nothing" and code == 200 else code
+                check(got == want, "%s with allow %s: %d, not %d" % (
+                    path, allow, got, want))
+        finally:
+            d.kill_all()
+    dc.stop()
+
+
 if __name__ == "__main__":
     run_tests([test_direct_health_ready_status,
                test_middle_ready_needs_a_proxy_for_each_dc,
                test_middle_not_ready_without_telegram_config,
                test_metrics_pass_promtool_and_failures_have_reasons,
-               test_labelled_series_move])
+               test_labelled_series_move, test_metrics_allow])

@@ -1405,6 +1405,17 @@ START_TEST(test_network)
 	expect_err(GOOD_LISTENERS "log = { facility = \"kern\"; };\n",
 	    "t.conf:7: log.facility: must be \"daemon\", \"user\", "
 	    "\"local0\"");
+	c = expect_ok(GOOD_LISTENERS "metrics = { allow = [ \"127.0.0.1\", "
+	                             "\"10.0.0.0/8\", \"::1/128\" ]; };\n");
+	ck_assert_uint_eq(c->nmetrics_allow, 3);
+	ck_assert_uint_eq(c->metrics_allow[1].prefix, 8);
+	config_free(c);
+	expect_err(GOOD_LISTENERS
+	    "metrics = { allow = [ \"10.0.0.0/40\" ]; };\n",
+	    "t.conf:7: metrics.allow.[0]: must be an address or "
+	    "address/prefix");
+	expect_err(GOOD_LISTENERS "metrics = { allow = \"10.0.0.0/8\"; };\n",
+	    "t.conf:7: metrics.allow: must be an array");
 	c = expect_ok("user = \"daemon\";\n" GOOD_LISTENERS);
 	ck_assert_str_eq(c->user, "daemon");
 	ck_assert_int_eq(c->user_given, 1);

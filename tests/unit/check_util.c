@@ -59,6 +59,52 @@ START_TEST(random_differs)
 }
 END_TEST
 
+static struct sockaddr_storage
+sa_of(const char *ip)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	ck_assert_int_eq(addr_from_ip_port(ip, 1, &ss, &len), 0);
+	return ss;
+}
+
+START_TEST(cidrs)
+{
+	struct cidr c[4];
+	struct sockaddr_storage ss;
+
+	ck_assert_int_eq(cidr_parse("10.1.2.3/8", &c[0]), 0);
+	ck_assert_int_eq(c[0].family, AF_INET);
+	ck_assert_uint_eq(c[0].prefix, 8);
+	ck_assert_uint_eq(c[0].addr[1], 0); /* host bits cleared */
+	ck_assert_int_eq(cidr_parse("2001:db8::/33", &c[1]), 0);
+	ck_assert_int_eq(cidr_parse("192.0.2.7", &c[2]), 0);
+	ck_assert_uint_eq(c[2].prefix, 32);
+	ck_assert_int_eq(cidr_parse("0.0.0.0/0", &c[3]), 0);
+	ss = sa_of("10.200.0.1");
+	ck_assert_int_eq(cidr_match(c, 1, (struct sockaddr *)&ss), 1);
+	ss = sa_of("11.0.0.1");
+	ck_assert_int_eq(cidr_match(c, 3, (struct sockaddr *)&ss), 0);
+	ck_assert_int_eq(cidr_match(c, 4, (struct sockaddr *)&ss), 1);
+	ss = sa_of("2001:db8:7fff::1");
+	ck_assert_int_eq(cidr_match(c, 3, (struct sockaddr *)&ss), 1);
+	ss = sa_of("2001:db8:8000::1"); /* bit 33 set */
+	ck_assert_int_eq(cidr_match(c, 3, (struct sockaddr *)&ss), 0);
+	/* An IPv4-mapped IPv6 peer (a dual-stack socket) is IPv4. */
+	ss = sa_of("::ffff:192.0.2.7");
+	ck_assert_int_eq(cidr_match(c, 3, (struct sockaddr *)&ss), 1);
+	ss = sa_of("::ffff:192.0.2.8");
+	ck_assert_int_eq(cidr_match(c, 3, (struct sockaddr *)&ss), 0);
+	ck_assert_int_eq(cidr_parse("10.0.0.0/33", &c[0]), -1);
+	ck_assert_int_eq(cidr_parse("10.0.0.0/", &c[0]), -1);
+	ck_assert_int_eq(cidr_parse("10.0.0.0/8x", &c[0]), -1);
+	ck_assert_int_eq(cidr_parse("::/129", &c[0]), -1);
+	ck_assert_int_eq(cidr_parse("example.com/8", &c[0]), -1);
+	ck_assert_int_eq(cidr_parse("", &c[0]), -1);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -67,6 +113,7 @@ main(void)
 	tcase_add_test(tc, hex);
 	tcase_add_test(tc, addresses);
 	tcase_add_test(tc, random_differs);
+	tcase_add_test(tc, cidrs);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
