@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "dcpool/pubaddr.h"
+#include "dcpool/selfcheck.h"
 #include "dcpool/tgconf.h"
 #include "discover.h"
 #include "links.h"
@@ -38,8 +39,10 @@ usage(FILE *f)
 	    "            without it, a built-in fake-TLS listener is used)\n"
 	    "  -f        stay in the foreground, log to stderr\n"
 	    "  -t        check the configuration and exit (0 good, 1 bad)\n"
-	    "  --check   as -t, then find the public address and say\n"
-	    "            whether this host is behind NAT\n"
+	    "  --check   as -t, then find the public address (behind NAT?),\n"
+	    "            and check the clock, the DCs, the middle proxies,\n"
+	    "            the fronting sites and the TLS names (exit 1 on\n"
+	    "            a FAIL)\n"
 	    "  -s SIG    signal the running daemon (via its pidfile):\n"
 	    "            reload (SIGHUP), stop (SIGTERM), quit (SIGQUIT),\n"
 	    "            reopen (SIGUSR1: log file), upgrade (SIGUSR2: run\n"
@@ -173,6 +176,8 @@ run(struct config *cfg, const char *path, int test, const char *sig, int links,
 		    path ? path : "(built-in default)");
 		rc = 0;
 		if (test == 2 && pubaddr_report(cfg, stdout) == -1)
+			rc = 1;
+		if (test == 2 && check_run(cfg, stdout) == -1)
 			rc = 1;
 		config_free(cfg);
 		return rc;

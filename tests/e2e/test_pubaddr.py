@@ -169,9 +169,17 @@ def test_check_shows_the_address_and_nat():
     import subprocess
     with stun_server.StunServer(PUB) as st, \
             https.HTTPSServer({"/ip": (PUB + "\n").encode()}) as web:
-        d = Daemon(workers=1, extra=network(
-            [st.address], [web.url("/ip")]) +
-            'telegram = { ca_file = "%s"; };\n' % web.ca_file)
+        # --check also asks the DCs and the config URL's clock: all
+        # local here.
+        dc = FakeDC()
+        d = Daemon(workers=1, listeners=[listener_conf(
+            "main", free_port(), fronting="127.0.0.1:%d" % web.port)],
+            extra=network([st.address], [web.url("/ip")]) +
+            'telegram = { ca_file = "%s"; proxy_config_url = "%s"; '
+            'dc = ( %s ); };\n' % (
+                web.ca_file, web.url("/ip"),
+                ", ".join('{ id = %d; address = "127.0.0.1:%d"; }' % (
+                    i, dc.port) for i in range(1, 6))))
         p = subprocess.run([MTPROTOD, "--check", "-c", d.conf],
                            capture_output=True, text=True, timeout=60)
         check(p.returncode == 0, "--check: %s %s" % (p.stdout, p.stderr))
@@ -183,6 +191,7 @@ def test_check_shows_the_address_and_nat():
         check(not os.path.exists(os.path.join(d.tmp, "state",
                                               "public-address")),
               "--check wrote the daemon's cache")
+        dc.stop()
 
 
 def test_listener_server_option_wins():
