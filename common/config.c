@@ -2039,6 +2039,16 @@ config_fronting_key(const struct config_listener *l, char *out, size_t cap)
 	    out, cap, "%s:%u", l->fronting_host, (unsigned)l->fronting_port);
 }
 
+int
+config_middle_used(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		if (config_listener_backend(cfg, &cfg->listeners[i]) ==
+		    BACKEND_MIDDLE)
+			return 1;
+	return 0;
+}
+
 enum backend_mode
 config_listener_backend(
     const struct config *cfg, const struct config_listener *l)

@@ -214,6 +214,8 @@ int config_host_port(const char *text, uint16_t default_port, char *host,
 #define CONFIG_STUN_PORT 3478
 /* "0123..." (32 hex digits, any case) -> 16 bytes; -1 if malformed. */
 int config_parse_secret(const char *hex, uint8_t out[16]);
+/* Some listener goes through the middle proxies. */
+int config_middle_used(const struct config *);
 /* The effective backend of a listener (resolves INHERIT and AUTO). */
 enum backend_mode
 config_listener_backend(const struct config *, const struct config_listener *);

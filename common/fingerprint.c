@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "fingerprint.h"
+#include "util.h"
 
 #define MAX_ITEMS 256 /* more ciphers or extensions: not a hello we take */
 
@@ -217,18 +218,6 @@ digest(const char *alg, const void *p, size_t n, uint8_t *md, unsigned *len)
 	    : -1;
 }
 
-static void
-hex_of(const uint8_t *d, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[d[i] >> 4];
-		out[2 * i + 1] = hx[d[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static int
 ja3_of(const struct hello *h, char out[TLS_JA3_LEN + 1])
 {
@@ -255,7 +244,7 @@ ja3_of(const struct hello *h, char out[TLS_JA3_LEN + 1])
 	if (at >= sizeof(text) || digest("MD5", text, at, md, &mdlen) == -1 ||
 	    mdlen != 16)
 		return -1;
-	hex_of(md, 16, out);
+	hex_encode(md, 16, out);
 	return 0;
 }
 
@@ -314,7 +303,7 @@ hash12(const char *text, size_t len, char out[13])
 	}
 	if (digest("SHA256", text, len, md, &mdlen) == -1 || mdlen != 32)
 		return -1;
-	hex_of(md, 6, hx);
+	hex_encode(md, 6, hx);
 	memcpy(out, hx, 13);
 	return 0;
 }

@@ -185,16 +185,6 @@ add_peer(int fd, int slot, int generation)
 
 /* Does any listener use the middle proxies? Then Telegram's config is
  * needed; direct mode alone never fetches it. */
-static int
-middle_wanted(const struct config *cfg)
-{
-	for (size_t i = 0; i < cfg->nlisteners; i++)
-		if (config_listener_backend(cfg, &cfg->listeners[i]) ==
-		    BACKEND_MIDDLE)
-			return 1;
-	return 0;
-}
-
 static void
 tg_changed(void *arg, const struct tg_state *st)
 {
@@ -294,7 +284,7 @@ dcpool_main(struct dcpool_args *a)
 	D.base = event_base_new();
 	if (D.base == NULL)
 		fatalx("event_base_new failed");
-	if (middle_wanted(a->cfg)) {
+	if (config_middle_used(a->cfg)) {
 		D.tg = tgconf_start(D.base, a->cfg, tg_changed, NULL);
 		if (D.tg == NULL)
 			log_warnx("cannot start fetching Telegram's config");

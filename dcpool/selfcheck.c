@@ -177,16 +177,6 @@ check_dcs(struct report *r, const struct config *cfg)
 
 /* ------------------------------------------------------------ middle */
 
-static int
-middle_used(const struct config *cfg)
-{
-	for (size_t i = 0; i < cfg->nlisteners; i++)
-		if (config_listener_backend(cfg, &cfg->listeners[i]) ==
-		    BACKEND_MIDDLE)
-			return 1;
-	return 0;
-}
-
 /* A file the daemon reads, or its cached copy in state_dir. */
 static int
 load(const struct config *cfg, const char *file, const char *cached,
@@ -246,7 +236,7 @@ check_middle(struct report *r, const struct config *cfg)
 	struct proxyconf *pc;
 	char err[256];
 
-	if (!middle_used(cfg))
+	if (!config_middle_used(cfg))
 		return;
 	if (load(cfg, cfg->proxy_secret_file, TGCONF_CACHE_SECRET, &sec,
 	        &slen) == -1 ||

@@ -58,16 +58,6 @@ health_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
-static int
-middle_used(const struct config *cfg)
-{
-	for (size_t i = 0; i < cfg->nlisteners; i++)
-		if (config_listener_backend(cfg, &cfg->listeners[i]) ==
-		    BACKEND_MIDDLE)
-			return 1;
-	return 0;
-}
-
 /* Why the daemon cannot serve, into b ("" when it can). */
 static void
 not_ready(struct evbuffer *b)
@@ -79,7 +69,7 @@ not_ready(struct evbuffer *b)
 	if (workers < cfg->workers)
 		evbuffer_add_printf(
 		    b, "%d of %d workers serving; ", workers, cfg->workers);
-	if (!middle_used(cfg))
+	if (!config_middle_used(cfg))
 		return;
 	const struct tg_state *tg = dcpool_tg_state(&since);
 	if (tg == NULL || tg->secret_len == 0) {
