@@ -47,7 +47,7 @@ class FakeSyslog:
 
 def start_detached(d, devlog):
     """mtprotod -c CONF (no -f) in a mount namespace whose /dev/log is
-    devlog; returns once the supervisor has detached."""
+    devlog; the supervisor's pid, once it has detached."""
     old = os.path.join(d.tmp, "olddev")
     os.mkdir(old)
     binds = " ".join(
@@ -62,6 +62,9 @@ def start_detached(d, devlog):
                        timeout=30)
     check(r.returncode == 0, "could not start it detached: %s%s" % (
         r.stdout, r.stderr))
+    return int(wait_for(lambda: os.path.exists(d.pidfile) and
+                        open(d.pidfile).read().strip(), 10,
+                        what="the pidfile"))
 
 
 def test_detached_children_log_to_syslog():
@@ -76,10 +79,7 @@ def test_detached_children_log_to_syslog():
     log = FakeSyslog(devlog)
     pid = None
     try:
-        start_detached(d, devlog)
-        pid = int(wait_for(lambda: os.path.exists(d.pidfile) and
-                           open(d.pidfile).read().strip(), 10,
-                           what="the pidfile"))
+        pid = start_detached(d, devlog)
         # The supervisor, each worker and the dcpool, each with its pid.
         for rx in (r"mtprotod\[%d\]: " % pid,
                    r"mtprotod\[\d+\]: .*worker 0 serving",
@@ -159,10 +159,7 @@ def test_syslog_facility_and_json():
     log = FakeSyslog(devlog)
     pid = None
     try:
-        start_detached(d, devlog)
-        pid = int(wait_for(lambda: os.path.exists(d.pidfile) and
-                           open(d.pidfile).read().strip(), 10,
-                           what="the pidfile"))
+        pid = start_detached(d, devlog)
         wait_for(lambda: log.has(r"worker 0 serving"), 10,
                  what="the worker's line in %r" % log.lines[-5:])
         for line in log.read():
