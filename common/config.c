@@ -418,6 +418,41 @@ opt_enum(struct parser *p, const config_setting_t *g, const char *gpath,
 	return perr(p, o.s, o.path, "must be %s", want);
 }
 
+/* An array of address blocks (at most CONFIG_MAX_ALLOW) into out: 1 if
+ * present, 0 if absent, -1 on error. */
+static int
+opt_cidrs(struct parser *p, const config_setting_t *g, const char *gpath,
+    const char *name, struct cidr *out, size_t *nout)
+{
+	struct opt o;
+	int t, n;
+
+	if (!lookup(g, gpath, name, &o))
+		return 0;
+	t = config_setting_type(o.s);
+	n = config_setting_length(o.s);
+	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+		return perr(p, o.s, o.path,
+		    "must be an array of address blocks, e.g. "
+		    "[ \"127.0.0.1/32\" ]");
+	if (n > CONFIG_MAX_ALLOW)
+		return perr(p, o.s, o.path, "too many entries (at most %d)",
+		    CONFIG_MAX_ALLOW);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(o.s, i);
+		char epath[PATH_BUF];
+
+		join_index(epath, o.path, (size_t)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING ||
+		    cidr_parse(config_setting_get_string(e), &out[i]) == -1)
+			return perr(p, e, epath,
+			    "must be an address or address/prefix, e.g. "
+			    "\"10.0.0.0/8\"");
+	}
+	*nout = (size_t)n;
+	return 1;
+}
+
 static int
 missing(struct parser *p, const config_setting_t *grp, const char *gpath,
     const char *name, const char *why)
@@ -665,7 +700,8 @@ parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 static const char *const listener_opts[] = { "name", "address", "port",
 	"protocols", "tls_domain", "fronting", "ad_tag", "backend", "users",
 	"limits", "server", "fronting_proxy_protocol", "unknown_sni",
-	"handshake_mss", "rst_on_failed", "tls_domains", NULL };
+	"handshake_mss", "rst_on_failed", "tls_domains", "proxy_protocol",
+	"proxy_protocol_trusted", NULL };
 
 /*
  * limits = { ... }: the global block (l == NULL) bounds the whole daemon,
@@ -900,6 +936,23 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	l->unknown_sni = (enum unknown_sni)sni;
 	if (parse_tls_domains(p, l, s, path) == -1)
 		return -1;
+	/* proxy_protocol: a load balancer in front sends the client's
+	 * address first; only from proxy_protocol_trusted (default the
+	 * loopback addresses). */
+	int pp = 0;
+	if (opt_enum(p, s, path, "proxy_protocol",
+	        (const char *const[]){ "off", "v1", "v2", "any", NULL },
+	        &pp) == -1)
+		return -1;
+	l->proxy_protocol = (unsigned)pp; /* 1 v1, 2 v2, 3 both */
+	if ((r = opt_cidrs(p, s, path, "proxy_protocol_trusted",
+	         l->proxy_trusted, &l->nproxy_trusted)) == -1)
+		return -1;
+	if (r == 0) {
+		cidr_parse("127.0.0.0/8", &l->proxy_trusted[0]);
+		cidr_parse("::1", &l->proxy_trusted[1]);
+		l->nproxy_trusted = 2;
+	}
 	/* Linux takes 88 (TCP_MIN_MSS) to 65535; 0 leaves the kernel's. */
 	if ((r = opt_intf(p, s, path, "handshake_mss", 0, 65535,
 	         &l->handshake_mss)) == -1 ||
@@ -1422,30 +1475,10 @@ parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
 	if (r == 1)
 		cfg->metrics_port = (uint16_t)v;
 	/* allow = [ "127.0.0.1/32", "10.0.0.0/8", "::1" ]: who may ask. */
-	if (!lookup(g, path, "allow", &o))
-		return 0;
-	int t = config_setting_type(o.s), n = config_setting_length(o.s);
-	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
-		return perr(p, o.s, o.path,
-		    "must be an array of address blocks, e.g. "
-		    "[ \"127.0.0.1/32\" ]");
-	if (n > CONFIG_MAX_ALLOW)
-		return perr(p, o.s, o.path, "too many entries (at most %d)",
-		    CONFIG_MAX_ALLOW);
-	for (int i = 0; i < n; i++) {
-		config_setting_t *e = config_setting_get_elem(o.s, i);
-		char epath[PATH_BUF];
-
-		join_index(epath, o.path, (size_t)i);
-		if (config_setting_type(e) != CONFIG_TYPE_STRING ||
-		    cidr_parse(config_setting_get_string(e),
-		        &cfg->metrics_allow[i]) == -1)
-			return perr(p, e, epath,
-			    "must be an address or address/prefix, e.g. "
-			    "\"10.0.0.0/8\"");
-	}
-	cfg->nmetrics_allow = (size_t)n;
-	return 0;
+	return opt_cidrs(p, g, path, "allow", cfg->metrics_allow,
+	           &cfg->nmetrics_allow) == -1
+	    ? -1
+	    : 0;
 }
 
 static const char *const root_opts[] = { "user", "group", "chroot", "workers",

@@ -45,6 +45,9 @@ struct config_user {
 	uint8_t ad_tag[CONFIG_AD_TAG_LEN];
 };
 
+/* Address blocks in one allow list (metrics.allow, proxy_protocol_trusted). */
+#define CONFIG_MAX_ALLOW 32
+
 /* tls_domains: a name the listener also answers to, and its site. */
 #define CONFIG_MAX_TLS_DOMAINS 16
 struct config_sni {
@@ -75,6 +78,10 @@ struct config_listener {
 	size_t nusers;
 	int max_connections; /* limits.max_connections here; 0 = unlimited */
 	int handshake_mss; /* TCP_MAXSEG of the listening socket; 0 = kernel's */
+	/* proxy_protocol: PROXY_V1 / PROXY_V2 bits (proxyproto.h); 0 off */
+	unsigned proxy_protocol;
+	struct cidr proxy_trusted[CONFIG_MAX_ALLOW]; /* who may send one */
+	size_t nproxy_trusted;
 	int rst_on_failed; /* failed, non-fronted handshakes end with a RST */
 	/*
 	 * Index of this listener's connection gauges in shared memory
@@ -163,7 +170,6 @@ struct config {
 	/* metrics */
 	char metrics_address[64];
 	uint16_t metrics_port; /* 0 = off */
-#define CONFIG_MAX_ALLOW 32
 	struct cidr metrics_allow[CONFIG_MAX_ALLOW]; /* none: everyone */
 	size_t nmetrics_allow;
 

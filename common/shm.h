@@ -45,6 +45,7 @@ enum shm_counter {
 	M_HS_PROTOCOL, /* a transport the listener does not take */
 	M_HS_MALFORMED, /* not a well-formed hello */
 	M_HS_UNKNOWN_SNI, /* another name, dropped or rejected */
+	M_HS_PROXY, /* PROXY header untrusted or malformed */
 	M_COUNTERS_MONOTONIC, /* --- gauges below --- */
 	M_CURRENT = M_COUNTERS_MONOTONIC, /* open client connections */
 	M_CURRENT_DC, /* open connections to Telegram */

@@ -38,6 +38,7 @@
 #include "fpcount.h"
 #include "log.h"
 #include "o2.h"
+#include "proxyproto.h"
 #include "replay.h"
 #include "session.h"
 #include "session_int.h"
@@ -377,7 +378,8 @@ session_census(char *buf, size_t len)
 	{
 		if (s->kept)
 			kept++;
-		else if (s->state == SS_HANDSHAKE || s->state == SS_TLS_INNER)
+		else if (s->state == SS_HANDSHAKE || s->state == SS_TLS_INNER ||
+		    s->state == SS_PROXY)
 			hs++;
 		else if (s->state == SS_CONNECTING || s->state == SS_RESOLVING)
 			conn++;
@@ -524,7 +526,7 @@ session_accept(int fd, const struct sockaddr *peer, socklen_t len,
 	}
 	/* TCP_NODELAY comes from the listening socket (Linux inherits it). */
 	s->l = l;
-	s->state = SS_HANDSHAKE;
+	s->state = l->proxy_protocol ? SS_PROXY : SS_HANDSHAKE;
 	s->c.fd = fd;
 	s->s.fd = -1;
 	s->user = -1;
@@ -546,6 +548,17 @@ session_accept(int fd, const struct sockaddr *peer, socklen_t len,
 	shm_add(W.metrics, M_HANDSHAKES, 1);
 	worker_session_opened(l);
 	hs_enforce();
+	/* Only a trusted balancer may say who the client is. */
+	if (!s->closed && l->proxy_protocol &&
+	    !cidr_match(l->proxy_trusted, l->nproxy_trusted, peer)) {
+		char a[ADDR_STRLEN];
+
+		log_info("%s: not in proxy_protocol_trusted of %s: closed",
+		    addr_str(peer, a, sizeof(a)), l->name);
+		shm_add(W.metrics, M_HANDSHAKE_BAD, 1);
+		shm_add(W.metrics, M_HS_PROXY, 1);
+		session_close(s, "untrusted PROXY source");
+	}
 }
 
 static void
@@ -578,7 +591,7 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 	}
 	if (s->state == SS_HOLD || s->state == SS_HANDSHAKE ||
-	    s->state == SS_TLS_INNER)
+	    s->state == SS_TLS_INNER || s->state == SS_PROXY)
 		shm_add(W.metrics, M_HANDSHAKE_TIMEOUT, 1);
 	session_close(s,
 	    s->state == SS_CONNECTING ? "connect timeout"
@@ -1069,11 +1082,53 @@ tls_handshake(
 	evtimer_add(&s->timer, &tv);
 }
 
+/*
+ * proxy_protocol: the balancer's header first. The client's address from
+ * it replaces the balancer's (for policies, limits, logs and the
+ * fronting site); what follows is the client's handshake. A malformed
+ * header closes the connection. 1 when the handshake may go on.
+ */
+static int
+proxy_step(struct session *s)
+{
+	struct proxy_hdr h;
+	char a[ADDR_STRLEN], b[ADDR_STRLEN];
+	int n = proxy_parse(s->hs, s->hs_len, s->l->proxy_protocol, &h);
+
+	if (n == 0 && s->hs_len < PROXY_HDR_MAX)
+		return 0;
+	if (n <= 0) {
+		log_info("%s: no valid PROXY header on %s: closed",
+		    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)),
+		    s->l->name);
+		shm_add(W.metrics, M_HANDSHAKE_BAD, 1);
+		shm_add(W.metrics, M_HS_PROXY, 1);
+		session_close(s, "malformed PROXY header");
+		return 0;
+	}
+	if (h.has_addr) {
+		log_debug("%s: PROXY v%d header on %s: the client is %s",
+		    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)),
+		    h.version, s->l->name,
+		    addr_str((struct sockaddr *)&h.src, b, sizeof(b)));
+		memset(&s->peer, 0, sizeof(s->peer));
+		memcpy(&s->peer, &h.src,
+		    h.srclen < sizeof(s->peer) ? h.srclen : sizeof(s->peer));
+	}
+	s->hs_len -= (size_t)n;
+	memmove(s->hs, s->hs + n, s->hs_len);
+	s->state = SS_HANDSHAKE;
+	return 1;
+}
+
 /* Decide, from what the client sent so far, what it is. */
 static void
 hs_process(struct session *s)
 {
 	unsigned p = s->l->protocols;
+
+	if (s->state == SS_PROXY && !proxy_step(s))
+		return;
 
 	if (s->state == SS_TLS_INNER) {
 		if (s->hs_len >= O2_HEADER_LEN)

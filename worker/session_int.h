@@ -28,6 +28,7 @@ struct evdns_getaddrinfo_request;
 #include "tls.h"
 
 enum session_state {
+	SS_PROXY, /* reading a PROXY header (listener proxy_protocol) */
 	SS_HANDSHAKE, /* reading the ClientHello or o2 header */
 	SS_TLS_INNER, /* ServerHello sent, reading the o2 header */
 	SS_CONNECTING, /* connecting to the DC or fronting site */

@@ -1416,6 +1416,28 @@ START_TEST(test_network)
 	    "address/prefix");
 	expect_err(GOOD_LISTENERS "metrics = { allow = \"10.0.0.0/8\"; };\n",
 	    "t.conf:7: metrics.allow: must be an array");
+	c = expect_ok(GOOD_LISTENERS);
+	ck_assert_uint_eq(c->listeners[0].proxy_protocol, 0);
+	ck_assert_uint_eq(c->listeners[0].nproxy_trusted, 2);
+	config_free(c);
+	c = expect_ok("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	              "  proxy_protocol = \"any\";\n"
+	              "  proxy_protocol_trusted = [ \"10.1.0.0/16\" ];\n"
+	              "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n");
+	ck_assert_uint_eq(c->listeners[0].proxy_protocol, 3);
+	ck_assert_uint_eq(c->listeners[0].nproxy_trusted, 1);
+	ck_assert_uint_eq(c->listeners[0].proxy_trusted[0].prefix, 16);
+	config_free(c);
+	expect_err("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	           "  proxy_protocol = \"v3\";\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].proxy_protocol: must be \"off\", "
+	    "\"v1\", \"v2\" or \"any\"");
+	expect_err("listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	           "  proxy_protocol_trusted = [ \"nowhere\" ];\n"
+	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
+	    "t.conf:2: listeners.[0].proxy_protocol_trusted.[0]: must be an "
+	    "address");
 	c = expect_ok("user = \"daemon\";\n" GOOD_LISTENERS);
 	ck_assert_str_eq(c->user, "daemon");
 	ck_assert_int_eq(c->user_given, 1);
