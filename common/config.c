@@ -1011,7 +1011,7 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 }
 
 static const char *const log_opts[] = { "target", "level", "format", "facility",
-	NULL };
+	"syslog_socket", NULL };
 static const char *const facility_names[] = { "daemon", "user", "local0",
 	"local1", "local2", "local3", "local4", "local5", "local6", "local7",
 	NULL };
@@ -1055,6 +1055,11 @@ parse_log(struct parser *p, struct config *cfg, const config_setting_t *g,
 		return -1;
 	if (fac >= 0)
 		cfg->log_facility = facility_values[fac];
+	if ((r = opt_str(p, g, path, "syslog_socket", cfg->log_syslog_socket,
+	         sizeof(cfg->log_syslog_socket), &o)) == -1)
+		return -1;
+	if (r == 1 && cfg->log_syslog_socket[0] != '/')
+		return perr(p, o.s, o.path, "must be an absolute path");
 	if ((r = opt_str(p, g, path, "level", buf, 32, &o)) == -1)
 		return -1;
 	if (r == 1) {

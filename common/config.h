@@ -125,6 +125,7 @@ struct config {
 	int log_level; /* LOG_DEBUG .. LOG_ERR (syslog.h) */
 	int log_json; /* log.format = "json" */
 	int log_facility; /* log.facility, LOG_DAEMON by default */
+	char log_syslog_socket[108]; /* log.syslog_socket; "" = /dev/log */
 
 	struct config_listener *listeners;
 	size_t nlisteners;

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 
 #include "config.h"
 #include "log.h"
@@ -21,7 +23,68 @@ static struct {
 	int detached; /* no stderr any more: it goes to syslog */
 	int json; /* one JSON object per line */
 	int facility; /* syslog's */
-} L = { LOG_TARGET_STDERR, LOG_INFO, 2, "", "mtprotod", 0, 0, LOG_DAEMON };
+	char syslog_path[108]; /* the syslog socket, /dev/log by default */
+	int sock; /* datagram socket to it, or -1 */
+	pid_t sock_pid; /* the process that opened sock */
+} L = { LOG_TARGET_STDERR, LOG_INFO, 2, "", "mtprotod", 0, 0, LOG_DAEMON,
+	"/dev/log", -1, 0 };
+
+/*
+ * Our own syslog client (RFC 3164 over the local datagram socket, as
+ * glibc's): the socket's path can be set (log.syslog_socket), and it is
+ * opened at once, before a chroot or a drop of privileges.
+ */
+static void
+syslog_close(void)
+{
+	/* A child forgets its parent's socket (closed when it started)
+	 * rather than close a number that may be reused. */
+	if (L.sock != -1 && L.sock_pid == getpid())
+		close(L.sock);
+	L.sock = -1;
+}
+
+static void
+syslog_open(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+	syslog_close();
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", L.syslog_path);
+	L.sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	L.sock_pid = getpid();
+	if (L.sock != -1 &&
+	    connect(L.sock, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		close(L.sock);
+		L.sock = -1;
+	}
+}
+
+static void
+syslog_send(int level, const char *msg)
+{
+	char line[4608], ts[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	int n;
+
+	localtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%b %e %H:%M:%S", &tm);
+	n = snprintf(line, sizeof(line), "<%d>%s %s[%d]: %s",
+	    L.facility | level, ts, L.ident, (int)getpid(), msg);
+	if (n < 0)
+		return;
+	if (n >= (int)sizeof(line))
+		n = sizeof(line) - 1;
+	/* The syslog daemon may have restarted: connect again, once. */
+	for (int tries = 0; tries < 2; tries++) {
+		if (L.sock == -1)
+			syslog_open();
+		if (L.sock == -1 || send(L.sock, line, (size_t)n, 0) != -1)
+			return;
+		syslog_close();
+	}
+}
 
 static const char *level_names[] = {
 	[LOG_EMERG] = "emerg",
@@ -69,7 +132,7 @@ int
 log_init(int target, const char *file, int level, const char *ident)
 {
 	if (L.target == LOG_TARGET_SYSLOG)
-		closelog();
+		syslog_close();
 	if (L.detached && target == LOG_TARGET_STDERR)
 		target = LOG_TARGET_SYSLOG;
 	L.target = target;
@@ -78,7 +141,7 @@ log_init(int target, const char *file, int level, const char *ident)
 		log_set_ident(ident);
 	switch (target) {
 	case LOG_TARGET_SYSLOG:
-		openlog(L.ident, LOG_PID | LOG_NDELAY, L.facility);
+		syslog_open();
 		break;
 	case LOG_TARGET_FILE:
 		snprintf(L.file, sizeof(L.file), "%s", file);
@@ -92,10 +155,13 @@ log_init(int target, const char *file, int level, const char *ident)
 }
 
 void
-log_set_style(int json, int facility)
+log_set_style(int json, int facility, const char *syslog_path)
 {
 	L.json = json;
 	L.facility = facility;
+	if (syslog_path != NULL && syslog_path[0] != '\0')
+		snprintf(
+		    L.syslog_path, sizeof(L.syslog_path), "%s", syslog_path);
 }
 
 void
@@ -182,12 +248,16 @@ log_vmsg(int level, const char *fmt, va_list ap)
 	if (L.json)
 		json_escape(esc, sizeof(esc), msg);
 	if (L.target == LOG_TARGET_SYSLOG) {
-		/* syslog adds the time, ident and pid. */
-		if (L.json)
-			syslog(level, "{\"level\":\"%s\",\"msg\":\"%s\"}",
+		/* The syslog header has the time, ident and pid. */
+		if (L.json) {
+			char j[4200];
+
+			snprintf(j, sizeof(j),
+			    "{\"level\":\"%s\",\"msg\":\"%s\"}",
 			    log_level_name(level), esc);
-		else
-			syslog(level, "%s", msg);
+			syslog_send(level, j);
+		} else
+			syslog_send(level, msg);
 		errno = saved;
 		return;
 	}

@@ -11,9 +11,9 @@
 #define LOG_ATTR(f, a) __attribute__((format(printf, f, a)))
 
 int log_init(int target, const char *file, int level, const char *ident);
-/* log.format = "json" (1) or text; log.facility for syslog. Before
- * log_init (the facility is used when syslog is opened). */
-void log_set_style(int json, int facility);
+/* log.format = "json" (1) or text; log.facility and log.syslog_socket
+ * (NULL or "": /dev/log) for syslog. Before log_init. */
+void log_set_style(int json, int facility, const char *syslog_path);
 /*
  * The process detached (daemon()): stderr is /dev/null from now on, so
  * the stderr target becomes syslog, here and in every child forked

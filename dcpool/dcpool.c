@@ -275,7 +275,8 @@ void
 dcpool_main(struct dcpool_args *a)
 {
 	D.a = a;
-	log_set_style(a->cfg->log_json, a->cfg->log_facility);
+	log_set_style(
+	    a->cfg->log_json, a->cfg->log_facility, a->cfg->log_syslog_socket);
 	log_init(a->cfg->log_target, a->cfg->log_file, a->cfg->log_level,
 	    "mtprotod");
 	proctitle_set("mtprotod: dcpool");

@@ -196,7 +196,7 @@ run(struct config *cfg, const char *path, int test, const char *sig, int links,
 		config_free(cfg);
 		return rc;
 	}
-	log_set_style(cfg->log_json, cfg->log_facility);
+	log_set_style(cfg->log_json, cfg->log_facility, cfg->log_syslog_socket);
 	if (log_init(cfg->log_target, cfg->log_file, cfg->log_level,
 	        "mtprotod") == -1) {
 		fprintf(stderr, "mtprotod: cannot open log file %s: %s\n",

@@ -1426,7 +1426,8 @@ do_reload(void)
 	S.uid = uid;
 	S.gid = gid;
 	log_set_level(ncfg->log_level);
-	log_set_style(ncfg->log_json, ncfg->log_facility);
+	log_set_style(
+	    ncfg->log_json, ncfg->log_facility, ncfg->log_syslog_socket);
 	S.generation++;
 	S.state = S_RELOADING;
 	memset(S.slot_failures, 0, sizeof(S.slot_failures));

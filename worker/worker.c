@@ -383,7 +383,8 @@ worker_main(struct worker_args *a)
 	W.cfg = a->cfg;
 	W.metrics = a->metrics;
 	W.dcpool_fd = -1;
-	log_set_style(a->cfg->log_json, a->cfg->log_facility);
+	log_set_style(
+	    a->cfg->log_json, a->cfg->log_facility, a->cfg->log_syslog_socket);
 	log_init(a->cfg->log_target, a->cfg->log_file, a->cfg->log_level,
 	    "mtprotod");
 	proctitle_set("mtprotod: worker %d", a->slot);

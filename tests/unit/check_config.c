@@ -1400,6 +1400,12 @@ START_TEST(test_network)
 	ck_assert_int_eq(c->log_json, 1);
 	ck_assert_int_eq(c->log_facility, LOG_LOCAL3);
 	config_free(c);
+	c = expect_ok(GOOD_LISTENERS
+	    "log = { syslog_socket = \"/run/systemd/journal/syslog\"; };\n");
+	ck_assert_str_eq(c->log_syslog_socket, "/run/systemd/journal/syslog");
+	config_free(c);
+	expect_err(GOOD_LISTENERS "log = { syslog_socket = \"dev/log\"; };\n",
+	    "t.conf:7: log.syslog_socket: must be an absolute path");
 	expect_err(GOOD_LISTENERS "log = { format = \"xml\"; };\n",
 	    "t.conf:7: log.format: must be \"text\" or \"json\"");
 	expect_err(GOOD_LISTENERS "log = { facility = \"kern\"; };\n",
