@@ -116,19 +116,20 @@ ext_parse(struct hello *h, uint16_t type, struct cur *e)
 		l = sub(e, get(e, 2));
 		list16(&l, h->sigs, &h->nsigs);
 		return l.bad || e->bad || e->at != e->len ? -1 : 0;
-	case 0x0010: /* ALPN: the first protocol name */
+	case 0x0010: /* ALPN: every name's length checked, the first kept */
 		l = sub(e, get(e, 2));
 		if (e->bad || e->at != e->len)
 			return -1;
-		if (l.len > 0 && h->alpn == NULL) {
+		while (!l.bad && l.at < l.len) {
 			size_t n = get(&l, 1);
 			struct cur v = sub(&l, n);
-			if (l.bad)
-				return -1;
-			h->alpn = v.p;
-			h->alpn_len = n;
+
+			if (!l.bad && h->alpn == NULL) {
+				h->alpn = v.p;
+				h->alpn_len = n;
+			}
 		}
-		break;
+		return l.bad ? -1 : 0;
 	case 0x002b: /* supported_versions */
 		l = sub(e, get(e, 1));
 		list16(&l, h->versions, &h->nversions);
@@ -308,24 +309,43 @@ hash12(const char *text, size_t len, char out[13])
 	return 0;
 }
 
-/* A character of the ALPN part: itself when alphanumeric ASCII, else
- * (FoxIO's rule for other bytes) a hex digit of it. */
-static char
-alpn_char(uint8_t c, int first)
+static int
+alnum(uint8_t c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	    (c >= 'A' && c <= 'Z');
+}
+
+/*
+ * The ALPN part: the first and last bytes of the first ALPN value when
+ * both are ASCII alphanumerics, else the first and last digits of its
+ * hex ("0x30 0xAB" gives "3b"), as JA4.md's "ALPN Extension Value" says.
+ * FoxIO's own tools print "99" for a non-ASCII first byte instead.
+ */
+static void
+alpn_part(const uint8_t *v, size_t n, char out[3])
 {
 	static const char hx[] = "0123456789abcdef";
 
-	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-	    (c >= 'A' && c <= 'Z'))
-		return (char)c;
-	return first ? hx[c >> 4] : hx[c & 15];
+	if (v == NULL || n == 0) {
+		memcpy(out, "00", 3);
+		return;
+	}
+	if (alnum(v[0]) && alnum(v[n - 1])) {
+		out[0] = (char)v[0];
+		out[1] = (char)v[n - 1];
+	} else {
+		out[0] = hx[v[0] >> 4];
+		out[1] = hx[v[n - 1] & 15];
+	}
+	out[2] = '\0';
 }
 
 static int
 ja4_of(const struct hello *h, char out[TLS_JA4_LEN + 1])
 {
 	static char text[2 * MAX_ITEMS * 5 + 8];
-	char b[13], c[13], ver[3] = "00", alpn[3] = "00";
+	char b[13], c[13], ver[3] = "00", alpn[3];
 	uint16_t v = 0;
 	size_t at;
 
@@ -335,6 +355,7 @@ ja4_of(const struct hello *h, char out[TLS_JA4_LEN + 1])
 			v = h->versions[i];
 	if (h->nversions == 0 || v == 0)
 		v = h->version;
+	/* JA4.md, "TLS and DTLS Version"; anything else is "00". */
 	switch (v) {
 	case 0x0304:
 		memcpy(ver, "13", 3);
@@ -351,17 +372,20 @@ ja4_of(const struct hello *h, char out[TLS_JA4_LEN + 1])
 	case 0x0300:
 		memcpy(ver, "s3", 3);
 		break;
-	case 0x0200:
+	case 0x0002:
 		memcpy(ver, "s2", 3);
 		break;
-	case 0x0100:
-		memcpy(ver, "s1", 3);
+	case 0xfeff:
+		memcpy(ver, "d1", 3);
+		break;
+	case 0xfefd:
+		memcpy(ver, "d2", 3);
+		break;
+	case 0xfefc:
+		memcpy(ver, "d3", 3);
 		break;
 	}
-	if (h->alpn != NULL && h->alpn_len > 0) {
-		alpn[0] = alpn_char(h->alpn[0], 1);
-		alpn[1] = alpn_char(h->alpn[h->alpn_len - 1], 0);
-	}
+	alpn_part(h->alpn, h->alpn_len, alpn);
 	at = hex_list(text, sizeof(text), h->ciphers, h->nciphers, 1, 0);
 	if (at >= sizeof(text) || hash12(text, at, b) == -1)
 		return -1;

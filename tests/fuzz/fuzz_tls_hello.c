@@ -46,11 +46,12 @@ check_hello(const struct tls_hello *ch)
 }
 
 /* Fingerprints: a 32-hex JA3 and a JA4 of the documented shape, or -1
- * and "". */
+ * and "", the same from tls_fingerprints. */
 static void
 fingerprints(const uint8_t *p, size_t n)
 {
 	char ja3[TLS_JA3_LEN + 1], ja4[TLS_JA4_LEN + 1];
+	char both3[TLS_JA3_LEN + 1], both4[TLS_JA4_LEN + 1];
 
 	if (tls_ja3(p, n, ja3) == 0) {
 		check(strlen(ja3) == TLS_JA3_LEN);
@@ -65,6 +66,11 @@ fingerprints(const uint8_t *p, size_t n)
 		check(ja4[0] == '\0');
 	/* Both refuse the same inputs: one parser. */
 	check((ja3[0] == '\0') == (ja4[0] == '\0'));
+	/* The one-parse call (the worker's) gives the same, or refuses. */
+	if (tls_fingerprints(p, n, both3, both4) == 0)
+		check(strcmp(both3, ja3) == 0 && strcmp(both4, ja4) == 0);
+	else
+		check(ja3[0] == '\0' && both3[0] == '\0' && both4[0] == '\0');
 }
 
 /* A parsed hello must get an answer that a client accepts. */
