@@ -76,11 +76,18 @@ syslog_send(int level, const char *msg)
 		return;
 	if (n >= (int)sizeof(line))
 		n = sizeof(line) - 1;
-	/* The syslog daemon may have restarted: connect again, once. */
+	/*
+	 * Never wait for a slow syslog daemon (a worker's loop would stop
+	 * with it): a full socket drops the line. One that went away
+	 * (restarted) is connected again, once.
+	 */
 	for (int tries = 0; tries < 2; tries++) {
 		if (L.sock == -1)
 			syslog_open();
-		if (L.sock == -1 || send(L.sock, line, (size_t)n, 0) != -1)
+		if (L.sock == -1 ||
+		    send(L.sock, line, (size_t)n,
+		        MSG_DONTWAIT | MSG_NOSIGNAL) != -1 ||
+		    errno == EAGAIN || errno == EINTR)
 			return;
 		syslog_close();
 	}
