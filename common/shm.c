@@ -179,6 +179,16 @@ shm_metrics_slot(struct shm_metrics *m, int slot)
 	return &m->slots[slot];
 }
 
+struct shm_slot *
+shm_metrics_own(struct shm_metrics *m, pid_t pid)
+{
+	for (size_t i = 0; m != NULL && i < m->nslots; i++)
+		if (__atomic_load_n(&m->slots[i].in_use, __ATOMIC_ACQUIRE) &&
+		    m->slots[i].pid == pid)
+			return &m->slots[i];
+	return NULL;
+}
+
 static void
 sum_once(const struct shm_metrics *m, uint64_t out[M_COUNTER_MAX])
 {

@@ -46,6 +46,8 @@ enum shm_counter {
 	M_HS_MALFORMED, /* not a well-formed hello */
 	M_HS_UNKNOWN_SNI, /* another name, dropped or rejected */
 	M_HS_PROXY, /* PROXY header untrusted or malformed */
+	M_LINKS_BUILT, /* dcpool: middle-proxy links built and handed on */
+	M_LINKS_BUILD_FAILED, /* dcpool: attempts that failed */
 	M_COUNTERS_MONOTONIC, /* --- gauges below --- */
 	M_CURRENT = M_COUNTERS_MONOTONIC, /* open client connections */
 	M_CURRENT_DC, /* open connections to Telegram */
@@ -112,6 +114,8 @@ int shm_metrics_alloc(struct shm_metrics *, pid_t, int role, int index);
  */
 void shm_metrics_release(struct shm_metrics *, int slot);
 struct shm_slot *shm_metrics_slot(struct shm_metrics *, int slot);
+/* A child's own slot, found by its pid (NULL if none). */
+struct shm_slot *shm_metrics_own(struct shm_metrics *, pid_t);
 /*
  * Reader: sum of every slot and the retired totals. Successive sums never
  * see a monotonic counter go backwards, releases included.

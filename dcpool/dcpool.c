@@ -21,6 +21,7 @@
 #include "msg.h"
 #include "priv.h"
 #include "pubaddr.h"
+#include "shm.h"
 #include "tlsprobe.h"
 #include "tables.h"
 #include "tgconf.h"
@@ -74,6 +75,18 @@ const struct dcpool_args *
 dcpool_args(void)
 {
 	return D.a;
+}
+
+struct shm_slot *
+dcpool_slot(void)
+{
+	static struct shm_slot *own;
+
+	/* The supervisor fills the slot in after the fork: look until
+	 * it is there. */
+	if (own == NULL && D.a != NULL)
+		own = shm_metrics_own(D.a->metrics, getpid());
+	return own;
 }
 
 static void

@@ -26,5 +26,8 @@ int dcpool_workers_connected(void);
  * no listener uses the middle proxies. */
 const struct tg_state *dcpool_tg_state(int64_t *since);
 const struct dcpool_args *dcpool_args(void);
+/* The dcpool's own metrics slot (NULL until the supervisor filled it). */
+struct shm_slot;
+struct shm_slot *dcpool_slot(void);
 
 #endif

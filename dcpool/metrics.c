@@ -62,6 +62,13 @@ static const struct {
 	{ M_HANDSHAKE_EVICTED, "mtprotod_handshakes_evicted_total", "counter",
 	    "Connections in their handshake closed by "
 	    "limits.handshake_memory (oldest first)." },
+	{ M_LINKS_BUILT, "mtprotod_middle_links_built_total", "counter",
+	    "Links to middle proxies the dcpool built and handed to workers "
+	    "(every new link and every reconnect)." },
+	{ M_LINKS_BUILD_FAILED, "mtprotod_middle_link_failures_total",
+	    "counter",
+	    "Attempts to build a link to a middle proxy that failed (each "
+	    "is retried with backoff)." },
 	{ M_HANDED_OVER, "mtprotod_sessions_handed_over_total", "counter",
 	    "Live sessions a worker took over from a worker of the "
 	    "previous generation (reload)." },

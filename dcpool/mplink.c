@@ -35,7 +35,9 @@
 
 #include "config.h"
 #include "log.h"
+#include "dcpool.h"
 #include "mplink.h"
+#include "shm.h"
 #include "msg.h"
 #include "proxyconf.h"
 #include "pubaddr.h"
@@ -256,6 +258,7 @@ build_fail(struct build *b, const char *why)
 
 	if (retry_address(b, why) || retry_family(b, why))
 		return;
+	shm_add(dcpool_slot(), M_LINKS_BUILD_FAILED, 1);
 	if (retry > RETRY_MAX_MS)
 		retry = RETRY_MAX_MS;
 	(*f)++;
@@ -366,6 +369,7 @@ build_done(struct build *b)
 		    addr_str((struct sockaddr *)&b->me, a, sizeof(a)));
 	explicit_bzero(mb.data, mb.len);
 	P.failures[(uint16_t)b->dc] = 0;
+	shm_add(dcpool_slot(), M_LINKS_BUILT, 1);
 	works_note(b);
 	build_free(b);
 }

@@ -261,6 +261,38 @@ def test_labelled_series_move():
         dc.stop()
 
 
+def test_middle_link_builds_counted():
+    # Links built (and handed to workers), and attempts that failed.
+    m = MSetup()
+    try:
+        r = tclient(m.port, "secure", "reqpq", conns=2)
+        check(r.ok, str(r))
+        wait_for(lambda: metrics(m.metrics_port).get(
+            "mtprotod_middle_links_built_total", 0) >= 1, 10,
+            what="a link counted")
+        check(metrics(m.metrics_port).get(
+            "mtprotod_middle_link_failures_total") == 0, "no failure yet")
+    finally:
+        m.stop()
+    m = MSetup(telegram=lambda ms: 'proxy_secret_file = "%s"; '
+               'proxy_config_file = "%s";' % (ms.secret_file, write_dead(ms)))
+    try:
+        tclient(m.port, "secure", "reqpq", timeout=3)
+        wait_for(lambda: metrics(m.metrics_port).get(
+            "mtprotod_middle_link_failures_total", 0) >= 1, 15,
+            what="a failed link counted")
+    finally:
+        m.stop()
+
+
+def write_dead(ms):
+    """A proxy list whose DC 2 proxy does not listen."""
+    path = os.path.join(ms.tmp, "dead.conf")
+    with open(path, "w") as f:
+        f.write("proxy_for 2 127.0.0.1:%d;\ndefault 2;\n" % free_port())
+    return path
+
+
 def test_metrics_allow():
     # metrics.allow: a peer outside every block gets 403 on every page;
     # one inside gets them.
@@ -289,4 +321,5 @@ if __name__ == "__main__":
                test_middle_ready_needs_a_proxy_for_each_dc,
                test_middle_not_ready_without_telegram_config,
                test_metrics_pass_promtool_and_failures_have_reasons,
-               test_labelled_series_move, test_metrics_allow])
+               test_labelled_series_move, test_middle_link_builds_counted,
+               test_metrics_allow])
