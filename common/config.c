@@ -697,11 +697,65 @@ parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 	return 0;
 }
 
+static const char *const access_opts[] = { "allow", "deny", "allow_file",
+	"deny_file", NULL };
+
+/* One list of access: inline blocks and a file's, into a. */
+static int
+parse_acl(struct parser *p, const config_setting_t *g, const char *gpath,
+    const char *name, const char *file_opt, struct acl *a)
+{
+	char path[PATH_BUF], file[4096], err[CONFIG_ERR_MAX];
+	struct opt o;
+	int r;
+
+	if (lookup(g, gpath, name, &o)) {
+		int t = config_setting_type(o.s),
+		    n = config_setting_length(o.s);
+
+		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+			return perr(p, o.s, o.path,
+			    "must be an array of address blocks, e.g. "
+			    "[ \"10.0.0.0/8\" ]");
+		for (int i = 0; i < n; i++) {
+			config_setting_t *e = config_setting_get_elem(o.s, i);
+			struct cidr c;
+
+			join_index(path, o.path, (size_t)i);
+			if (config_setting_type(e) != CONFIG_TYPE_STRING ||
+			    cidr_parse(config_setting_get_string(e), &c) == -1)
+				return perr(p, e, path,
+				    "must be an address or address/prefix, "
+				    "e.g. \"10.0.0.0/8\"");
+			if (acl_add(a, &c) == -1)
+				return perr(p, e, path, "out of memory");
+		}
+	}
+	if ((r = opt_str(p, g, gpath, file_opt, file, sizeof(file), &o)) == -1)
+		return -1;
+	if (r == 1 && file[0] != '\0' &&
+	    acl_load_file(a, file, err, sizeof(err)) == -1)
+		return perr(p, o.s, o.path, "%s", err);
+	acl_finish(a);
+	return 0;
+}
+
+static int
+parse_access(struct parser *p, struct config_access *acc,
+    const config_setting_t *g, const char *path)
+{
+	if (check_known(p, g, path, access_opts) == -1 ||
+	    parse_acl(p, g, path, "allow", "allow_file", &acc->allow) == -1 ||
+	    parse_acl(p, g, path, "deny", "deny_file", &acc->deny) == -1)
+		return -1;
+	return 0;
+}
+
 static const char *const listener_opts[] = { "name", "address", "port",
 	"protocols", "tls_domain", "fronting", "ad_tag", "backend", "users",
 	"limits", "server", "fronting_proxy_protocol", "unknown_sni",
 	"handshake_mss", "rst_on_failed", "tls_domains", "proxy_protocol",
-	"proxy_protocol_trusted", NULL };
+	"proxy_protocol_trusted", "access", NULL };
 
 /*
  * limits = { ... }: the global block (l == NULL) bounds the whole daemon,
@@ -983,6 +1037,9 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 
 	if ((r = opt_group(p, s, path, "limits", &o)) == -1 ||
 	    (r == 1 && parse_limits(p, cfg, l, o.s, o.path) == -1))
+		return -1;
+	if ((r = opt_group(p, s, path, "access", &o)) == -1 ||
+	    (r == 1 && parse_access(p, &l->access, o.s, o.path) == -1))
 		return -1;
 
 	if ((r = opt_list(p, s, path, "users", &o)) == -1)
@@ -1490,7 +1547,7 @@ static const char *const root_opts[] = { "user", "group", "chroot", "workers",
 	"pidfile", "state_dir", "shutdown_timeout", "max_restarts",
 	"restart_period", "handshake_timeout", "idle_timeout", "backend", "log",
 	"listeners", "replay", "tls", "telegram", "metrics", "middle", "limits",
-	"resolv_conf", "network", NULL };
+	"resolv_conf", "network", "access", NULL };
 
 static int
 opt_nonempty(struct parser *p, const config_setting_t *g, const char *name,
@@ -1596,6 +1653,9 @@ parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
 
 	if ((r = opt_group(p, root, "", "limits", &o)) == -1 ||
 	    (r == 1 && parse_limits(p, cfg, NULL, o.s, o.path) == -1))
+		return -1;
+	if ((r = opt_group(p, root, "", "access", &o)) == -1 ||
+	    (r == 1 && parse_access(p, &cfg->access, o.s, o.path) == -1))
 		return -1;
 	if ((r = opt_group(p, root, "", "log", &o)) == -1 ||
 	    (r == 1 && parse_log(p, cfg, o.s, o.path) == -1))
@@ -1999,8 +2059,13 @@ config_free(struct config *cfg)
 {
 	if (cfg == NULL)
 		return;
-	for (size_t i = 0; i < cfg->nlisteners; i++)
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		free(cfg->listeners[i].users);
+		acl_free(&cfg->listeners[i].access.allow);
+		acl_free(&cfg->listeners[i].access.deny);
+	}
+	acl_free(&cfg->access.allow);
+	acl_free(&cfg->access.deny);
 	free(cfg->listeners);
 	free(cfg->dcs);
 	free(cfg->resolv_conf);
@@ -2021,11 +2086,13 @@ mask_inplace_config(struct config *c)
 	c->listeners = NULL; /* compared one by one */
 	c->dcs = NULL;
 	c->resolv_conf = NULL;
+	memset(&c->access, 0, sizeof(c->access)); /* compared apart */
 }
 
 static void
 mask_inplace_listener(struct config_listener *l)
 {
+	memset(&l->access, 0, sizeof(l->access)); /* compared apart */
 	l->users = NULL;
 	l->nusers = 0;
 	l->has_ad_tag = 0;
@@ -2053,6 +2120,16 @@ config_inplace_only(const struct config *a, const struct config *b)
 	if (a->ndcs != b->ndcs ||
 	    (a->ndcs && memcmp(a->dcs, b->dcs, a->ndcs * sizeof(*a->dcs)) != 0))
 		return 0;
+	/* Access lists: new workers take them (not in the tables). */
+	if (!acl_equal(&a->access.allow, &b->access.allow) ||
+	    !acl_equal(&a->access.deny, &b->access.deny))
+		return 0;
+	for (size_t i = 0; i < a->nlisteners; i++)
+		if (!acl_equal(&a->listeners[i].access.allow,
+		        &b->listeners[i].access.allow) ||
+		    !acl_equal(&a->listeners[i].access.deny,
+		        &b->listeners[i].access.deny))
+			return 0;
 	for (size_t i = 0; i < a->nlisteners; i++) {
 		struct config_listener la, lb;
 		memcpy(&la, &a->listeners[i], sizeof(la));
@@ -2075,6 +2152,19 @@ config_fronting_key(const struct config_listener *l, char *out, size_t cap)
 {
 	snprintf(
 	    out, cap, "%s:%u", l->fronting_host, (unsigned)l->fronting_port);
+}
+
+int
+config_access_denied(const struct config *cfg, const struct config_listener *l,
+    const struct sockaddr *sa)
+{
+	const struct config_access *g = &cfg->access, *la = &l->access;
+
+	if (acl_match(&g->deny, sa) || acl_match(&la->deny, sa))
+		return 1;
+	if (acl_size(&g->allow) > 0 && !acl_match(&g->allow, sa))
+		return 1;
+	return acl_size(&la->allow) > 0 && !acl_match(&la->allow, sa);
 }
 
 int

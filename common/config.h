@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "acl.h"
 #include "util.h"
 
 #define CONFIG_SECRET_LEN    16
@@ -43,6 +44,12 @@ struct config_user {
 	uint8_t secret[CONFIG_SECRET_LEN];
 	int has_ad_tag;
 	uint8_t ad_tag[CONFIG_AD_TAG_LEN];
+};
+
+/* access = { allow; deny; allow_file; deny_file; } (global, listener) */
+struct config_access {
+	struct acl allow; /* non-empty: only these may connect */
+	struct acl deny;
 };
 
 /* Address blocks in one allow list (metrics.allow, proxy_protocol_trusted). */
@@ -82,6 +89,7 @@ struct config_listener {
 	unsigned proxy_protocol;
 	struct cidr proxy_trusted[CONFIG_MAX_ALLOW]; /* who may send one */
 	size_t nproxy_trusted;
+	struct config_access access; /* this listener's own lists */
 	int rst_on_failed; /* failed, non-fronted handshakes end with a RST */
 	/*
 	 * Index of this listener's connection gauges in shared memory
@@ -171,6 +179,7 @@ struct config {
 	/* metrics */
 	char metrics_address[64];
 	uint16_t metrics_port; /* 0 = off */
+	struct config_access access; /* every listener's */
 	struct cidr metrics_allow[CONFIG_MAX_ALLOW]; /* none: everyone */
 	size_t nmetrics_allow;
 
@@ -221,6 +230,9 @@ int config_host_port(const char *text, uint16_t default_port, char *host,
 #define CONFIG_STUN_PORT 3478
 /* "0123..." (32 hex digits, any case) -> 16 bytes; -1 if malformed. */
 int config_parse_secret(const char *hex, uint8_t out[16]);
+/* Is a client at sa refused by access (the global lists, then l's)? */
+int config_access_denied(const struct config *, const struct config_listener *,
+    const struct sockaddr *);
 /* Some listener goes through the middle proxies. */
 int config_middle_used(const struct config *);
 /* The effective backend of a listener (resolves INHERIT and AUTO). */

@@ -46,6 +46,7 @@ enum shm_counter {
 	M_HS_MALFORMED, /* not a well-formed hello */
 	M_HS_UNKNOWN_SNI, /* another name, dropped or rejected */
 	M_HS_PROXY, /* PROXY header untrusted or malformed */
+	M_HS_DENIED, /* refused by access.allow / access.deny */
 	M_LINKS_BUILT, /* dcpool: middle-proxy links built and handed on */
 	M_LINKS_BUILD_FAILED, /* dcpool: attempts that failed */
 	M_COUNTERS_MONOTONIC, /* --- gauges below --- */

@@ -237,6 +237,7 @@ reasons_out(struct evbuffer *b, const uint64_t *v)
 		{ M_HS_MALFORMED, "malformed" },
 		{ M_HS_UNKNOWN_SNI, "unknown_sni" },
 		{ M_HS_PROXY, "proxy_header" },
+		{ M_HS_DENIED, "denied" },
 		{ M_REPLAYS, "replay" },
 		{ M_HANDSHAKE_TIMEOUT, "timeout" },
 		{ M_HANDSHAKE_EVICTED, "evicted" },
@@ -247,7 +248,8 @@ reasons_out(struct evbuffer *b, const uint64_t *v)
 	    "# HELP mtprotod_handshake_failures_total Client connections "
 	    "that did not pass the handshake, by reason (bad_secret, "
 	    "clock_skew, protocol: a transport the listener does not take, "
-	    "malformed, unknown_sni, proxy_header, replay, timeout, evicted: "
+	    "malformed, unknown_sni, proxy_header, denied: access lists, "
+	    "replay, timeout, evicted: "
 	    "limits.handshake_memory, over_limit: limits.max_connections). "
 	    "Fronting is counted by mtprotod_fronted_total.\n"
 	    "# TYPE mtprotod_handshake_failures_total counter\n");

@@ -1129,6 +1129,18 @@ hs_process(struct session *s)
 
 	if (s->state == SS_PROXY && !proxy_step(s))
 		return;
+	/* access.allow / access.deny, on the client's address (after a
+	 * PROXY header): a refused client is a bad client, fronted on a
+	 * fake-TLS port (its hello goes to the site), else held. */
+	if (!s->access_checked && s->hs_len > 0) {
+		s->access_checked = 1;
+		if (config_access_denied(W.cfg, s->l, &s->peer.sa)) {
+			if (s->hs[0] == 0x16)
+				s->is_tls = 1;
+			session_bad(s, "refused by access", M_HS_DENIED);
+			return;
+		}
+	}
 
 	if (s->state == SS_TLS_INNER) {
 		if (s->hs_len >= O2_HEADER_LEN)

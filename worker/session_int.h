@@ -126,6 +126,7 @@ struct session {
 	unsigned hello_sent : 1; /* ServerHello gone: no fronting */
 	unsigned hello_wait : 1; /* tls.hello_delay: the answer is in hs */
 	unsigned failed : 1; /* a bad client, not fronted (rst_on_failed) */
+	unsigned access_checked : 1; /* access lists looked at */
 	unsigned counted_dc : 1;
 	unsigned other_family : 1; /* a DC tried on its other family */
 

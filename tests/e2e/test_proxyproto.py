@@ -4,6 +4,7 @@ get through; the address in the header is the one mtprotod logs and
 fronts with; a connection without a header, or from an untrusted
 address, is closed."""
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -137,5 +138,70 @@ def test_behind_haproxy():
         site.stop()
 
 
+def test_access_lists():
+    # access.deny (global, from a file) and a listener's access.allow:
+    # a refused client is a bad client (held; fronted on fake TLS, its
+    # hello reaching the site even with the right secret); the others
+    # are served. Behind HAProxy the header's address is the one judged.
+    site = FrontSite()
+    dc = FakeDC()
+    tmp = tempfile.mkdtemp(prefix="mtp-acl-")
+    deny = os.path.join(tmp, "deny.txt")
+    with open(deny, "w") as f:
+        f.write("# refused\n127.0.0.2\n10.0.0.0/8\n")
+    mixed, tlsonly, only3, mport = (free_port(), free_port(), free_port(),
+                                    free_port())
+    d = Daemon(workers=2, listeners=[
+        listener_conf("mixed", mixed, extra='proxy_protocol = "any";'),
+        listener_conf("tls", tlsonly, ["fake_tls"],
+                      fronting="127.0.0.1:%d" % site.port),
+        listener_conf("only3", only3,
+                      extra='access = { allow = [ "127.0.0.3" ]; };')],
+        extra=telegram_conf({2: dc.port}) + "handshake_timeout = 3;\n"
+        'tls = { profile = "static"; };\n'
+        'access = { deny_file = "%s"; };\n'
+        'metrics = { address = "127.0.0.1"; port = %d; };\n' % (deny, mport))
+    ha = None
+    try:
+        d.start()
+        ha = HAProxy({"v2": (mixed, "send-proxy-v2")})
+        r = tclient(ha.ports["v2"], "secure", "reqpq")
+        check(r.ok, "allowed through haproxy: %s" % r)
+        got, sport = garbage_from(ha.ports["v2"], "127.0.0.2")
+        check(got is None, "refused: held, not answered: %r" % got)
+        d.wait_log("127.0.0.2:%d: bad client on mixed: refused by access" %
+                   sport, 5)
+        # On a fake-TLS port a refused client is fronted from its first
+        # byte (it is a prober to us); others are served.
+        before = len(site.received)
+        r = tclient(tlsonly, "tls", "reqpq")
+        check(r.ok, "from 127.0.0.1: %s" % r)
+        r = subprocess.run(
+            ["python3", "-c", "import socket,sys;"
+             "s=socket.socket();s.bind(('127.0.0.2',0));"
+             "s.connect(('127.0.0.1',%d));"
+             "s.sendall(b'\\x16\\x03\\x01\\x00\\x05hello');"
+             "s.settimeout(3);print(s.recv(100))" % tlsonly],
+            capture_output=True, text=True, timeout=20)
+        check("front-site-marker" in r.stdout, "refused TLS: %s %s" % (
+            r.stdout, r.stderr))
+        wait_for(lambda: len(site.received) > before, 5, what="fronted")
+        # The listener's own allow list: only 127.0.0.3.
+        got, _ = garbage_from(only3, "127.0.0.1")
+        check(got is None, "not allowed: held: %r" % got)
+        d.wait_log(re.compile(r"127\.0\.0\.1:\d+: bad client on only3: "
+                              r"refused by access"), 5)
+        m = metrics(mport)
+        check(m.get('mtprotod_handshake_failures_total{reason="denied"}')
+              >= 3, "metrics: %r" % m.get(
+                  'mtprotod_handshake_failures_total{reason="denied"}'))
+    finally:
+        if ha:
+            ha.stop()
+        d.kill_all()
+        dc.stop()
+        site.stop()
+
+
 if __name__ == "__main__":
-    run_tests([test_behind_haproxy])
+    run_tests([test_behind_haproxy, test_access_lists])

@@ -1444,6 +1444,37 @@ START_TEST(test_network)
 	           "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n",
 	    "t.conf:2: listeners.[0].proxy_protocol_trusted.[0]: must be an "
 	    "address");
+	c = expect_ok("access = { deny = [ \"10.0.0.0/8\", \"::1\" ]; };\n"
+	              "listeners = ( { port = 1; protocols = [ \"secure\" ];\n"
+	              "  access = { allow = [ \"192.0.2.0/24\" ]; };\n"
+	              "  users = ( { secret = \"" SECRET_A "\"; } ); } );\n");
+	ck_assert_uint_eq(acl_size(&c->access.deny), 2);
+	ck_assert_uint_eq(acl_size(&c->listeners[0].access.allow), 1);
+	{
+		struct sockaddr_storage ss;
+		socklen_t sl;
+
+		addr_from_ip_port("10.1.1.1", 1, &ss, &sl);
+		ck_assert_int_eq(config_access_denied(c, &c->listeners[0],
+		                     (struct sockaddr *)&ss),
+		    1);
+		addr_from_ip_port("192.0.2.9", 1, &ss, &sl);
+		ck_assert_int_eq(config_access_denied(c, &c->listeners[0],
+		                     (struct sockaddr *)&ss),
+		    0);
+		addr_from_ip_port("198.51.100.1", 1, &ss, &sl);
+		ck_assert_int_eq(config_access_denied(c, &c->listeners[0],
+		                     (struct sockaddr *)&ss),
+		    1);
+	}
+	config_free(c);
+	expect_err(GOOD_LISTENERS "access = { deny = [ \"10.0.0.0/33\" ]; };\n",
+	    "t.conf:7: access.deny.[0]: must be an address or address/prefix");
+	expect_err(GOOD_LISTENERS
+	    "access = { allow_file = \"/nonexistent/allow\"; };\n",
+	    "t.conf:7: access.allow_file: /nonexistent/allow: No such file");
+	expect_err(GOOD_LISTENERS "access = { block = [ ]; };\n",
+	    "t.conf:7: access.block: unknown option");
 	c = expect_ok("user = \"daemon\";\n" GOOD_LISTENERS);
 	ck_assert_str_eq(c->user, "daemon");
 	ck_assert_int_eq(c->user_given, 1);
