@@ -42,10 +42,14 @@ reply(struct evhttp_request *req, int code, const char *reason,
 	evhttp_send_reply(req, code, reason, b);
 }
 
+/* One page: allowed (metrics.allow), filled, answered; fill gives the
+ * status code. */
 static void
-health_cb(struct evhttp_request *req, void *arg)
+serve(struct evhttp_request *req, int (*fill)(struct evbuffer *),
+    const char *type)
 {
 	struct evbuffer *b;
+	int code;
 
 	if (!metrics_allowed(req))
 		return;
@@ -53,9 +57,26 @@ health_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
-	evbuffer_add_printf(b, "ok\n");
-	reply(req, HTTP_OK, "OK", "text/plain", b);
+	code = fill(b);
+	reply(req, code,
+	    code == HTTP_OK   ? "OK"
+	        : code == 503 ? "Service Unavailable"
+	                      : "Internal Server Error",
+	    type, b);
 	evbuffer_free(b);
+}
+
+static int
+health_fill(struct evbuffer *b)
+{
+	evbuffer_add_printf(b, "ok\n");
+	return HTTP_OK;
+}
+
+static void
+health_cb(struct evhttp_request *req, void *arg)
+{
+	serve(req, health_fill, "text/plain");
 }
 
 /* Why the daemon cannot serve, into b ("" when it can). */
@@ -87,32 +108,30 @@ not_ready(struct evbuffer *b)
 	}
 }
 
-static void
-ready_cb(struct evhttp_request *req, void *arg)
+static int
+ready_fill(struct evbuffer *b)
 {
-	struct evbuffer *why = evbuffer_new(), *b = evbuffer_new();
+	struct evbuffer *why = evbuffer_new();
 
-	if (!metrics_allowed(req))
-		goto out;
-	if (why == NULL || b == NULL) {
-		evhttp_send_error(req, HTTP_INTERNAL, NULL);
-		goto out;
-	}
+	if (why == NULL)
+		return HTTP_INTERNAL;
 	not_ready(why);
 	if (evbuffer_get_length(why) == 0) {
 		evbuffer_add_printf(b, "ready\n");
-		reply(req, HTTP_OK, "OK", "text/plain", b);
-	} else {
-		evbuffer_add_printf(b, "not ready: ");
-		evbuffer_add_buffer(b, why);
-		evbuffer_add_printf(b, "\n");
-		reply(req, 503, "Service Unavailable", "text/plain", b);
-	}
-out:
-	if (why != NULL)
 		evbuffer_free(why);
-	if (b != NULL)
-		evbuffer_free(b);
+		return HTTP_OK;
+	}
+	evbuffer_add_printf(b, "not ready: ");
+	evbuffer_add_buffer(b, why);
+	evbuffer_add_printf(b, "\n");
+	evbuffer_free(why);
+	return 503;
+}
+
+static void
+ready_cb(struct evhttp_request *req, void *arg)
+{
+	serve(req, ready_fill, "text/plain");
 }
 
 static const char *
@@ -206,20 +225,17 @@ status_json(struct evbuffer *b)
 	evbuffer_add_printf(b, "}}}\n");
 }
 
+static int
+status_fill(struct evbuffer *b)
+{
+	status_json(b);
+	return HTTP_OK;
+}
+
 static void
 status_cb(struct evhttp_request *req, void *arg)
 {
-	struct evbuffer *b;
-
-	if (!metrics_allowed(req))
-		return;
-	if ((b = evbuffer_new()) == NULL) {
-		evhttp_send_error(req, HTTP_INTERNAL, NULL);
-		return;
-	}
-	status_json(b);
-	reply(req, HTTP_OK, "OK", "application/json", b);
-	evbuffer_free(b);
+	serve(req, status_fill, "application/json");
 }
 
 /* The supervisor's start: its process start time (/proc), as unix time. */
