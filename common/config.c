@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libconfig.h>
@@ -597,7 +598,129 @@ config_host_port(const char *text, uint16_t default_port, char *host,
 	return 0;
 }
 
-static const char *const user_opts[] = { "name", "secret", "ad_tag", NULL };
+static const char *const user_opts[] = { "name", "secret", "ad_tag", "enabled",
+	"max_connections", "max_unique_ips", "unique_ips_window", "quota",
+	"quota_period", "expires", "rate", NULL };
+
+int
+config_parse_time(const char *text, int64_t *out)
+{
+	int y, mo, d, h, mi, sec, n = 0;
+	const char *t;
+	struct tm tm = { 0 };
+	int64_t off = 0;
+
+	if (sscanf(text, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+		return -1;
+	t = text + 10;
+	if (*t != 'T' && *t != 't' && *t != ' ')
+		return -1;
+	t++;
+	n = 0;
+	if (sscanf(t, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 || n != 8)
+		return -1;
+	t += 8;
+	if (*t == '.') {
+		if (!isdigit((unsigned char)*++t))
+			return -1;
+		while (isdigit((unsigned char)*t))
+			t++;
+	}
+	if (*t == 'Z' || *t == 'z')
+		t++;
+	else if (*t == '+' || *t == '-') {
+		int oh, om;
+		n = 0;
+		if (sscanf(t + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 ||
+		    oh > 23 || om > 59)
+			return -1;
+		off = (int64_t)(oh * 3600 + om * 60) * (*t == '+' ? 1 : -1);
+		t += 6;
+	} else
+		return -1;
+	if (*t != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
+	    mi > 59 || sec > 60 || y < 1970)
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	time_t v = timegm(&tm);
+	if (v == (time_t)-1 || tm.tm_mday != d) /* 2027-02-30 */
+		return -1;
+	*out = (int64_t)v - off;
+	return 0;
+}
+
+/* quota_period = "never" | "daily" | "monthly" | "monthly:DAY" */
+static int
+parse_quota_period(struct parser *p, const config_setting_t *s,
+    const char *path, struct config_user *u)
+{
+	char v[32], *end;
+	struct opt o;
+	int r;
+
+	if ((r = opt_str(p, s, path, "quota_period", v, sizeof(v), &o)) != 1)
+		return r;
+	if (strcmp(v, "never") == 0)
+		u->quota_period = QUOTA_NEVER;
+	else if (strcmp(v, "daily") == 0)
+		u->quota_period = QUOTA_DAILY;
+	else if (strcmp(v, "monthly") == 0) {
+		u->quota_period = QUOTA_MONTHLY;
+		u->quota_day = 1;
+	} else if (strncmp(v, "monthly:", 8) == 0 &&
+	    isdigit((unsigned char)v[8])) {
+		long day = strtol(v + 8, &end, 10);
+		if (*end != '\0' || day < 1 || day > 31)
+			return perr(p, o.s, o.path,
+			    "the day of \"monthly:DAY\" must be 1 to 31");
+		u->quota_period = QUOTA_MONTHLY;
+		u->quota_day = (int)day;
+	} else
+		return perr(p, o.s, o.path,
+		    "must be \"never\", \"daily\", \"monthly\" or "
+		    "\"monthly:DAY\"");
+	return 1;
+}
+
+/* The per-user limits (CONFIG.md "Users, limits and access"). */
+static int
+parse_user_limits(struct parser *p, const config_setting_t *s, const char *path,
+    struct config_user *u)
+{
+	char when[64];
+	struct opt o;
+	int r;
+
+	u->enabled = 1;
+	u->unique_ips_window = 600;
+	u->pidx = -1;
+	if (opt_bool(p, s, path, "enabled", &u->enabled) == -1 ||
+	    opt_intf(p, s, path, "max_connections", 0, INT_MAX,
+	        &u->max_connections) == -1 ||
+	    opt_intf(p, s, path, "max_unique_ips", 0, CONFIG_MAX_UNIQUE_IPS,
+	        &u->max_unique_ips) == -1 ||
+	    opt_intf(p, s, path, "unique_ips_window", 1, 366 * 86400,
+	        &u->unique_ips_window) == -1 ||
+	    opt_size(p, s, path, "quota", &u->quota) == -1 ||
+	    opt_size(p, s, path, "rate", &u->rate) == -1 ||
+	    parse_quota_period(p, s, path, u) == -1)
+		return -1;
+	if ((r = opt_str(p, s, path, "expires", when, sizeof(when), &o)) == -1)
+		return perr(p, o.s, o.path,
+		    "must be an RFC 3339 time such as "
+		    "\"2027-01-31T00:00:00Z\", or \"\"");
+	if (r == 1 && when[0] != '\0' &&
+	    config_parse_time(when, &u->expires) == -1)
+		return perr(p, o.s, o.path,
+		    "must be an RFC 3339 time such as "
+		    "\"2027-01-31T00:00:00Z\", or \"\"");
+	return 0;
+}
 
 static int
 parse_user(struct parser *p, struct config_listener *l, size_t i,
@@ -653,7 +776,7 @@ parse_user(struct parser *p, struct config_listener *l, size_t i,
 		return perr(p, o.s, o.path, "must be 32 hex digits or \"\"");
 	if (r == 1 && parse_ad_tag(p, &o, tag, &u->has_ad_tag, u->ad_tag) == -1)
 		return -1;
-	return 0;
+	return parse_user_limits(p, s, path, u);
 }
 
 static int
@@ -759,13 +882,26 @@ static const char *const listener_opts[] = { "name", "address", "port",
 
 /*
  * limits = { ... }: the global block (l == NULL) bounds the whole daemon,
- * a listener's bounds that listener only. per_ip, per_subnet, subnet_v4
- * and subnet_v6 (CONFIG.md) are not implemented yet, so they stay
- * unknown rather than silently ignored.
+ * a listener's bounds that listener only; a client must be within both.
  */
 static const char *const limits_opts[] = { "max_connections",
-	"handshake_memory", NULL };
-static const char *const listener_limits_opts[] = { "max_connections", NULL };
+	"handshake_memory", "per_ip", "per_subnet", "subnet_v4", "subnet_v6",
+	NULL };
+static const char *const listener_limits_opts[] = { "max_connections", "per_ip",
+	"per_subnet", "subnet_v4", "subnet_v6", NULL };
+
+static int
+parse_addr_limits(struct parser *p, const config_setting_t *g, const char *path,
+    struct config_limits *lim)
+{
+	if (opt_intf(p, g, path, "per_ip", 0, INT_MAX, &lim->per_ip) == -1 ||
+	    opt_intf(p, g, path, "per_subnet", 0, INT_MAX, &lim->per_subnet) ==
+	        -1 ||
+	    opt_intf(p, g, path, "subnet_v4", 1, 32, &lim->subnet_v4) == -1 ||
+	    opt_intf(p, g, path, "subnet_v6", 1, 128, &lim->subnet_v6) == -1)
+		return -1;
+	return 0;
+}
 
 static int
 parse_limits(struct parser *p, struct config *cfg, struct config_listener *l,
@@ -778,7 +914,8 @@ parse_limits(struct parser *p, struct config *cfg, struct config_listener *l,
 		if (lookup(g, path, "handshake_memory", &o))
 			return perr(
 			    p, o.s, o.path, "only in the global limits block");
-		if (check_known(p, g, path, listener_limits_opts) == -1)
+		if (check_known(p, g, path, listener_limits_opts) == -1 ||
+		    parse_addr_limits(p, g, path, &l->limits) == -1)
 			return -1;
 		return opt_intf(p, g, path, "max_connections", 0, INT_MAX,
 		           &l->max_connections) == -1
@@ -786,6 +923,7 @@ parse_limits(struct parser *p, struct config *cfg, struct config_listener *l,
 		    : 0;
 	}
 	if (check_known(p, g, path, limits_opts) == -1 ||
+	    parse_addr_limits(p, g, path, &cfg->limits) == -1 ||
 	    opt_intf(p, g, path, "max_connections", 0, INT_MAX,
 	        &cfg->max_connections) == -1 ||
 	    opt_size(p, g, path, "handshake_memory", &cfg->handshake_memory) ==
@@ -909,6 +1047,7 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	if (check_known(p, s, path, listener_opts) == -1)
 		return -1;
 	l->shm_index = -1;
+	l->limits = (struct config_limits){ 0, 0, 24, 64 };
 
 	if ((r = opt_str(p, s, path, "name", l->name, sizeof(l->name), &o)) ==
 	    -1)
@@ -1774,6 +1913,7 @@ set_defaults(struct config *cfg)
 	cfg->middle_fallback_direct = 0;
 	cfg->middle_pool_idle_timeout = DEF_MIDDLE_POOL_IDLE_TIMEOUT;
 	cfg->max_connections = 0;
+	cfg->limits = (struct config_limits){ 0, 0, 24, 64 };
 	cfg->handshake_memory = DEF_HANDSHAKE_MEMORY;
 	cfg->resolv_conf = NULL;
 }
@@ -2016,6 +2156,10 @@ default_listener(struct config *cfg, char *err, size_t errlen)
 	l->nusers = 1;
 	snprintf(
 	    l->users[0].name, sizeof(l->users[0].name), "%s", DEF_BUILTIN_NAME);
+	l->users[0].enabled = 1;
+	l->users[0].unique_ips_window = 600;
+	l->users[0].pidx = -1;
+	l->limits = (struct config_limits){ 0, 0, 24, 64 };
 	return default_secret(cfg->state_dir, l->users[0].secret, err, errlen);
 }
 

@@ -39,11 +39,39 @@ enum backend_mode {
 
 enum log_target_kind { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG, LOG_TARGET_FILE };
 
+/* quota_period */
+enum quota_period { QUOTA_NEVER = 0, QUOTA_DAILY, QUOTA_MONTHLY };
+/* The most addresses max_unique_ips may allow (the policy zone keeps as
+ * many per user). */
+#define CONFIG_MAX_UNIQUE_IPS 64
+
 struct config_user {
 	char name[CONFIG_NAME_MAX];
 	uint8_t secret[CONFIG_SECRET_LEN];
 	int has_ad_tag;
 	uint8_t ad_tag[CONFIG_AD_TAG_LEN];
+	/* limits; 0 = none */
+	int enabled; /* bool, 1 unless "enabled = false" */
+	int max_connections;
+	int max_unique_ips; /* within unique_ips_window seconds */
+	int unique_ips_window;
+	uint64_t quota; /* bytes both ways per period */
+	int quota_period; /* enum quota_period */
+	int quota_day; /* QUOTA_MONTHLY: the day it resets (1..31) */
+	int64_t expires; /* Unix time; 0 = never */
+	uint64_t rate; /* bytes per second each way */
+	/* Index of the user's record in the policy zone (policy.h), stable
+	 * for its listener and name; set by the supervisor, -1 none. */
+	int pidx;
+};
+
+/* limits = { per_ip; per_subnet; subnet_v4; subnet_v6; }: connections
+ * one client address or subnet may hold; 0 = unlimited. */
+struct config_limits {
+	int per_ip;
+	int per_subnet;
+	int subnet_v4; /* prefix lengths of a "subnet" */
+	int subnet_v6;
 };
 
 /* access = { allow; deny; allow_file; deny_file; } (global, listener) */
@@ -84,6 +112,7 @@ struct config_listener {
 	struct config_user *users;
 	size_t nusers;
 	int max_connections; /* limits.max_connections here; 0 = unlimited */
+	struct config_limits limits; /* this listener's per_ip, per_subnet */
 	int handshake_mss; /* TCP_MAXSEG of the listening socket; 0 = kernel's */
 	/* proxy_protocol: PROXY_V1 / PROXY_V2 bits (proxyproto.h); 0 off */
 	unsigned proxy_protocol;
@@ -126,6 +155,7 @@ struct config {
 
 	/* limits: admission control */
 	int max_connections; /* whole daemon; 0 = unlimited */
+	struct config_limits limits; /* per_ip, per_subnet over all listeners */
 	uint64_t handshake_memory; /* bytes, whole daemon; 0 = no bound */
 
 	enum log_target_kind log_target;
@@ -230,6 +260,11 @@ int config_host_port(const char *text, uint16_t default_port, char *host,
 #define CONFIG_STUN_PORT 3478
 /* "0123..." (32 hex digits, any case) -> 16 bytes; -1 if malformed. */
 int config_parse_secret(const char *hex, uint8_t out[16]);
+/*
+ * RFC 3339 ("2027-01-31T00:00:00Z", "2027-01-31T03:00:00+03:00",
+ * fractions of a second ignored) -> Unix time; -1 if malformed.
+ */
+int config_parse_time(const char *text, int64_t *out);
 /* Is a client at sa refused by access (the global lists, then l's)? */
 int config_access_denied(const struct config *, const struct config_listener *,
     const struct sockaddr *);

@@ -20,8 +20,22 @@ get_u32(struct wire_in *r)
 	return v;
 }
 
+static uint64_t
+get_u64(struct wire_in *r)
+{
+	uint64_t v;
+	WIRE_GET(r, v);
+	return v;
+}
+
 static void
 put_u32(struct wire_out *w, uint32_t v)
+{
+	WIRE_PUT(w, v);
+}
+
+static void
+put_u64(struct wire_out *w, uint64_t v)
 {
 	WIRE_PUT(w, v);
 }
@@ -50,6 +64,16 @@ tables_encode(const struct config *cfg, uint8_t **out, size_t *len)
 			wire_put(&w, cu->secret, CONFIG_SECRET_LEN);
 			put_u32(&w, (uint32_t)cu->has_ad_tag);
 			wire_put(&w, cu->ad_tag, CONFIG_AD_TAG_LEN);
+			put_u32(&w, (uint32_t)cu->enabled);
+			put_u32(&w, (uint32_t)cu->max_connections);
+			put_u32(&w, (uint32_t)cu->max_unique_ips);
+			put_u32(&w, (uint32_t)cu->unique_ips_window);
+			put_u64(&w, cu->quota);
+			put_u32(&w, (uint32_t)cu->quota_period);
+			put_u32(&w, (uint32_t)cu->quota_day);
+			put_u64(&w, (uint64_t)cu->expires);
+			put_u64(&w, cu->rate);
+			put_u32(&w, (uint32_t)cu->pidx);
 		}
 	}
 	if (w.bad) {
@@ -106,7 +130,24 @@ tables_decode(const uint8_t *blob, size_t len)
 			wire_get(&r, cu->secret, CONFIG_SECRET_LEN);
 			uint32_t ut = get_u32(&r);
 			wire_get(&r, cu->ad_tag, CONFIG_AD_TAG_LEN);
-			if (ut > 1)
+			cu->enabled = (int)get_u32(&r);
+			cu->max_connections = (int)get_u32(&r);
+			cu->max_unique_ips = (int)get_u32(&r);
+			cu->unique_ips_window = (int)get_u32(&r);
+			cu->quota = get_u64(&r);
+			cu->quota_period = (int)get_u32(&r);
+			cu->quota_day = (int)get_u32(&r);
+			cu->expires = (int64_t)get_u64(&r);
+			cu->rate = get_u64(&r);
+			cu->pidx = (int)get_u32(&r);
+			if (ut > 1 || (unsigned)cu->enabled > 1 ||
+			    cu->max_connections < 0 ||
+			    (unsigned)cu->max_unique_ips >
+			        CONFIG_MAX_UNIQUE_IPS ||
+			    cu->unique_ips_window < 1 ||
+			    (unsigned)cu->quota_period > QUOTA_MONTHLY ||
+			    cu->quota_day < 0 || cu->quota_day > 31 ||
+			    cu->pidx < -1)
 				r.bad = 1;
 			cu->has_ad_tag = (int)ut;
 		}

@@ -9,7 +9,10 @@
  * listeners, then per listener: name, tls_domain, fronting_host (each
  * u32 length + bytes), u32 fronting_port, u32 has_ad_tag, 16 bytes
  * ad_tag, u32 users, and per user: name (u32 length + bytes), 16 bytes
- * secret, u32 has_ad_tag, 16 bytes ad_tag.
+ * secret, u32 has_ad_tag, 16 bytes ad_tag, and the limits: u32 enabled,
+ * max_connections, max_unique_ips, unique_ips_window, u64 quota, u32
+ * quota_period, quota_day, u64 expires, rate, u32 pidx (the policy
+ * zone's index).
  */
 #ifndef MTP_TABLES_H
 #define MTP_TABLES_H
@@ -19,7 +22,7 @@
 
 #include "config.h"
 
-#define TABLES_VERSION 1
+#define TABLES_VERSION 2
 
 struct tables_listener {
 	char name[CONFIG_NAME_MAX];

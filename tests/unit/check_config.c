@@ -1025,9 +1025,88 @@ START_TEST(test_parse_size)
 END_TEST
 
 /* limits, resolv_conf and middle.pool_idle_timeout (issue 7). */
+/* A user's limits (CONFIG.md "Users, limits and access"). */
+#define USER_LIMITS(body) \
+	"listeners = (\n  { port = 443; protocols = [\"secure\"];\n" \
+	"    users = ( { name = \"a\"; secret = \"" SECRET_A "\";\n" body \
+	" } ); }\n);\n"
+
+START_TEST(test_user_limits)
+{
+	struct config *cfg;
+	const struct config_user *u;
+	int64_t t;
+
+	cfg = expect_ok(USER_LIMITS(""));
+	u = &cfg->listeners[0].users[0];
+	ck_assert_int_eq(u->enabled, 1);
+	ck_assert_int_eq(u->max_connections, 0);
+	ck_assert_int_eq(u->unique_ips_window, 600);
+	ck_assert_uint_eq(u->quota, 0);
+	ck_assert_int_eq(u->quota_period, QUOTA_NEVER);
+	ck_assert_int_eq(u->expires, 0);
+	ck_assert_uint_eq(u->rate, 0);
+	config_free(cfg);
+
+	cfg = expect_ok(USER_LIMITS(
+	    "enabled = false; max_connections = 3; max_unique_ips = 2;\n"
+	    "unique_ips_window = 60; quota = \"10G\"; quota_period = "
+	    "\"monthly:15\";\nexpires = \"2027-01-31T00:00:00Z\"; rate = "
+	    "\"512K\";"));
+	u = &cfg->listeners[0].users[0];
+	ck_assert_int_eq(u->enabled, 0);
+	ck_assert_int_eq(u->max_connections, 3);
+	ck_assert_int_eq(u->max_unique_ips, 2);
+	ck_assert_int_eq(u->unique_ips_window, 60);
+	ck_assert_uint_eq(u->quota, 10ull << 30);
+	ck_assert_int_eq(u->quota_period, QUOTA_MONTHLY);
+	ck_assert_int_eq(u->quota_day, 15);
+	ck_assert_int_eq(u->expires, 1801353600);
+	ck_assert_uint_eq(u->rate, 512 * 1024);
+	config_free(cfg);
+
+	cfg = expect_ok(USER_LIMITS("quota = 1000; quota_period = \"daily\";"
+	                            " expires = \"\";"));
+	u = &cfg->listeners[0].users[0];
+	ck_assert_uint_eq(u->quota, 1000);
+	ck_assert_int_eq(u->quota_period, QUOTA_DAILY);
+	ck_assert_int_eq(u->expires, 0);
+	config_free(cfg);
+	cfg = expect_ok(USER_LIMITS("quota_period = \"monthly\";"));
+	ck_assert_int_eq(cfg->listeners[0].users[0].quota_day, 1);
+	config_free(cfg);
+
+	expect_err(USER_LIMITS("quota_period = \"weekly\";"),
+	    "t.conf:4: listeners.[0].users.[0].quota_period: must be "
+	    "\"never\", \"daily\", \"monthly\" or \"monthly:DAY\"");
+	expect_err(USER_LIMITS("quota_period = \"monthly:32\";"),
+	    "t.conf:4: listeners.[0].users.[0].quota_period: the day of "
+	    "\"monthly:DAY\" must be 1 to 31");
+	expect_err(USER_LIMITS("quota = \"10GB\";"),
+	    "t.conf:4: listeners.[0].users.[0].quota: must be a number of "
+	    "bytes");
+	expect_err(USER_LIMITS("expires = \"tomorrow\";"),
+	    "t.conf:4: listeners.[0].users.[0].expires: must be an RFC 3339 "
+	    "time");
+	expect_err(USER_LIMITS("max_unique_ips = 65;"),
+	    "t.conf:4: listeners.[0].users.[0].max_unique_ips: must be "
+	    "between 0 and 64");
+	expect_err(USER_LIMITS("enabled = 1;"),
+	    "t.conf:4: listeners.[0].users.[0].enabled: must be true or "
+	    "false");
+	expect_err(USER_LIMITS("unique_ips_window = 0;"),
+	    "t.conf:4: listeners.[0].users.[0].unique_ips_window: must be "
+	    "between 1 and");
+	expect_err(USER_LIMITS("maxconn = 1;"),
+	    "t.conf:4: listeners.[0].users.[0].maxconn: unknown option");
+	ck_assert_int_eq(config_parse_time("2027-01-31T00:00:00Z", &t), 0);
+	ck_assert_int_eq(t, 1801353600);
+}
+END_TEST
+
 START_TEST(test_limits)
 {
-	struct config *c;
+	struct config *c, *cfg;
 
 	/* An integer size, and 0 = no bound / unlimited. */
 	c = expect_ok(
@@ -1068,15 +1147,30 @@ START_TEST(test_limits)
 	    "or a string with a K, M, G or T suffix such as \"64M\"");
 	expect_err("limits = { handshake_memory = 1.5; };\n" GOOD_LISTENERS,
 	    "t.conf:1: limits.handshake_memory: must be a number of bytes");
-	/* The rest of CONFIG.md's limits block is a later issue's. */
-	expect_err("limits = {\n  per_ip = 10;\n};\n" GOOD_LISTENERS,
-	    "t.conf:2: limits.per_ip: unknown option");
-	expect_err("limits = { per_subnet = 10; };\n" GOOD_LISTENERS,
-	    "t.conf:1: limits.per_subnet: unknown option");
-	expect_err("limits = { subnet_v4 = 24; };\n" GOOD_LISTENERS,
-	    "t.conf:1: limits.subnet_v4: unknown option");
-	expect_err("limits = { subnet_v6 = 64; };\n" GOOD_LISTENERS,
-	    "t.conf:1: limits.subnet_v6: unknown option");
+	/* per_ip, per_subnet and the subnets' prefix lengths */
+	cfg =
+	    expect_ok("limits = {\n  per_ip = 10; per_subnet = 50;\n"
+	              "  subnet_v4 = 16; subnet_v6 = 48;\n};\n" GOOD_LISTENERS);
+	ck_assert_int_eq(cfg->limits.per_ip, 10);
+	ck_assert_int_eq(cfg->limits.per_subnet, 50);
+	ck_assert_int_eq(cfg->limits.subnet_v4, 16);
+	ck_assert_int_eq(cfg->limits.subnet_v6, 48);
+	ck_assert_int_eq(cfg->listeners[0].limits.per_ip, 0);
+	ck_assert_int_eq(cfg->listeners[0].limits.subnet_v4, 24);
+	config_free(cfg);
+	cfg = expect_ok(GOOD_LISTENERS);
+	ck_assert_int_eq(cfg->limits.per_ip, 0);
+	ck_assert_int_eq(cfg->limits.subnet_v4, 24);
+	ck_assert_int_eq(cfg->limits.subnet_v6, 64);
+	config_free(cfg);
+	expect_err("limits = {\n  per_ip = -1;\n};\n" GOOD_LISTENERS,
+	    "t.conf:2: limits.per_ip: must be at least 0");
+	expect_err("limits = { subnet_v4 = 33; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.subnet_v4: must be between 1 and 32");
+	expect_err("limits = { subnet_v6 = 0; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.subnet_v6: must be between 1 and 128");
+	expect_err("limits = { per_subnet = \"5\"; };\n" GOOD_LISTENERS,
+	    "t.conf:1: limits.per_subnet: must be an integer");
 	expect_err("limits = 5;\n" GOOD_LISTENERS,
 	    "t.conf:1: limits: must be a group");
 
@@ -1094,11 +1188,21 @@ START_TEST(test_limits)
 	           "    users = ( { secret = \"" SECRET_A "\"; } ); }\n);\n",
 	    "t.conf:3: listeners.[0].limits.handshake_memory: only in the "
 	    "global limits block");
+	cfg = expect_ok(
+	    "listeners = (\n"
+	    "  { port = 443; protocols = [\"secure\"];\n"
+	    "    limits = { per_ip = 1; per_subnet = 3; "
+	    "subnet_v6 = 56; };\n"
+	    "    users = ( { secret = \"" SECRET_A "\"; } ); }\n);\n");
+	ck_assert_int_eq(cfg->listeners[0].limits.per_ip, 1);
+	ck_assert_int_eq(cfg->listeners[0].limits.per_subnet, 3);
+	ck_assert_int_eq(cfg->listeners[0].limits.subnet_v6, 56);
+	config_free(cfg);
 	expect_err("listeners = (\n"
 	           "  { port = 443; protocols = [\"secure\"];\n"
-	           "    limits = { per_ip = 1; };\n"
+	           "    limits = { per_ip = 1; bogus = 2; };\n"
 	           "    users = ( { secret = \"" SECRET_A "\"; } ); }\n);\n",
-	    "t.conf:3: listeners.[0].limits.per_ip: unknown option");
+	    "t.conf:3: listeners.[0].limits.bogus: unknown option");
 	expect_err("listeners = (\n"
 	           "  { port = 443; protocols = [\"secure\"];\n"
 	           "    limits = ( );\n"
@@ -1611,6 +1715,7 @@ config_suite(void)
 	tcase_add_test(tc, test_metrics_off);
 	tcase_add_test(tc, test_parse_size);
 	tcase_add_test(tc, test_limits);
+	tcase_add_test(tc, test_user_limits);
 	tcase_add_test(tc, test_err_middle);
 	tcase_add_test(tc, test_inplace_only);
 	tcase_add_test(tc, test_tables_round_trip);
