@@ -902,7 +902,7 @@ msg_get_upgrade_lsock(struct msg *m, char key[MSG_LSOCK_KEY],
 
 int
 msg_send_upgrade_state(int sock, int metrics_fd, int replay_fd,
-    uint32_t old_workers, int page_fd, const char *page_key)
+    uint32_t old_workers, int page_fd, const char *page_key, int policy_fd)
 {
 	struct msgbuf mb;
 	char k[MSG_LSOCK_KEY] = { 0 };
@@ -918,14 +918,16 @@ msg_send_upgrade_state(int sock, int metrics_fd, int replay_fd,
 	msgbuf_put_u32(&mb, old_workers);
 	msgbuf_put_u32(&mb, page_fd < 0 ? UINT32_MAX : (uint32_t)page_fd);
 	msgbuf_put_bytes(&mb, k, sizeof(k));
+	msgbuf_put_u32(&mb, policy_fd < 0 ? UINT32_MAX : (uint32_t)policy_fd);
 	return msgbuf_send(sock, &mb, -1);
 }
 
 int
 msg_get_upgrade_state(struct msg *m, int *metrics_fd, int *replay_fd,
-    uint32_t *old_workers, int *page_fd, char page_key[MSG_LSOCK_KEY])
+    uint32_t *old_workers, int *page_fd, char page_key[MSG_LSOCK_KEY],
+    int *policy_fd)
 {
-	uint32_t a, b, c;
+	uint32_t a, b, c, d = UINT32_MAX;
 
 	if (m->type != MSG_UPGRADE_STATE)
 		return -1;
@@ -934,13 +936,18 @@ msg_get_upgrade_state(struct msg *m, int *metrics_fd, int *replay_fd,
 	msg_get_u32(m, old_workers);
 	msg_get_u32(m, &c);
 	msg_get_bytes(m, page_key, MSG_LSOCK_KEY);
+	/* The policy zone's: absent when the old binary had none. */
+	if (m->rpos < m->len)
+		msg_get_u32(m, &d);
 	if (m->error || a > INT32_MAX || b > INT32_MAX ||
 	    (c != UINT32_MAX && c > INT32_MAX) ||
+	    (d != UINT32_MAX && d > INT32_MAX) ||
 	    page_key[MSG_LSOCK_KEY - 1] != '\0')
 		return -1;
 	*metrics_fd = (int)a;
 	*replay_fd = (int)b;
 	*page_fd = c == UINT32_MAX ? -1 : (int)c;
+	*policy_fd = d == UINT32_MAX ? -1 : (int)d;
 	return msg_end(m);
 }
 

@@ -44,7 +44,8 @@ enum msg_type {
 	MSG_UPGRADE_STATE, /* old, last: u32 metrics memfd, u32 replay
 				 * memfd (inherited), u32 old workers, u32
 				 * metrics page socket (~0: none), char
-				 * key[96] (its address:port) */
+				 * key[96] (its address:port), u32 policy
+				 * memfd (~0: none; absent from older ones) */
 	MSG_UPGRADE_HANDOFF, /* new: u32 old worker slot; fd = a handoff
 				 * channel to one of the new workers */
 	MSG_UPGRADE_READY, /* new: (none) it serves; the old one goes */
@@ -230,10 +231,13 @@ int msg_send_upgrade_lsock(int sock, const char *key,
 int msg_get_upgrade_lsock(struct msg *, char key[MSG_LSOCK_KEY],
     struct sockaddr_storage *addr, socklen_t *addrlen, int *fds, uint32_t max,
     uint32_t *n);
+/* policy_fd: the policy zone's memfd, -1 none (an older binary's
+ * message has no such field: -1). */
 int msg_send_upgrade_state(int sock, int metrics_fd, int replay_fd,
-    uint32_t old_workers, int page_fd, const char *page_key);
+    uint32_t old_workers, int page_fd, const char *page_key, int policy_fd);
 int msg_get_upgrade_state(struct msg *, int *metrics_fd, int *replay_fd,
-    uint32_t *old_workers, int *page_fd, char page_key[MSG_LSOCK_KEY]);
+    uint32_t *old_workers, int *page_fd, char page_key[MSG_LSOCK_KEY],
+    int *policy_fd);
 int msg_send_upgrade_handoff(int sock, uint32_t old_slot, int fd);
 /* The channel fd (caller owns it), or -1 when malformed. */
 int msg_get_upgrade_handoff(struct msg *, uint32_t *old_slot);

@@ -21,7 +21,7 @@ _Static_assert(sizeof(struct shm_slot) % 64 == 0, "slot not cache aligned");
 #define SHM_READ_TRIES 100000
 
 #define SHM_MAGIC   0x6d74736d /* "mtsm" */
-#define SHM_VERSION 3 /* 2: 32 words per slot; 3: listener totals */
+#define SHM_VERSION 4 /* 2: 32 words per slot; 3: listener totals; 4: 48 */
 
 struct shm_metrics {
 	uint32_t magic, version;

@@ -49,6 +49,20 @@ enum shm_counter {
 	M_HS_DENIED, /* refused by access.allow / access.deny */
 	M_LINKS_BUILT, /* dcpool: middle-proxy links built and handed on */
 	M_LINKS_BUILD_FAILED, /* dcpool: attempts that failed */
+	/* connections refused by a limit (policy.h; each also a bad
+	 * client, so also in M_HANDSHAKE_BAD), in policy_verdict order */
+	M_LIM_PER_IP,
+	M_LIM_PER_SUBNET,
+	M_LIM_USER_CONNS,
+	M_LIM_USER_IPS,
+	M_LIM_QUOTA,
+	M_LIM_EXPIRED,
+	M_LIM_DISABLED,
+	/* open connections closed for their user */
+	M_CLOSED_QUOTA,
+	M_CLOSED_EXPIRED,
+	M_CLOSED_DISABLED,
+	M_THROTTLED, /* reads paused by a user's rate */
 	M_COUNTERS_MONOTONIC, /* --- gauges below --- */
 	M_CURRENT = M_COUNTERS_MONOTONIC, /* open client connections */
 	M_CURRENT_DC, /* open connections to Telegram */
@@ -58,7 +72,7 @@ enum shm_counter {
 	M_COUNTER_MAX
 };
 
-#define SHM_SLOT_WORDS 32 /* 256 bytes: four cache lines */
+#define SHM_SLOT_WORDS 48 /* 384 bytes: six cache lines */
 /* Listener names the zone tells apart over the daemon's life. */
 #define SHM_MAX_LISTENERS 64
 #define SHM_NAME_MAX      64 /* with the NUL, as CONFIG_NAME_MAX */

@@ -241,8 +241,25 @@ reasons_out(struct evbuffer *b, const uint64_t *v)
 		{ M_REPLAYS, "replay" },
 		{ M_HANDSHAKE_TIMEOUT, "timeout" },
 		{ M_HANDSHAKE_EVICTED, "evicted" },
-		{ M_REFUSED, "over_limit" },
 	};
+	static const struct {
+		enum shm_counter c;
+		const char *limit;
+	} lim[] = {
+		{ M_REFUSED, "max_connections" },
+		{ M_LIM_PER_IP, "per_ip" },
+		{ M_LIM_PER_SUBNET, "per_subnet" },
+		{ M_LIM_USER_CONNS, "user_max_connections" },
+		{ M_LIM_USER_IPS, "user_max_unique_ips" },
+		{ M_LIM_QUOTA, "quota" },
+		{ M_LIM_EXPIRED, "expired" },
+		{ M_LIM_DISABLED, "disabled" },
+	}, closed[] = {
+		{ M_CLOSED_QUOTA, "quota" },
+		{ M_CLOSED_EXPIRED, "expired" },
+		{ M_CLOSED_DISABLED, "disabled" },
+	};
+	uint64_t over = 0;
 
 	evbuffer_add_printf(b,
 	    "# HELP mtprotod_handshake_failures_total Client connections "
@@ -250,13 +267,44 @@ reasons_out(struct evbuffer *b, const uint64_t *v)
 	    "clock_skew, protocol: a transport the listener does not take, "
 	    "malformed, unknown_sni, proxy_header, denied: access lists, "
 	    "replay, timeout, evicted: "
-	    "limits.handshake_memory, over_limit: limits.max_connections). "
+	    "limits.handshake_memory, over_limit: a limit, see "
+	    "mtprotod_limit_refusals_total). "
 	    "Fronting is counted by mtprotod_fronted_total.\n"
 	    "# TYPE mtprotod_handshake_failures_total counter\n");
 	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
 		evbuffer_add_printf(b,
 		    "mtprotod_handshake_failures_total{reason=\"%s\"} %llu\n",
 		    r[i].reason, (unsigned long long)v[r[i].c]);
+	for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++)
+		over += v[lim[i].c];
+	evbuffer_add_printf(b,
+	    "mtprotod_handshake_failures_total{reason=\"over_limit\"} "
+	    "%llu\n",
+	    (unsigned long long)over);
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_limit_refusals_total New connections refused "
+	    "by a limit, by limit (max_connections, per_ip, per_subnet, and "
+	    "a user's max_connections, max_unique_ips, quota, expiry or "
+	    "being disabled).\n"
+	    "# TYPE mtprotod_limit_refusals_total counter\n");
+	for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++)
+		evbuffer_add_printf(b,
+		    "mtprotod_limit_refusals_total{limit=\"%s\"} %llu\n",
+		    lim[i].limit, (unsigned long long)v[lim[i].c]);
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_user_closes_total Open connections closed "
+	    "for their user: quota used up, expired, disabled.\n"
+	    "# TYPE mtprotod_user_closes_total counter\n");
+	for (size_t i = 0; i < sizeof(closed) / sizeof(closed[0]); i++)
+		evbuffer_add_printf(b,
+		    "mtprotod_user_closes_total{reason=\"%s\"} %llu\n",
+		    closed[i].limit, (unsigned long long)v[closed[i].c]);
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_throttled_total Times a connection's reads "
+	    "were paused by its user's rate.\n"
+	    "# TYPE mtprotod_throttled_total counter\n"
+	    "mtprotod_throttled_total %llu\n",
+	    (unsigned long long)v[M_THROTTLED]);
 }
 
 struct fptable *

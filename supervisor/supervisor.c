@@ -28,6 +28,7 @@
 #include "listener.h"
 #include "log.h"
 #include "msg.h"
+#include "policy.h"
 #include "priv.h"
 #include "replay.h"
 #include "shm.h"
@@ -83,6 +84,9 @@ static struct {
 	int exit_code;
 	struct shm_metrics *metrics;
 	struct replay_cache *replay;
+	struct policy *policy; /* limits' counts, quota (policy.h) */
+	int policy_fd;
+	struct event *quota_timer; /* writes the quota state */
 	uid_t uid;
 	gid_t gid;
 	int drop; /* started as root */
@@ -233,6 +237,52 @@ assign_listener_indexes(struct config *cfg)
 			          "its max_connections is not enforced",
 			    l->name, SHM_MAX_LISTENERS);
 	}
+}
+
+/*
+ * Before any fork with cfg: each user's record in the policy zone, the
+ * same for its listener and name in every generation (its quota and
+ * counts follow it over reloads).
+ */
+static void
+assign_user_indexes(struct config *cfg)
+{
+	size_t lost = 0;
+
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		struct config_listener *l = &cfg->listeners[i];
+		for (size_t u = 0; u < l->nusers; u++)
+			if ((l->users[u].pidx = policy_user_index(
+			         S.policy, l->name, l->users[u].name)) == -1)
+				lost++;
+	}
+	if (lost)
+		log_warnx("policy zone full (%d users over the daemon's "
+		          "life): %zu users have no limits, quota or counts; "
+		          "restart mtprotod to start a new zone",
+		    POLICY_MAX_USERS, lost);
+}
+
+/* The quota state: written every QUOTA_SAVE_S and at stop. */
+#define QUOTA_SAVE_S 60
+
+static void
+quota_save(void)
+{
+	char path[4200];
+
+	if (S.policy == NULL || S.cfg->state_dir[0] == '\0')
+		return;
+	snprintf(
+	    path, sizeof(path), "%s/%s", S.cfg->state_dir, POLICY_STATE_FILE);
+	if (policy_save(S.policy, path) == -1)
+		log_warn("cannot write the quota state %s", path);
+}
+
+static void
+quota_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	quota_save();
 }
 
 /* ------------------------------------------------------------ children */
@@ -701,6 +751,8 @@ child_exited(struct child *c, int status)
 		    (int)c->pid, WEXITSTATUS(status));
 
 	shm_metrics_release(S.metrics, c->metrics_slot);
+	/* Its connections are gone: their counts for limits too. */
+	policy_reclaim(S.policy, c->metrics_slot);
 	if (c->ev)
 		event_free(c->ev);
 	close(c->chan);
@@ -831,6 +883,8 @@ spawn(int role, int slot, int generation)
 				.metrics = shm_metrics_slot(S.metrics, mslot),
 				.zone = S.metrics,
 				.replay = S.replay,
+				.policy = S.policy,
+				.pslot = mslot,
 				.priv = child_priv(cfg),
 			};
 			worker_main(&wa);
@@ -1078,7 +1132,7 @@ do_upgrade(void)
 		}
 	}
 	if (msg_send_upgrade_state(sv[0], S.metrics_fd, S.replay_fd,
-	        (uint32_t)S.cfg->workers, S.mlfd, S.mlkey) == -1) {
+	        (uint32_t)S.cfg->workers, S.mlfd, S.mlkey, S.policy_fd) == -1) {
 		log_warn("upgrade: passing the state");
 		goto fail;
 	}
@@ -1107,6 +1161,8 @@ do_upgrade(void)
 		fd_clear_cloexec(sv[1]);
 		fd_clear_cloexec(S.metrics_fd);
 		fd_clear_cloexec(S.replay_fd);
+		if (S.policy_fd >= 0)
+			fd_clear_cloexec(S.policy_fd);
 		if (S.mlfd >= 0)
 			fd_clear_cloexec(S.mlfd);
 		for (size_t i = 0; i < S.ls.n; i++)
@@ -1169,10 +1225,10 @@ upgrade_receive(int fd, char *err, size_t errlen)
 			for (uint32_t i = 0; i < n; i++)
 				fd_set_cloexec(fds[i]);
 		} else if (m.type == MSG_UPGRADE_STATE) {
-			int mfd, rfd, pfd;
+			int mfd, rfd, pfd, polfd;
 			char pkey[MSG_LSOCK_KEY];
 			if (msg_get_upgrade_state(&m, &mfd, &rfd,
-			        &S.old_workers, &pfd, pkey) == -1) {
+			        &S.old_workers, &pfd, pkey, &polfd) == -1) {
 				snprintf(
 				    err, errlen, "upgrade: a malformed state");
 				return -1;
@@ -1194,6 +1250,18 @@ upgrade_receive(int fd, char *err, size_t errlen)
 				log_notice("upgrade: the metrics zone is of "
 				           "another version; counting anew");
 				close(mfd);
+			}
+			if (polfd >= 0) {
+				fd_set_cloexec(polfd);
+				if ((S.policy = policy_attach(polfd)) != NULL)
+					S.policy_fd = polfd;
+				else {
+					log_notice(
+					    "upgrade: the policy zone is "
+					    "of another version; counts "
+					    "and quota from the state file");
+					close(polfd);
+				}
 			}
 			if (S.replay)
 				S.replay_fd = rfd;
@@ -1394,6 +1462,8 @@ do_reload(void)
 		return;
 	}
 	config_absolutize(ncfg, S.opt->cwd);
+	/* Before the tables are compared and sent: they carry them. */
+	assign_user_indexes(ncfg);
 	int mfd = -2;
 	char mkey[96];
 	if (resolve_ids(ncfg, &uid, &gid, err, sizeof(err)) == -1 ||
@@ -1557,6 +1627,12 @@ sup_cleanup(void)
 		close(S.metrics_fd);
 	if (S.replay_fd >= 0)
 		close(S.replay_fd);
+	if (S.quota_timer)
+		event_free(S.quota_timer);
+	if (S.policy) {
+		policy_destroy(S.policy); /* closes policy_fd */
+		S.policy_fd = -1;
+	}
 	if (S.up_chan >= 0)
 		close(S.up_chan);
 	if (S.mlfd >= 0)
@@ -1585,7 +1661,7 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 	    cfg, opt->server, &S.pub, S.links_key, sizeof(S.links_key));
 	S.drop = geteuid() == 0;
 	S.up_chan = opt->upgrade_fd;
-	S.metrics_fd = S.replay_fd = -1;
+	S.metrics_fd = S.replay_fd = S.policy_fd = -1;
 	S.mlfd = S.mlfd_old = -1;
 	/* The path now, while it names this binary: -s upgrade runs
 	 * whatever is installed there then. */
@@ -1627,11 +1703,24 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 	if (S.replay == NULL)
 		S.replay = replay_create_fd(
 		    cfg->replay_entries, cfg->replay_window, &S.replay_fd);
-	if (S.metrics == NULL || S.replay == NULL) {
+	if (S.policy == NULL) {
+		char qpath[4200];
+		S.policy =
+		    policy_create_fd(2 * CONFIG_MAX_WORKERS + 8, &S.policy_fd);
+		snprintf(qpath, sizeof(qpath), "%s/%s", cfg->state_dir,
+		    POLICY_STATE_FILE);
+		if (S.policy && cfg->state_dir[0] != '\0' &&
+		    policy_load(S.policy, qpath) == -1)
+			log_warn("cannot read the quota state %s; counting "
+			         "anew",
+			    qpath);
+	}
+	if (S.metrics == NULL || S.replay == NULL || S.policy == NULL) {
 		log_warn("creating shared memory");
 		goto fail;
 	}
 	assign_listener_indexes(cfg);
+	assign_user_indexes(cfg);
 	for (size_t i = 0; i < S.ls.n; i++)
 		log_notice("listening on %s (%d sockets)", S.ls.v[i].key,
 		    S.ls.v[i].nfds);
@@ -1664,8 +1753,14 @@ supervisor_run(struct config *cfg, const struct sup_options *opt)
 	spawn(ROLE_DCPOOL, 0, S.generation);
 	for (int i = 0; i < cfg->workers; i++)
 		spawn(ROLE_WORKER, i, S.generation);
+	S.quota_timer = event_new(S.base, -1, EV_PERSIST, quota_timer_cb, NULL);
+	struct timeval qtv = { QUOTA_SAVE_S, 0 };
+	event_add(S.quota_timer, &qtv);
 
 	event_base_dispatch(S.base);
+	/* The new binary keeps counting in the same zone. */
+	if (!S.upgraded)
+		quota_save();
 
 	if (!S.upgraded) /* else it names the new mtprotod */
 		unlink(S.cfg->pidfile);

@@ -230,6 +230,7 @@ session_from_image(const struct session_image *im,
 		return -1;
 	}
 	s->user = user;
+	limits_adopt(s); /* counted here now, over a limit or not */
 	s->mode = im->mode;
 	s->is_tls = (im->flags & SIMAGE_TLS) != 0;
 	s->hello_sent = (im->flags & SIMAGE_HELLO_SENT) != 0;

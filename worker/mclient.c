@@ -283,6 +283,8 @@ client_deliver(struct session *s, const uint8_t *data, size_t len)
 	}
 	shm_add(W.metrics, M_BYTES_S2C, len);
 	shm_listener_stat_add(W.metrics, s->l->shm_index, LS_BYTES_S2C, len);
+	if (s->urec)
+		(void)limits_charge(s, 0, len); /* may close it (quota) */
 }
 
 void
@@ -507,6 +509,9 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	struct mlink *l = s->link;
 	client_packets(s, buf, len);
+	/* The user's quota and rate (may close it or pause its reads). */
+	if (!s->closed && s->urec)
+		(void)limits_charge(s, 1, len);
 	/* Even for a client just closed: its CLOSE_CONN is queued. */
 	link_kick(l);
 }

@@ -52,6 +52,8 @@ tls_record_size(const struct session *s, uint32_t index)
 void
 side_want_read(struct session *s, struct side *sd, int on)
 {
+	if (on && sd->throttled)
+		return; /* the user's rate: the throttle timer resumes it */
 	if (sd->fd != -1)
 		sd->reading = event_want(&sd->rev, sd->reading, on);
 }
@@ -294,11 +296,17 @@ relay_read_cb(evutil_socket_t fd, short what, void *arg)
 				shm_listener_stat_add(W.metrics,
 				    s->l->shm_index, LS_BYTES_S2C, n);
 			}
+			/* The user's quota and rate (may close or pause). */
+			if (s->urec &&
+			    limits_charge(s, up, up ? len : (size_t)n) == -1)
+				return;
 		}
 		if (len > 0 && side_send(s, dst, buf, len) == -1) {
 			session_close(s, "write error");
 			return;
 		}
+		if (src->throttled)
+			return;
 		if ((size_t)n < SESSION_SCRATCH_LEN / 2)
 			return; /* drained the socket, most likely */
 	}

@@ -134,6 +134,7 @@ session_init(void)
 	front_init();
 	fp_init();
 	middle_init();
+	limits_init();
 }
 
 void
@@ -328,6 +329,7 @@ session_close(struct session *s, const char *why)
 	log_debug("%s: closed: %s",
 	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)), why);
 	front_session_closed(s);
+	limits_release(s);
 	if (s->mode == RELAY_MIDDLE)
 		middle_session_closed(s);
 	hs_dequeue(s);
@@ -611,10 +613,12 @@ session_bad(struct session *s, const char *why, enum shm_counter reason)
 	char a[ADDR_STRLEN];
 	unsigned p = s->l->protocols;
 
-	/* A replay is counted apart (M_REPLAYS), the others as bad too. */
+	/* A replay is counted apart (M_REPLAYS), the others as bad too;
+	 * M_COUNTER_MAX: the reason was counted already (limits.c). */
 	if (reason != M_REPLAYS)
 		shm_add(W.metrics, M_HANDSHAKE_BAD, 1);
-	shm_add(W.metrics, reason, 1);
+	if (reason < M_COUNTER_MAX)
+		shm_add(W.metrics, reason, 1);
 	log_debug("%s: bad client on %s: %s",
 	    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)), s->l->name,
 	    why);
@@ -864,6 +868,12 @@ o2_handshake(struct session *s)
 		session_bad(s, "replayed obfuscated2 header", M_REPLAYS);
 		return;
 	}
+	/* The user's limits (inside fake TLS: checked at the hello). */
+	if (!s->is_tls && limits_admit_user(s, idx) != POLICY_OK) {
+		o2_session_free(&o2);
+		session_bad(s, "user over a limit", M_COUNTER_MAX);
+		return;
+	}
 	s->user = idx;
 	s->tag = o2.tag;
 	s->dc = o2.dc;
@@ -1053,6 +1063,12 @@ tls_handshake(
 		session_bad(s, "replayed ClientHello", M_REPLAYS);
 		return;
 	}
+	/* A user over a limit is fronted, as any bad client. */
+	if (limits_admit_user(s, idx) != POLICY_OK) {
+		fp_count(&fp, FP_FRONTED);
+		session_bad(s, "user over a limit", M_COUNTER_MAX);
+		return;
+	}
 	fp_count(&fp, FP_SERVED);
 	const struct tls_shape *shape = shape_for(ls, s);
 	size_t n = tls_shaped_hello_build(session_scratch, SESSION_SCRATCH_LEN,
@@ -1138,6 +1154,14 @@ hs_process(struct session *s)
 			if (s->hs[0] == 0x16)
 				s->is_tls = 1;
 			session_bad(s, "refused by access", M_HS_DENIED);
+			return;
+		}
+		/* limits.per_ip / per_subnet: the same treatment */
+		enum policy_verdict v = limits_admit_addr(s);
+		if (v != POLICY_OK) {
+			if (s->hs[0] == 0x16)
+				s->is_tls = 1;
+			session_bad(s, policy_reason_name(v), M_COUNTER_MAX);
 			return;
 		}
 	}

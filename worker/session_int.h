@@ -25,6 +25,7 @@ struct evdns_getaddrinfo_request;
 #include "config.h"
 #include "crypto.h"
 #include "o2.h"
+#include "policy.h"
 #include "tls.h"
 
 enum session_state {
@@ -82,6 +83,7 @@ struct side {
 	unsigned shut : 1; /* we shut down fd for writing */
 	unsigned reading : 1; /* rev is added */
 	unsigned writing : 1; /* wev is added */
+	unsigned throttled : 1; /* paused by its user's rate */
 };
 
 /* BSD's sys/queue.h has it; glibc's does not. */
@@ -142,6 +144,12 @@ struct session {
 	int16_t dc;
 	uint32_t tag;
 	int user; /* index in l->users */
+	/* limits (limits.c) */
+	struct policy_claim claim; /* counts to give back at close */
+	struct policy_user *urec; /* the user's record, once admitted */
+	int64_t period_start, period_end; /* its quota period */
+	int64_t seen_at; /* its address last refreshed */
+	struct event throttle; /* reads paused by the user's rate */
 
 	/* middle mode (mclient.c) */
 	crypto_stream *c_enc; /* proxy -> client */
@@ -189,6 +197,20 @@ event_want(struct event *ev, int was, int on)
 	}
 	return on;
 }
+
+/* limits.c */
+void limits_init(void);
+/* limits.per_ip / per_subnet for a new client: POLICY_OK, or why not
+ * (counted, logged; the caller treats it as a bad client). */
+enum policy_verdict limits_admit_addr(struct session *);
+/* The user (index in s->l->users) may connect: POLICY_OK, or why not. */
+enum policy_verdict limits_admit_user(struct session *, int idx);
+/* A session handed over by a reload: counted, never refused. */
+void limits_adopt(struct session *);
+void limits_release(struct session *);
+/* Count n bytes of the session's user; may throttle its reads; -1
+ * when the session was closed (quota used up). */
+int limits_charge(struct session *, int up, size_t n);
 
 /* relay.c */
 void relay_start(struct session *);

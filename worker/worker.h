@@ -9,6 +9,7 @@
 struct shm_slot;
 struct shm_metrics;
 struct replay_cache;
+struct policy;
 
 struct worker_listen {
 	int fd;
@@ -25,6 +26,8 @@ struct worker_args {
 	struct shm_slot *metrics;
 	struct shm_metrics *zone; /* every slot: admission control */
 	struct replay_cache *replay;
+	struct policy *policy; /* limits and quota (policy.h) */
+	int pslot; /* our share's number in it (the metrics slot's) */
 	struct priv_params priv; /* to drop to */
 };
 

@@ -171,11 +171,13 @@ listeners = (
         with open(self.conf, "w") as f:
             f.write(body)
 
-    def start(self, args=(), wait=True):
+    def start(self, args=(), wait=True, env=None):
+        """env: variables added to ours (e.g. a moved clock)."""
         self.proc = subprocess.Popen(
             [MTPROTOD, "-f", "-c", self.conf] + list(args),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ, **env) if env else None)
         if wait:
             self.wait_ready()
         return self

@@ -143,6 +143,7 @@ struct tconn {
 
 static struct {
 	const char *host;
+	const char *source; /* --source: the address to connect from */
 	long port;
 	uint8_t secret[O2_SECRET_LEN];
 	int proto;
@@ -994,7 +995,23 @@ conn_start(struct tconn *c, int idx)
 		    TLS_RANDOM_LEN);
 	c->quiet = evtimer_new(G.base, quiet_cb, c);
 	c->tick = evtimer_new(G.base, tick_cb, c);
-	c->bev = bufferevent_socket_new(G.base, -1, BEV_OPT_CLOSE_ON_FREE);
+	int fd = -1;
+	if (G.source != NULL) {
+		/* --source: connect from that address (127.0.0.0/8 is all
+		 * ours on Linux), for tests of per-address limits. */
+		struct sockaddr_storage src;
+		socklen_t srclen;
+		if (peer_addr(G.source, 0, &src, &srclen) == -1)
+			return -1;
+		fd = socket(src.ss_family, SOCK_STREAM, 0);
+		if (fd == -1 || evutil_make_socket_nonblocking(fd) == -1 ||
+		    bind(fd, (struct sockaddr *)&src, srclen) == -1) {
+			fprintf(stderr, "tclient: bind %s: %s\n", G.source,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	c->bev = bufferevent_socket_new(G.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->quiet == NULL || c->tick == NULL || c->bev == NULL)
 		return -1;
 	bufferevent_set_max_single_read(c->bev, SCRATCH_LEN);
@@ -1016,7 +1033,7 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: tclient --port P [--host H] --secret HEX32 "
+	    "usage: tclient --port P [--host H] [--source A] --secret HEX32 "
 	    "--proto abridged|intermediate|secure|tls\n"
 	    "\t[--domain D] [--dc N] [--conns N] "
 	    "[--test reqpq|echo|upload|download|probe|hold|noread]\n"
@@ -1052,6 +1069,7 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "port", required_argument, NULL, 'p' },
 		{ "host", required_argument, NULL, 'H' },
+		{ "source", required_argument, NULL, 'S' },
 		{ "secret", required_argument, NULL, 's' },
 		{ "proto", required_argument, NULL, 'P' },
 		{ "domain", required_argument, NULL, 'd' },
@@ -1098,6 +1116,9 @@ main(int argc, char **argv)
 			break;
 		case 'H':
 			G.host = optarg;
+			break;
+		case 'S':
+			G.source = optarg;
 			break;
 		case 's':
 			secret = optarg;
