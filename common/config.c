@@ -779,6 +779,78 @@ parse_user(struct parser *p, struct config_listener *l, size_t i,
 	return parse_user_limits(p, s, path, u);
 }
 
+int
+config_users_load(const char *path, struct config_user **out, size_t *nout,
+    char *err, size_t errlen)
+{
+	struct parser p = { path, err, errlen };
+	struct config_listener l = { 0 };
+	char *text = NULL, *wrapped = NULL;
+	size_t len = 0;
+	FILE *f;
+	config_t lc;
+	int r = -1;
+
+	*out = NULL;
+	*nout = 0;
+	if ((f = fopen(path, "re")) == NULL) {
+		if (errno == ENOENT)
+			return 0; /* none yet */
+		seterr(
+		    err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	text = malloc(1024 * 1024 + 1);
+	if (text != NULL)
+		len = fread(text, 1, 1024 * 1024, f);
+	fclose(f);
+	if (text == NULL || len == 1024 * 1024) {
+		seterr(err, errlen, "%s: too large or out of memory", path);
+		free(text);
+		return -1;
+	}
+	text[len] = '\0';
+	/* The file is a list's inside; no newline before it, so that the
+	 * line numbers are the file's. */
+	if (asprintf(&wrapped, "users = ( %s\n);\n", text) == -1) {
+		free(text);
+		return -1;
+	}
+	free(text);
+	config_init(&lc);
+	if (!config_read_string(&lc, wrapped)) {
+		seterr(err, errlen, "%s:%d: %s", path, config_error_line(&lc),
+		    config_error_text(&lc));
+		goto out;
+	}
+	config_setting_t *list = config_lookup(&lc, "users");
+	int n = list ? config_setting_length(list) : 0;
+	if (list == NULL || config_setting_type(list) != CONFIG_TYPE_LIST) {
+		seterr(err, errlen, "%s: not a list of users", path);
+		goto out;
+	}
+	if ((l.users = calloc((size_t)n + 1, sizeof(*l.users))) == NULL)
+		goto out;
+	for (int i = 0; i < n; i++) {
+		char upath[PATH_BUF];
+
+		join_index(upath, "users", (size_t)i);
+		l.nusers = (size_t)i + 1;
+		if (parse_user(&p, &l, (size_t)i,
+		        config_setting_get_elem(list, i), upath) == -1)
+			goto out;
+	}
+	*out = l.users;
+	*nout = l.nusers;
+	l.users = NULL;
+	r = 0;
+out:
+	config_destroy(&lc);
+	free(wrapped);
+	free(l.users);
+	return r;
+}
+
 static int
 parse_protocols(struct parser *p, struct opt *o, unsigned *out)
 {
@@ -1186,13 +1258,14 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	if (r == 0)
 		return missing(
 		    p, s, path, "users", "a listener needs at least one user");
+	/* An empty list is allowed: users = ( @include "users.conf" )
+	 * before the API has made any serves nobody yet (every client is
+	 * a bad client). */
 	n = config_setting_length(o.s);
-	if (n == 0)
-		return perr(p, o.s, o.path, "must contain at least one user");
 	if (n > CONFIG_MAX_USERS)
 		return perr(p, o.s, o.path, "too many users (at most %d)",
 		    CONFIG_MAX_USERS);
-	if ((l->users = calloc((size_t)n, sizeof(*l->users))) == NULL)
+	if ((l->users = calloc((size_t)n + 1, sizeof(*l->users))) == NULL)
 		return perr(p, o.s, o.path, "out of memory");
 	for (int i = 0; i < n; i++) {
 		char upath[PATH_BUF];
@@ -1682,11 +1755,55 @@ parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
 	    : 0;
 }
 
+static const char *const api_opts[] = { "address", "port", "allow", "token",
+	"read_only", "users_file", NULL };
+
+static int
+parse_api(struct parser *p, struct config *cfg, const config_setting_t *g,
+    const char *path)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct opt o;
+	long long v;
+	int r;
+
+	if (check_known(p, g, path, api_opts) == -1)
+		return -1;
+	if ((r = opt_str(p, g, path, "address", cfg->api_address,
+	         sizeof(cfg->api_address), &o)) == -1)
+		return -1;
+	if (r == 1 && addr_from_ip_port(cfg->api_address, 1, &ss, &sl) == -1)
+		return perr(
+		    p, o.s, o.path, "must be an IPv4 or IPv6 address literal");
+	if ((r = opt_int(p, g, path, "port", 0, 65535, &v, &o)) == -1)
+		return -1;
+	if (r == 1)
+		cfg->api_port = (uint16_t)v;
+	if (lookup(g, path, "allow", &o)) {
+		cfg->napi_allow = 0;
+		if (opt_cidrs(p, g, path, "allow", cfg->api_allow,
+		        &cfg->napi_allow) == -1)
+			return -1;
+	}
+	if (opt_str(p, g, path, "token", cfg->api_token, sizeof(cfg->api_token),
+	        &o) == -1 ||
+	    opt_bool(p, g, path, "read_only", &cfg->api_read_only) == -1)
+		return -1;
+	if ((r = opt_str(p, g, path, "users_file", cfg->api_users_file,
+	         sizeof(cfg->api_users_file), &o)) == -1)
+		return -1;
+	if (r == 1 && cfg->api_users_file[0] != '\0' &&
+	    cfg->api_users_file[0] != '/')
+		return perr(p, o.s, o.path, "must be an absolute path or \"\"");
+	return 0;
+}
+
 static const char *const root_opts[] = { "user", "group", "chroot", "workers",
 	"pidfile", "state_dir", "shutdown_timeout", "max_restarts",
 	"restart_period", "handshake_timeout", "idle_timeout", "backend", "log",
 	"listeners", "replay", "tls", "telegram", "metrics", "middle", "limits",
-	"resolv_conf", "network", "access", NULL };
+	"resolv_conf", "network", "access", "api", NULL };
 
 static int
 opt_nonempty(struct parser *p, const config_setting_t *g, const char *name,
@@ -1811,6 +1928,9 @@ parse_root(struct parser *p, struct config *cfg, const config_setting_t *root)
 	if ((r = opt_group(p, root, "", "metrics", &o)) == -1 ||
 	    (r == 1 && parse_metrics(p, cfg, o.s, o.path) == -1))
 		return -1;
+	if ((r = opt_group(p, root, "", "api", &o)) == -1 ||
+	    (r == 1 && parse_api(p, cfg, o.s, o.path) == -1))
+		return -1;
 	if ((r = opt_group(p, root, "", "network", &o)) == -1 ||
 	    (r == 1 && parse_network(p, cfg, o.s, o.path) == -1) ||
 	    merge_nat_ip(p, cfg, root) == -1)
@@ -1916,6 +2036,55 @@ set_defaults(struct config *cfg)
 	cfg->limits = (struct config_limits){ 0, 0, 24, 64 };
 	cfg->handshake_memory = DEF_HANDSHAKE_MEMORY;
 	cfg->resolv_conf = NULL;
+	snprintf(cfg->api_address, sizeof(cfg->api_address), "127.0.0.1");
+	cfg->napi_allow = cidr_parse("127.0.0.1/32", &cfg->api_allow[0]) == 0;
+}
+
+/*
+ * The config file's text with each relative @include path made absolute
+ * (the file's folder before it). NULL on error (errno).
+ */
+static char *
+with_absolute_includes(FILE *f, const char *path)
+{
+	char dir[4096], *copy = strdup(path), *line = NULL, *out = NULL;
+	size_t cap = 0, outlen = 0;
+	FILE *o;
+
+	if (copy == NULL)
+		return NULL;
+	if (realpath(dirname(copy), dir) == NULL) {
+		free(copy);
+		return NULL;
+	}
+	free(copy);
+	if ((o = open_memstream(&out, &outlen)) == NULL)
+		return NULL;
+	while (getline(&line, &cap, f) != -1) {
+		char *t = line;
+		while (*t == ' ' || *t == '\t')
+			t++;
+		if (strncmp(t, "@include", 8) == 0) {
+			char *q = strchr(t + 8, '"');
+			if (q != NULL && q[1] != '/') {
+				fwrite(line, 1, (size_t)(q + 1 - line), o);
+				fprintf(o, "%s/%s", dir, q + 1);
+				continue;
+			}
+		}
+		fputs(line, o);
+	}
+	free(line);
+	if (ferror(f)) {
+		fclose(o);
+		free(out);
+		return NULL;
+	}
+	if (fclose(o) != 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
 }
 
 /* Runs libconfig over the text or file, then our checks. */
@@ -1937,16 +2106,23 @@ load(const char *path, const char *text, const char *name, char *err,
 		return NULL;
 	}
 	config_init(&lc);
+	char *own = NULL;
 	if (path != NULL) {
-		/* @include "x" is relative to the including file's folder. */
-		char *copy = strdup(path);
-		if (copy != NULL)
-			config_set_include_dir(&lc, dirname(copy));
-		free(copy);
-		ok = config_read(&lc, f);
+		/* @include "x" is relative to the including file's folder,
+		 * "/x" absolute: libconfig 1.5 would put its include_dir
+		 * before both, so the text gets the absolute paths. */
+		own = with_absolute_includes(f, path);
 		fclose(f);
-	} else
-		ok = config_read_string(&lc, text);
+		if (own == NULL) {
+			seterr(err, errlen, "%s: cannot read: %s", path,
+			    strerror(errno));
+			config_destroy(&lc);
+			return NULL;
+		}
+		text = own;
+	}
+	ok = config_read_string(&lc, text);
+	free(own);
 	if (!ok) {
 		const char *file = config_error_file(&lc);
 
@@ -1974,6 +2150,9 @@ load(const char *path, const char *text, const char *name, char *err,
 		return NULL;
 	}
 	config_destroy(&lc);
+	if (cfg->api_users_file[0] == '\0')
+		snprintf(cfg->api_users_file, sizeof(cfg->api_users_file),
+		    "%.4000s/%s", cfg->state_dir, CONFIG_USERS_FILE);
 	/* A file without listeners (like the installed example, where all
 	 * is commented out) runs the built-in one, with its secret kept in
 	 * the file's state_dir. */

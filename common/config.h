@@ -213,6 +213,15 @@ struct config {
 	struct cidr metrics_allow[CONFIG_MAX_ALLOW]; /* none: everyone */
 	size_t nmetrics_allow;
 
+	/* api: the management API (dcpool/api.c) */
+	char api_address[64];
+	uint16_t api_port; /* 0 = off */
+	struct cidr api_allow[CONFIG_MAX_ALLOW];
+	size_t napi_allow;
+	char api_token[256]; /* "" = no Authorization needed */
+	int api_read_only;
+	char api_users_file[4096]; /* resolved: state_dir/users.conf */
+
 	/* telegram: fetching the middle-proxy secret and lists */
 	char ca_file[4096]; /* PEM CAs; "" = system store */
 	int http_timeout;
@@ -265,6 +274,13 @@ int config_parse_secret(const char *hex, uint8_t out[16]);
  * fractions of a second ignored) -> Unix time; -1 if malformed.
  */
 int config_parse_time(const char *text, int64_t *out);
+/*
+ * api.users_file: the users it lists (a list's inside, as a listener's
+ * "users = ( @include ... )" takes it), checked as a listener's users
+ * are. A missing file is no users. 0, or -1 with "FILE:LINE: ..." in err.
+ */
+int config_users_load(const char *path, struct config_user **out, size_t *n,
+    char *err, size_t errlen);
 /* Is a client at sa refused by access (the global lists, then l's)? */
 int config_access_denied(const struct config *, const struct config_listener *,
     const struct sockaddr *);
@@ -290,6 +306,8 @@ int config_inplace_only(const struct config *a, const struct config *b);
  */
 struct config *
 config_default_in(const char *state_dir, char *err, size_t errlen);
+/* api.users_file's default name, in state_dir. */
+#define CONFIG_USERS_FILE "users.conf"
 /* Name of the file that holds the built-in default's secret. */
 #define CONFIG_SECRET_FILE "secret"
 

@@ -46,6 +46,8 @@ static const char *type_names[MSG_TYPE_MAX] = {
 	[MSG_PUBADDR] = "pubaddr",
 	[MSG_TLS_SHAPE] = "tls-shape",
 	[MSG_FINGERPRINTS] = "fingerprints",
+	[MSG_API_REQUEST] = "api-request",
+	[MSG_API_REPLY] = "api-reply",
 };
 
 const char *
@@ -328,6 +330,42 @@ msg_get_tls_shape(struct msg *m, char key[MSG_SHAPE_KEY], struct tls_shape *sh)
 	if (sh->next > TLS_SHAPE_EXT_MAX)
 		return -1;
 	return 0;
+}
+
+int
+msg_send_api(
+    int sock, uint32_t type, uint32_t id, uint32_t status, const char *json)
+{
+	struct msgbuf mb;
+	size_t n = strlen(json);
+
+	msgbuf_init(&mb, type);
+	msgbuf_put_u32(&mb, id);
+	msgbuf_put_u32(&mb, status);
+	msgbuf_put_bytes(&mb, json, n);
+	if (mb.overflow) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return msgbuf_send(sock, &mb, -1);
+}
+
+int
+msg_get_api(struct msg *m, uint32_t type, uint32_t *id, uint32_t *status,
+    char *json, size_t cap)
+{
+	size_t n;
+
+	if (m->type != type || m->fd != -1 || msg_get_u32(m, id) == -1 ||
+	    msg_get_u32(m, status) == -1)
+		return -1;
+	n = m->len - m->rpos;
+	if (n >= cap || msg_get_bytes(m, json, n) == -1)
+		return -1;
+	json[n] = '\0';
+	if (memchr(json, '\0', n) != NULL)
+		return -1;
+	return msg_end(m);
 }
 
 int

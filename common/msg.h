@@ -84,6 +84,11 @@ enum msg_type {
 	MSG_FINGERPRINTS, /* u32 n, n struct fp_entry, u64 other[3]
 				 * (fptable.h): ClientHello fingerprints
 				 * counted since the last one */
+	/* dcpool <-> supervisor: the management API's changes */
+	MSG_API_REQUEST, /* u32 id, u32 0, JSON text: a change to apply */
+	MSG_API_REPLY, /* u32 id, u32 HTTP status, JSON text; id 0 with
+				 * status 0: the users file's new revision
+				 * (after a reload), unasked */
 
 	MSG_TYPE_MAX
 };
@@ -214,6 +219,14 @@ int msg_send_fingerprints(int sock, const struct fptable *);
 /* Into t (initialised with fptable_init first; entries added to it);
  * 0, or -1 when malformed. */
 int msg_get_fingerprints(struct msg *, struct fptable *t);
+
+/* MSG_API_REQUEST, MSG_API_REPLY: json is NUL-terminated (at most
+ * MSG_PAYLOAD_MAX - 16 bytes). */
+int msg_send_api(
+    int sock, uint32_t type, uint32_t id, uint32_t status, const char *json);
+/* json: cap bytes at least, NUL-terminated on success. */
+int msg_get_api(struct msg *, uint32_t type, uint32_t *id, uint32_t *status,
+    char *json, size_t cap);
 
 /* MSG_PUBADDR */
 struct pubaddr_state;

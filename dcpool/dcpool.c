@@ -20,6 +20,7 @@
 #include "mplink.h"
 #include "msg.h"
 #include "priv.h"
+#include "api.h"
 #include "pubaddr.h"
 #include "shm.h"
 #include "tlsprobe.h"
@@ -211,6 +212,7 @@ tg_changed(void *arg, const struct tg_state *st)
 static void
 pub_changed(void *arg, const struct pubaddr_state *st)
 {
+	api_pubaddr(st);
 	if (msg_send_pubaddr(D.a->chan, st) == -1)
 		log_warn("telling the supervisor the public address");
 }
@@ -236,6 +238,7 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 			/* The next dcpool accepts already; a scrape being
 			 * served here gets its answer first. */
 			metrics_stop();
+			api_stop();
 			log_info("dcpool exiting");
 			event_base_loopexit(D.base, &tv);
 			break;
@@ -252,6 +255,8 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 				    t->log_level);
 				/* Fronting targets may have changed. */
 				tlsprobe_retarget(D.probe, t);
+				/* Users, for the API's views. */
+				tables_take_users(D.a->cfg, t);
 			} else {
 				log_warnx("reload: unreadable tables");
 			}
@@ -264,6 +269,15 @@ chan_cb(evutil_socket_t fd, short what, void *arg)
 			if (pfd != -1)
 				log_set_fd(pfd);
 			break;
+		case MSG_API_REPLY: {
+			static char json[MSG_PAYLOAD_MAX];
+			uint32_t id, st;
+			if (msg_get_api(&m, MSG_API_REPLY, &id, &st, json,
+			        sizeof(json)) == -1)
+				goto bad;
+			api_answer(id, st, json);
+			break;
+		}
 		case MSG_DCPOOL_PEER:
 			if ((pfd = msg_get_dcpool_peer(&m, &slot, &gen)) == -1)
 				goto bad;
@@ -309,6 +323,7 @@ dcpool_main(struct dcpool_args *a)
 	mplink_init(D.base, a->cfg, D.tg, D.pub);
 	D.probe = tlsprobe_start(D.base, a->cfg, shape_changed, NULL);
 	metrics_start(D.base, a->cfg, a->metrics, a->replay, a->metrics_fd);
+	api_start(D.base, a->cfg, a->policy, a->metrics, a->chan);
 	fd_set_nonblock(a->chan);
 	D.chan_ev =
 	    event_new(D.base, a->chan, EV_READ | EV_PERSIST, chan_cb, NULL);

@@ -6,12 +6,15 @@
 
 struct shm_metrics;
 
+struct policy;
+
 struct dcpool_args {
 	struct config *cfg;
 	int generation;
 	int chan; /* to the supervisor */
 	struct shm_metrics *metrics; /* read for the metrics page */
 	struct replay_cache *replay; /* likewise */
+	struct policy *policy; /* users' counts and quota (the API) */
 	int metrics_fd; /* the metrics page's listening socket, or -1 */
 	struct priv_params priv; /* to drop to */
 };

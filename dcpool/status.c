@@ -80,8 +80,8 @@ health_cb(struct evhttp_request *req, void *arg)
 }
 
 /* Why the daemon cannot serve, into b ("" when it can). */
-static void
-not_ready(struct evbuffer *b)
+void
+status_not_ready(struct evbuffer *b)
 {
 	const struct config *cfg = ST.cfg;
 	int workers = dcpool_workers_connected();
@@ -115,7 +115,7 @@ ready_fill(struct evbuffer *b)
 
 	if (why == NULL)
 		return HTTP_INTERNAL;
-	not_ready(why);
+	status_not_ready(why);
 	if (evbuffer_get_length(why) == 0) {
 		evbuffer_add_printf(b, "ready\n");
 		evbuffer_free(why);

@@ -16,4 +16,8 @@ struct shm_metrics;
 void
 status_register(struct evhttp *, const struct config *, struct shm_metrics *);
 
+/* Why the daemon cannot serve, into b (nothing when it can). */
+struct evbuffer;
+void status_not_ready(struct evbuffer *b);
+
 #endif

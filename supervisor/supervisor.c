@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "dcpool/dcpool.h"
@@ -34,6 +35,7 @@
 #include "shm.h"
 #include "supervisor.h"
 #include "tables.h"
+#include "users.h"
 #include "util.h"
 #include "worker/worker.h"
 
@@ -140,6 +142,10 @@ config_absolutize(struct config *cfg, const char *cwd)
 {
 	absolutize(cfg->pidfile, sizeof(cfg->pidfile), cwd);
 	absolutize(cfg->state_dir, sizeof(cfg->state_dir), cwd);
+	if (cfg->api_users_file[0] == '\0')
+		snprintf(cfg->api_users_file, sizeof(cfg->api_users_file),
+		    "%.4000s/%s", cfg->state_dir, CONFIG_USERS_FILE);
+	absolutize(cfg->api_users_file, sizeof(cfg->api_users_file), cwd);
 	if (cfg->log_target == LOG_TARGET_FILE)
 		absolutize(cfg->log_file, sizeof(cfg->log_file), cwd);
 }
@@ -251,6 +257,10 @@ assign_user_indexes(struct config *cfg)
 
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		struct config_listener *l = &cfg->listeners[i];
+		if (l->nusers == 0)
+			log_warnx("listener %s has no users: every client is "
+			          "refused as a bad client",
+			    l->name);
 		for (size_t u = 0; u < l->nusers; u++)
 			if ((l->users[u].pidx = policy_user_index(
 			         S.policy, l->name, l->users[u].name)) == -1)
@@ -651,6 +661,55 @@ pubaddr_changed(void)
 	fflush(stdout);
 }
 
+static void do_reload(void);
+
+/* The users file's revision, to the dcpool (it answers GETs with it). */
+static void
+api_push_revision(void)
+{
+	char rev[65], buf[128];
+
+	users_revision(S.cfg->api_users_file, rev);
+	snprintf(buf, sizeof(buf), "{\"revision\":\"%s\"}", rev);
+	for (struct child *c = S.children; c; c = c->next)
+		if (c->role == ROLE_DCPOOL &&
+		    msg_send_api(c->chan, MSG_API_REPLY, 0, 0, buf) == -1)
+			log_warn(
+			    "api: passing the revision to pid %d", (int)c->pid);
+}
+
+/* A change from the management API (dcpool/api.c): applied, reloaded,
+ * answered. */
+static void
+api_request(struct child *c, uint32_t id, const char *req)
+{
+	json_t *j = json_loads(req, 0, NULL);
+	const char *op = NULL;
+	int status = 500;
+	char *out = NULL;
+
+	if (j && json_unpack(j, "{s:s}", "op", &op) == 0 &&
+	    strcmp(op, "reload") == 0) {
+		log_notice("api: reload requested");
+		do_reload();
+		status = 202;
+		out = strdup("{}");
+	} else {
+		out = users_api(S.cfg, S.opt->config_path, req, &status);
+		if (status < 300)
+			do_reload();
+	}
+	json_decref(j);
+	if (msg_send_api(c->chan, MSG_API_REPLY, id, (uint32_t)status,
+	        out ? out
+	            : "{\"code\":\"internal_error\","
+	              "\"message\":\"out of memory\"}") == -1)
+		log_warn("api: answering the dcpool");
+	free(out);
+	if (status < 300)
+		api_push_revision();
+}
+
 static void
 child_chan_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -664,6 +723,8 @@ child_chan_cb(evutil_socket_t fd, short what, void *arg)
 			if (msg_get_empty(&m, MSG_READY) == -1)
 				goto bad;
 			c->ready = 1;
+			if (c->role == ROLE_DCPOOL)
+				api_push_revision();
 			log_debug("%s %d (pid %d) ready",
 			    c->role == ROLE_WORKER ? "worker" : "dcpool",
 			    c->slot, (int)c->pid);
@@ -675,6 +736,16 @@ child_chan_cb(evutil_socket_t fd, short what, void *arg)
 				goto bad;
 			pubaddr_changed();
 			break;
+		case MSG_API_REQUEST: {
+			static char req[MSG_PAYLOAD_MAX];
+			uint32_t id, st;
+			if (c->role != ROLE_DCPOOL ||
+			    msg_get_api(&m, MSG_API_REQUEST, &id, &st, req,
+			        sizeof(req)) == -1)
+				goto bad;
+			api_request(c, id, req);
+			break;
+		}
 		default:
 bad:
 			log_warnx("unexpected message %s from pid %d",
@@ -893,6 +964,7 @@ spawn(int role, int slot, int generation)
 				.cfg = cfg,
 				.generation = generation,
 				.chan = sv[1],
+				.policy = S.policy,
 				.metrics = S.metrics,
 				.replay = S.replay,
 				.metrics_fd = S.mlfd,
@@ -1427,6 +1499,7 @@ reload_in_place(struct config *ncfg)
 	S.cfg = ncfg;
 	assign_listener_indexes(ncfg);
 	log_set_level(ncfg->log_level);
+	api_push_revision();
 	log_notice("reload applied in place, no new process: %s", what);
 	return 0;
 }

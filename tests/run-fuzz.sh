@@ -66,7 +66,7 @@ else
 fi
 
 # Every common file must link, whatever library it uses.
-pkgs="openssl libconfig libevent libevent_openssl libqrencode zlib"
+pkgs="openssl libconfig libevent libevent_openssl libqrencode zlib jansson"
 if ! pkg_cflags=$(pkg-config --cflags $pkgs 2>/dev/null) ||
     ! pkg_libs=$(pkg-config --libs $pkgs 2>/dev/null); then
 	echo "run-fuzz: pkg-config cannot find all of: $pkgs" >&2

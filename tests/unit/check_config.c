@@ -887,9 +887,12 @@ START_TEST(test_err_structure)
 	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"]; }"
 	           "\n);\n",
 	    "t.conf:2: listeners.[0].users: missing");
-	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"];\n"
-	           "    users = (); }\n);\n",
-	    "t.conf:3: listeners.[0].users: must contain at least one user");
+	/* no users yet (an API-managed list): allowed, serves nobody */
+	struct config *none = expect_ok(
+	    "listeners = (\n  { port = 443; protocols = [\"secure\"];\n"
+	    "    users = (); }\n);\n");
+	ck_assert_uint_eq(none->listeners[0].nusers, 0);
+	config_free(none);
 	expect_err("listeners = (\n  { port = 443; protocols = [\"secure\"];\n"
 	           "    users = ( \"x\" ); }\n);\n",
 	    "t.conf:3: listeners.[0].users.[0]: must be a group");
