@@ -1723,7 +1723,8 @@ merge_nat_ip(struct parser *p, struct config *cfg, const config_setting_t *root)
 	    cfg->nat_ip, ss.ss_family == AF_INET ? "ipv4" : "ipv6", dst);
 }
 
-static const char *const metrics_opts[] = { "address", "port", "allow", NULL };
+static const char *const metrics_opts[] = { "address", "port", "allow",
+	"max_user_series", NULL };
 
 static int
 parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
@@ -1748,6 +1749,9 @@ parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
 		return -1;
 	if (r == 1)
 		cfg->metrics_port = (uint16_t)v;
+	if (opt_intf(p, g, path, "max_user_series", 0, 1000000,
+	        &cfg->metrics_max_user_series) == -1)
+		return -1;
 	/* allow = [ "127.0.0.1/32", "10.0.0.0/8", "::1" ]: who may ask. */
 	return opt_cidrs(p, g, path, "allow", cfg->metrics_allow,
 	           &cfg->nmetrics_allow) == -1
@@ -2037,6 +2041,7 @@ set_defaults(struct config *cfg)
 	cfg->handshake_memory = DEF_HANDSHAKE_MEMORY;
 	cfg->resolv_conf = NULL;
 	snprintf(cfg->api_address, sizeof(cfg->api_address), "127.0.0.1");
+	cfg->metrics_max_user_series = 1000;
 	cfg->napi_allow = cidr_parse("127.0.0.1/32", &cfg->api_allow[0]) == 0;
 }
 

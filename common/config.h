@@ -212,6 +212,7 @@ struct config {
 	struct config_access access; /* every listener's */
 	struct cidr metrics_allow[CONFIG_MAX_ALLOW]; /* none: everyone */
 	size_t nmetrics_allow;
+	int metrics_max_user_series; /* per-user series; the rest "other" */
 
 	/* api: the management API (dcpool/api.c) */
 	char api_address[64];

@@ -322,7 +322,8 @@ dcpool_main(struct dcpool_args *a)
 		log_warnx("cannot start finding the public address");
 	mplink_init(D.base, a->cfg, D.tg, D.pub);
 	D.probe = tlsprobe_start(D.base, a->cfg, shape_changed, NULL);
-	metrics_start(D.base, a->cfg, a->metrics, a->replay, a->metrics_fd);
+	metrics_start(
+	    D.base, a->cfg, a->metrics, a->replay, a->policy, a->metrics_fd);
 	api_start(D.base, a->cfg, a->policy, a->metrics, a->chan);
 	fd_set_nonblock(a->chan);
 	D.chan_ev =

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 
@@ -14,6 +15,7 @@
 #include "fptable.h"
 #include "log.h"
 #include "metrics.h"
+#include "policy.h"
 #include "replay.h"
 #include "shm.h"
 #include "status.h"
@@ -22,6 +24,7 @@
 static struct shm_metrics *zone;
 static struct fptable fps; /* the workers' ClientHello fingerprints */
 static struct replay_cache *replay;
+static struct policy *policy;
 static const struct config *mcfg;
 
 static const struct {
@@ -120,6 +123,113 @@ listeners_out(struct evbuffer *b)
 		    (unsigned long long)st[i][LS_BYTES_C2S],
 		    mcfg->listeners[i].name,
 		    (unsigned long long)st[i][LS_BYTES_S2C]);
+}
+
+/*
+ * Per user (metrics.max_user_series of them, in the config's order; the
+ * rest summed as user="other" per listener): open connections, bytes
+ * each way, quota used in the current period.
+ */
+static void
+users_out(struct evbuffer *b)
+{
+	struct {
+		uint64_t conns, c2s, s2c, used;
+	} other;
+	int64_t now = (int64_t)time(NULL);
+	int series = 0;
+	struct evbuffer *c = evbuffer_new(), *y = evbuffer_new(),
+	                *q = evbuffer_new();
+
+	if (policy == NULL || c == NULL || y == NULL || q == NULL)
+		goto out;
+	for (size_t i = 0; i < mcfg->nlisteners; i++) {
+		const struct config_listener *l = &mcfg->listeners[i];
+		int rest = 0;
+
+		memset(&other, 0, sizeof(other));
+		for (size_t k = 0; k < l->nusers; k++) {
+			const struct config_user *u = &l->users[k];
+			struct policy_user *r = policy_user(policy, u->pidx);
+			if (r == NULL)
+				continue;
+			uint64_t conns = policy_user_conns(policy, u->pidx);
+			uint64_t c2s =
+			    __atomic_load_n(&r->bytes_c2s, __ATOMIC_RELAXED);
+			uint64_t s2c =
+			    __atomic_load_n(&r->bytes_s2c, __ATOMIC_RELAXED);
+			uint64_t used = policy_used(r,
+			    policy_period_start(
+			        u->quota_period, u->quota_day, now));
+			if (series >= mcfg->metrics_max_user_series) {
+				other.conns += conns;
+				other.c2s += c2s;
+				other.s2c += s2c;
+				other.used += used;
+				rest = 1;
+				continue;
+			}
+			series++;
+			evbuffer_add_printf(c,
+			    "mtprotod_user_connections{listener=\"%s\","
+			    "user=\"%s\"} %llu\n",
+			    l->name, u->name, (unsigned long long)conns);
+			evbuffer_add_printf(y,
+			    "mtprotod_user_bytes_total{listener=\"%s\","
+			    "user=\"%s\",direction=\"client_to_telegram\"} "
+			    "%llu\n"
+			    "mtprotod_user_bytes_total{listener=\"%s\","
+			    "user=\"%s\",direction=\"telegram_to_client\"} "
+			    "%llu\n",
+			    l->name, u->name, (unsigned long long)c2s, l->name,
+			    u->name, (unsigned long long)s2c);
+			evbuffer_add_printf(q,
+			    "mtprotod_user_quota_used_bytes{listener=\"%s\","
+			    "user=\"%s\"} %llu\n",
+			    l->name, u->name, (unsigned long long)used);
+		}
+		if (!rest)
+			continue;
+		/* Names are [A-Za-z0-9_.-]: "other" with quotes is none. */
+		evbuffer_add_printf(c,
+		    "mtprotod_user_connections{listener=\"%s\","
+		    "user=\"other\"} %llu\n",
+		    l->name, (unsigned long long)other.conns);
+		evbuffer_add_printf(y,
+		    "mtprotod_user_bytes_total{listener=\"%s\",user=\"other\","
+		    "direction=\"client_to_telegram\"} %llu\n"
+		    "mtprotod_user_bytes_total{listener=\"%s\",user=\"other\","
+		    "direction=\"telegram_to_client\"} %llu\n",
+		    l->name, (unsigned long long)other.c2s, l->name,
+		    (unsigned long long)other.s2c);
+		evbuffer_add_printf(q,
+		    "mtprotod_user_quota_used_bytes{listener=\"%s\","
+		    "user=\"other\"} %llu\n",
+		    l->name, (unsigned long long)other.used);
+	}
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_user_connections Open connections per user "
+	    "(metrics.max_user_series users, the rest as user=\"other\").\n"
+	    "# TYPE mtprotod_user_connections gauge\n");
+	evbuffer_add_buffer(b, c);
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_user_bytes_total Payload bytes per user and "
+	    "direction (since the user's record was made; kept over "
+	    "restarts).\n"
+	    "# TYPE mtprotod_user_bytes_total counter\n");
+	evbuffer_add_buffer(b, y);
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_user_quota_used_bytes Quota used in the "
+	    "current period, both directions.\n"
+	    "# TYPE mtprotod_user_quota_used_bytes gauge\n");
+	evbuffer_add_buffer(b, q);
+out:
+	if (c)
+		evbuffer_free(c);
+	if (y)
+		evbuffer_free(y);
+	if (q)
+		evbuffer_free(q);
 }
 
 /* Reloads by result, restarts by role, and what this build is. */
@@ -396,6 +506,7 @@ metrics_cb(struct evhttp_request *req, void *arg)
 			        zone, l->shm_index));
 	}
 	listeners_out(b);
+	users_out(b);
 	supervisor_out(b);
 	processes_out(b);
 	reasons_out(b, v);
@@ -439,10 +550,11 @@ metrics_stop(void)
 
 int
 metrics_start(struct event_base *base, const struct config *cfg,
-    struct shm_metrics *z, struct replay_cache *rc, int lfd)
+    struct shm_metrics *z, struct replay_cache *rc, struct policy *pol, int lfd)
 {
 	if (cfg->metrics_port == 0)
 		return 0;
+	policy = pol;
 	zone = z;
 	replay = rc;
 	mcfg = cfg;

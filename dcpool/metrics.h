@@ -23,8 +23,10 @@ struct fptable;
 struct fptable *metrics_fingerprints(void);
 /* Stops accepting (the queue waits for the next dcpool). */
 void metrics_stop(void);
-/* lfd: the listening socket the supervisor opened (-1 when none). */
+/* lfd: the listening socket the supervisor opened (-1 when none); the
+ * policy zone gives the per-user series. */
+struct policy;
 int metrics_start(struct event_base *, const struct config *,
-    struct shm_metrics *, struct replay_cache *, int lfd);
+    struct shm_metrics *, struct replay_cache *, struct policy *, int lfd);
 
 #endif

@@ -131,12 +131,13 @@ def test_user_limits_refuse_close_and_persist():
         d.wait_log("user q of main refused: quota", 5)
 
         # disabling a user in place closes its sessions, and only those
+        mark = len(d.read_log())
         a = hold(port, 1, rounds=40)
         holders.append(a)
         lv = hold(port, 7)
         holders.append(lv)
-        wait_clients(d, "live", 1)
-        wait_clients(d, "alice", 1)
+        wait_clients(d, "live", 1, since=mark)
+        wait_clients(d, "alice", 1, since=mark)
         d.write_config(body(USERS[:-1] + [user("live", 7,
                                                 "enabled = false;")]))
         d.signal(signal.SIGHUP)
@@ -160,6 +161,15 @@ def test_user_limits_refuse_close_and_persist():
             check(m.get(key, 0) >= 1, "%s: %r" % (key, m.get(key)))
         check(m.get('mtprotod_handshake_failures_total{reason='
                     '"over_limit"}', 0) >= 5, "over_limit: %r" % m)
+        # per-user series
+        q = 'listener="main",user="q"'
+        check(m.get('mtprotod_user_bytes_total{%s,direction='
+                    '"client_to_telegram"}' % q, 0) >= 128 * KIB,
+              "q's bytes: %r" % m)
+        check(m.get('mtprotod_user_quota_used_bytes{%s}' % q, 0)
+              >= 256 * KIB, "q's quota used: %r" % m)
+        check('mtprotod_user_connections{listener="main",user="alice"}'
+              in m, "alice's connections gauge: %r" % m)
 
         # the used quota survives a rolling reload (a new generation of
         # workers) ...
@@ -333,7 +343,8 @@ def test_rate_each_way():
         "main", port, [user("slow", 1, 'rate = "256K";'), user("fast", 2)],
         protocols=("secure",))],
         extra=telegram_conf({2: dc.port, 3: sink.port, 4: source.port}) +
-        'metrics = { address = "127.0.0.1"; port = %d; };\n' % mport)
+        'metrics = { address = "127.0.0.1"; port = %d; '
+        'max_user_series = 1; };\n' % mport)
     try:
         d.start()
         expected = n / rate
@@ -355,6 +366,12 @@ def test_rate_each_way():
         m = metrics(mport)
         check(m.get("mtprotod_throttled_total", 0) > 0,
               "throttling not counted: %r" % m)
+        # max_user_series = 1: slow has its series, fast is "other"
+        key = 'mtprotod_user_bytes_total{listener="main",user="%s",' \
+            'direction="client_to_telegram"}'
+        check(m.get(key % "slow", 0) >= 0.9 * n, "slow's series: %r" % m)
+        check(key % "fast" not in m and m.get(key % "other", 0) >= 0.9 * n,
+              "fast not summed as other: %r" % m)
     finally:
         d.kill_all()
         for x in (dc, sink, source):
