@@ -17,6 +17,7 @@
 #include "config.h"
 #include "dcpool.h"
 #include "metrics.h"
+#include "policy.h"
 #include "shm.h"
 #include "status.h"
 #include "tgconf.h"
@@ -201,9 +202,30 @@ status_json(struct evbuffer *b)
 		    (unsigned long long)(l->shm_index >= 0
 		            ? shm_listener_conns(ST.zone, l->shm_index)
 		            : 0));
-		for (size_t u = 0; u < l->nusers; u++)
-			evbuffer_add_printf(b, "%s{\"name\":\"%s\"}",
-			    u ? "," : "", l->users[u].name);
+		for (size_t u = 0; u < l->nusers; u++) {
+			const struct config_user *cu = &l->users[u];
+			struct policy *pol = dcpool_args()->policy;
+			struct policy_user *r =
+			    pol ? policy_user(pol, cu->pidx) : NULL;
+
+			evbuffer_add_printf(b,
+			    "%s{\"name\":\"%s\",\"enabled\":%s", u ? "," : "",
+			    cu->name, cu->enabled ? "true" : "false");
+			if (r != NULL)
+				evbuffer_add_printf(b,
+				    ",\"connections\":%u,\"bytes_client_to_"
+				    "telegram\":%llu,\"bytes_telegram_to_"
+				    "client\":%llu,\"quota_used\":%llu",
+				    policy_user_conns(pol, cu->pidx),
+				    (unsigned long long)__atomic_load_n(
+				        &r->bytes_c2s, __ATOMIC_RELAXED),
+				    (unsigned long long)__atomic_load_n(
+				        &r->bytes_s2c, __ATOMIC_RELAXED),
+				    (unsigned long long)policy_used(r,
+				        policy_period_start(cu->quota_period,
+				            cu->quota_day, now)));
+			evbuffer_add_printf(b, "}");
+		}
 		evbuffer_add_printf(b, "]}");
 	}
 	evbuffer_add_printf(b, "],\"telegram_config\":");

@@ -901,6 +901,11 @@ o2_handshake(struct session *s)
 	hs_dequeue(s);
 	uint8_t *rest = s->hs + O2_HEADER_LEN;
 	size_t restlen = s->hs_len - O2_HEADER_LEN;
+	/* What came with the header is the user's too (quota, rate). */
+	if (restlen && s->urec && limits_charge(s, 1, restlen) == -1) {
+		o2_session_free(&o2);
+		return;
+	}
 	if (config_listener_backend(W.cfg, s->l) == BACKEND_MIDDLE)
 		middle_start(s, &o2, rest, restlen);
 	else

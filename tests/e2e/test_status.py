@@ -55,8 +55,21 @@ def test_direct_health_ready_status():
         check(lst["name"] == "main" and lst["backend"] == "direct" and
               lst["protocols"] == ["classic", "secure", "fake_tls"] and
               lst["tls_domain"] == "www.example.com" and
-              lst["users"] == [{"name": "u0"}] and
+              [u["name"] for u in lst["users"]] == ["u0"] and
+              lst["users"][0]["enabled"] is True and
               lst["connections"] >= 1, lst)
+        # users with their counters: a served client moves them
+        r = tclient(port, "secure", "echo", bytes=4096, timeout=20)
+        check(r.ok, "echo: %s" % r)
+
+        def user0():
+            (u,) = json.loads(get(mport, "/status")[1])["listeners"][0][
+                "users"]
+            return u if u["connections"] == 0 else None
+        u0 = wait_for(user0, 10, what="the echo client's close")
+        check(u0["bytes_client_to_telegram"] >= 4096 and
+              u0["bytes_telegram_to_client"] >= 4096 and
+              u0["quota_used"] >= 8192, u0)
         check(st["telegram_config"] is None, st)
         check(0 <= st["uptime_s"] < 60, st)
         code, body = get(mport, "/nothing")
