@@ -21,7 +21,7 @@ _Static_assert(sizeof(struct shm_slot) % 64 == 0, "slot not cache aligned");
 #define SHM_READ_TRIES 100000
 
 #define SHM_MAGIC   0x6d74736d /* "mtsm" */
-#define SHM_VERSION 4 /* 2: 32 words per slot; 3: listener totals; 4: 48 */
+#define SHM_VERSION 5 /* 2: 32 words; 3: listener totals; 4: 48; 5: dclinks */
 
 struct shm_metrics {
 	uint32_t magic, version;
@@ -319,6 +319,39 @@ shm_listener_conns(const struct shm_metrics *m, int idx)
 		else
 			for (int k = 0; k < SHM_MAX_LISTENERS; k++)
 				n += slot_conns(s, k);
+	}
+	return n;
+}
+
+size_t
+shm_dclinks(const struct shm_metrics *m, struct shm_dclinks *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < m->nslots; i++) {
+		const struct shm_slot *s = &m->slots[i];
+		if (!__atomic_load_n(&s->in_use, __ATOMIC_ACQUIRE))
+			continue;
+		for (int k = 0; k < SHM_DC_POOLS; k++) {
+			const struct shm_dclinks *g = &s->dclinks[k];
+			int32_t dc = __atomic_load_n(&g->dc, __ATOMIC_ACQUIRE);
+			size_t j;
+			if (dc == 0)
+				continue;
+			for (j = 0; j < n && out[j].dc != dc; j++)
+				;
+			if (j == n) {
+				if (n == max)
+					continue;
+				memset(&out[n++], 0, sizeof(*out));
+				out[j].dc = dc;
+			}
+			out[j].up += __atomic_load_n(&g->up, __ATOMIC_RELAXED);
+			out[j].pending +=
+			    __atomic_load_n(&g->pending, __ATOMIC_RELAXED);
+			out[j].waiting +=
+			    __atomic_load_n(&g->waiting, __ATOMIC_RELAXED);
+		}
 	}
 	return n;
 }

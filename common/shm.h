@@ -76,6 +76,8 @@ enum shm_counter {
 /* Listener names the zone tells apart over the daemon's life. */
 #define SHM_MAX_LISTENERS 64
 #define SHM_NAME_MAX      64 /* with the NUL, as CONFIG_NAME_MAX */
+/* Link pools (DCs) a worker reports, middle mode. */
+#define SHM_DC_POOLS 16
 
 /* The supervisor's own counters (it is their only writer). */
 enum shm_sup {
@@ -108,6 +110,13 @@ struct shm_slot {
 	_Alignas(64) uint32_t lconns[SHM_MAX_LISTENERS];
 	/* totals per listener index; the owner writes them */
 	_Alignas(64) uint64_t lstats[SHM_MAX_LISTENERS][SHM_LSTATS];
+	/* middle mode: the owner's link pools (dc 0 = unused entry) */
+	_Alignas(64) struct shm_dclinks {
+		int32_t dc;
+		uint32_t up; /* links serving */
+		uint32_t pending; /* asked of the dcpool, not granted yet */
+		uint32_t waiting; /* clients waiting for a link */
+	} dclinks[SHM_DC_POOLS];
 };
 
 struct shm_metrics;
@@ -160,6 +169,10 @@ int shm_listener_forget(struct shm_metrics *, int idx);
  * listeners); 0 for any other idx out of range.
  */
 uint64_t shm_listener_conns(const struct shm_metrics *, int idx);
+/* Reader: the middle-mode link pools of every live slot, summed by DC
+ * into out (at most max DCs); the number of DCs. */
+size_t
+shm_dclinks(const struct shm_metrics *, struct shm_dclinks *out, size_t max);
 void shm_sup_add(struct shm_metrics *, enum shm_sup);
 uint64_t shm_sup_get(const struct shm_metrics *, enum shm_sup);
 /* Reader: listener idx's totals over live slots and those that exited

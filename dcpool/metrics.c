@@ -232,6 +232,35 @@ out:
 		evbuffer_free(q);
 }
 
+/* Middle mode: links per DC by state, and clients waiting for one. */
+static void
+dclinks_out(struct evbuffer *b)
+{
+	struct shm_dclinks g[4 * SHM_DC_POOLS];
+	size_t n = shm_dclinks(zone, g, nitems(g));
+
+	if (!config_middle_used(mcfg))
+		return;
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_middle_links Links to the middle proxies the "
+	    "workers hold, per DC and state (up: serving; pending: asked "
+	    "of the dcpool, not built yet).\n"
+	    "# TYPE mtprotod_middle_links gauge\n");
+	for (size_t i = 0; i < n; i++)
+		evbuffer_add_printf(b,
+		    "mtprotod_middle_links{dc=\"%d\",state=\"up\"} %u\n"
+		    "mtprotod_middle_links{dc=\"%d\",state=\"pending\"} %u\n",
+		    g[i].dc, g[i].up, g[i].dc, g[i].pending);
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_middle_waiting_clients Clients waiting for a "
+	    "link, per DC.\n"
+	    "# TYPE mtprotod_middle_waiting_clients gauge\n");
+	for (size_t i = 0; i < n; i++)
+		evbuffer_add_printf(b,
+		    "mtprotod_middle_waiting_clients{dc=\"%d\"} %u\n", g[i].dc,
+		    g[i].waiting);
+}
+
 /* Reloads by result, restarts by role, and what this build is. */
 static void
 supervisor_out(struct evbuffer *b)
@@ -507,6 +536,7 @@ metrics_cb(struct evhttp_request *req, void *arg)
 	}
 	listeners_out(b);
 	users_out(b);
+	dclinks_out(b);
 	supervisor_out(b);
 	processes_out(b);
 	reasons_out(b, v);

@@ -228,7 +228,15 @@ status_json(struct evbuffer *b)
 		}
 		evbuffer_add_printf(b, "]}");
 	}
-	evbuffer_add_printf(b, "],\"telegram_config\":");
+	/* Middle mode: the workers' links per DC. */
+	struct shm_dclinks g[4 * SHM_DC_POOLS];
+	size_t ng = shm_dclinks(ST.zone, g, nitems(g));
+	evbuffer_add_printf(b, "],\"middle_links\":{");
+	for (size_t i = 0; i < ng; i++)
+		evbuffer_add_printf(b,
+		    "%s\"%d\":{\"up\":%u,\"pending\":%u,\"waiting\":%u}",
+		    i ? "," : "", g[i].dc, g[i].up, g[i].pending, g[i].waiting);
+	evbuffer_add_printf(b, "},\"telegram_config\":");
 	if (tg == NULL || tg->secret_len == 0) {
 		evbuffer_add_printf(b, "null}\n");
 		return;

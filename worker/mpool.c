@@ -318,6 +318,21 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	for (size_t i = 0; i < M.npools; i++)
 		tick_pool(&M.pools[i], now);
+	/* The pools' links for the metrics (we are their only writer). */
+	if (W.metrics != NULL)
+		for (size_t i = 0; i < SHM_DC_POOLS; i++) {
+			struct shm_dclinks *g = &W.metrics->dclinks[i];
+			const struct mpool *p =
+			    i < M.npools ? &M.pools[i] : NULL;
+			__atomic_store_n(&g->up, p ? (uint32_t)p->nlinks : 0,
+			    __ATOMIC_RELAXED);
+			__atomic_store_n(&g->pending,
+			    p ? (uint32_t)p->inflight : 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&g->waiting,
+			    p ? (uint32_t)p->nwaiting : 0, __ATOMIC_RELAXED);
+			__atomic_store_n(
+			    &g->dc, p ? p->dc : 0, __ATOMIC_RELEASE);
+		}
 	struct timeval tv = { 0, MIDDLE_TICK_MS * 1000 };
 	evtimer_add(&M.tick, &tv);
 }

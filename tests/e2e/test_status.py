@@ -285,6 +285,15 @@ def test_middle_link_builds_counted():
             what="a link counted")
         check(metrics(m.metrics_port).get(
             "mtprotod_middle_link_failures_total") == 0, "no failure yet")
+        # the workers' links per DC and state, on the page and in /status
+        wait_for(lambda: metrics(m.metrics_port).get(
+            'mtprotod_middle_links{dc="2",state="up"}', 0) >= 1, 10,
+            what="DC 2's links up")
+        mm = metrics(m.metrics_port)
+        check('mtprotod_middle_links{dc="2",state="pending"}' in mm and
+              mm.get('mtprotod_middle_waiting_clients{dc="2"}') == 0, mm)
+        st = json.loads(get(m.metrics_port, "/status")[1])
+        check(st["middle_links"]["2"]["up"] >= 1, st["middle_links"])
     finally:
         m.stop()
     m = MSetup(telegram=lambda ms: 'proxy_secret_file = "%s"; '
