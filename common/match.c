@@ -1,0 +1,258 @@
+/*
+ * Matching a handshake to its user (match.h).
+ *
+ * OpenSSL 3 marks the SHA256_* functions deprecated, but EVP has no way
+ * to restart a hash from a saved state without a context allocation per
+ * copy, and with thousands of users that allocation costs more than the
+ * hash itself (one or a few blocks). The low-level functions run the
+ * same assembly (SHA extensions, AVX2) as EVP.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+#include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include "log.h"
+#include "match.h"
+#include "o2.h"
+#include "tls.h"
+#include "util.h"
+
+#define HMAC_BLOCK 64 /* SHA-256's block, RFC 2104's B */
+
+/* ------------------------------------------------------------ keys */
+
+/* The state after hashing one block: 8 chaining words, 512 bits in. */
+static void
+state_save(const SHA256_CTX *c, uint32_t out[8])
+{
+	for (int i = 0; i < 8; i++)
+		out[i] = c->h[i];
+}
+
+static void
+state_load(SHA256_CTX *c, const uint32_t in[8])
+{
+	SHA256_Init(c);
+	for (int i = 0; i < 8; i++)
+		c->h[i] = in[i];
+	c->Nl = HMAC_BLOCK * 8;
+}
+
+int
+match_keys_init(
+    struct match_keys *k, const uint8_t (*secrets)[MATCH_SECRET_LEN], size_t n)
+{
+	uint8_t pad[HMAC_BLOCK];
+	SHA256_CTX c;
+
+	memset(k, 0, sizeof(*k));
+	k->secret = calloc(n + 1, sizeof(*k->secret));
+	k->mid = calloc(n + 1, sizeof(*k->mid));
+	if (k->secret == NULL || k->mid == NULL) {
+		match_keys_free(k);
+		return -1;
+	}
+	k->n = n;
+	for (size_t u = 0; u < n; u++) {
+		memcpy(k->secret[u], secrets[u], MATCH_SECRET_LEN);
+		memset(pad, 0x36, sizeof(pad));
+		for (int i = 0; i < MATCH_SECRET_LEN; i++)
+			pad[i] ^= secrets[u][i];
+		SHA256_Init(&c);
+		SHA256_Update(&c, pad, sizeof(pad));
+		state_save(&c, k->mid[u]);
+		memset(pad, 0x5c, sizeof(pad));
+		for (int i = 0; i < MATCH_SECRET_LEN; i++)
+			pad[i] ^= secrets[u][i];
+		SHA256_Init(&c);
+		SHA256_Update(&c, pad, sizeof(pad));
+		state_save(&c, k->mid[u] + 8);
+	}
+	OPENSSL_cleanse(pad, sizeof(pad));
+	OPENSSL_cleanse(&c, sizeof(c));
+	return 0;
+}
+
+void
+match_keys_free(struct match_keys *k)
+{
+	if (k->secret)
+		OPENSSL_cleanse(k->secret, k->n * sizeof(*k->secret));
+	if (k->mid)
+		OPENSSL_cleanse(k->mid, k->n * sizeof(*k->mid));
+	free(k->secret);
+	free(k->mid);
+	memset(k, 0, sizeof(*k));
+}
+
+/* ------------------------------------------------------------ fake TLS */
+
+/* HMAC-SHA256 of msg with user u's key, from the saved states. */
+static void
+hmac_from_states(const struct match_keys *k, size_t u, const uint8_t *msg,
+    size_t len, uint8_t out[32])
+{
+	SHA256_CTX c;
+
+	state_load(&c, k->mid[u]);
+	SHA256_Update(&c, msg, len);
+	SHA256_Final(out, &c);
+	state_load(&c, k->mid[u] + 8);
+	SHA256_Update(&c, out, 32);
+	SHA256_Final(out, &c);
+	OPENSSL_cleanse(&c, sizeof(c));
+}
+
+static int
+tls_try(const struct match_keys *k, size_t u, const uint8_t *msg, size_t len,
+    const uint8_t *rnd, uint32_t *ts)
+{
+	uint8_t d[32];
+
+	hmac_from_states(k, u, msg, len, d);
+	if (CRYPTO_memcmp(rnd, d, TLS_HMAC_CHECK_LEN) != 0)
+		return 0;
+	/* The last 4 bytes carry LE32(ts) XOR the HMAC (spec A.4.3). */
+	*ts = (uint32_t)(rnd[28] ^ d[28]) | (uint32_t)(rnd[29] ^ d[29]) << 8 |
+	    (uint32_t)(rnd[30] ^ d[30]) << 16 |
+	    (uint32_t)(rnd[31] ^ d[31]) << 24;
+	OPENSSL_cleanse(d, sizeof(d));
+	return 1;
+}
+
+/* Is u one of the hints (tried already)? */
+static int
+hinted(long u, const long *hint, size_t nhint)
+{
+	for (size_t i = 0; i < nhint; i++)
+		if (hint[i] == u)
+			return 1;
+	return 0;
+}
+
+long
+match_tls(const struct match_keys *k, const uint8_t *rec, size_t len,
+    const long *hint, size_t nhint, uint32_t *ts)
+{
+	const size_t rest = TLS_RANDOM_OFF + TLS_RANDOM_LEN;
+	uint8_t *msg;
+	long found = -1;
+
+	if (len < rest || k->n == 0)
+		return -1;
+	/* The signed message: the hello with its random zeroed, in one
+	 * piece so that each try is a single pass. */
+	if ((msg = malloc(len)) == NULL)
+		fatal("malloc");
+	memcpy(msg, rec, len);
+	memset(msg + TLS_RANDOM_OFF, 0, TLS_RANDOM_LEN);
+	for (size_t i = 0; i < nhint && found == -1; i++)
+		if (hint[i] >= 0 && (size_t)hint[i] < k->n &&
+		    !hinted(hint[i], hint, i) &&
+		    tls_try(
+		        k, (size_t)hint[i], msg, len, rec + TLS_RANDOM_OFF, ts))
+			found = hint[i];
+	for (size_t u = 0; u < k->n && found == -1; u++)
+		if (!hinted((long)u, hint, nhint) &&
+		    tls_try(k, u, msg, len, rec + TLS_RANDOM_OFF, ts))
+			found = (long)u;
+	free(msg);
+	return found;
+}
+
+/* ------------------------------------------------------------ obfuscated2 */
+
+/* Keystream block 3 covers the encrypted tag (spec A.2.1: bytes 56..59). */
+#define TAG_BLOCK 3
+
+static EVP_CIPHER *aes_ecb;
+
+static int
+o2_try(const SHA256_CTX *material, const uint8_t secret[MATCH_SECRET_LEN],
+    EVP_CIPHER_CTX *ecb, const uint8_t ctr[16], const uint8_t *wire)
+{
+	uint8_t key[32], ks[16];
+	SHA256_CTX c = *material;
+	int outl = 0, ok;
+
+	SHA256_Update(&c, secret, MATCH_SECRET_LEN);
+	SHA256_Final(key, &c);
+	if (EVP_EncryptInit_ex2(ecb, NULL, key, NULL, NULL) != 1 ||
+	    EVP_EncryptUpdate(ecb, ks, &outl, ctr, 16) != 1 || outl != 16)
+		fatalx("OpenSSL: AES-256-ECB failed");
+	ok = o2_tag_valid(get_le32(ks + (O2_TAG_OFF - TAG_BLOCK * 16)) ^
+	    get_le32(wire + O2_TAG_OFF));
+	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(ks, sizeof(ks));
+	OPENSSL_cleanse(&c, sizeof(c));
+	return ok;
+}
+
+long
+match_o2(const uint8_t wire[64], const uint8_t (*secrets)[MATCH_SECRET_LEN],
+    size_t n, const long *hint, size_t nhint)
+{
+	uint8_t ctr[16];
+	unsigned carry = TAG_BLOCK;
+	SHA256_CTX material;
+	EVP_CIPHER_CTX *ecb;
+	long found = -1;
+
+	if (n == 0)
+		return -1;
+	if (aes_ecb == NULL &&
+	    (aes_ecb = EVP_CIPHER_fetch(NULL, "AES-256-ECB", NULL)) == NULL)
+		fatalx("OpenSSL: cannot fetch AES-256-ECB");
+	/* The counter block of keystream block 3 (128-bit big-endian). */
+	for (int i = 15; i >= 0; i--) {
+		carry += wire[O2_KEY_OFF + O2_KEY_LEN + i];
+		ctr[i] = carry & 0xff;
+		carry >>= 8;
+	}
+	if ((ecb = EVP_CIPHER_CTX_new()) == NULL ||
+	    EVP_EncryptInit_ex2(ecb, aes_ecb, NULL, NULL, NULL) != 1)
+		fatalx("OpenSSL: cannot set up AES-256-ECB");
+	EVP_CIPHER_CTX_set_padding(ecb, 0);
+	SHA256_Init(&material);
+	SHA256_Update(&material, wire + O2_KEY_OFF, O2_KEY_LEN);
+	for (size_t i = 0; i < nhint && found == -1; i++)
+		if (hint[i] >= 0 && (size_t)hint[i] < n &&
+		    !hinted(hint[i], hint, i) &&
+		    o2_try(&material, secrets[hint[i]], ecb, ctr, wire))
+			found = hint[i];
+	for (size_t u = 0; u < n && found == -1; u++)
+		if (!hinted((long)u, hint, nhint) &&
+		    o2_try(&material, secrets[u], ecb, ctr, wire))
+			found = (long)u;
+	EVP_CIPHER_CTX_free(ecb);
+	OPENSSL_cleanse(&material, sizeof(material));
+	return found;
+}
+
+/* ------------------------------------------------------------ per SNI */
+
+void
+match_sni_secret(const uint8_t secret[MATCH_SECRET_LEN], const char *salt,
+    const char *sni, uint8_t out[MATCH_SECRET_LEN])
+{
+	char hex[2 * MATCH_SECRET_LEN + 1];
+	uint8_t d[32];
+	SHA256_CTX c;
+
+	hex_encode(secret, MATCH_SECRET_LEN, hex);
+	SHA256_Init(&c);
+	SHA256_Update(&c, salt, strlen(salt));
+	SHA256_Update(&c, hex, 2 * MATCH_SECRET_LEN);
+	SHA256_Update(&c, sni, strlen(sni));
+	SHA256_Final(d, &c);
+	memcpy(out, d, MATCH_SECRET_LEN);
+	OPENSSL_cleanse(hex, sizeof(hex));
+	OPENSSL_cleanse(d, sizeof(d));
+	OPENSSL_cleanse(&c, sizeof(c));
+}
