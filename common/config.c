@@ -27,6 +27,7 @@
 #include <libconfig.h>
 
 #include "config.h"
+#include "keyidx.h"
 #include "log.h"
 #include "util.h"
 
@@ -722,9 +723,14 @@ parse_user_limits(struct parser *p, const config_setting_t *s, const char *path,
 	return 0;
 }
 
+/* A listener's users by name and by secret, for the duplicate checks. */
+struct user_dups {
+	struct keyidx name, secret;
+};
+
 static int
 parse_user(struct parser *p, struct config_listener *l, size_t i,
-    const config_setting_t *s, const char *path)
+    const config_setting_t *s, const char *path, struct user_dups *dup)
 {
 	struct config_user *u = &l->users[i];
 	char secret[80], tag[80];
@@ -746,11 +752,11 @@ parse_user(struct parser *p, struct config_listener *l, size_t i,
 	} else if (!valid_name(u->name))
 		return perr(p, o.s, o.path,
 		    "must be letters, digits, '.', '_' or '-' (not empty)");
-	for (size_t j = 0; j < i; j++)
-		if (strcmp(l->users[j].name, u->name) == 0)
-			return perr(p, o.s, o.path,
-			    "duplicate user name \"%s\" (also users.[%zu])",
-			    u->name, j);
+	long j = keyidx_add(&dup->name, i);
+	if (j >= 0)
+		return perr(p, o.s, o.path,
+		    "duplicate user name \"%s\" (also users.[%ld])", u->name,
+		    j);
 
 	if ((r = opt_str(p, s, path, "secret", secret, sizeof(secret), &o)) ==
 	    -1) {
@@ -765,12 +771,9 @@ parse_user(struct parser *p, struct config_listener *l, size_t i,
 	if (config_parse_secret(secret, u->secret) == -1)
 		return perr(p, o.s, o.path, "must be 32 hex digits");
 	/* The proxy tells users apart by secret, so they must differ. */
-	for (size_t j = 0; j < i; j++)
-		if (memcmp(l->users[j].secret, u->secret, CONFIG_SECRET_LEN) ==
-		    0)
-			return perr(p, o.s, o.path,
-			    "same secret as users.[%zu] (\"%s\")", j,
-			    l->users[j].name);
+	if ((j = keyidx_add(&dup->secret, i)) >= 0)
+		return perr(p, o.s, o.path,
+		    "same secret as users.[%ld] (\"%s\")", j, l->users[j].name);
 
 	if ((r = opt_str(p, s, path, "ad_tag", tag, sizeof(tag), &o)) == -1)
 		return perr(p, o.s, o.path, "must be 32 hex digits or \"\"");
@@ -785,6 +788,7 @@ config_users_load(const char *path, struct config_user **out, size_t *nout,
 {
 	struct parser p = { path, err, errlen };
 	struct config_listener l = { 0 };
+	struct user_dups dup;
 	char *text = NULL, *wrapped = NULL;
 	size_t len = 0;
 	FILE *f;
@@ -831,15 +835,28 @@ config_users_load(const char *path, struct config_user **out, size_t *nout,
 	}
 	if ((l.users = calloc((size_t)n + 1, sizeof(*l.users))) == NULL)
 		goto out;
-	for (int i = 0; i < n; i++) {
+	if (keyidx_init(&dup.name, (size_t)n, l.users, sizeof(*l.users),
+	        offsetof(struct config_user, name), 0) == -1)
+		goto out;
+	if (keyidx_init(&dup.secret, (size_t)n, l.users, sizeof(*l.users),
+	        offsetof(struct config_user, secret),
+	        CONFIG_SECRET_LEN) == -1) {
+		keyidx_free(&dup.name);
+		goto out;
+	}
+	int bad = 0;
+	for (int i = 0; i < n && !bad; i++) {
 		char upath[PATH_BUF];
 
 		join_index(upath, "users", (size_t)i);
 		l.nusers = (size_t)i + 1;
-		if (parse_user(&p, &l, (size_t)i,
-		        config_setting_get_elem(list, i), upath) == -1)
-			goto out;
+		bad = parse_user(&p, &l, (size_t)i,
+		          config_setting_get_elem(list, i), upath, &dup) == -1;
 	}
+	keyidx_free(&dup.name);
+	keyidx_free(&dup.secret);
+	if (bad)
+		goto out;
 	*out = l.users;
 	*nout = l.nusers;
 	l.users = NULL;
@@ -950,7 +967,8 @@ static const char *const listener_opts[] = { "name", "address", "port",
 	"protocols", "tls_domain", "fronting", "ad_tag", "backend", "users",
 	"limits", "server", "fronting_proxy_protocol", "unknown_sni",
 	"handshake_mss", "rst_on_failed", "tls_domains", "proxy_protocol",
-	"proxy_protocol_trusted", "access", NULL };
+	"proxy_protocol_trusted", "access", "per_sni_secrets", "per_sni_salt",
+	NULL };
 
 /*
  * limits = { ... }: the global block (l == NULL) bounds the whole daemon,
@@ -1201,6 +1219,17 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	l->unknown_sni = (enum unknown_sni)sni;
 	if (parse_tls_domains(p, l, s, path) == -1)
 		return -1;
+	if (opt_bool(p, s, path, "per_sni_secrets", &l->per_sni_secrets) == -1)
+		return -1;
+	if (l->per_sni_secrets && !(l->protocols & PROTO_FAKE_TLS)) {
+		lookup(s, path, "per_sni_secrets", &o);
+		return perr(p, o.s, o.path,
+		    "needs fake_tls in protocols (it keys fake-TLS clients "
+		    "only)");
+	}
+	if (opt_str(p, s, path, "per_sni_salt", l->per_sni_salt,
+	        sizeof(l->per_sni_salt), &o) == -1)
+		return -1;
 	/* proxy_protocol: a load balancer in front sends the client's
 	 * address first; only from proxy_protocol_trusted (default the
 	 * loopback addresses). */
@@ -1265,18 +1294,29 @@ parse_listener(struct parser *p, struct config *cfg, size_t idx,
 	if (n > CONFIG_MAX_USERS)
 		return perr(p, o.s, o.path, "too many users (at most %d)",
 		    CONFIG_MAX_USERS);
-	if ((l->users = calloc((size_t)n + 1, sizeof(*l->users))) == NULL)
+	struct user_dups dup;
+	if ((l->users = calloc((size_t)n + 1, sizeof(*l->users))) == NULL ||
+	    keyidx_init(&dup.name, (size_t)n, l->users, sizeof(*l->users),
+	        offsetof(struct config_user, name), 0) == -1)
 		return perr(p, o.s, o.path, "out of memory");
-	for (int i = 0; i < n; i++) {
+	if (keyidx_init(&dup.secret, (size_t)n, l->users, sizeof(*l->users),
+	        offsetof(struct config_user, secret),
+	        CONFIG_SECRET_LEN) == -1) {
+		keyidx_free(&dup.name);
+		return perr(p, o.s, o.path, "out of memory");
+	}
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0; i++) {
 		char upath[PATH_BUF];
 
 		join_index(upath, o.path, (size_t)i);
 		l->nusers = (size_t)i + 1;
-		if (parse_user(p, l, (size_t)i, config_setting_get_elem(o.s, i),
-		        upath) == -1)
-			return -1;
+		rc = parse_user(p, l, (size_t)i,
+		    config_setting_get_elem(o.s, i), upath, &dup);
 	}
-	return 0;
+	keyidx_free(&dup.name);
+	keyidx_free(&dup.secret);
+	return rc;
 }
 
 static const char *const log_opts[] = { "target", "level", "format", "facility",

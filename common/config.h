@@ -17,10 +17,11 @@
 #define CONFIG_AD_TAG_LEN    16
 #define CONFIG_MAX_WORKERS   256
 #define CONFIG_MAX_LISTENERS 64
-#define CONFIG_MAX_USERS     1024
+#define CONFIG_MAX_USERS     250000
 #define CONFIG_MAX_DCS       64
 #define CONFIG_NAME_MAX      64
 #define CONFIG_DOMAIN_MAX    253
+#define CONFIG_SALT_MAX      256 /* per_sni_salt, bytes */
 #define CONFIG_ERR_MAX       512
 #define CONFIG_MAX_SOURCES   16 /* network.stun_servers, ip_urls */
 #define CONFIG_IP_MAX        46 /* INET6_ADDRSTRLEN */
@@ -109,6 +110,10 @@ struct config_listener {
 	enum unknown_sni { SNI_FRONT, SNI_DROP, SNI_REJECT } unknown_sni;
 	struct config_sni snis[CONFIG_MAX_TLS_DOMAINS]; /* tls_domains */
 	size_t nsnis;
+	/* per_sni_secrets: a fake-TLS user's key for a name is
+	 * tls_sni_secret(secret, per_sni_salt, name) (tls.h) */
+	int per_sni_secrets;
+	char per_sni_salt[CONFIG_SALT_MAX + 1];
 	struct config_user *users;
 	size_t nusers;
 	int max_connections; /* limits.max_connections here; 0 = unlimited */

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "discover.h"
 #include "links.h"
+#include "match.h"
 #include "util.h"
 
 /* A.1.1: link prefixes in front of the 16-byte secret. */
@@ -367,26 +368,44 @@ links_hosts_key(const struct config *cfg, const char *server,
 	return len;
 }
 
+/*
+ * The secret a user's link carries for proto and the name it names: with
+ * per_sni_secrets, a fake-TLS link carries the key derived for that name.
+ */
+static const uint8_t *
+link_key(const struct config_listener *l, const struct config_user *cu,
+    unsigned proto, const char *name, uint8_t buf[CONFIG_SECRET_LEN])
+{
+	if (proto != PROTO_FAKE_TLS || !l->per_sni_secrets)
+		return cu->secret;
+	match_sni_secret(cu->secret, l->per_sni_salt, name, buf);
+	return buf;
+}
+
 /* A user's fake-TLS links for the listener's tls_domains (no QR). */
 static void
 print_other_names(FILE *f, const struct config_listener *l,
     const struct config_user *cu, const char *host)
 {
+	uint8_t kb[CONFIG_SECRET_LEN];
 	char link[LINKS_MAX];
 
 	for (size_t n = 0; n < l->nsnis; n++) {
-		fprintf(f, "# listener %s, user %s, fake_tls as %s\n", l->name,
-		    cu->name, l->snis[n].name);
+		const uint8_t *key =
+		    link_key(l, cu, PROTO_FAKE_TLS, l->snis[n].name, kb);
+
+		fprintf(f, "# listener %s, user %s, fake_tls as %s%s\n",
+		    l->name, cu->name, l->snis[n].name,
+		    l->per_sni_secrets ? " (per-SNI secret)" : "");
 		if (links_format(link, sizeof(link), LINKS_SCHEME_TG, host,
-		        l->port, PROTO_FAKE_TLS, cu->secret, l->snis[n].name,
-		        0) > 0)
+		        l->port, PROTO_FAKE_TLS, key, l->snis[n].name, 0) > 0)
 			fprintf(f, "%s\n", link);
 		if (links_format(link, sizeof(link), LINKS_SCHEME_HTTPS, host,
-		        l->port, PROTO_FAKE_TLS, cu->secret, l->snis[n].name,
-		        0) > 0)
+		        l->port, PROTO_FAKE_TLS, key, l->snis[n].name, 0) > 0)
 			fprintf(f, "%s\n", link);
 		fprintf(f, "\n");
 	}
+	explicit_bzero(kb, sizeof(kb));
 }
 
 /* One listener's links for one host. */
@@ -394,6 +413,7 @@ static void
 print_listener(
     FILE *f, const struct config_listener *l, const char *host, int qr)
 {
+	uint8_t kb[CONFIG_SECRET_LEN];
 	char link[LINKS_MAX];
 
 	for (size_t u = 0; u < l->nusers; u++) {
@@ -401,23 +421,26 @@ print_listener(
 
 		for (size_t k = 0; k < nitems(link_protos); k++) {
 			unsigned proto = link_protos[k];
+			const uint8_t *key =
+			    link_key(l, cu, proto, l->tls_domain, kb);
 
 			if (!(l->protocols & proto))
 				continue;
-			fprintf(f, "# listener %s, user %s, protocol %s\n",
-			    l->name, cu->name, config_proto_name(proto));
+			fprintf(f, "# listener %s, user %s, protocol %s%s\n",
+			    l->name, cu->name, config_proto_name(proto),
+			    key != cu->secret ? " (per-SNI secret)" : "");
 			if (links_format(link, sizeof(link), LINKS_SCHEME_TG,
-			        host, l->port, proto, cu->secret, l->tls_domain,
+			        host, l->port, proto, key, l->tls_domain,
 			        0) > 0)
 				fprintf(f, "%s\n", link);
 			if (proto == PROTO_FAKE_TLS &&
 			    links_format(link, sizeof(link), LINKS_SCHEME_HTTPS,
-			        host, l->port, proto, cu->secret, l->tls_domain,
+			        host, l->port, proto, key, l->tls_domain,
 			        1) > 0)
 				fprintf(f, "%s\n", link);
 			/* Hex last: it is the one the QR code holds. */
 			if (links_format(link, sizeof(link), LINKS_SCHEME_HTTPS,
-			        host, l->port, proto, cu->secret, l->tls_domain,
+			        host, l->port, proto, key, l->tls_domain,
 			        0) <= 0)
 				continue;
 			fprintf(f, "%s\n", link);
@@ -428,6 +451,7 @@ print_listener(
 				print_other_names(f, l, cu, host);
 		}
 	}
+	explicit_bzero(kb, sizeof(kb));
 }
 
 void
@@ -445,6 +469,24 @@ links_print(FILE *f, const struct config *cfg, const char *server,
 		for (size_t k = 0; k < n; k++)
 			print_listener(f, l, hosts[k], qr);
 	}
+}
+
+void
+links_print_start(FILE *f, const struct config *cfg, const char *server,
+    const struct pubaddr_state *pub, int qr)
+{
+	size_t users = 0;
+
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		users += cfg->listeners[i].nusers;
+	if (users <= LINKS_PRINT_USERS_MAX) {
+		links_print(f, cfg, server, pub, qr);
+		return;
+	}
+	fprintf(f,
+	    "# %zu users: links not printed here; "
+	    "mtprotod --links -c %s prints them\n",
+	    users, cfg->path[0] ? cfg->path : "FILE");
 }
 
 int

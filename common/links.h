@@ -98,4 +98,14 @@ int links_gen_secret(char out[33]);
 int
 links_print_secret(FILE *, const uint8_t secret[16], const char *tls_domain);
 
+/*
+ * links_print() as the daemon does at start and when its public address
+ * changes; with more than LINKS_PRINT_USERS_MAX users in all, one line
+ * that points at --links instead (megabytes on stdout would fill a
+ * journal, or block the daemon on a pipe nobody reads).
+ */
+#define LINKS_PRINT_USERS_MAX 100
+void links_print_start(FILE *f, const struct config *cfg, const char *server,
+    const struct pubaddr_state *pub, int qr);
+
 #endif

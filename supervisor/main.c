@@ -205,7 +205,8 @@ run(struct config *cfg, const char *path, int test, const char *sig, int links,
 		return 1;
 	}
 	opt->config_path = path;
-	links_print(stdout, cfg, server, &opt->pub, isatty(STDOUT_FILENO));
+	links_print_start(
+	    stdout, cfg, server, &opt->pub, isatty(STDOUT_FILENO));
 	fflush(stdout);
 	/* The supervisor owns cfg from here (a reload replaces it). */
 	return supervisor_run(cfg, opt);

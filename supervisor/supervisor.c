@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "dcpool/dcpool.h"
+#include "keyidx.h"
 #include "links.h"
 #include "listener.h"
 #include "log.h"
@@ -657,7 +658,7 @@ pubaddr_changed(void)
 		    S.pub.v6);
 	else
 		log_notice("links now name %s (guessed: %s)", key, S.pub.why);
-	links_print(stdout, S.cfg, S.opt->server, &S.pub, 0);
+	links_print_start(stdout, S.cfg, S.opt->server, &S.pub, 0);
 	fflush(stdout);
 }
 
@@ -1399,13 +1400,16 @@ check_upgrade_done(void)
 
 /* ------------------------------------------------------------ in place */
 
-static int
-user_index(const struct config_listener *l, const char *name)
+/* A listener's users by name (keyidx.h): the old and new files may have
+ * many. */
+static void
+user_index(struct keyidx *x, const struct config_listener *l)
 {
+	if (keyidx_init(x, l->nusers, l->users, sizeof(*l->users),
+	        offsetof(struct config_user, name), 0) == -1)
+		fatal("keyidx_init");
 	for (size_t u = 0; u < l->nusers; u++)
-		if (strcmp(l->users[u].name, name) == 0)
-			return (int)u;
-	return -1;
+		(void)keyidx_add(x, u);
 }
 
 /* "users +A -R ~C (removed: x, y), ..." for the log. */
@@ -1419,8 +1423,11 @@ describe_changes(
 	for (size_t i = 0; i < n->nlisteners; i++) {
 		const struct config_listener *a = &o->listeners[i],
 		                             *b = &n->listeners[i];
+		struct keyidx ia, ib;
+		user_index(&ia, a);
+		user_index(&ib, b);
 		for (size_t u = 0; u < b->nusers; u++) {
-			int k = user_index(a, b->users[u].name);
+			long k = keyidx_find(&ia, b->users[u].name);
 			if (k == -1)
 				added++;
 			else if (memcmp(&a->users[k], &b->users[u],
@@ -1428,7 +1435,7 @@ describe_changes(
 				changed++;
 		}
 		for (size_t u = 0; u < a->nusers; u++)
-			if (user_index(b, a->users[u].name) == -1) {
+			if (keyidx_find(&ib, a->users[u].name) == -1) {
 				removed++;
 				size_t g = strlen(gone);
 				if (g + strlen(a->users[u].name) + 3 <
@@ -1437,6 +1444,8 @@ describe_changes(
 					    "%s%s", g ? ", " : "",
 					    a->users[u].name);
 			}
+		keyidx_free(&ia);
+		keyidx_free(&ib);
 		other += a->has_ad_tag != b->has_ad_tag ||
 		    memcmp(a->ad_tag, b->ad_tag, sizeof(a->ad_tag)) != 0 ||
 		    strcmp(a->tls_domain, b->tls_domain) != 0 ||

@@ -36,7 +36,9 @@
 
 #include "dc.h"
 #include "fpcount.h"
+#include "keyidx.h"
 #include "log.h"
+#include "match.h"
 #include "o2.h"
 #include "proxyproto.h"
 #include "replay.h"
@@ -54,10 +56,18 @@
 
 uint8_t *session_scratch;
 
-/* Per listener: its users' secrets as one array, for the codecs. */
+/*
+ * Per listener: its users' secrets as one array, for the codecs, and the
+ * fake-TLS keys ready for matching (match.h): the plain secrets', or with
+ * per_sni_secrets each name's derived ones (the same users in the same
+ * order), built when the users are loaded, not per handshake.
+ */
+#define NAMES_MAX (1 + CONFIG_MAX_TLS_DOMAINS) /* tls_domain, tls_domains */
 struct listener_secrets {
 	uint8_t (*secrets)[16];
 	size_t n;
+	struct match_keys tls; /* per_sni_secrets off */
+	struct match_keys sni[NAMES_MAX]; /* on: [0] tls_domain, [1 + k] */
 	/* The ServerHello shape: the fronted site's once the dcpool has
 	 * learned it, else SS.static_shape. */
 	struct tls_shape shape;
@@ -86,6 +96,161 @@ static int hs_grow(struct session *, size_t);
 static int direct_other_family(struct session *, int, const char *);
 static void session_free(struct session *);
 
+/* ------------------------------------------------------------ users */
+
+/* The name of key set j of a listener: 0 tls_domain, 1 + k tls_domains[k]. */
+static const char *
+name_of(const struct config_listener *l, size_t j)
+{
+	return j == 0 ? l->tls_domain : l->snis[j - 1].name;
+}
+
+/*
+ * (Re)build listener i's copy of its users' secrets and its fake-TLS
+ * keys, from its users now.
+ */
+static void
+secrets_rebuild(size_t i)
+{
+	const struct config_listener *l = &W.cfg->listeners[i];
+	struct listener_secrets *ls = &SS.ls[i];
+	uint8_t(*sec)[16] = calloc(l->nusers + 1, 16);
+
+	if (sec == NULL)
+		fatal("calloc");
+	for (size_t u = 0; u < l->nusers; u++)
+		memcpy(sec[u], l->users[u].secret, 16);
+	if (ls->secrets)
+		explicit_bzero(ls->secrets, ls->n * 16);
+	free(ls->secrets);
+	ls->secrets = sec;
+	ls->n = l->nusers;
+	match_keys_free(&ls->tls);
+	for (size_t j = 0; j < NAMES_MAX; j++)
+		match_keys_free(&ls->sni[j]);
+	if (!(l->protocols & PROTO_FAKE_TLS))
+		return;
+	if (!l->per_sni_secrets) {
+		if (match_keys_init(&ls->tls, (const void *)sec, l->nusers) ==
+		    -1)
+			fatal("match_keys_init");
+		return;
+	}
+	uint8_t(*d)[16] = calloc(l->nusers + 1, 16);
+	if (d == NULL)
+		fatal("calloc");
+	for (size_t j = 0; j < 1 + l->nsnis; j++) {
+		for (size_t u = 0; u < l->nusers; u++)
+			match_sni_secret(
+			    sec[u], l->per_sni_salt, name_of(l, j), d[u]);
+		if (match_keys_init(&ls->sni[j], (const void *)d, l->nusers) ==
+		    -1)
+			fatal("match_keys_init");
+	}
+	explicit_bzero(d, l->nusers * 16);
+	free(d);
+}
+
+/*
+ * The fake-TLS keys for a client that asked for name sni (sni_index()),
+ * or NULL when with per_sni_secrets it named none of ours: no key fits.
+ */
+static const struct match_keys *
+tls_keys(
+    const struct config_listener *l, const struct listener_secrets *ls, int sni)
+{
+	if (!l->per_sni_secrets)
+		return &ls->tls;
+	return sni == -2 ? NULL : &ls->sni[sni + 1];
+}
+
+/*
+ * Hints: which user a client address matched last, and its subnet's
+ * (/24, /64), so that a returning client costs one try, not a scan of
+ * every user. Per worker, direct-mapped, forgotten on a new user table;
+ * a wrong or stale hint only costs one try more.
+ */
+#define HINT_SLOTS 4096
+struct hint {
+	uint8_t key[17]; /* listener-independent: family, prefix bytes */
+	uint8_t used;
+	uint16_t listener;
+	int32_t user;
+};
+static struct hint hints[HINT_SLOTS];
+static uint64_t hint_seed;
+
+static void
+hints_clear(void)
+{
+	memset(hints, 0, sizeof(hints));
+	random_bytes(&hint_seed, sizeof(hint_seed));
+}
+
+/* The key of peer's address (subnet 0) or of its /24 or /64 (1). */
+static int
+hint_key(const union sockaddr_any *peer, int subnet, uint8_t key[17])
+{
+	memset(key, 0, 17);
+	if (peer->sa.sa_family == AF_INET) {
+		key[0] = subnet ? 3 : 4;
+		memcpy(key + 1, &peer->in.sin_addr, subnet ? 3 : 4);
+		return 0;
+	}
+	if (peer->sa.sa_family == AF_INET6) {
+		key[0] = subnet ? 8 : 16;
+		memcpy(key + 1, &peer->in6.sin6_addr, subnet ? 8 : 16);
+		return 0;
+	}
+	return -1;
+}
+
+static struct hint *
+hint_slot(const uint8_t key[17], size_t listener)
+{
+	uint64_t h = hint_seed ^ listener;
+
+	for (int i = 0; i < 17; i++)
+		h = (h ^ key[i]) * 0x100000001b3ull;
+	h ^= h >> 32;
+	return &hints[h % HINT_SLOTS];
+}
+
+/* Up to two users to try first for s's address; their number. */
+static size_t
+hints_get(const struct session *s, long out[2])
+{
+	size_t li = (size_t)(s->l - W.cfg->listeners), n = 0;
+	uint8_t key[17];
+
+	for (int sub = 0; sub < 2; sub++) {
+		if (hint_key(&s->peer, sub, key) == -1)
+			break;
+		const struct hint *h = hint_slot(key, li);
+		if (h->used && h->listener == li &&
+		    memcmp(h->key, key, sizeof(key)) == 0)
+			out[n++] = h->user;
+	}
+	return n;
+}
+
+static void
+hints_put(const struct session *s, long user)
+{
+	size_t li = (size_t)(s->l - W.cfg->listeners);
+	uint8_t key[17];
+
+	for (int sub = 0; sub < 2; sub++) {
+		if (hint_key(&s->peer, sub, key) == -1)
+			break;
+		struct hint *h = hint_slot(key, li);
+		memcpy(h->key, key, sizeof(key));
+		h->used = 1;
+		h->listener = (uint16_t)li;
+		h->user = (int32_t)user;
+	}
+}
+
 /* ------------------------------------------------------------ setup */
 
 static void
@@ -108,15 +273,9 @@ session_init(void)
 	SS.ls = calloc(cfg->nlisteners + 1, sizeof(*SS.ls));
 	if (session_scratch == NULL || SS.ls == NULL)
 		fatal("malloc");
-	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		struct config_listener *l = &cfg->listeners[i];
-		SS.ls[i].secrets = calloc(l->nusers + 1, 16);
-		if (SS.ls[i].secrets == NULL)
-			fatal("calloc");
-		for (size_t u = 0; u < l->nusers; u++)
-			memcpy(SS.ls[i].secrets[u], l->users[u].secret, 16);
-		SS.ls[i].n = l->nusers;
-	}
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		secrets_rebuild(i);
+	hints_clear();
 	SS.dcs = dc_table_new(cfg->dcs, cfg->ndcs, cfg->default_dc);
 	if (SS.dcs == NULL)
 		fatalx("invalid DC table (telegram.dc, telegram.default_dc)");
@@ -396,23 +555,6 @@ session_census(char *buf, size_t len)
 	    hs, conn, held, kept, relay);
 }
 
-/* Rebuild the codecs' copy of a listener's secrets. */
-static void
-secrets_rebuild(size_t i)
-{
-	const struct config_listener *l = &W.cfg->listeners[i];
-	uint8_t(*sec)[16] = calloc(l->nusers + 1, 16);
-
-	if (sec == NULL)
-		fatal("calloc");
-	for (size_t u = 0; u < l->nusers; u++)
-		memcpy(sec[u], l->users[u].secret, 16);
-	explicit_bzero(SS.ls[i].secrets, SS.ls[i].n * 16);
-	free(SS.ls[i].secrets);
-	SS.ls[i].secrets = sec;
-	SS.ls[i].n = l->nusers;
-}
-
 void
 session_apply_tables(struct tables *t)
 {
@@ -430,15 +572,19 @@ session_apply_tables(struct tables *t)
 			continue; /* not ours: an older generation's config */
 		/* Sessions follow their user by name; a user that is gone
 		 * or has a new secret loses its sessions. */
+		struct keyidx names;
+		if (keyidx_init(&names, tl->nusers, tl->users,
+		        sizeof(*tl->users), offsetof(struct config_user, name),
+		        0) == -1)
+			fatal("keyidx_init");
+		for (size_t n = 0; n < tl->nusers; n++)
+			(void)keyidx_add(&names, n);
 		for (s = TAILQ_FIRST(&SS.live); s; s = next) {
 			next = TAILQ_NEXT(s, entry);
 			if (s->l != l || s->user < 0 || s->closed)
 				continue;
 			const struct config_user *u = &l->users[s->user];
-			int k = -1;
-			for (size_t n = 0; n < tl->nusers && k == -1; n++)
-				if (strcmp(tl->users[n].name, u->name) == 0)
-					k = (int)n;
+			int k = (int)keyidx_find(&names, u->name);
 			if (k >= 0 &&
 			    memcmp(tl->users[k].secret, u->secret,
 			        CONFIG_SECRET_LEN) == 0) {
@@ -452,6 +598,7 @@ session_apply_tables(struct tables *t)
 			closed++;
 			session_close(s, "user removed by reload");
 		}
+		keyidx_free(&names);
 		explicit_bzero(l->users, l->nusers * sizeof(*l->users));
 		free(l->users);
 		l->users = tl->users;
@@ -473,6 +620,7 @@ session_apply_tables(struct tables *t)
 		}
 		secrets_rebuild(i);
 	}
+	hints_clear(); /* user indices changed */
 	log_info("new tables applied in place; %zu sessions closed", closed);
 }
 
@@ -841,14 +989,26 @@ o2_handshake(struct session *s)
 {
 	const struct listener_secrets *ls = secrets_of(s->l);
 	struct o2_session o2;
+	long hint[2];
 	int idx;
 
-	if (s->is_tls)
-		idx = o2_accept(s->hs, &ls->secrets[s->user], 1, &o2) == 0
+	if (s->is_tls) {
+		/* The key the ClientHello was signed with (per name). */
+		const struct match_keys *k = tls_keys(s->l, ls, s->sni);
+		idx = k != NULL &&
+		        o2_accept(s->hs, (const void *)k->secret[s->user], 1,
+		            &o2) == 0
 		    ? s->user
 		    : -1;
-	else
-		idx = o2_accept(s->hs, ls->secrets, ls->n, &o2);
+	} else {
+		idx = (int)match_o2(
+		    s->hs, ls->secrets, ls->n, hint, hints_get(s, hint));
+		if (idx >= 0 &&
+		    o2_accept(s->hs, &ls->secrets[idx], 1, &o2) == -1)
+			idx = -1;
+		else if (idx >= 0)
+			hints_put(s, idx);
+	}
 	if (idx == -1) {
 		session_bad(s, "no secret matches the obfuscated2 header",
 		    M_HS_BAD_SECRET);
@@ -1045,7 +1205,11 @@ tls_handshake(
 		    addr_str((struct sockaddr *)&s->peer, a, sizeof(a)),
 		    s->l->name, ch.sni, fp.ja3, fp.ja4);
 	}
-	if ((idx = tls_hello_verify(rec, len, ls->secrets, ls->n, &ts)) == -1) {
+	const struct match_keys *keys = tls_keys(s->l, ls, sni);
+	long hint[2];
+	if (keys == NULL ||
+	    (idx = (int)match_tls(
+	         keys, rec, len, hint, hints_get(s, hint), &ts)) == -1) {
 		if (sni == -2 && s->l->unknown_sni != SNI_FRONT) {
 			fp_count(&fp, FP_REFUSED);
 			sni_refuse(s, &ch);
@@ -1077,12 +1241,13 @@ tls_handshake(
 	fp_count(&fp, FP_SERVED);
 	const struct tls_shape *shape = shape_for(ls, s);
 	size_t n = tls_shaped_hello_build(session_scratch, SESSION_SCRATCH_LEN,
-	    &ch, ls->secrets[idx], shape, tls_shape_app_len(shape));
+	    &ch, keys->secret[idx], shape, tls_shape_app_len(shape));
 	if (n == 0) {
 		session_close(s, "ServerHello failed");
 		return;
 	}
 	s->user = idx;
+	hints_put(s, idx);
 	s->hello_sent = 1;
 	s->state = SS_TLS_INNER;
 	tls_reader_init(&s->tls_in, TLS_READER_FROM_CLIENT);
