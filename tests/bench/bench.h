@@ -89,6 +89,9 @@ struct bench_target {
 	/* Send the pattern unencrypted and do not decrypt what comes
 	 * back: the proxy cannot tell, the load side saves its AES. */
 	int nocrypt;
+	/* Bind to this source address first (many clients on loopback). */
+	struct sockaddr_in src;
+	int has_src;
 };
 
 /* Connection states. */

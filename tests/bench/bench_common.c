@@ -460,6 +460,14 @@ bconn_start(struct bconn *c, const struct bench_target *t, const uint8_t *first,
 	if (c->fd == -1)
 		return fail(c, "socket", errno);
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (t->has_src &&
+	    bind(c->fd, (const struct sockaddr *)&t->src, sizeof(t->src)) ==
+	        -1) {
+		int e = errno;
+		close(c->fd);
+		c->fd = -1;
+		return fail(c, "bind", e);
+	}
 	if (connect(c->fd, (const struct sockaddr *)&t->addr, t->addrlen) ==
 	        -1 &&
 	    errno != EINPROGRESS) {

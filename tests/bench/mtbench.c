@@ -16,6 +16,7 @@
 #include "autoconf.h"
 
 #include <sys/socket.h>
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -102,6 +103,12 @@ static struct {
 	int verify;
 	const char *label;
 	int quiet_table;
+	/* handshake --users N: the daemon has N users, user i's secret
+	 * the -s one's first 12 bytes and BE32(i); --cold: each
+	 * connection from a new address (and /24) as a random user, else
+	 * each load process from its own address as one user. */
+	long users;
+	int cold;
 } B = {
 	.dc_echo = 2,
 	.dc_sink = 3,
@@ -1088,25 +1095,68 @@ pconn_event(int ep, struct pconn *p, uint32_t ev, uint8_t *rbuf)
 
 /* ------------------------------------------------------------ handshake */
 
+/* --users: user u's secret (see B.users). */
 static void
-hs_child(int wfd, uint64_t t_start, uint64_t t_end, int inflight)
+user_secret(long u, uint8_t out[O2_SECRET_LEN])
+{
+	memcpy(out, B.t.secret, O2_SECRET_LEN - 4);
+	out[12] = (uint8_t)(u >> 24);
+	out[13] = (uint8_t)(u >> 16);
+	out[14] = (uint8_t)(u >> 8);
+	out[15] = (uint8_t)u;
+}
+
+/*
+ * --users: who the next connection of load process idx is and where it
+ * comes from. Warm: always this process's one user from 127.0.1.idx+1.
+ * Cold: a random user from 127.A.B.1, a /24 not used for a long while
+ * (50 * 256 of them per process, in turn), so the daemon has no hint.
+ */
+static void
+hs_identity(struct bench_target *t, int idx, uint32_t *seq)
+{
+	if (B.users <= 0)
+		return;
+	t->has_src = 1;
+	t->src.sin_family = AF_INET;
+	t->src.sin_port = 0;
+	if (!B.cold) {
+		t->src.sin_addr.s_addr = htonl(0x7f000100u + (uint32_t)idx + 1);
+		return;
+	}
+	uint32_t n = (*seq)++ % (50 * 256);
+	uint32_t a = 16 + (uint32_t)idx * 50 + n / 256, b = n % 256;
+	t->src.sin_addr.s_addr = htonl(0x7f000001u | a << 16 | b << 8);
+	user_secret(random() % B.users, t->secret);
+}
+
+static void
+hs_child(int idx, int wfd, uint64_t t_start, uint64_t t_end, int inflight)
 {
 	struct epoll_event evs[MAX_EVENTS];
 	struct child_report *rep = calloc(1, sizeof(*rep));
 	struct pconn *ps = calloc(inflight, sizeof(*ps));
+	struct bench_target *ts = calloc(inflight, sizeof(*ts));
 	uint8_t *rbuf = malloc(RBUF_LEN);
 	struct bench_target t = B.t;
 	double cpu0 = -1;
 	uint64_t last_scan = 0;
+	uint32_t seq = 0;
 	int ep = epoll_create1(0);
 
 	child_setup();
-	if (rep == NULL || ps == NULL || rbuf == NULL || ep == -1)
+	if (rep == NULL || ps == NULL || ts == NULL || rbuf == NULL || ep == -1)
 		_exit(2);
 	t.dc = B.dc_echo;
-	for (int i = 0; i < inflight; i++)
-		if (pconn_start(ep, &ps[i], &t) == -1)
+	srandom((unsigned)getpid() ^ (unsigned)bench_now_ns());
+	if (B.users > 0)
+		user_secret(random() % B.users, t.secret);
+	for (int i = 0; i < inflight; i++) {
+		ts[i] = t;
+		hs_identity(&ts[i], idx, &seq);
+		if (pconn_start(ep, &ps[i], &ts[i]) == -1)
 			report_error(rep, &ps[i].c, "start");
+	}
 	for (;;) {
 		uint64_t now = bench_now_ns();
 		if (cpu0 < 0 && now >= t_start)
@@ -1129,7 +1179,8 @@ hs_child(int wfd, uint64_t t_start, uint64_t t_end, int inflight)
 			} else if (r == -1 && now >= t_start && now < t_end)
 				report_error(rep, &p->c, "handshake");
 			bconn_close(&p->c);
-			if (pconn_start(ep, p, &t) == -1) {
+			hs_identity(&ts[p - ps], idx, &seq);
+			if (pconn_start(ep, p, &ts[p - ps]) == -1) {
 				report_error(rep, &p->c, "start");
 				usleep(1000);
 			}
@@ -1152,7 +1203,8 @@ hs_child(int wfd, uint64_t t_start, uint64_t t_end, int inflight)
 						    rep, &p->c, "handshake");
 					bconn_close(&p->c);
 				}
-				if (pconn_start(ep, p, &t) == -1)
+				hs_identity(&ts[p - ps], idx, &seq);
+				if (pconn_start(ep, p, &ts[p - ps]) == -1)
 					report_error(rep, &p->c, "start");
 			}
 		}
@@ -1198,7 +1250,7 @@ hs_child_main(int idx, int wfd, void *arg)
 {
 	struct hs_args *a = arg;
 
-	hs_child(wfd, a->t_start, a->t_end, a->inflight);
+	hs_child(idx, wfd, a->t_start, a->t_end, a->inflight);
 }
 
 /* ceil(p * n) without libm */
@@ -1274,16 +1326,20 @@ scen_handshake(void)
 	double cpu = s1.worker - s0.worker;
 	double mpc = s1.mp - s0.mp;
 	double load = sum->cpu + (s1.fastdc - s0.fastdc) + mpc;
-	result(" backend=%s proto=%s procs=%d inflight=%d seconds=%.2f "
-	       "handshakes=%llu "
+	result(" backend=%s proto=%s users=%ld match=%s procs=%d "
+	       "inflight=%d seconds=%.2f handshakes=%llu "
 	       "errors=%llu rate_per_s=%.0f worker_cpu_s=%.3f "
 	       "worker_cpu_share=%.3f load_cpu_share=%.3f "
 	       "cpu_us_per_handshake=%.1f hs_ms_mean=%.3f hs_ms_p50=%.3f "
 	       "hs_ms_p99=%.3f%s",
-	    backend_name(), bench_proto_name(B.t.proto), nprocs, inflight, wall,
-	    (unsigned long long)sum->ok, (unsigned long long)sum->errors,
-	    sum->ok / wall, cpu, cpu / wall, load / wall,
-	    sum->ok ? cpu / sum->ok * 1e6 : -1.0,
+	    backend_name(), bench_proto_name(B.t.proto),
+	    B.users > 0 ? B.users : 1,
+	    B.users <= 0 ? "one"
+	        : B.cold ? "cold"
+	                 : "warm",
+	    nprocs, inflight, wall, (unsigned long long)sum->ok,
+	    (unsigned long long)sum->errors, sum->ok / wall, cpu, cpu / wall,
+	    load / wall, sum->ok ? cpu / sum->ok * 1e6 : -1.0,
 	    sum->ok ? sum->lat_sum_ns / 1e6 / sum->ok : -1.0,
 	    hist_pct(sum->hist, sum->ok, 0.5) / 1e3,
 	    hist_pct(sum->hist, sum->ok, 0.99) / 1e3,
@@ -1915,8 +1971,14 @@ table_row(const char *line)
 		    dls);
 		table_mid(line, note, sizeof(note), 1);
 	} else if (strcmp(sc, "handshake") == 0) {
+		char users[16], match[8];
 		snprintf(what, sizeof(what), "%shandshake %s",
 		    middle ? "middle " : "", proto);
+		if (kv(line, "match", match, sizeof(match)) &&
+		    strcmp(match, "one") != 0 &&
+		    kv(line, "users", users, sizeof(users)))
+			snprintf(what, sizeof(what), "%shandshake %s %s %s",
+			    middle ? "middle " : "", proto, users, match);
 		metric = "cpu_us_per_handshake";
 		val = kvd(line, "cpu_us_per_handshake");
 		target = 70;
@@ -2082,7 +2144,13 @@ usage(void)
 	    "      --mp-ctl PORT       fake_mp's control port (reset, stats)\n"
 	    "      --algo A            aes: ctr | cbc-enc | cbc-dec | crc32 | "
 	    "crc32c\n"
-	    "      --label TEXT        added to the result line\n");
+	    "      --label TEXT        added to the result line\n"
+	    "      --users N           handshake: the daemon has N users\n"
+	    "                          (user i: the secret's first 12 bytes,\n"
+	    "                          then BE32(i)); each load process\n"
+	    "                          one user from its own address\n"
+	    "      --cold              with --users: each connection a\n"
+	    "                          random user from a new address\n");
 	exit(2);
 }
 
@@ -2108,7 +2176,9 @@ main(int argc, char **argv)
 		O_PACKET,
 		O_MP,
 		O_MPCTL,
-		O_ALGO
+		O_ALGO,
+		O_USERS,
+		O_COLD
 	};
 	static const struct option opts[] = { { "proxy", required_argument,
 		                                  NULL, 'p' },
@@ -2140,6 +2210,8 @@ main(int argc, char **argv)
 		{ "mp", required_argument, NULL, O_MP },
 		{ "mp-ctl", required_argument, NULL, O_MPCTL },
 		{ "algo", required_argument, NULL, O_ALGO },
+		{ "users", required_argument, NULL, O_USERS },
+		{ "cold", no_argument, NULL, O_COLD },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
 	const char *proxy = "127.0.0.1:443", *secret = NULL;
 	int ch, p;
@@ -2222,6 +2294,12 @@ main(int argc, char **argv)
 			break;
 		case O_DCS:
 			B.dc_source = atoi(optarg);
+			break;
+		case O_USERS:
+			B.users = atol(optarg);
+			break;
+		case O_COLD:
+			B.cold = 1;
 			break;
 		case O_LABEL:
 			B.label = optarg;

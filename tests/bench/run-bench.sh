@@ -5,10 +5,13 @@
 # tests/bench/README.md for what the numbers mean.
 #
 #   tests/bench/run-bench.sh [--mtprotod PATH] [--quick] [--keep]
-#       [--middle | --all] [--only SCENARIO]
+#       [--middle | --all] [--only SCENARIO] [--users "1 100 10000"]
 #
 # Default: direct mode. --middle: middle-proxy mode only; --all: both.
 # --only handshake (or bulk, latency, idle, ...): that scenario alone.
+# --users LIST: only the handshake, per protocol, with each number of
+# users on the listener, warm (clients come back from their address)
+# and cold (each from a new address, a random user).
 # Binaries: $MTPROTOD, $MTBENCH, $FASTDC, $FAKE_MP if set, else
 # ./mtprotod, tests/bench/mtbench, tests/bench/fastdc and
 # tests/peers/fake_mp under the current directory (the build tree).
@@ -22,6 +25,8 @@ set -u
 
 QUICK=0
 KEEP=0
+USERS_LIST=
+NUSERS=0
 ONLY=
 DIRECT=1
 MIDDLE=0
@@ -35,8 +40,9 @@ while [ $# -gt 0 ]; do
 	--middle) DIRECT=0; MIDDLE=1; shift ;;
 	--direct) DIRECT=1; MIDDLE=0; shift ;;
 	--all) DIRECT=1; MIDDLE=1; shift ;;
+	--users) USERS_LIST=$2; shift 2 ;;
 	-h|--help)
-		sed -n '3,19p' "$0"; exit 0 ;;
+		sed -n '3,22p' "$0"; exit 0 ;;
 	*) echo "run-bench.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -196,6 +202,18 @@ if [ $MIDDLE = 1 ]; then
 	chmod 644 "$TMP/proxy-multi.conf"
 fi
 
+# The listener's users: the one SECRET, or with NUSERS > 0 that many,
+# user i's secret SECRET's first 24 hex digits and i in 8 (as
+# mtbench --users has them).
+users_conf() {
+	if [ "$NUSERS" -gt 0 ]; then
+		awk -v n="$NUSERS" -v p="$(echo "$SECRET" | cut -c1-24)" \
+		    'BEGIN { for (i = 0; i < n; i++) printf "%s{ name = \"u%d\"; secret = \"%s%08x\"; }\n", (i ? "," : ""), i, p, i }'
+	else
+		echo "{ name = \"bench\"; secret = \"$SECRET\"; }"
+	fi
+}
+
 write_config() {
 	if [ "$(id -u)" = 0 ]; then
 		ug='user = "nobody"; group = "nogroup";'
@@ -235,7 +253,7 @@ listeners = (
     tls_domain = "$DOMAIN";
     fronting = "127.0.0.1:9";
     $tag
-    users = ( { name = "bench"; secret = "$SECRET"; } );
+    users = ( $(users_conf) );
   }
 );
 telegram = {
@@ -358,6 +376,22 @@ if [ $MIDDLE = 1 ]; then
 	for a in cbc-enc cbc-dec crc32; do
 		bench $CRYPTO --algo "$a" aes
 	done
+fi
+
+if [ -n "$USERS_LIST" ] && [ $DIRECT = 1 ]; then
+	# Only the handshake's cost against the number of users.
+	BACKEND=direct
+	PEER="--fastdc $FASTDC_PID"
+	for NUSERS in $USERS_LIST; do
+		start_daemon
+		for p in $PROTOS; do
+			bench -P "$p" --users "$NUSERS" $HS handshake
+			bench -P "$p" --users "$NUSERS" --cold $HS handshake
+		done
+	done
+	stop_daemon
+	DIRECT=0
+	MIDDLE=0
 fi
 
 if [ $DIRECT = 1 ]; then
