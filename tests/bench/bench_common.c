@@ -460,6 +460,11 @@ bconn_start(struct bconn *c, const struct bench_target *t, const uint8_t *first,
 	if (c->fd == -1)
 		return fail(c, "socket", errno);
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* The port is picked at connect(): bind() would search the whole
+	 * range of ports (TIME_WAIT ones too) for each connection. */
+	if (t->has_src)
+		setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+		    sizeof(one));
 	if (t->has_src &&
 	    bind(c->fd, (const struct sockaddr *)&t->src, sizeof(t->src)) ==
 	        -1) {
