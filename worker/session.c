@@ -988,7 +988,7 @@ static void
 o2_handshake(struct session *s)
 {
 	const struct listener_secrets *ls = secrets_of(s->l);
-	struct o2_session o2;
+	struct o2_session o2 = { 0 }; /* (scan-build cannot follow the paths) */
 	long hint[2];
 	int idx;
 
