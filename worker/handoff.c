@@ -28,6 +28,8 @@
 #include "autoconf.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +38,7 @@
 #include <event2/event.h>
 
 #include "crypto.h"
+#include "keyidx.h"
 #include "log.h"
 #include "middle.h"
 #include "msg.h"
@@ -157,9 +160,53 @@ listener_named(const char *name)
 	return NULL;
 }
 
+/*
+ * A user of l by name. Many sessions arrive in a handoff: with many
+ * users, an index per listener (made again when its users change, as an
+ * in-place reload does) instead of a walk for each.
+ */
 static int
 user_named(const struct config_listener *l, const char *name)
 {
+	static struct {
+		const struct config_listener *l;
+		const struct config_user *users;
+		size_t n;
+		struct keyidx idx;
+	} cache[CONFIG_MAX_LISTENERS];
+
+	if (l->nusers < 32) {
+		for (size_t u = 0; u < l->nusers; u++)
+			if (strcmp(l->users[u].name, name) == 0)
+				return (int)u;
+		return -1;
+	}
+	size_t i = (size_t)(l - W.cfg->listeners);
+	if (i >= CONFIG_MAX_LISTENERS)
+		return -1;
+	if (cache[i].l != l || cache[i].users != l->users ||
+	    cache[i].n != l->nusers) {
+		keyidx_free(&cache[i].idx);
+		cache[i].l = NULL;
+		if (keyidx_init(&cache[i].idx, l->nusers, l->users,
+		        sizeof(*l->users), offsetof(struct config_user, name),
+		        0) == -1)
+			return -1;
+		for (size_t u = 0; u < l->nusers; u++)
+			(void)keyidx_add(&cache[i].idx, u);
+		cache[i].l = l;
+		cache[i].users = l->users;
+		cache[i].n = l->nusers;
+	}
+	char key[CONFIG_NAME_MAX] = { 0 };
+	snprintf(key, sizeof(key), "%s", name);
+	long k = keyidx_find(&cache[i].idx, key);
+	if (k >= 0 && (size_t)k < l->nusers &&
+	    strcmp(l->users[k].name, name) == 0)
+		return (int)k;
+	/* Not there, or an index of an earlier array at the same address:
+	 * the walk decides, and the index is made again next time. */
+	cache[i].l = NULL;
 	for (size_t u = 0; u < l->nusers; u++)
 		if (strcmp(l->users[u].name, name) == 0)
 			return (int)u;
