@@ -28,7 +28,10 @@ def per_sni_daemon(dc, site, port):
         fronting="127.0.0.1:%d" % site.port,
         extra='per_sni_secrets = true; per_sni_salt = "%s"; '
               'tls_domains = [ "%s" ];' % (SALT, OTHER))],
-        extra='backend = "direct";\n' + telegram_conf({2: dc.port}))
+        # "static": the dcpool's profiling of the site would count as a
+        # fronted connection
+        extra='backend = "direct";\ntls = { profile = "static"; };\n' +
+        telegram_conf({2: dc.port}))
 
 
 def test_per_sni_secrets():
