@@ -10,14 +10,15 @@ cd "$(dirname "$0")/.."
 SRC=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 OUT=${OUT:-$SRC/build-tests}
-FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 rm -rf "$OUT"
 mkdir -p "$OUT"
 passed=0
 failed=0
 failures=()
 
-step() { echo; echo "=== $*"; }
+T0=$SECONDS
+step() { echo; echo "=== $* (at $((SECONDS - T0)) s)"; }
 ok() { passed=$((passed + 1)); echo "ok: $1"; }
 bad() { failed=$((failed + 1)); failures+=("$1"); echo "FAILED: $1"; }
 
@@ -89,9 +90,9 @@ fi
 build_and_check normal
 build_and_check sanitizers --enable-sanitizers
 
-step "fuzz targets, ${FUZZ_SECONDS}s each (the worker's 60s)"
-# The stateful worker target gets a minute: it has far more to explore.
-if FUZZ_BUILD="$OUT/fuzz" FUZZ_SECONDS_worker=${FUZZ_SECONDS_worker:-60} \
+step "fuzz targets, ${FUZZ_SECONDS}s each (the worker's 45s)"
+# The stateful worker target gets longer: it has far more to explore.
+if FUZZ_BUILD="$OUT/fuzz" FUZZ_SECONDS_worker=${FUZZ_SECONDS_worker:-45} \
     tests/run-fuzz.sh "$FUZZ_SECONDS" >"$OUT/fuzz.out" 2>&1; then
 	grep '^fuzz ' "$OUT/fuzz.out"
 	ok "fuzzing"
@@ -163,5 +164,5 @@ if [ ${#failures[@]} -gt 0 ]; then
 	echo "failures:"
 	printf '  %s\n' "${failures[@]}"
 fi
-echo "tests: $passed passed, $failed failed"
+echo "tests: $passed passed, $failed failed ($((SECONDS - T0)) s)"
 [ "$failed" -eq 0 ] && [ ${#failures[@]} -eq 0 ]
