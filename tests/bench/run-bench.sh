@@ -246,6 +246,10 @@ shutdown_timeout = 2;
 backend = "$BACKEND";
 log = { target = "$TMP/mtprotod.log"; level = "warning"; };
 metrics = { port = 0; };
+# Nothing outside this machine: no public-address discovery, no site
+# profile (the fronting target is a closed local port).
+network = { discover = false; };
+tls = { profile = "static"; };
 listeners = (
   {
     name = "bench"; address = "127.0.0.1"; port = $PORT;
