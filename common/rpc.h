@@ -87,6 +87,9 @@
 /* zlib/IEEE CRC32 (zlib's crc32()) and Castagnoli CRC32C. */
 uint32_t rpc_crc32(const uint8_t *, size_t);
 uint32_t rpc_crc32c(const uint8_t *, size_t);
+/* How rpc_crc32c computes: "sse4.2" (the CPU's instruction) or "table";
+ * MTPROTOD_NO_SSE42 in the environment forces the table (tests). */
+const char *rpc_crc32c_impl(void);
 
 /* ---------------------------------------------------------------- frames */
 

@@ -239,6 +239,54 @@ crc32c_bitwise(const uint8_t *p, size_t len)
 	return crc ^ 0xffffffffU;
 }
 
+/*
+ * Each test runs in a process of its own (check forks), so the CRC32C
+ * implementation is picked again: the table (forced) and, where the CPU
+ * has it, SSE4.2. Odd offsets and lengths cover the unaligned head and
+ * tail of both.
+ */
+static void
+crc_checks(void)
+{
+	const uint8_t *s = (const uint8_t *)"123456789";
+	static uint8_t buf[4096 + 8];
+
+	ck_assert_uint_eq(rpc_crc32(s, 9), vec_u32hex(B2 "crc32_of_123456789"));
+	ck_assert_uint_eq(
+	    rpc_crc32c(s, 9), vec_u32hex(B2 "crc32c_of_123456789"));
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + (i >> 3));
+	for (size_t off = 0; off < 8; off++)
+		for (size_t n = 0; n <= 4096; n += 37)
+			ck_assert_uint_eq(rpc_crc32c(buf + off, n),
+			    crc32c_bitwise(buf + off, n));
+	for (int b = 0; b < 256; b++) {
+		buf[0] = (uint8_t)b;
+		ck_assert_uint_eq(rpc_crc32c(buf, 1), crc32c_bitwise(buf, 1));
+	}
+	ck_assert_uint_eq(rpc_crc32(s, 0), 0);
+	ck_assert_uint_eq(rpc_crc32c(s, 0), 0);
+}
+
+START_TEST(test_crc32c_table)
+{
+	setenv("MTPROTOD_NO_SSE42", "1", 1);
+	crc_checks();
+	ck_assert_str_eq(rpc_crc32c_impl(), "table");
+}
+END_TEST
+
+START_TEST(test_crc32c_cpu)
+{
+	unsetenv("MTPROTOD_NO_SSE42");
+	crc_checks();
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("sse4.2"))
+		ck_assert_str_eq(rpc_crc32c_impl(), "sse4.2");
+#endif
+}
+END_TEST
+
 START_TEST(test_crc)
 {
 	const uint8_t *s = (const uint8_t *)"123456789";
@@ -1283,6 +1331,8 @@ rpc_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, test_crc);
+	tcase_add_test(tc, test_crc32c_table);
+	tcase_add_test(tc, test_crc32c_cpu);
 	tcase_add_test(tc, test_kdf_ipv4);
 	tcase_add_test(tc, test_kdf_ipv6);
 	tcase_add_test(tc, test_kdf_erlang);
