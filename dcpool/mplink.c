@@ -444,8 +444,8 @@ send_handshake(struct build *b)
 	rpc_pid_make(b->pid, (struct sockaddr *)&b->ours, (uint16_t)getpid(),
 	    P.start_time);
 	rpc_pid_make(peer_pid, (struct sockaddr *)&b->me, 0, 0);
-	size_t n =
-	    rpc_handshake_build(payload, sizeof(payload), 0, b->pid, peer_pid);
+	size_t n = rpc_handshake_build(
+	    payload, sizeof(payload), RPC_HANDSHAKE_CRC32C, b->pid, peer_pid);
 	n = rpc_link_encode(&b->link, out, sizeof(out), payload, n);
 	if (n == 0 || send_all(b->fd, out, n) == -1) {
 		build_fail(b, "sending the handshake failed");
@@ -487,10 +487,14 @@ check_handshake(struct build *b)
 		return;
 	}
 	if (rpc_handshake_parse(fr.payload, fr.len, &hs) == -1 ||
-	    rpc_handshake_check(&hs, 0, b->pid, &crc32c, &err) == -1) {
+	    rpc_handshake_check(
+	        &hs, RPC_HANDSHAKE_CRC32C, b->pid, &crc32c, &err) == -1) {
 		build_fail(b, "bad handshake answer");
 		return;
 	}
+	/* CRC32C from seq 0 when the middle proxy took it (B.2.6): with
+	 * the CPU's instruction, a twentieth of zlib's CRC32. */
+	rpc_link_set_crc32c(&b->link, crc32c);
 	/* Only fillers may follow: the ME says nothing more until asked,
 	 * and the worker continues the chains from here. */
 	for (size_t p = fr.consumed; p < b->len; p += 4)

@@ -12,6 +12,7 @@
 # --users LIST: only the handshake, per protocol, with each number of
 # users on the listener, warm (clients come back from their address)
 # and cold (each from a new address, a random user).
+# MP_CRC32C=0: the fake middle proxies refuse CRC32C (plain CRC32).
 # Binaries: $MTPROTOD, $MTBENCH, $FASTDC, $FAKE_MP if set, else
 # ./mtprotod, tests/bench/mtbench, tests/bench/fastdc and
 # tests/peers/fake_mp under the current directory (the build tree).
@@ -183,14 +184,18 @@ if [ $MIDDLE = 1 ]; then
 	# Both fake_mp and the dcpool use this as the proxy secret (B.2.1).
 	head -c 128 /dev/urandom > "$TMP/proxy-secret"
 	chmod 644 "$TMP/proxy-secret"
+	# As Telegram's middle proxies: CRC32C when asked (the issue's
+	# workload); MP_CRC32C=0 for plain CRC32, to compare.
+	mpcrc=--crc32c
+	[ "${MP_CRC32C:-1}" = 0 ] && mpcrc=
 	start_peer fake_mp-echo "$FAKE_MP" --port 0 --control-port 0 \
-	    --secret-file "$TMP/proxy-secret" --mode echo
+	    --secret-file "$TMP/proxy-secret" --mode echo $mpcrc
 	MP_ECHO_PID=$PEER_PID
 	set -- $(grep '^READY' "$TMP/fake_mp-echo.out")
 	MP_ECHO_PORT=$2
 	MP_ECHO_CTL=$3
 	start_peer fake_mp-sink "$FAKE_MP" --port 0 --control-port 0 \
-	    --secret-file "$TMP/proxy-secret" --mode sink
+	    --secret-file "$TMP/proxy-secret" --mode sink $mpcrc
 	MP_SINK_PID=$PEER_PID
 	set -- $(grep '^READY' "$TMP/fake_mp-sink.out")
 	MP_SINK_PORT=$2

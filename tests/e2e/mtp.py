@@ -425,7 +425,8 @@ class FakeMP:
     helpers below. mode "echo" or "sink"."""
 
     def __init__(self, secret_file, mode="echo", no_pong=False,
-                 verbose=False, tmp=None, host=None, seen_ip=None):
+                 verbose=False, tmp=None, host=None, seen_ip=None,
+                 crc32c=False):
         self.mode = mode
         self.tmp = tmp or tempfile.mkdtemp(prefix="fake-mp-")
         self.errfile = os.path.join(self.tmp, "fake_mp-%s-%d.log" % (
@@ -440,6 +441,8 @@ class FakeMP:
             args += ["--host", host]
         if seen_ip:
             args += ["--seen-ip", seen_ip]
+        if crc32c:
+            args.append("--crc32c")  # take CRC32C when asked
         self.err = open(self.errfile, "w")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stderr=self.err,

@@ -297,6 +297,21 @@ def test_every_transport_byte_exact():
                       "%s echo flags %s" % (proto, c["flags"]))
 
 
+def test_crc32c_negotiated():
+    # We ask every middle proxy for CRC32C; one that takes it gets
+    # CRC32C frames from seq 0 (a wrong CRC would end the link), one
+    # that does not keeps CRC32. Both carry 4 MiB echoes byte-exact.
+    for takes in (True, False):
+        with MSetup(mp_opts={"crc32c": takes}) as s:
+            for proto in ("secure", "tls"):
+                r = tclient(s.port, proto, "echo", bytes=4 * MIB,
+                            packet=16384, timeout=60)
+                expect_ok(r)
+            links = s.mp.stats()["open_links"]
+            check(links and all(lk["crc32c"] is takes for lk in links),
+                  "crc32c %s: links %r" % (takes, links))
+
+
 def test_many_clients_share_few_links():
     for per_link, min_links in ((300, 2), (40, 1)):
         with MSetup(middle={"min_links": min_links,
