@@ -1763,12 +1763,11 @@ merge_nat_ip(struct parser *p, struct config *cfg, const config_setting_t *root)
 	    cfg->nat_ip, ss.ss_family == AF_INET ? "ipv4" : "ipv6", dst);
 }
 
-static const char *const metrics_opts[] = { "address", "port", "allow",
-	"max_user_series", NULL };
-
+/* A group's address (an IP literal) and port (0..65535), for the
+ * metrics page and the API. */
 static int
-parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
-    const char *path)
+opt_listen(struct parser *p, const config_setting_t *g, const char *path,
+    char *addr, size_t cap, uint16_t *port)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -1776,19 +1775,29 @@ parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
 	long long v;
 	int r;
 
-	if (check_known(p, g, path, metrics_opts) == -1)
+	if ((r = opt_str(p, g, path, "address", addr, cap, &o)) == -1)
 		return -1;
-	if ((r = opt_str(p, g, path, "address", cfg->metrics_address,
-	         sizeof(cfg->metrics_address), &o)) == -1)
-		return -1;
-	if (r == 1 &&
-	    addr_from_ip_port(cfg->metrics_address, 1, &ss, &sl) == -1)
+	if (r == 1 && addr_from_ip_port(addr, 1, &ss, &sl) == -1)
 		return perr(
 		    p, o.s, o.path, "must be an IPv4 or IPv6 address literal");
 	if ((r = opt_int(p, g, path, "port", 0, 65535, &v, &o)) == -1)
 		return -1;
 	if (r == 1)
-		cfg->metrics_port = (uint16_t)v;
+		*port = (uint16_t)v;
+	return 0;
+}
+
+static const char *const metrics_opts[] = { "address", "port", "allow",
+	"max_user_series", NULL };
+
+static int
+parse_metrics(struct parser *p, struct config *cfg, const config_setting_t *g,
+    const char *path)
+{
+	if (check_known(p, g, path, metrics_opts) == -1 ||
+	    opt_listen(p, g, path, cfg->metrics_address,
+	        sizeof(cfg->metrics_address), &cfg->metrics_port) == -1)
+		return -1;
 	if (opt_intf(p, g, path, "max_user_series", 0, 1000000,
 	        &cfg->metrics_max_user_series) == -1)
 		return -1;
@@ -1806,24 +1815,13 @@ static int
 parse_api(struct parser *p, struct config *cfg, const config_setting_t *g,
     const char *path)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
 	struct opt o;
-	long long v;
 	int r;
 
-	if (check_known(p, g, path, api_opts) == -1)
+	if (check_known(p, g, path, api_opts) == -1 ||
+	    opt_listen(p, g, path, cfg->api_address, sizeof(cfg->api_address),
+	        &cfg->api_port) == -1)
 		return -1;
-	if ((r = opt_str(p, g, path, "address", cfg->api_address,
-	         sizeof(cfg->api_address), &o)) == -1)
-		return -1;
-	if (r == 1 && addr_from_ip_port(cfg->api_address, 1, &ss, &sl) == -1)
-		return perr(
-		    p, o.s, o.path, "must be an IPv4 or IPv6 address literal");
-	if ((r = opt_int(p, g, path, "port", 0, 65535, &v, &o)) == -1)
-		return -1;
-	if (r == 1)
-		cfg->api_port = (uint16_t)v;
 	if (lookup(g, path, "allow", &o)) {
 		cfg->napi_allow = 0;
 		if (opt_cidrs(p, g, path, "allow", cfg->api_allow,
