@@ -125,17 +125,41 @@ listeners_out(struct evbuffer *b)
 		    (unsigned long long)st[i][LS_BYTES_S2C]);
 }
 
+/* One user's (or the listener's "other") samples of the three series. */
+struct user_sample {
+	uint64_t conns, c2s, s2c, used;
+};
+
+static void
+user_samples(struct evbuffer *c, struct evbuffer *y, struct evbuffer *q,
+    const char *listener, const char *user, const struct user_sample *v)
+{
+	evbuffer_add_printf(c,
+	    "mtprotod_user_connections{listener=\"%s\",user=\"%s\"} %llu\n",
+	    listener, user, (unsigned long long)v->conns);
+	evbuffer_add_printf(y,
+	    "mtprotod_user_bytes_total{listener=\"%s\",user=\"%s\","
+	    "direction=\"client_to_telegram\"} %llu\n"
+	    "mtprotod_user_bytes_total{listener=\"%s\",user=\"%s\","
+	    "direction=\"telegram_to_client\"} %llu\n",
+	    listener, user, (unsigned long long)v->c2s, listener, user,
+	    (unsigned long long)v->s2c);
+	evbuffer_add_printf(q,
+	    "mtprotod_user_quota_used_bytes{listener=\"%s\",user=\"%s\"} "
+	    "%llu\n",
+	    listener, user, (unsigned long long)v->used);
+}
+
 /*
  * Per user (metrics.max_user_series of them, in the config's order; the
  * rest summed as user="other" per listener): open connections, bytes
- * each way, quota used in the current period.
+ * each way, quota used in the current period. Names are [A-Za-z0-9_.-]
+ * (config.c): no label escaping. A user named "other" is always counted
+ * in the rest, so that no series is written twice.
  */
 static void
 users_out(struct evbuffer *b)
 {
-	struct {
-		uint64_t conns, c2s, s2c, used;
-	} other;
 	int64_t now = (int64_t)time(NULL);
 	int series = 0;
 	struct evbuffer *c = evbuffer_new(), *y = evbuffer_new(),
@@ -145,67 +169,38 @@ users_out(struct evbuffer *b)
 		goto out;
 	for (size_t i = 0; i < mcfg->nlisteners; i++) {
 		const struct config_listener *l = &mcfg->listeners[i];
+		struct user_sample other = { 0 };
 		int rest = 0;
 
-		memset(&other, 0, sizeof(other));
 		for (size_t k = 0; k < l->nusers; k++) {
 			const struct config_user *u = &l->users[k];
 			struct policy_user *r = policy_user(policy, u->pidx);
 			if (r == NULL)
 				continue;
-			uint64_t conns = policy_user_conns(policy, u->pidx);
-			uint64_t c2s =
-			    __atomic_load_n(&r->bytes_c2s, __ATOMIC_RELAXED);
-			uint64_t s2c =
-			    __atomic_load_n(&r->bytes_s2c, __ATOMIC_RELAXED);
-			uint64_t used = policy_used(r,
-			    policy_period_start(
-			        u->quota_period, u->quota_day, now));
-			if (series >= mcfg->metrics_max_user_series) {
-				other.conns += conns;
-				other.c2s += c2s;
-				other.s2c += s2c;
-				other.used += used;
-				rest = 1;
+			struct user_sample v = {
+				policy_user_conns(policy, u->pidx),
+				__atomic_load_n(
+				    &r->bytes_c2s, __ATOMIC_RELAXED),
+				__atomic_load_n(
+				    &r->bytes_s2c, __ATOMIC_RELAXED),
+				policy_used(r,
+				    policy_period_start(
+				        u->quota_period, u->quota_day, now)),
+			};
+			if (series < mcfg->metrics_max_user_series &&
+			    strcmp(u->name, "other") != 0) {
+				series++;
+				user_samples(c, y, q, l->name, u->name, &v);
 				continue;
 			}
-			series++;
-			evbuffer_add_printf(c,
-			    "mtprotod_user_connections{listener=\"%s\","
-			    "user=\"%s\"} %llu\n",
-			    l->name, u->name, (unsigned long long)conns);
-			evbuffer_add_printf(y,
-			    "mtprotod_user_bytes_total{listener=\"%s\","
-			    "user=\"%s\",direction=\"client_to_telegram\"} "
-			    "%llu\n"
-			    "mtprotod_user_bytes_total{listener=\"%s\","
-			    "user=\"%s\",direction=\"telegram_to_client\"} "
-			    "%llu\n",
-			    l->name, u->name, (unsigned long long)c2s, l->name,
-			    u->name, (unsigned long long)s2c);
-			evbuffer_add_printf(q,
-			    "mtprotod_user_quota_used_bytes{listener=\"%s\","
-			    "user=\"%s\"} %llu\n",
-			    l->name, u->name, (unsigned long long)used);
+			other.conns += v.conns;
+			other.c2s += v.c2s;
+			other.s2c += v.s2c;
+			other.used += v.used;
+			rest = 1;
 		}
-		if (!rest)
-			continue;
-		/* Names are [A-Za-z0-9_.-]: "other" with quotes is none. */
-		evbuffer_add_printf(c,
-		    "mtprotod_user_connections{listener=\"%s\","
-		    "user=\"other\"} %llu\n",
-		    l->name, (unsigned long long)other.conns);
-		evbuffer_add_printf(y,
-		    "mtprotod_user_bytes_total{listener=\"%s\",user=\"other\","
-		    "direction=\"client_to_telegram\"} %llu\n"
-		    "mtprotod_user_bytes_total{listener=\"%s\",user=\"other\","
-		    "direction=\"telegram_to_client\"} %llu\n",
-		    l->name, (unsigned long long)other.c2s, l->name,
-		    (unsigned long long)other.s2c);
-		evbuffer_add_printf(q,
-		    "mtprotod_user_quota_used_bytes{listener=\"%s\","
-		    "user=\"other\"} %llu\n",
-		    l->name, (unsigned long long)other.used);
+		if (rest)
+			user_samples(c, y, q, l->name, "other", &other);
 	}
 	evbuffer_add_printf(b,
 	    "# HELP mtprotod_user_connections Open connections per user "
