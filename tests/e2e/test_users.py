@@ -261,9 +261,9 @@ def test_per_ip_per_subnet_and_a_dead_worker():
         d.wait_log(re.compile(r"policy: \d+ counts of a dead worker "
                               r"taken back"), 10)
         d.wait_ready()
+        mark2 = len(d.read_log())
         again = hold(port, 1, source="127.0.0.2", conns=died, rounds=20)
         holders.append(again)
-        mark2 = len(d.read_log())
         wait_clients(d, "alice", died, since=mark2)
         check(not served(port, 1, source="127.0.0.2"),
               "per_ip let one more in after a worker died (%d died)" % died)
