@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
@@ -660,14 +661,72 @@ api_pubaddr(const struct pubaddr_state *st)
 	A.have_pub = 1;
 }
 
-int
-api_start(struct event_base *base, const struct config *cfg,
-    struct policy *policy, struct shm_metrics *zone, int chan)
+/* How long a new dcpool keeps trying the port its predecessor holds. */
+#define API_BIND_RETRY_MS 20
+#define API_BIND_TRIES    500
+
+static struct event *bind_retry;
+static int bind_tries;
+
+/* Listen on the API's address: 0, or -1 with errno. */
+static int
+api_listen(void)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int fd, one = 1;
 
+	if (addr_from_ip_port(A.cfg->api_address, A.cfg->api_port, &ss, &len) ==
+	    -1) {
+		errno = EINVAL;
+		return -1;
+	}
+	fd =
+	    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    bind(fd, (struct sockaddr *)&ss, len) == -1 ||
+	    listen(fd, 64) == -1) {
+		int e = errno;
+		if (fd != -1)
+			close(fd);
+		errno = e;
+		return -1;
+	}
+	if ((A.bound = evhttp_accept_socket_with_handle(A.http, fd)) == NULL) {
+		close(fd);
+		errno = ENOMEM;
+		return -1;
+	}
+	log_notice("api: listening on %s port %u%s", A.cfg->api_address,
+	    A.cfg->api_port, A.cfg->api_read_only ? " (read only)" : "");
+	return 0;
+}
+
+/*
+ * The port is not shared (no SO_REUSEPORT: another process of the same
+ * user could take requests and their token): during a reload the new
+ * dcpool waits for the old one to let go of it, which it does when told
+ * to drain.
+ */
+static void
+bind_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if (api_listen() == 0)
+		return;
+	if (errno != EADDRINUSE || ++bind_tries >= API_BIND_TRIES) {
+		log_warn("api: cannot listen on %s port %u", A.cfg->api_address,
+		    A.cfg->api_port);
+		return;
+	}
+	struct timeval tv = { 0, API_BIND_RETRY_MS * 1000 };
+	evtimer_add(bind_retry, &tv);
+}
+
+int
+api_start(struct event_base *base, const struct config *cfg,
+    struct policy *policy, struct shm_metrics *zone, int chan)
+{
 	A.cfg = cfg;
 	A.policy = policy;
 	A.zone = zone;
@@ -676,29 +735,9 @@ api_start(struct event_base *base, const struct config *cfg,
 	snprintf(A.revision, sizeof(A.revision), "unknown");
 	if (cfg->api_port == 0)
 		return 0;
-	if (addr_from_ip_port(cfg->api_address, cfg->api_port, &ss, &len) == -1)
+	if ((A.http = evhttp_new(base)) == NULL ||
+	    (bind_retry = evtimer_new(base, bind_retry_cb, NULL)) == NULL)
 		return -1;
-	/* SO_REUSEPORT: the dcpool of a new generation binds while the old
-	 * one still answers. */
-	fd =
-	    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
-	    bind(fd, (struct sockaddr *)&ss, len) == -1 ||
-	    listen(fd, 64) == -1) {
-		log_warn("api: cannot listen on %s port %u", cfg->api_address,
-		    cfg->api_port);
-		if (fd != -1)
-			close(fd);
-		return -1;
-	}
-	A.http = evhttp_new(base);
-	if (A.http == NULL ||
-	    (A.bound = evhttp_accept_socket_with_handle(A.http, fd)) == NULL) {
-		close(fd);
-		return -1;
-	}
 	evhttp_set_allowed_methods(A.http,
 	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
 	        EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT | EVHTTP_REQ_HEAD);
@@ -707,16 +746,18 @@ api_start(struct event_base *base, const struct config *cfg,
 	evhttp_set_max_body_size(A.http, 4 * API_BODY_MAX);
 	evhttp_set_timeout(A.http, 30);
 	evhttp_set_gencb(A.http, api_cb, NULL);
-	log_notice("api: listening on %s port %u%s", cfg->api_address,
-	    cfg->api_port, cfg->api_read_only ? " (read only)" : "");
+	bind_tries = 0;
+	bind_retry_cb(-1, 0, NULL);
 	return 0;
 }
 
 void
 api_stop(void)
 {
-	/* No new connections (the next dcpool takes them); the requests
-	 * under way still get their answers before we exit. */
+	/* No new connections (the next dcpool takes the port); the
+	 * requests under way still get their answers before we exit. */
+	if (bind_retry)
+		evtimer_del(bind_retry);
 	if (A.http && A.bound)
 		evhttp_del_accept_socket(A.http, A.bound);
 	A.bound = NULL;
