@@ -200,21 +200,26 @@ tables_find(struct tables *t, const char *name)
 }
 
 void
+tables_listener_take(struct config_listener *l, struct tables_listener *tl)
+{
+	explicit_bzero(l->users, l->nusers * sizeof(*l->users));
+	free(l->users);
+	l->users = tl->users;
+	l->nusers = tl->nusers;
+	tl->users = NULL;
+	tl->nusers = 0;
+	l->has_ad_tag = tl->has_ad_tag;
+	memcpy(l->ad_tag, tl->ad_tag, sizeof(l->ad_tag));
+}
+
+void
 tables_take_users(struct config *cfg, struct tables *t)
 {
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		struct config_listener *l = &cfg->listeners[i];
 		struct tables_listener *tl = tables_find(t, l->name);
 
-		if (tl == NULL)
-			continue;
-		explicit_bzero(l->users, l->nusers * sizeof(*l->users));
-		free(l->users);
-		l->users = tl->users;
-		l->nusers = tl->nusers;
-		tl->users = NULL;
-		tl->nusers = 0;
-		l->has_ad_tag = tl->has_ad_tag;
-		memcpy(l->ad_tag, tl->ad_tag, sizeof(l->ad_tag));
+		if (tl != NULL)
+			tables_listener_take(l, tl);
 	}
 }

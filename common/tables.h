@@ -48,6 +48,8 @@ struct tables *tables_decode(const uint8_t *blob, size_t len);
 void tables_free(struct tables *);
 /* tables_decode() of a memfd's content (MSG_TABLES); closes fd. */
 struct tables *tables_from_fd(int fd);
+/* l takes its users and ad tag from tl (which keeps none after). */
+void tables_listener_take(struct config_listener *, struct tables_listener *);
 /* Each listener of cfg takes its users and ad tag from t (which keeps
  * none of them after). */
 void tables_take_users(struct config *cfg, struct tables *t);

@@ -599,14 +599,7 @@ session_apply_tables(struct tables *t)
 			session_close(s, "user removed by reload");
 		}
 		keyidx_free(&names);
-		explicit_bzero(l->users, l->nusers * sizeof(*l->users));
-		free(l->users);
-		l->users = tl->users;
-		l->nusers = tl->nusers;
-		tl->users = NULL;
-		tl->nusers = 0;
-		l->has_ad_tag = tl->has_ad_tag;
-		memcpy(l->ad_tag, tl->ad_tag, sizeof(l->ad_tag));
+		tables_listener_take(l, tl);
 		snprintf(
 		    l->tls_domain, sizeof(l->tls_domain), "%s", tl->tls_domain);
 		if (strcmp(l->fronting_host, tl->fronting_host) != 0 ||
