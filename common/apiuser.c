@@ -189,27 +189,13 @@ api_user_parse(const char *body, size_t len, enum api_body kind,
 				goto out;
 			p->set |= AU_QUOTA;
 		} else if (strcmp(key, "quota_period") == 0) {
-			const char *s =
-			    json_is_string(v) ? json_string_value(v) : NULL;
-			char *end;
 			if (isnull) {
 				p->cleared |= AU_QUOTA_PERIOD;
 				continue;
 			}
-			if (s && strcmp(s, "never") == 0)
-				p->u.quota_period = QUOTA_NEVER;
-			else if (s && strcmp(s, "daily") == 0)
-				p->u.quota_period = QUOTA_DAILY;
-			else if (s && strcmp(s, "monthly") == 0) {
-				p->u.quota_period = QUOTA_MONTHLY;
-				p->u.quota_day = 1;
-			} else if (s && strncmp(s, "monthly:", 8) == 0 &&
-			    s[8] >= '0' && s[8] <= '9' &&
-			    (n = strtoul(s + 8, &end, 10)) >= 1 && n <= 31 &&
-			    *end == '\0') {
-				p->u.quota_period = QUOTA_MONTHLY;
-				p->u.quota_day = (int)n;
-			} else {
+			if (!json_is_string(v) ||
+			    config_parse_quota_period(json_string_value(v),
+			        &p->u.quota_period, &p->u.quota_day) != 0) {
 				fail(err, errlen,
 				    "field \"quota_period\": must be "
 				    "\"never\", "

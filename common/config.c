@@ -655,37 +655,54 @@ config_parse_time(const char *text, int64_t *out)
 	return 0;
 }
 
+int
+config_parse_quota_period(const char *v, int *period, int *day)
+{
+	char *end;
+
+	if (strcmp(v, "never") == 0) {
+		*period = QUOTA_NEVER;
+		*day = 0;
+	} else if (strcmp(v, "daily") == 0) {
+		*period = QUOTA_DAILY;
+		*day = 0;
+	} else if (strcmp(v, "monthly") == 0) {
+		*period = QUOTA_MONTHLY;
+		*day = 1;
+	} else if (strncmp(v, "monthly:", 8) == 0 &&
+	    isdigit((unsigned char)v[8])) {
+		long d = strtol(v + 8, &end, 10);
+		if (*end != '\0' || d < 1 || d > 31)
+			return -2;
+		*period = QUOTA_MONTHLY;
+		*day = (int)d;
+	} else
+		return -1;
+	return 0;
+}
+
 /* quota_period = "never" | "daily" | "monthly" | "monthly:DAY" */
 static int
 parse_quota_period(struct parser *p, const config_setting_t *s,
     const char *path, struct config_user *u)
 {
-	char v[32], *end;
+	char v[32];
 	struct opt o;
 	int r;
 
 	if ((r = opt_str(p, s, path, "quota_period", v, sizeof(v), &o)) != 1)
 		return r;
-	if (strcmp(v, "never") == 0)
-		u->quota_period = QUOTA_NEVER;
-	else if (strcmp(v, "daily") == 0)
-		u->quota_period = QUOTA_DAILY;
-	else if (strcmp(v, "monthly") == 0) {
-		u->quota_period = QUOTA_MONTHLY;
-		u->quota_day = 1;
-	} else if (strncmp(v, "monthly:", 8) == 0 &&
-	    isdigit((unsigned char)v[8])) {
-		long day = strtol(v + 8, &end, 10);
-		if (*end != '\0' || day < 1 || day > 31)
-			return perr(p, o.s, o.path,
-			    "the day of \"monthly:DAY\" must be 1 to 31");
-		u->quota_period = QUOTA_MONTHLY;
-		u->quota_day = (int)day;
-	} else
+	switch (config_parse_quota_period(v, &u->quota_period, &u->quota_day)) {
+	case 0:
+		return 1;
+	case -2:
+		return perr(p, o.s, o.path,
+		    "the day of \"monthly:DAY\" must be 1 to 31");
+	default:
 		return perr(p, o.s, o.path,
 		    "must be \"never\", \"daily\", \"monthly\" or "
 		    "\"monthly:DAY\"");
-	return 1;
+	}
 }
 
 /* The per-user limits (CONFIG.md "Users, limits and access"). */

@@ -287,6 +287,12 @@ int config_parse_time(const char *text, int64_t *out);
  */
 int config_users_load(const char *path, struct config_user **out, size_t *n,
     char *err, size_t errlen);
+/*
+ * quota_period's text ("never", "daily", "monthly", "monthly:DAY") into
+ * its enum quota_period and day: 0, -2 for a day outside 1..31, -1 if
+ * malformed.
+ */
+int config_parse_quota_period(const char *text, int *period, int *day);
 /* Is a client at sa refused by access (the global lists, then l's)? */
 int config_access_denied(const struct config *, const struct config_listener *,
     const struct sockaddr *);
