@@ -671,6 +671,24 @@ policy_addr_conns(struct policy *p, const struct sockaddr *sa)
 	return n;
 }
 
+int
+policy_user_stats(struct policy *p, const struct config_user *u, int64_t now,
+    struct policy_stats *out)
+{
+	struct policy_user *r = p ? policy_user(p, u->pidx) : NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (r == NULL)
+		return -1;
+	out->conns = policy_user_conns(p, u->pidx);
+	out->c2s = __atomic_load_n(&r->bytes_c2s, __ATOMIC_RELAXED);
+	out->s2c = __atomic_load_n(&r->bytes_s2c, __ATOMIC_RELAXED);
+	out->used = policy_used(
+	    r, policy_period_start(u->quota_period, u->quota_day, now));
+	out->ips = policy_user_ips(p, u->pidx, u->unique_ips_window, now);
+	return 0;
+}
+
 /* ------------------------------------------------------------ users */
 
 static size_t

@@ -111,6 +111,17 @@ void policy_user_seen(struct policy *, const struct sockaddr *addr,
 /* Supervisor: slot's process is gone; take its counts back. */
 void policy_reclaim(struct policy *, int slot);
 
+/* What the readers (metrics, /status, the API) show of a user. */
+struct policy_stats {
+	uint64_t conns; /* open connections */
+	uint64_t c2s, s2c; /* bytes each way, since the record was made */
+	uint64_t used; /* quota used in the current period */
+	int ips; /* distinct addresses within unique_ips_window */
+};
+/* u's counters at now: 0, or -1 (zeroed) when it has no record. */
+int policy_user_stats(struct policy *, const struct config_user *u, int64_t now,
+    struct policy_stats *out);
+
 /* Open connections counted for a user (-1 idx: 0). */
 uint32_t policy_user_conns(struct policy *, int idx);
 /* Distinct addresses of a user seen within window seconds. */

@@ -217,19 +217,13 @@ user_view(const char *name)
 				first = u;
 			json_array_append_new(ls, json_string(l->name));
 			add_links(links, l, u);
-			struct policy_user *r =
-			    A.policy ? policy_user(A.policy, u->pidx) : NULL;
-			if (r == NULL)
+			struct policy_stats st;
+			if (policy_user_stats(A.policy, u, now, &st) == -1)
 				continue;
-			conns += policy_user_conns(A.policy, u->pidx);
-			ips += policy_user_ips(
-			    A.policy, u->pidx, u->unique_ips_window, now);
-			octets +=
-			    __atomic_load_n(&r->bytes_c2s, __ATOMIC_RELAXED) +
-			    __atomic_load_n(&r->bytes_s2c, __ATOMIC_RELAXED);
-			used += policy_used(r,
-			    policy_period_start(
-			        u->quota_period, u->quota_day, now));
+			conns += st.conns;
+			ips += st.ips;
+			octets += st.c2s + st.s2c;
+			used += st.used;
 		}
 	}
 	if (first == NULL) {

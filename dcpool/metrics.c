@@ -126,13 +126,9 @@ listeners_out(struct evbuffer *b)
 }
 
 /* One user's (or the listener's "other") samples of the three series. */
-struct user_sample {
-	uint64_t conns, c2s, s2c, used;
-};
-
 static void
 user_samples(struct evbuffer *c, struct evbuffer *y, struct evbuffer *q,
-    const char *listener, const char *user, const struct user_sample *v)
+    const char *listener, const char *user, const struct policy_stats *v)
 {
 	evbuffer_add_printf(c,
 	    "mtprotod_user_connections{listener=\"%s\",user=\"%s\"} %llu\n",
@@ -169,24 +165,14 @@ users_out(struct evbuffer *b)
 		goto out;
 	for (size_t i = 0; i < mcfg->nlisteners; i++) {
 		const struct config_listener *l = &mcfg->listeners[i];
-		struct user_sample other = { 0 };
+		struct policy_stats other = { 0 };
 		int rest = 0;
 
 		for (size_t k = 0; k < l->nusers; k++) {
 			const struct config_user *u = &l->users[k];
-			struct policy_user *r = policy_user(policy, u->pidx);
-			if (r == NULL)
+			struct policy_stats v;
+			if (policy_user_stats(policy, u, now, &v) == -1)
 				continue;
-			struct user_sample v = {
-				policy_user_conns(policy, u->pidx),
-				__atomic_load_n(
-				    &r->bytes_c2s, __ATOMIC_RELAXED),
-				__atomic_load_n(
-				    &r->bytes_s2c, __ATOMIC_RELAXED),
-				policy_used(r,
-				    policy_period_start(
-				        u->quota_period, u->quota_day, now)),
-			};
 			if (series < mcfg->metrics_max_user_series &&
 			    strcmp(u->name, "other") != 0) {
 				series++;

@@ -204,26 +204,21 @@ status_json(struct evbuffer *b)
 		            : 0));
 		for (size_t u = 0; u < l->nusers; u++) {
 			const struct config_user *cu = &l->users[u];
-			struct policy *pol = dcpool_args()->policy;
-			struct policy_user *r =
-			    pol ? policy_user(pol, cu->pidx) : NULL;
+			struct policy_stats st;
 
 			evbuffer_add_printf(b,
 			    "%s{\"name\":\"%s\",\"enabled\":%s", u ? "," : "",
 			    cu->name, cu->enabled ? "true" : "false");
-			if (r != NULL)
+			if (policy_user_stats(
+			        dcpool_args()->policy, cu, now, &st) == 0)
 				evbuffer_add_printf(b,
-				    ",\"connections\":%u,\"bytes_client_to_"
+				    ",\"connections\":%llu,\"bytes_client_to_"
 				    "telegram\":%llu,\"bytes_telegram_to_"
 				    "client\":%llu,\"quota_used\":%llu",
-				    policy_user_conns(pol, cu->pidx),
-				    (unsigned long long)__atomic_load_n(
-				        &r->bytes_c2s, __ATOMIC_RELAXED),
-				    (unsigned long long)__atomic_load_n(
-				        &r->bytes_s2c, __ATOMIC_RELAXED),
-				    (unsigned long long)policy_used(r,
-				        policy_period_start(cu->quota_period,
-				            cu->quota_day, now)));
+				    (unsigned long long)st.conns,
+				    (unsigned long long)st.c2s,
+				    (unsigned long long)st.s2c,
+				    (unsigned long long)st.used);
 			evbuffer_add_printf(b, "}");
 		}
 		evbuffer_add_printf(b, "]}");
