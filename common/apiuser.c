@@ -272,6 +272,20 @@ out:
 	return r;
 }
 
+int
+api_op_parse(const char *op, const char *body, size_t len, enum api_body *kind,
+    struct api_user_patch *p, char *err, size_t errlen)
+{
+	*kind = strcmp(op, "create") == 0 ? API_BODY_CREATE
+	    : strcmp(op, "rotate") == 0   ? API_BODY_ROTATE
+	                                  : API_BODY_PATCH;
+	if (*kind == API_BODY_PATCH && strcmp(op, "patch") != 0) {
+		memset(p, 0, sizeof(*p));
+		return 0;
+	}
+	return api_user_parse(body, len, *kind, p, err, errlen);
+}
+
 void
 api_user_apply(struct config_user *u, const struct api_user_patch *p)
 {

@@ -51,6 +51,13 @@ struct api_user_patch {
  */
 int api_user_parse(const char *body, size_t len, enum api_body,
     struct api_user_patch *p, char *err, size_t errlen);
+/*
+ * A change's body, by the change ("create", "patch", "rotate" have one;
+ * "delete", "enable", "disable" none: p is zeroed): its kind and the
+ * parsed patch. 0, or -1 with the message in err.
+ */
+int api_op_parse(const char *op, const char *body, size_t len,
+    enum api_body *kind, struct api_user_patch *p, char *err, size_t errlen);
 /* Merge p into u (cleared fields take their defaults). */
 void api_user_apply(struct config_user *u, const struct api_user_patch *p);
 /* A user as a new one starts (the defaults of the config file). */

@@ -627,12 +627,8 @@ api_cb(struct evhttp_request *req, void *arg)
 	}
 	/* Checked here as the supervisor will: a bad body goes no further. */
 	struct api_user_patch pt;
-	enum api_body kind = strcmp(op, "create") == 0 ? API_BODY_CREATE
-	    : strcmp(op, "rotate") == 0                ? API_BODY_ROTATE
-	                                               : API_BODY_PATCH;
-	if ((strcmp(op, "create") == 0 || strcmp(op, "patch") == 0 ||
-	        strcmp(op, "rotate") == 0) &&
-	    api_user_parse(body, blen, kind, &pt, err, sizeof(err)) == -1) {
+	enum api_body kind;
+	if (api_op_parse(op, body, blen, &kind, &pt, err, sizeof(err)) == -1) {
 		api_error(req, 400, "bad_request", "%s", err);
 		free(body);
 		return;

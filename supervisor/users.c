@@ -191,18 +191,12 @@ users_api(const struct config *cfg, const char *config_path,
 			goto done;
 		}
 	}
-	enum api_body kind = strcmp(op, "create") == 0 ? API_BODY_CREATE
-	    : strcmp(op, "rotate") == 0                ? API_BODY_ROTATE
-	                                               : API_BODY_PATCH;
-	if (strcmp(op, "patch") == 0 || strcmp(op, "create") == 0 ||
-	    strcmp(op, "rotate") == 0) {
-		if (api_user_parse(
-		        body, strlen(body), kind, &p, err, sizeof(err)) == -1) {
-			out = answer(status, 400, "bad_request", "%s", err);
-			goto done;
-		}
-	} else
-		memset(&p, 0, sizeof(p));
+	enum api_body kind;
+	if (api_op_parse(op, body, strlen(body), &kind, &p, err, sizeof(err)) ==
+	    -1) {
+		out = answer(status, 400, "bad_request", "%s", err);
+		goto done;
+	}
 	if (kind == API_BODY_CREATE)
 		name = p.u.name;
 	if (name == NULL) {
