@@ -378,8 +378,44 @@ def test_rate_each_way():
             x.stop()
 
 
+def test_user_named_other_is_summed_once():
+    # metrics.max_user_series = 1 and a user named "other": its series
+    # must not stand twice next to the rest's sum (Prometheus refuses a
+    # page with a series written twice).
+    import urllib.request
+    dc = FakeDC("packets")
+    port, mport = free_port(), free_port()
+    d = Daemon(workers=1, listeners=[listener(
+        "main", port, [user("first", 1), user("other", 2), user("third", 3)],
+        protocols=("secure",))],
+        extra=telegram_conf({2: dc.port}) +
+        'metrics = { address = "127.0.0.1"; port = %d; '
+        'max_user_series = 2; };\n' % mport)
+    try:
+        d.start()
+        for i in (1, 2, 3):
+            check(served(port, i), "user %d not served" % i)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
+                                    timeout=5) as r:
+            lines = [ln.rpartition(" ")[0] for ln in
+                     r.read().decode().splitlines()
+                     if ln.startswith("mtprotod_user_")]
+        dup = sorted({ln for ln in lines if lines.count(ln) > 1})
+        check(not dup, "series written twice: %r" % dup)
+        check('mtprotod_user_connections{listener="main",user="first"}'
+              in lines and
+              'mtprotod_user_connections{listener="main",user="third"}'
+              in lines and
+              'mtprotod_user_connections{listener="main",user="other"}'
+              in lines, "series: %r" % lines)
+    finally:
+        d.kill_all()
+        dc.stop()
+
+
 if __name__ == "__main__":
     run_tests([test_user_limits_refuse_close_and_persist,
                test_per_ip_per_subnet_and_a_dead_worker,
                test_quota_periods_on_a_moved_clock,
-               test_rate_each_way])
+               test_rate_each_way,
+               test_user_named_other_is_summed_once])
