@@ -249,7 +249,7 @@ static void
 crc_checks(void)
 {
 	const uint8_t *s = (const uint8_t *)"123456789";
-	static uint8_t buf[4096 + 8];
+	static uint8_t buf[20000 + 8];
 
 	ck_assert_uint_eq(rpc_crc32(s, 9), vec_u32hex(B2 "crc32_of_123456789"));
 	ck_assert_uint_eq(
@@ -260,6 +260,14 @@ crc_checks(void)
 		for (size_t n = 0; n <= 4096; n += 37)
 			ck_assert_uint_eq(rpc_crc32c(buf + off, n),
 			    crc32c_bitwise(buf + off, n));
+	/* Around the 3 x 1024-byte blocks of the SSE4.2 code, and a whole
+	 * 16 KiB packet's frame. */
+	static const size_t big[] = { 3071, 3072, 3073, 6143, 6144, 6151, 9216,
+		16384 + 64, 20000 };
+	for (size_t off = 0; off < 8; off += 3)
+		for (size_t k = 0; k < sizeof(big) / sizeof(big[0]); k++)
+			ck_assert_uint_eq(rpc_crc32c(buf + off, big[k]),
+			    crc32c_bitwise(buf + off, big[k]));
 	for (int b = 0; b < 256; b++) {
 		buf[0] = (uint8_t)b;
 		ck_assert_uint_eq(rpc_crc32c(buf, 1), crc32c_bitwise(buf, 1));
