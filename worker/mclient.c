@@ -148,35 +148,28 @@ client_queue_changed(struct session *s)
 
 /* ------------------------------------------------------------ to clients */
 
-static int
-out_reserve(size_t need)
-{
-	if (M.outcap >= need)
-		return 0;
-	uint8_t *b = realloc(M.out, need);
-	if (b == NULL)
-		return -1;
-	M.out = b;
-	M.outcap = need;
-	return 0;
-}
-
 /*
- * Queue plain bytes (the pieces p[0..np)) for the client: encrypt with
- * its stream and, for fake TLS, cut into records. They go out in one
+ * Queue plain bytes (the pieces p[0..np)) for the client: encrypted with
+ * its stream straight into its output queue and, for fake TLS, cut into
+ * records. Pieces under CLIENT_COPY_MAX (frame headers, padding, small
+ * answers) are copied first and encrypted together. They go out in one
  * send per client when the link read is done (client_flush_dirty).
  */
+#define CLIENT_COPY_MAX 256
 static int
 client_send(struct session *s, const uint8_t *const *p, const size_t *n, int np)
 {
-	size_t total = 0, out = 0;
+	size_t total = 0;
 	for (int i = 0; i < np; i++)
 		total += n[i];
 	size_t records = s->is_tls ? total / TLS_DRS_MIN + 1 : 0;
-	if (out_reserve(total + records * TLS_RECORD_HEADER_LEN) == -1)
+	uint8_t *dst =
+	    side_room(&s->c, total + records * TLS_RECORD_HEADER_LEN);
+	if (dst == NULL)
 		return -1;
-	/* Lay out the stream (with room for record headers), encrypting
-	 * each record's payload in place; CTR makes chunking free. */
+	crypto_stream *enc = s->c_enc;
+	size_t out = 0, plain = 0; /* dst[plain..out) is copied, not
+	                              encrypted yet */
 	int i = 0;
 	size_t ioff = 0, left = total;
 	while (left > 0) {
@@ -185,31 +178,45 @@ client_send(struct session *s, const uint8_t *const *p, const size_t *n, int np)
 			size_t max = tls_record_size(s, s->tls_out_records++);
 			if (chunk > max)
 				chunk = max;
-			tls_record_header(M.out + out, chunk);
+			tls_record_header(dst + out, chunk);
 			out += TLS_RECORD_HEADER_LEN;
+			plain = out;
 		}
-		uint8_t *start = M.out + out;
-		size_t need = chunk;
-		while (need > 0 && i < np) {
-			size_t take = n[i] - ioff < need ? n[i] - ioff : need;
-			memcpy(M.out + out, p[i] + ioff, take);
+		left -= chunk;
+		while (chunk > 0) {
+			size_t take = n[i] - ioff < chunk ? n[i] - ioff : chunk;
+			if (take < CLIENT_COPY_MAX)
+				memcpy(dst + out, p[i] + ioff, take);
+			else {
+				if (out > plain &&
+				    crypto_stream_apply(enc, dst + plain,
+				        dst + plain, out - plain))
+					return -1;
+				if (crypto_stream_apply(
+				        enc, p[i] + ioff, dst + out, take))
+					return -1;
+				plain = out + take;
+			}
 			out += take;
 			ioff += take;
-			need -= take;
+			chunk -= take;
 			if (ioff == n[i]) {
 				i++;
 				ioff = 0;
 			}
 		}
-		if (crypto_stream_apply(s->c_enc, start, start, chunk))
+		if (out > plain &&
+		    crypto_stream_apply(
+		        enc, dst + plain, dst + plain, out - plain))
 			return -1;
-		left -= chunk;
+		plain = out;
 	}
+	s->c.out.len += out;
 	if (!s->dirty) {
 		s->dirty = 1;
 		TAILQ_INSERT_TAIL(&M.dirty, s, dirty_entry);
 	}
-	return side_queue(&s->c, M.out, out);
+	return 0;
 }
 
 static void
@@ -395,26 +402,48 @@ inbuf_append(struct session *s, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* One packet: one RPC_PROXY_REQ on the client's link. */
+/*
+ * One packet, one RPC_PROXY_REQ on the client's link, in two steps so
+ * that the packet can be decrypted straight into its frame:
+ * request_room() gives the place of the packet's pktlen bytes in the
+ * link's queue, request_queue() checks them (spec A.3.4: a dropped
+ * packet queues nothing), puts the header before them and seals the
+ * frame.
+ */
+static size_t
+request_hdrlen(const struct session *s)
+{
+	return ad_tag_of(s) ? RPC_PROXY_REQ_HDR_TAG : RPC_PROXY_REQ_HDR;
+}
+
+static uint8_t *
+request_room(struct session *s, size_t pktlen)
+{
+	size_t h = request_hdrlen(s);
+	uint8_t *f = wq_room(&s->link->wq, RPC_FRAME_SPACE(h + pktlen));
+
+	return f ? f + RPC_FRAME_HDR + h : NULL;
+}
+
 static int
-client_request(struct session *s, const struct frame_info *fi,
-    const uint8_t *pkt, const uint8_t *tag)
+request_queue(struct session *s, const struct frame_info *fi, uint8_t *pkt)
 {
 	struct mlink *l = s->link;
-	size_t hmax = RPC_PROXY_REQ_HDR_TAG;
+	const uint8_t *tag = ad_tag_of(s);
+	size_t h = request_hdrlen(s);
+	uint8_t *f = pkt - h - RPC_FRAME_HDR;
 
-	if (wq_reserve(&l->wq, RPC_FRAME_SPACE(hmax + fi->pktlen)) == -1)
-		return -1;
-	uint8_t *f = l->wq.buf + l->wq.len;
+	if (!frame_packet_check(pkt, fi->pktlen)) {
+		log_debug("dropped a malformed client packet of %zu bytes",
+		    fi->pktlen);
+		return 0;
+	}
 	uint32_t flags = rpc_proxy_req_flags(
 	    transport_of(s), fi->quickack, tag != NULL, pkt, fi->pktlen);
-	size_t h =
-	    rpc_proxy_req_header(f + RPC_FRAME_HDR, hmax, flags, s->conn_id,
-	        (struct sockaddr *)&s->peer, (struct sockaddr *)&s->local, tag);
-	if (h == 0)
-		return -1;
-	memcpy(f + RPC_FRAME_HDR + h, pkt, fi->pktlen);
-	if (link_queue_frame(
+	if (rpc_proxy_req_header(f + RPC_FRAME_HDR, h, flags, s->conn_id,
+	        (struct sockaddr *)&s->peer, (struct sockaddr *)&s->local,
+	        tag) != h ||
+	    link_queue_frame(
 	        l, f, RPC_FRAME_SPACE(h + fi->pktlen), h + fi->pktlen))
 		return -1;
 	s->sent_mark = l->queued_total;
@@ -433,7 +462,6 @@ static void
 client_packets(struct session *s, const uint8_t *buf, size_t len)
 {
 	struct mlink *l = s->link;
-	const uint8_t *tag = ad_tag_of(s);
 	const uint8_t *p = buf;
 	size_t plen = len;
 
@@ -456,12 +484,13 @@ client_packets(struct session *s, const uint8_t *buf, size_t len)
 			session_close(s, "bad frame from the client");
 			return;
 		}
-		const uint8_t *pkt = p + fi.hdrlen;
-		if (!frame_packet_check(pkt, fi.pktlen))
-			log_debug("dropped a malformed client packet of %zu "
-			          "bytes",
-			    fi.pktlen);
-		else if (client_request(s, &fi, pkt, tag) == -1) {
+		uint8_t *pkt = request_room(s, fi.pktlen);
+		if (pkt == NULL) {
+			session_close(s, "out of memory");
+			return;
+		}
+		memcpy(pkt, p + fi.hdrlen, fi.pktlen);
+		if (request_queue(s, &fi, pkt) == -1) {
 			session_close(s, "building PROXY_REQ failed");
 			return;
 		}
@@ -470,6 +499,81 @@ client_packets(struct session *s, const uint8_t *buf, size_t len)
 	}
 	if (keep_partial(s, p, plen) == -1)
 		session_close(s, "out of memory");
+}
+
+/*
+ * Client bytes as they arrived (still encrypted; TLS records already
+ * removed), decrypted frame by frame: a whole frame's packet goes
+ * straight from the read buffer into its PROXY_REQ. Only a frame cut by
+ * the end of a read, or what comes while there is no link, passes
+ * through inbuf as plaintext. May close the session.
+ */
+static int
+client_stream(struct session *s, uint8_t *c, size_t len)
+{
+	enum frame_kind kind = kind_of(s);
+	crypto_stream *dec = s->c_dec;
+
+	while (len > 0 && !s->closed) {
+		struct frame_info fi;
+		uint8_t h[4];
+		size_t take = len;
+
+		if (s->inlen || s->link == NULL || len < sizeof(h)) {
+			/* Complete the partial frame first, no further. */
+			if (s->link && s->inlen) {
+				(void)frame_decode(
+				    kind, s->inbuf, s->inlen, &fi);
+				size_t want = fi.total ? fi.total - s->inlen
+				                       : sizeof(h) - s->inlen;
+				if (want < take)
+					take = want;
+			}
+			if (crypto_stream_apply(dec, c, c, take))
+				return -1;
+			client_packets(s, c, take);
+			c += take;
+			len -= take;
+			continue;
+		}
+		if (crypto_stream_apply(dec, c, h, sizeof(h)))
+			return -1;
+		if (frame_decode(kind, h, sizeof(h), &fi) == FRAME_ERROR) {
+			session_close(s, "bad frame from the client");
+			return 0;
+		}
+		if (fi.total > len) {
+			/* Cut by the end of this read: keep it, plain. */
+			if (crypto_stream_apply(dec, c + sizeof(h),
+			        c + sizeof(h), len - sizeof(h)) ||
+			    inbuf_append(s, h, sizeof(h)) == -1 ||
+			    inbuf_append(s, c + sizeof(h), len - sizeof(h)) ==
+			        -1)
+				return -1;
+			return 0;
+		}
+		/* The header took fi.hdrlen of h; the packet has the rest. */
+		size_t pre = sizeof(h) - fi.hdrlen;
+		size_t tail = fi.total - sizeof(h) - (fi.pktlen - pre);
+		uint8_t *pkt = request_room(s, fi.pktlen);
+		if (pkt == NULL)
+			return -1;
+		memcpy(pkt, h + fi.hdrlen, pre);
+		if (crypto_stream_apply(
+		        dec, c + sizeof(h), pkt + pre, fi.pktlen - pre))
+			return -1;
+		/* Padding past the last whole word: only the stream moves. */
+		uint8_t *pad = c + fi.total - tail;
+		if (tail && crypto_stream_apply(dec, pad, pad, tail))
+			return -1;
+		if (request_queue(s, &fi, pkt) == -1) {
+			session_close(s, "building PROXY_REQ failed");
+			return 0;
+		}
+		c += fi.total;
+		len -= fi.total;
+	}
+	return 0;
 }
 
 static void
@@ -503,12 +607,11 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		len = m;
 	}
-	if (len && crypto_stream_apply(s->c_dec, buf, buf, len)) {
-		session_close(s, "crypto failure");
+	struct mlink *l = s->link;
+	if (client_stream(s, buf, len) == -1) {
+		session_close(s, "out of memory or crypto failure");
 		return;
 	}
-	struct mlink *l = s->link;
-	client_packets(s, buf, len);
 	/* The user's quota and rate (may close it or pause its reads). */
 	if (!s->closed && s->urec)
 		(void)limits_charge(s, 1, len);

@@ -60,9 +60,24 @@
 /* Link requests in flight per pool. */
 #define POOL_REQS_MAX 8
 
+/*
+ * A link's output: a chain of chunks, filled at the tail and written
+ * from the head with one writev. A frame never straddles two chunks (it
+ * is sealed in place), bytes never move, and chunks are recycled through
+ * a small per-worker free list, so queueing allocates nothing in the
+ * steady state. A drained queue holds no memory.
+ */
+#define WQ_CHUNK    (256 * 1024)
+#define WQ_FREE_MAX 8 /* recycled chunks kept per worker */
+#define WQ_IOV_MAX  64
+struct wchunk {
+	struct wchunk *next;
+	size_t off, len, cap; /* sent, filled, size of data */
+	uint8_t data[];
+};
 struct wqueue {
-	uint8_t *buf;
-	size_t off, len, cap;
+	struct wchunk *head, *tail;
+	size_t pending; /* filled and not sent, over all chunks */
 };
 
 TAILQ_HEAD(mlink_list, mlink);
@@ -72,6 +87,7 @@ struct mlink {
 	struct mpool *pool;
 	int fd;
 	struct event rev, wev;
+	struct event fev; /* deferred flush: after this turn's reads */
 	struct event stall; /* reading stopped for LINK_STALL_MS */
 	struct rpc_link rpc;
 	struct sockaddr_storage me;
@@ -90,6 +106,7 @@ struct mlink {
 	unsigned writing : 1;
 	unsigned clients_paused : 1;
 	unsigned held : 1; /* adopted, not read until its clients came */
+	unsigned flush_queued : 1; /* fev is active */
 	int error; /* errno of a failed write: dies next turn */
 	unsigned closed : 1; /* torn down; the reaper frees it */
 };
@@ -120,8 +137,6 @@ struct middle {
 	struct session_hash_bucket hash[MIDDLE_HASH_SIZE];
 	uint32_t next_req;
 	struct event tick;
-	uint8_t *out; /* scratch for answers to clients */
-	size_t outcap;
 	struct session_list dirty; /* answers queued, not sent yet */
 	struct mlink_list reap; /* closed links, to be freed */
 	struct event reaper;
@@ -140,12 +155,17 @@ struct mlink *link_new(struct mpool *, const struct rpc_link_keys *,
 void link_close(struct mlink *, const char *why);
 /* Queue a small message of ours (PONG, PING, CLOSE_CONN) and flush. */
 void link_send_small(struct mlink *, const uint8_t *payload, size_t len);
-/* Flush after queueing, unless the socket is known to be full. */
+/*
+ * Flush after queueing, once per link per event-loop turn (after every
+ * client read that is ready now), unless the socket is known to be full.
+ */
 void link_kick(struct mlink *);
 /* The output waiting for its clients changed. */
 void link_clients_changed(struct mlink *);
-int wq_reserve(struct wqueue *, size_t need);
-/* Seal the payload already at frame + RPC_FRAME_HDR and queue it. */
+/* need contiguous bytes at the queue's tail; NULL when out of memory. */
+uint8_t *wq_room(struct wqueue *, size_t need);
+/* Seal the payload already at frame + RPC_FRAME_HDR (frame from
+ * wq_room(&l->wq, cap)) and queue it. */
 int link_queue_frame(struct mlink *, uint8_t *frame, size_t cap, size_t len);
 void link_ping(struct mlink *);
 struct link_image;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "log.h"
 #include "middle.h"
@@ -43,35 +44,123 @@ link_errno_reason(int err)
 
 /* ------------------------------------------------------------ queues */
 
-int
-wq_reserve(struct wqueue *q, size_t need)
+static struct wchunk *wfree; /* recycled WQ_CHUNK chunks */
+static size_t nwfree;
+
+static struct wchunk *
+chunk_get(size_t need)
 {
-	if (q->off && q->off == q->len)
-		q->off = q->len = 0;
-	if (q->cap - q->len >= need)
-		return 0;
-	if (q->off > 0) {
-		memmove(q->buf, q->buf + q->off, q->len - q->off);
-		q->len -= q->off;
-		q->off = 0;
-		if (q->cap - q->len >= need)
-			return 0;
+	struct wchunk *c;
+
+	if (need <= WQ_CHUNK && wfree) {
+		c = wfree;
+		wfree = c->next;
+		nwfree--;
+	} else {
+		size_t cap = need > WQ_CHUNK ? need : WQ_CHUNK;
+		if ((c = malloc(sizeof(*c) + cap)) == NULL)
+			return NULL;
+		c->cap = cap;
 	}
-	size_t cap = q->cap ? q->cap : 16384;
-	while (cap - q->len < need)
-		cap *= 2;
-	uint8_t *b = realloc(q->buf, cap);
-	if (b == NULL)
-		return -1;
-	q->buf = b;
-	q->cap = cap;
-	return 0;
+	c->next = NULL;
+	c->off = c->len = 0;
+	return c;
+}
+
+static void
+chunk_put(struct wchunk *c)
+{
+	if (c->cap == WQ_CHUNK && nwfree < WQ_FREE_MAX) {
+		c->next = wfree;
+		wfree = c;
+		nwfree++;
+	} else
+		free(c);
+}
+
+uint8_t *
+wq_room(struct wqueue *q, size_t need)
+{
+	struct wchunk *c = q->tail;
+
+	if (c == NULL || c->cap - c->len < need) {
+		if ((c = chunk_get(need)) == NULL)
+			return NULL;
+		if (q->tail)
+			q->tail->next = c;
+		else
+			q->head = c;
+		q->tail = c;
+	}
+	return c->data + c->len;
+}
+
+static void
+wq_commit(struct wqueue *q, size_t n)
+{
+	q->tail->len += n;
+	q->pending += n;
 }
 
 static size_t
 wq_pending(const struct wqueue *q)
 {
-	return q->len - q->off;
+	return q->pending;
+}
+
+/* n bytes were written: drop what went out, recycle empty chunks. */
+static void
+wq_consume(struct wqueue *q, size_t n)
+{
+	q->pending -= n;
+	while (n > 0 || (q->head && q->head->off == q->head->len)) {
+		struct wchunk *c = q->head;
+		size_t left = c->len - c->off;
+		size_t take = n < left ? n : left;
+		c->off += take;
+		n -= take;
+		if (c->off < c->len)
+			break;
+		q->head = c->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+		chunk_put(c);
+	}
+}
+
+static void
+wq_free(struct wqueue *q)
+{
+	struct wchunk *c;
+
+	while ((c = q->head) != NULL) {
+		q->head = c->next;
+		chunk_put(c);
+	}
+	memset(q, 0, sizeof(*q));
+}
+
+/* The pending bytes in one chunk (for a handoff image); NULL if none. */
+static const uint8_t *
+wq_linear(struct wqueue *q)
+{
+	if (q->pending == 0)
+		return NULL;
+	if (q->head != q->tail) {
+		struct wchunk *c = chunk_get(q->pending);
+		if (c == NULL)
+			return NULL;
+		for (struct wchunk *x = q->head; x; x = x->next) {
+			memcpy(c->data + c->len, x->data + x->off,
+			    x->len - x->off);
+			c->len += x->len - x->off;
+		}
+		size_t pending = q->pending;
+		wq_free(q);
+		q->head = q->tail = c;
+		q->pending = pending;
+	}
+	return q->head->data + q->head->off;
 }
 
 /* ------------------------------------------------------------ I/O */
@@ -96,7 +185,7 @@ link_queue_frame(struct mlink *l, uint8_t *frame, size_t cap, size_t len)
 	size_t n = rpc_link_seal(&l->rpc, frame, cap, len);
 	if (n == 0)
 		return -1;
-	l->wq.len += n;
+	wq_commit(&l->wq, n);
 	l->queued_total += n;
 	return 0;
 }
@@ -104,9 +193,10 @@ link_queue_frame(struct mlink *l, uint8_t *frame, size_t cap, size_t len)
 void
 link_send_small(struct mlink *l, const uint8_t *payload, size_t len)
 {
-	if (l->closed || wq_reserve(&l->wq, RPC_FRAME_SPACE(len)) == -1)
+	uint8_t *f;
+
+	if (l->closed || (f = wq_room(&l->wq, RPC_FRAME_SPACE(len))) == NULL)
 		return;
-	uint8_t *f = l->wq.buf + l->wq.len;
 	memcpy(f + RPC_FRAME_HDR, payload, len);
 	if (link_queue_frame(l, f, RPC_FRAME_SPACE(len), len) == -1)
 		log_warnx("sealing an RPC frame failed");
@@ -140,12 +230,19 @@ static void
 link_flush(struct mlink *l)
 {
 	struct wqueue *q = &l->wq;
+	struct iovec iov[WQ_IOV_MAX];
 
 	if (l->error || l->closed)
 		return;
-	while (q->off < q->len) {
-		ssize_t w =
-		    send(l->fd, q->buf + q->off, q->len - q->off, MSG_NOSIGNAL);
+	while (q->pending > 0) {
+		int n = 0;
+		for (struct wchunk *c = q->head; c && n < WQ_IOV_MAX;
+		     c = c->next) {
+			iov[n].iov_base = c->data + c->off;
+			iov[n++].iov_len = c->len - c->off;
+		}
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n };
+		ssize_t w = sendmsg(l->fd, &mh, MSG_NOSIGNAL);
 		if (w == -1) {
 			if (errno == EINTR)
 				continue;
@@ -159,8 +256,10 @@ link_flush(struct mlink *l)
 			}
 			break;
 		}
-		q->off += w;
+		wq_consume(q, w);
 		l->written_total += w;
+		if (q->pending > 0 && n < WQ_IOV_MAX)
+			break; /* the socket took what it could */
 	}
 	size_t pend = wq_pending(q);
 	link_want_write(l, pend > 0);
@@ -168,11 +267,18 @@ link_flush(struct mlink *l)
 		link_pause_clients(l, 1);
 	else if (l->clients_paused && pend < W.cfg->middle_link_queue_max / 2)
 		link_pause_clients(l, 0);
-	if (pend == 0 && q->cap > 4 * 16384) {
-		/* Give back a big queue once it drained. */
-		free(q->buf);
-		memset(q, 0, sizeof(*q));
-	}
+}
+
+static void
+link_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mlink *l = arg;
+
+	l->flush_queued = 0;
+	if (!l->writing && !l->error)
+		link_flush(l);
+	if (l->error)
+		link_close(l, link_errno_reason(l->error));
 }
 
 void
@@ -180,14 +286,15 @@ link_kick(struct mlink *l)
 {
 	if (l->closed)
 		return;
-	if (!l->writing) {
-		link_flush(l);
-		return;
-	}
-	/* Known full: its write event flushes; no send that can only
-	 * say EAGAIN. */
+	/* Clients read later in this turn queue no more on a full link. */
 	if (wq_pending(&l->wq) > W.cfg->middle_link_queue_max)
 		link_pause_clients(l, 1);
+	/* Known full: its write event flushes; no send that can only
+	 * say EAGAIN. */
+	if (l->writing || l->flush_queued)
+		return;
+	l->flush_queued = 1;
+	event_active(&l->fev, EV_TIMEOUT, 1);
 }
 
 static void
@@ -378,7 +485,7 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&M.reap, l, entry);
 		rpc_link_free(&l->rpc);
 		free(l->rbuf);
-		free(l->wq.buf);
+		wq_free(&l->wq);
 		free(l);
 	}
 }
@@ -411,6 +518,7 @@ link_new(struct mpool *p, const struct rpc_link_keys *keys,
 	    &l->rev, W.base, fd, EV_READ | EV_PERSIST, link_read_cb, l);
 	event_assign(
 	    &l->wev, W.base, fd, EV_WRITE | EV_PERSIST, link_write_cb, l);
+	event_assign(&l->fev, W.base, -1, 0, link_flush_cb, l);
 	evtimer_assign(&l->stall, W.base, stall_cb, l);
 	TAILQ_INSERT_HEAD(&p->links, l, entry);
 	p->nlinks++;
@@ -436,6 +544,8 @@ link_close(struct mlink *l, const char *why)
 	l->closed = 1;
 	event_del(&l->rev);
 	event_del(&l->wev);
+	event_del(&l->fev);
+	l->flush_queued = 0;
 	evtimer_del(&l->stall);
 	close(l->fd);
 	l->fd = -1;
@@ -486,8 +596,12 @@ link_to_image(struct mlink *l, uint32_t id, struct link_image *li)
 	li->rbuf = l->rbuf;
 	li->rlen = l->rlen;
 	li->rdec = l->rdec;
-	li->wq = l->wq.buf ? l->wq.buf + l->wq.off : NULL;
-	li->wqlen = wq_pending(&l->wq);
+	li->wq = wq_linear(&l->wq);
+	li->wqlen = li->wq ? wq_pending(&l->wq) : 0;
+	if (li->wq == NULL && wq_pending(&l->wq))
+		log_warnx("link to DC %d: out of memory: its %zu unsent bytes "
+		          "are not handed over",
+		    l->pool->dc, wq_pending(&l->wq));
 	li->queued_total = l->queued_total;
 	li->written_total = l->written_total;
 	li->nclients = (uint32_t)l->nclients;
@@ -523,12 +637,13 @@ link_adopt(const struct link_image *li, int fd)
 		l->rdec = li->rdec;
 	}
 	if (li->wqlen) {
-		if (wq_reserve(&l->wq, li->wqlen) == -1) {
+		uint8_t *b = wq_room(&l->wq, li->wqlen);
+		if (b == NULL) {
 			link_close(l, "out of memory");
 			return NULL;
 		}
-		memcpy(l->wq.buf + l->wq.len, li->wq, li->wqlen);
-		l->wq.len += li->wqlen;
+		memcpy(b, li->wq, li->wqlen);
+		wq_commit(&l->wq, li->wqlen);
 		link_want_write(l, 1);
 	}
 	l->queued_total = li->queued_total;

@@ -65,21 +65,45 @@ side_want_write(struct session *s, struct side *sd, int on)
 		sd->writing = event_want(&sd->wev, sd->writing, on);
 }
 
-int
-side_queue(struct side *sd, const uint8_t *p, size_t n)
+uint8_t *
+side_room(struct side *sd, size_t need)
 {
 	struct pending *q = &sd->out;
 
-	if (n == 0)
-		return 0;
 	if (q->off && q->off == q->len)
 		q->off = q->len = 0;
-	uint8_t *nb = realloc(q->buf, q->len + n);
+	if (q->cap - q->len >= need)
+		return q->buf + q->len;
+	/* Move the unsent bytes down only when at least as many went out:
+	 * each byte moves at most once on average. */
+	if (q->off && q->off >= q->len - q->off) {
+		memmove(q->buf, q->buf + q->off, q->len - q->off);
+		q->len -= q->off;
+		q->off = 0;
+		if (q->cap - q->len >= need)
+			return q->buf + q->len;
+	}
+	size_t cap = q->cap * 2;
+	if (cap < q->len + need)
+		cap = q->len + need;
+	uint8_t *nb = realloc(q->buf, cap);
 	if (nb == NULL)
-		return -1;
-	memcpy(nb + q->len, p, n);
+		return NULL;
 	q->buf = nb;
-	q->len += n;
+	q->cap = cap;
+	return q->buf + q->len;
+}
+
+int
+side_queue(struct side *sd, const uint8_t *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	uint8_t *b = side_room(sd, n);
+	if (b == NULL)
+		return -1;
+	memcpy(b, p, n);
+	sd->out.len += n;
 	return 0;
 }
 
@@ -171,8 +195,7 @@ relay_write_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	/* Low water: drained. Free the buffer, read the feeder again. */
 	free(q->buf);
-	q->buf = NULL;
-	q->off = q->len = 0;
+	memset(q, 0, sizeof(*q));
 	side_want_write(s, sd, 0);
 	if (s->state != SS_RELAY)
 		return;

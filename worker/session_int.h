@@ -69,7 +69,7 @@ size_t tls_record_size(const struct session *, uint32_t index);
 /* Bytes a socket did not take yet. */
 struct pending {
 	uint8_t *buf;
-	size_t off, len;
+	size_t off, len, cap;
 };
 
 /* One side of the relay. */
@@ -220,6 +220,9 @@ void side_want_read(struct session *, struct side *, int on);
 void side_want_write(struct session *, struct side *, int on);
 /* Queue bytes for a side (copies them); 0, or -1 when out of memory. */
 int side_queue(struct side *, const uint8_t *, size_t);
+/* need bytes of room after what sd has queued (the caller fills them and
+ * adds to sd->out.len); NULL when out of memory. */
+uint8_t *side_room(struct side *, size_t need);
 /* Write what can be written now of buf; queue the rest. -1 on error. */
 int side_send(struct session *, struct side *, const uint8_t *, size_t);
 

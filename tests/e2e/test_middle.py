@@ -297,6 +297,22 @@ def test_every_transport_byte_exact():
                       "%s echo flags %s" % (proto, c["flags"]))
 
 
+def test_stream_cut_everywhere():
+    # The proxy decrypts each whole frame's packet straight into its
+    # PROXY_REQ and keeps only a frame cut by the end of a read: 5-byte
+    # writes cut every frame header and packet at every offset.
+    with MSetup() as s:
+        for proto in PROTOS:
+            s.mp.reset()
+            r = tclient(s.port, proto, "echo", bytes=1536, packet=64,
+                        timeout=60, dribble=5)
+            expect_ok(r)
+            check("1536 bytes" in r.out, str(r))
+            c = list(s.mp.conns().values())
+            check(len(c) == 1 and c[0]["packets"] == 1536 // 64,
+                  "%s: packets at the ME %r" % (proto, c))
+
+
 def test_crc32c_negotiated():
     # We ask every middle proxy for CRC32C; one that takes it gets
     # CRC32C frames from seq 0 (a wrong CRC would end the link), one

@@ -8,7 +8,7 @@
  *	    [--bytes N] [--packet N] [--timeout S]
  *	    [--record FILE | --replay FILE] [--ts-offset S] [--hello-len N]
  *	    [--interval S] [--rounds N] [--hold S] [--quickack] [--tail HEX]
- *	    [--flight] [--record-sizes]
+ *	    [--flight] [--record-sizes] [--dribble N]
  *
  * Each connection is built as an app builds it (spec A.2, A.3, A.4): fake
  * TLS waits for and checks the ServerHello before it sends the
@@ -52,6 +52,9 @@
  * --record-sizes (fake TLS): the payload sizes of the first 40 records
  * the proxy sent after the handshake, on one line for the first
  * connection: RECORDS n,n,...
+ * --dribble N: every connection writes at most N bytes per millisecond,
+ * each in a send of its own (TCP_NODELAY), handshake included, so the
+ * proxy reads its stream cut at every offset.
  * With --conns N the connections run concurrently; the exit status is 0
  * only if all succeed, and one line sums them up:
  *	tclient: N/N ok, X bytes, T s
@@ -144,6 +147,10 @@ struct tconn {
 static struct {
 	const char *host;
 	const char *source; /* --source: the address to connect from */
+	/* --dribble N: write at most N bytes per millisecond, so that the
+	 * proxy reads the stream in pieces cut everywhere. */
+	size_t dribble;
+	struct ev_token_bucket_cfg *dribble_cfg;
 	long port;
 	uint8_t secret[O2_SECRET_LEN];
 	int proto;
@@ -1015,7 +1022,11 @@ conn_start(struct tconn *c, int idx)
 	if (c->quiet == NULL || c->tick == NULL || c->bev == NULL)
 		return -1;
 	bufferevent_set_max_single_read(c->bev, SCRATCH_LEN);
-	bufferevent_set_max_single_write(c->bev, SCRATCH_LEN);
+	bufferevent_set_max_single_write(
+	    c->bev, G.dribble ? G.dribble : SCRATCH_LEN);
+	if (G.dribble_cfg &&
+	    bufferevent_set_rate_limit(c->bev, G.dribble_cfg) == -1)
+		return -1;
 	bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -1040,7 +1051,7 @@ usage(void)
 	    "\t[--bytes N] [--packet N] [--timeout S] "
 	    "[--record FILE | --replay FILE]\n"
 	    "\t[--ts-offset S] [--hello-len N] [--interval S] [--rounds N]\n"
-	    "\t[--hold S] [--quickack] [--tail HEX]\n");
+	    "\t[--hold S] [--quickack] [--tail HEX] [--dribble N]\n");
 	exit(2);
 }
 
@@ -1090,6 +1101,7 @@ main(int argc, char **argv)
 		{ "tail", required_argument, NULL, 'X' },
 		{ "flight", no_argument, NULL, 'F' },
 		{ "record-sizes", no_argument, NULL, 'Z' },
+		{ "dribble", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const tests[] = { "reqpq", "echo", "upload",
@@ -1158,6 +1170,16 @@ main(int argc, char **argv)
 		case 'R':
 			G.replay = optarg;
 			break;
+		case 'B': {
+			G.dribble = strtoull(optarg, NULL, 10);
+			struct timeval ms = { 0, 1000 };
+			if (G.dribble == 0 ||
+			    (G.dribble_cfg = ev_token_bucket_cfg_new(
+			         EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX,
+			         G.dribble, G.dribble, &ms)) == NULL)
+				usage();
+			break;
+		}
 		case 'o':
 			G.ts_offset = strtol(optarg, NULL, 10);
 			break;
