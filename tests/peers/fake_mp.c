@@ -3,7 +3,8 @@
  * links, spec B.2), for the end-to-end tests and the benchmarks.
  *
  *	fake_mp --port P [--host 127.0.0.1] --secret-file F
- *	    [--control-port C] [--no-pong] [--crc32c] [--mode echo|sink]
+ *	    [--control-port C] [--no-pong] [--crc32c]
+ *	    [--mode echo|sink|source] [--out-high B] [--out-low B]
  *	    [--seen-ip ADDR] [--verbose]
  *
  * Listens, prints "READY <port> <control_port>" on stdout (port 0 picks a
@@ -12,11 +13,39 @@
  * encrypted RPC_HANDSHAKE (B.2.6), then the messages of B.2.7 and B.2.8:
  *	RPC_PROXY_REQ	recorded per conn_id; an unencrypted req_pq_multi
  *			gets a resPQ, any other packet is echoed back in an
- *			RPC_PROXY_ANS (mode echo) or dropped (mode sink);
+ *			RPC_PROXY_ANS (mode echo), dropped (mode sink), or
+ *			in mode source, if it is a source request (below),
+ *			answered with pattern data, else dropped;
  *	RPC_CLOSE_CONN	marks the conn_id closed;
  *	RPC_PING	answered with RPC_PONG (unless --no-pong);
  *	RPC_PONG	counted;
  * anything else, or any framing or crypto error, closes the link.
+ *
+ * --crc32c: answer a proxy that asks for CRC32C (the RPC_HANDSHAKE flag,
+ * B.2.6) with the flag, and use it on that link; never asked for by
+ * fake_mp itself (it only answers).
+ *
+ * --out-high B: stop reading a link while B bytes (default 8 MiB) to it
+ * are queued here, unsent; read again once at most --out-low B (default
+ * a quarter of --out-high) are. --out-low equal to --out-high: read
+ * whenever fewer than B bytes are queued.
+ *
+ * Mode source (the benchmarks' download): a source request is a client
+ * packet (in an RPC_PROXY_REQ) of 56 bytes or more that looks encrypted
+ * to the proxy (spec A.3.4: non-zero auth_key_id, a multiple of 4):
+ *	0	8 bytes	"SRCREQ01" (the auth_key_id)
+ *	8	LE64	bytes wanted, a multiple of 4 (more are added to
+ *			what the conn still has to get)
+ *	16	LE32	bytes per answer, a multiple of 4, 56..65536;
+ *			0 = 16384
+ *	20	36 bytes	zero (ignored)
+ * fake_mp then sends that conn RPC_PROXY_ANSs of that many bytes (the
+ * last one shorter if need be) carrying the bench pattern (byte p of the
+ * conn's answers is bench_pattern[p % BENCH_PATTERN_LEN],
+ * tests/bench/bench.h), round robin over the conns of a link, as the
+ * link drains: no more than a little over min(--out-high, 1 MiB) is ever
+ * queued for a link. RPC_CLOSE_CONN or the link's end stops a conn's
+ * data. The stats' "src_bytes" counts the data bytes sent.
  *
  * --seen-ip: derive the keys with ADDR as the proxy's address (its real
  * port kept), as a middle proxy does that sees the proxy through NAT; a
@@ -56,17 +85,26 @@
 #include "crypto.h"
 #include "peer.h"
 #include "rpc.h"
+#include "tests/bench/bench.h"
 #include "util.h"
 
 #define READ_CHUNK      (256 * 1024)
 #define READS_PER_EVENT 8 /* then let other links run */
-/* Stop reading a link whose output backs up beyond this. */
-#define OUT_HIGH     (8 * 1024 * 1024)
-#define OUT_LOW      (2 * 1024 * 1024)
+/* Stop reading a link whose output backs up beyond this (defaults of
+ * --out-high, --out-low). */
+#define OUT_HIGH (8 * 1024 * 1024)
+/* Source mode: fill a link's output up to min(out_high, SRC_FILL), and
+ * at most SRC_PER_CALL bytes per flush (then other events run). */
+#define SRC_FILL     (1024 * 1024)
+#define SRC_PER_CALL (4 * 1024 * 1024)
+#define SRC_MAGIC    "SRCREQ01"
+#define SRC_REQ_LEN  56
+#define SRC_PKT_DEF  16384
+#define SRC_PKT_MAX  BENCH_PATTERN_LEN
 #define CONN_BUCKETS 65536
 #define CTL_LINE_MAX 1024
 
-enum mode { MODE_ECHO, MODE_SINK };
+enum mode { MODE_ECHO, MODE_SINK, MODE_SOURCE };
 
 enum link_state { LINK_NONCE, LINK_HANDSHAKE, LINK_READY };
 
@@ -85,7 +123,9 @@ struct mp_link {
 	struct event *wev;
 	int reading; /* rev is added */
 	int writing; /* wev is added */
-	int full; /* output over OUT_HIGH */
+	int full; /* output over out_high */
+	/* Source mode: the conns with data to get, round robin. */
+	struct mp_conn *src_head, *src_tail;
 	/* Input: the first `dec` bytes of the data are plaintext. */
 	struct peer_buf in;
 	size_t dec;
@@ -116,6 +156,11 @@ struct mp_conn {
 	uint64_t after_close; /* packets after CLOSE_CONN */
 	int closed; /* CLOSE_CONN received */
 	int ext_closed; /* CLOSE_EXT sent */
+	/* Source mode: bytes still to send, sent so far, per answer. */
+	uint64_t src_left, src_pos;
+	uint32_t src_pkt;
+	int src_queued; /* on its link's source list */
+	struct mp_conn *src_next;
 };
 
 struct ctl_client {
@@ -130,6 +175,7 @@ static struct {
 	int verbose;
 	const char *seen_ip; /* --seen-ip, or NULL */
 	int hold;
+	size_t out_high, out_low;
 	uint8_t secret[RPC_SECRET_MAX];
 	size_t secret_len;
 	uint32_t start_time;
@@ -147,9 +193,11 @@ static struct {
 	uint64_t bytes;
 	uint64_t bytes_in;
 	uint64_t bytes_out;
+	uint64_t src_bytes; /* source mode: data bytes sent */
 } G;
 
 static void link_update_read(struct mp_link *);
+static int link_produce(struct mp_link *, size_t *budget);
 
 /* ------------------------------------------------------------ conns */
 
@@ -191,7 +239,10 @@ static void
 conns_clear(void)
 {
 	struct mp_conn *c, *n;
+	struct mp_link *l;
 
+	for (l = G.links; l != NULL; l = l->next)
+		l->src_head = l->src_tail = NULL;
 	for (c = G.conn_head; c != NULL; c = n) {
 		n = c->lnext;
 		free(c);
@@ -224,6 +275,13 @@ link_free(struct mp_link *l)
 	if (l->next != NULL)
 		l->next->prev = l->prev;
 	G.nlinks--;
+	while (l->src_head != NULL) {
+		struct mp_conn *c = l->src_head;
+		l->src_head = c->src_next;
+		c->src_next = NULL;
+		c->src_queued = 0;
+		c->src_left = 0;
+	}
 	event_free(l->rev);
 	event_free(l->wev);
 	close(l->fd);
@@ -249,7 +307,15 @@ link_close(struct mp_link *l, const char *why)
 static int
 link_flush(struct mp_link *l)
 {
-	while (peer_buf_size(&l->out) > 0) {
+	size_t budget = SRC_PER_CALL;
+	int more = 0; /* source data left to produce */
+
+	for (;;) {
+		if (l->src_head != NULL &&
+		    (more = link_produce(l, &budget)) == -1)
+			return -1;
+		if (peer_buf_size(&l->out) == 0)
+			break;
 		ssize_t n = write(
 		    l->fd, peer_buf_data(&l->out), peer_buf_size(&l->out));
 		if (n > 0) {
@@ -262,10 +328,13 @@ link_flush(struct mp_link *l)
 			break;
 		return -1;
 	}
-	if (peer_buf_size(&l->out) > 0 && !l->writing) {
+	/* Source data left over (budget spent): the write event comes back
+	 * at once while the socket takes data. */
+	more = more || (l->src_head != NULL && budget == 0);
+	if ((peer_buf_size(&l->out) > 0 || more) && !l->writing) {
 		event_add(l->wev, NULL);
 		l->writing = 1;
-	} else if (peer_buf_size(&l->out) == 0 && l->writing) {
+	} else if (peer_buf_size(&l->out) == 0 && !more && l->writing) {
 		event_del(l->wev);
 		l->writing = 0;
 	}
@@ -280,9 +349,10 @@ link_update_read(struct mp_link *l)
 	size_t queued = peer_buf_size(&l->out);
 	int want;
 
-	if (queued >= OUT_HIGH)
+	if (queued >= G.out_high)
 		l->full = 1;
-	else if (queued <= OUT_LOW)
+	else if (queued < G.out_low ||
+	    (queued == G.out_low && G.out_low < G.out_high))
 		l->full = 0;
 	want = !G.hold && !l->full;
 	if (want && !l->reading) {
@@ -331,6 +401,109 @@ link_send_ans(
 	if (n == 0)
 		return -1;
 	return link_seal(l, cap, n);
+}
+
+/*
+ * Source mode: queue answers round robin over the link's source conns
+ * while less than min(out_high, SRC_FILL) is queued and *budget lasts.
+ * 1 if a conn still has data to get and the budget ran out, 0 if not, -1
+ * if a frame could not be built (the caller closes the link).
+ */
+static int
+link_produce(struct mp_link *l, size_t *budget)
+{
+	size_t fill = G.out_high < SRC_FILL ? G.out_high : SRC_FILL;
+
+	while (l->src_head != NULL && peer_buf_size(&l->out) < fill) {
+		struct mp_conn *c = l->src_head;
+		size_t n =
+		    c->src_left < c->src_pkt ? (size_t)c->src_left : c->src_pkt;
+		if (*budget == 0)
+			return 1;
+		if (link_send_ans(l, c->id,
+		        bench_pattern + c->src_pos % BENCH_PATTERN_LEN,
+		        n) == -1)
+			return -1;
+		c->src_pos += n;
+		c->src_left -= n;
+		G.src_bytes += n;
+		*budget = *budget > n ? *budget - n : 0;
+		l->src_head = c->src_next;
+		if (l->src_head == NULL)
+			l->src_tail = NULL;
+		c->src_next = NULL;
+		c->src_queued = 0;
+		if (c->src_left > 0) {
+			/* To the back of the line. */
+			if (l->src_tail != NULL)
+				l->src_tail->src_next = c;
+			else
+				l->src_head = c;
+			l->src_tail = c;
+			c->src_queued = 1;
+		}
+	}
+	return 0;
+}
+
+/* Takes c off its link's source list (RPC_CLOSE_CONN). */
+static void
+src_stop(struct mp_conn *c)
+{
+	struct mp_link *l;
+	struct mp_conn **pp, *prev = NULL;
+
+	c->src_left = 0;
+	if (!c->src_queued)
+		return;
+	for (l = G.links; l != NULL; l = l->next) {
+		for (pp = &l->src_head; *pp != NULL;
+		     prev = *pp, pp = &(*pp)->src_next) {
+			if (*pp != c)
+				continue;
+			*pp = c->src_next;
+			if (l->src_tail == c)
+				l->src_tail = prev;
+			c->src_next = NULL;
+			c->src_queued = 0;
+			return;
+		}
+		prev = NULL;
+	}
+}
+
+/*
+ * A source request (see the top comment): 1 if the packet is one (the
+ * conn then has data to get), 0 if not, -1 if it is malformed.
+ */
+static int
+src_request(struct mp_link *l, struct mp_conn *c, const uint8_t *p, size_t len)
+{
+	uint64_t want;
+	uint32_t pkt;
+
+	if (len < SRC_REQ_LEN || memcmp(p, SRC_MAGIC, 8) != 0)
+		return 0;
+	want = get_le64(p + 8);
+	pkt = get_le32(p + 16);
+	if (pkt == 0)
+		pkt = SRC_PKT_DEF;
+	if (want % 4 != 0 || pkt % 4 != 0 || pkt < 56 || pkt > SRC_PKT_MAX)
+		return -1;
+	if (c->closed || want == 0)
+		return 1;
+	c->src_pkt = pkt;
+	c->src_left = want > UINT64_MAX - c->src_left ? UINT64_MAX & ~3ull
+	                                              : c->src_left + want;
+	if (!c->src_queued) {
+		if (l->src_tail != NULL)
+			l->src_tail->src_next = c;
+		else
+			l->src_head = c;
+		l->src_tail = c;
+		c->src_queued = 1;
+	}
+	return 1;
 }
 
 static int
@@ -491,6 +664,10 @@ on_proxy_req(struct mp_link *l, const uint8_t *p, size_t len)
 			link_close(l, "cannot echo a packet");
 			return -1;
 		}
+	} else if (G.mode == MODE_SOURCE &&
+	    src_request(l, c, r.data, r.len) == -1) {
+		link_close(l, "malformed source request");
+		return -1;
 	}
 	return 0;
 }
@@ -511,8 +688,10 @@ on_message(struct mp_link *l, const struct rpc_frame *f)
 		if (rpc_close_conn_parse(f->payload, f->len, &id) == -1)
 			break;
 		G.closes++;
-		if ((c = conn_find(id)) != NULL)
+		if ((c = conn_find(id)) != NULL) {
 			c->closed = 1;
+			src_stop(c);
+		}
 		if (G.verbose)
 			fprintf(stderr,
 			    "fake_mp: link %u: conn %016" PRIx64 " closed%s\n",
@@ -802,9 +981,11 @@ ctl_stats(struct evbuffer *out)
 	    ", \"pings\": %" PRIu64 ", \"pings_answered\": %" PRIu64
 	    ", \"closes\": %" PRIu64 ", \"packets\": %" PRIu64
 	    ", \"bytes\": %" PRIu64 ", \"bytes_in\": %" PRIu64
-	    ", \"bytes_out\": %" PRIu64 ", \"hold\": %s}\n",
+	    ", \"bytes_out\": %" PRIu64 ", \"src_bytes\": %" PRIu64
+	    ", \"hold\": %s}\n",
 	    G.nconns, G.pongs, G.pings, G.pings_answered, G.closes, G.packets,
-	    G.bytes, G.bytes_in, G.bytes_out, G.hold ? "true" : "false");
+	    G.bytes, G.bytes_in, G.bytes_out, G.src_bytes,
+	    G.hold ? "true" : "false");
 }
 
 /* Sends a message on a ready link; the error text or NULL. */
@@ -925,6 +1106,7 @@ ctl_command(char *line, struct evbuffer *out)
 		conns_clear();
 		G.pongs = G.pings = G.pings_answered = G.closes = 0;
 		G.packets = G.bytes = G.bytes_in = G.bytes_out = 0;
+		G.src_bytes = 0;
 	} else {
 		err = "unknown command";
 	}
@@ -1038,8 +1220,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: fake_mp --port P [--host H] --secret-file F "
 	    "[--control-port C]\n"
-	    "\t[--no-pong] [--crc32c] [--mode echo|sink] [--seen-ip ADDR]\n"
-	    "\t[--verbose]\n");
+	    "\t[--no-pong] [--crc32c] [--mode echo|sink|source]\n"
+	    "\t[--out-high B] [--out-low B] [--seen-ip ADDR] [--verbose]\n");
 	exit(2);
 }
 
@@ -1056,12 +1238,15 @@ main(int argc, char **argv)
 		{ "mode", required_argument, NULL, 'm' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "seen-ip", required_argument, NULL, 'S' },
+		{ "out-high", required_argument, NULL, 'H' },
+		{ "out-low", required_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *host = "127.0.0.1", *secret_file = NULL;
 	long port = -1, ctl_port = 0;
 	uint16_t bound, ctl_bound;
 	struct rlimit rl;
+	long long out_high = OUT_HIGH, out_low = -1;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1089,6 +1274,8 @@ main(int argc, char **argv)
 				G.mode = MODE_ECHO;
 			else if (strcmp(optarg, "sink") == 0)
 				G.mode = MODE_SINK;
+			else if (strcmp(optarg, "source") == 0)
+				G.mode = MODE_SOURCE;
 			else
 				usage();
 			break;
@@ -1098,13 +1285,22 @@ main(int argc, char **argv)
 		case 'S':
 			G.seen_ip = optarg;
 			break;
+		case 'H':
+			out_high = strtoll(optarg, NULL, 10);
+			break;
+		case 'L':
+			out_low = strtoll(optarg, NULL, 10);
+			break;
 		default:
 			usage();
 		}
 	}
 	if (port < 0 || port > 65535 || ctl_port < 0 || ctl_port > 65535 ||
-	    secret_file == NULL || optind != argc)
+	    secret_file == NULL || optind != argc || out_high < 65536 ||
+	    out_low > out_high)
 		usage();
+	G.out_high = (size_t)out_high;
+	G.out_low = out_low < 0 ? G.out_high / 4 : (size_t)out_low;
 	if (read_secret(secret_file) == -1)
 		return 1;
 	signal(SIGPIPE, SIG_IGN);
@@ -1113,6 +1309,7 @@ main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	G.start_time = (uint32_t)now_unix();
+	bench_pattern_init();
 	G.conn_tail = &G.conn_head;
 	if ((G.base = event_base_new()) == NULL) {
 		fprintf(stderr, "fake_mp: event_base_new failed\n");
