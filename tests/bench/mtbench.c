@@ -70,9 +70,21 @@
 #define MID_NONCE_LEN  16
 #define MID_REQ_PQ_LEN 40 /* 8 + 8 + 4 + 4 + 16 */
 #define MID_RES_PQ_LEN 84 /* what fake_mp answers (peer.c) */
-/* Largest padding the client adds: 1..3, so that the proxy's L & ~3
- * is exactly the packet (A.3.3) and the echo matches it. */
+/* Largest padding the client adds to a handshake's req_pq_multi: 1..3,
+ * so that the proxy's L & ~3 is exactly the packet (A.3.3). */
 #define MID_PAD_MAX 3
+/* Bulk: --pad-max, at most 15 (tdlib pads 0..15, A.3.3); the proxy adds
+ * 0..3 on the way back. */
+#define MID_BULK_PAD_MAX 15
+#define MID_RX_PAD_MAX   3
+/* Download: the source request to fake_mp --mode source (see
+ * tests/peers/fake_mp.c): magic auth_key_id, LE64 bytes, LE32 packet. */
+#define MID_SRC_MAGIC   "SRCREQ01"
+#define MID_SRC_REQ_LEN 56
+/* Time-based download: as good as endless. */
+#define MID_SRC_ENDLESS (1ull << 60)
+/* Bytes mode: a run where nothing moved for this long failed. */
+#define STALL_NS (30ull * 1000000000ull)
 /* Handshake time histogram: 10 us buckets up to 80 ms. */
 #define HIST_STEP_NS 10000ull
 #define HIST_N       8192
@@ -88,6 +100,9 @@ static struct {
 	int mp_ctl; /* its control port */
 	int middle;
 	size_t packet; /* middle bulk packet size */
+	uint64_t bytes_per_conn; /* middle bulk: packet bytes per conn */
+	uint64_t inflight_bytes; /* middle echo: sent - echoed at most */
+	int pad_max; /* middle bulk: padding 0..pad_max (padded) */
 	const char *algo; /* aes: what to time */
 	int dc_echo, dc_sink, dc_source;
 	const char *mode;
@@ -124,6 +139,7 @@ static struct {
 	.chunk = 64 * 1024,
 	.verify = 1,
 	.packet = 16384,
+	.pad_max = MID_BULK_PAD_MAX,
 	.algo = "ctr",
 };
 
@@ -415,40 +431,83 @@ mid_padded(void)
 }
 
 /*
- * Frame and queue one packet: the header, the packet, and for padded
- * framing 1..3 random bytes (A.3.3). Returns what bconn_writev does.
+ * Frame and queue one packet: the header, the packet, and (padded
+ * framing) padlen padding bytes. Returns what bconn_writev does.
  */
 static int
-mid_send(struct bconn *c, const uint8_t *pkt, size_t len)
+mid_send(struct bconn *c, const uint8_t *pkt, size_t len, const uint8_t *pad,
+    size_t padlen)
 {
-	uint8_t hdr[MID_HDR_LEN], pad[MID_PAD_MAX];
-	size_t padlen = mid_padded() ? 1 + bench_rand64() % MID_PAD_MAX : 0;
+	uint8_t hdr[MID_HDR_LEN];
 	struct iovec iov[3] = {
 		{ hdr, sizeof(hdr) },
 		{ (void *)(uintptr_t)pkt, len },
-		{ pad, padlen },
+		{ (void *)(uintptr_t)pad, padlen },
 	};
 
 	put_le32(hdr, (uint32_t)(len + padlen));
-	bench_rand_fill(pad, sizeof(pad));
 	return bconn_writev(c, iov, 3);
+}
+
+static uint64_t
+splitmix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/*
+ * Middle bulk: the padding of a connection's packet idx, 0..--pad-max
+ * bytes of random-looking content (none in classic's intermediate
+ * framing). A function of the connection's seed and idx, so that the
+ * echo check knows what came with each packet without keeping a queue.
+ */
+static size_t
+mid_pad(uint64_t seed, uint64_t idx, uint8_t pad[16])
+{
+	uint64_t a = splitmix64(seed ^ (idx * 0xd1342543de82ef95ull));
+	uint64_t b = splitmix64(a), c = splitmix64(b);
+
+	memcpy(pad, &b, 8);
+	memcpy(pad + 8, &c, 8);
+	return mid_padded() ? (size_t)(a % (uint64_t)(B.pad_max + 1)) : 0;
+}
+
+/* Middle bulk: the length of packet idx of a connection's stream
+ * (--bytes-per-conn: the last one may be shorter; 0 past the end). */
+static size_t
+mid_pkt_len(uint64_t idx)
+{
+	uint64_t off = idx * B.packet;
+
+	if (B.bytes_per_conn == 0)
+		return B.packet;
+	if (off >= B.bytes_per_conn)
+		return 0;
+	return B.bytes_per_conn - off < B.packet
+	    ? (size_t)(B.bytes_per_conn - off)
+	    : B.packet;
 }
 
 /*
  * The proxy's frames to a client, cut out of the decrypted stream:
  * LE32 length, packet, and in padded framing 0..3 padding bytes. fn
- * gets the packet bytes in pieces, with their position in the stream of
- * packets and whether the piece ends a packet; it returns -1 to stop.
+ * gets the packet bytes in pieces, with their offset in the packet and
+ * whether the piece ends it (f->packets is the packet's index, f->len
+ * its length); it returns -1 to stop.
  */
-typedef int (*fparse_fn)(
-    void *arg, const uint8_t *p, size_t len, uint64_t pos, int end);
+struct fparse;
+typedef int (*fparse_fn)(void *arg, const struct fparse *f, const uint8_t *p,
+    size_t len, uint32_t off, int end);
 
 struct fparse {
 	uint8_t hdr[MID_HDR_LEN];
 	unsigned hlen;
+	uint32_t len; /* the current packet's length */
 	uint32_t body; /* packet bytes left in this frame */
 	uint32_t pad; /* padding bytes after them */
-	uint64_t pos; /* packet bytes so far */
 	uint64_t packets; /* complete packets */
 };
 
@@ -473,10 +532,11 @@ fparse_feed(
 			uint32_t l = get_le32(f->hdr);
 			/* No quick acks were asked for (bit 31). */
 			if (l == 0 || (l & MID_QUICKACK) ||
-			    l > FRAME_MAX_PACKET + MID_PAD_MAX)
+			    l > FRAME_MAX_PACKET + MID_RX_PAD_MAX)
 				return -1;
 			f->body = mid_padded() ? l & ~3u : l;
 			f->pad = l - f->body;
+			f->len = f->body;
 			if (f->body == 0 || f->body % 4 != 0)
 				return -1;
 			continue;
@@ -484,9 +544,9 @@ fparse_feed(
 		if (f->body > 0) {
 			take = n < f->body ? n : f->body;
 			f->body -= take;
-			if (fn(arg, p, take, f->pos, f->body == 0) == -1)
+			if (fn(arg, f, p, take, f->len - f->body - take,
+			        f->body == 0) == -1)
 				return -1;
-			f->pos += take;
 			if (f->body == 0)
 				f->packets++;
 		} else {
@@ -499,17 +559,57 @@ fparse_feed(
 	return 0;
 }
 
-/* Bulk: every echoed packet is the pattern at its place in the stream
- * of packets (the client sends the pattern, cut into packets). */
-static int
-fparse_pattern(void *arg, const uint8_t *p, size_t len, uint64_t pos, int end)
-{
-	return bench_pattern_check(p, len, pos) ? 0 : -1;
-}
+/* Middle bulk: per connection, the packets queued and the answers. */
+struct mstate {
+	uint64_t seed; /* of the padding */
+	uint64_t pkts_up; /* packets queued */
+	uint64_t pbytes_up; /* their bytes */
+	uint64_t fbytes_up; /* what the proxy forwards: + padding words */
+	uint64_t pkts_down; /* packets come back, checked */
+	uint64_t pbytes_down; /* their bytes (without padding words) */
+	int echo; /* answers are echoes: with the padding words */
+	int done;
+	uint32_t got_len, want_len; /* a packet of the wrong length */
+	struct fparse fp;
+};
 
+/*
+ * Middle bulk: packet idx that comes back is packet idx of the
+ * connection's stream (the bench pattern cut into packets, each at its
+ * place in the pattern), followed in echo mode by the whole words of
+ * its padding (A.3.3: the proxy forwards L & ~3 bytes), which must be
+ * exactly the padding sent. Lengths are checked even with --no-verify.
+ */
 static int
-fparse_count(void *arg, const uint8_t *p, size_t len, uint64_t pos, int end)
+fparse_bulk(void *arg, const struct fparse *f, const uint8_t *p, size_t n,
+    uint32_t off, int end)
 {
+	struct mstate *m = arg;
+	uint64_t idx = f->packets;
+	size_t plen = mid_pkt_len(idx), extra = 0, k;
+	uint8_t pad[16];
+
+	if (m->echo)
+		extra = mid_pad(m->seed, idx, pad) & ~(size_t)3;
+	if (off == 0 && (plen == 0 || f->len != plen + extra)) {
+		m->got_len = f->len;
+		m->want_len = (uint32_t)(plen + extra);
+		return -1;
+	}
+	if (B.verify) {
+		if (off < plen) {
+			k = n < plen - off ? n : plen - off;
+			if (!bench_pattern_check(p, k, idx * B.packet + off))
+				return -1;
+			p += k, n -= k, off += (uint32_t)k;
+		}
+		if (n > 0 && memcmp(p, pad + (off - plen), n) != 0)
+			return -1;
+	}
+	if (end) {
+		m->pkts_down++;
+		m->pbytes_down += plen;
+	}
 	return 0;
 }
 
@@ -576,14 +676,19 @@ static const char *
 mid_fields(
     double wall, double mpc, const struct mpstats *a, const struct mpstats *b)
 {
-	static char buf[256];
+	static char buf[384];
 	double links = a->ok && b->ok ? mp_links_used(a, b) : -1;
-	char pk[32] = "";
+	char pk[128] = "";
 
 	if (!B.middle)
 		return "";
 	if (strcmp(B.scenario, "bulk") == 0)
-		snprintf(pk, sizeof(pk), " packet=%zu", B.packet);
+		snprintf(pk, sizeof(pk),
+		    " packet=%zu bytes_per_conn=%llu inflight_bytes=%llu "
+		    "pad_max=%d",
+		    B.packet, (unsigned long long)B.bytes_per_conn,
+		    (unsigned long long)B.inflight_bytes,
+		    mid_padded() ? B.pad_max : 0);
 	snprintf(buf, sizeof(buf),
 	    "%s mp_cpu_s=%.3f "
 	    "mp_cpu_share=%.3f mp_clients=%.0f mp_links=%.0f "
@@ -593,24 +698,83 @@ mid_fields(
 	return buf;
 }
 
-/* Middle bulk: per connection, the packets queued and the echo. */
-struct mstate {
-	uint64_t pkts_up;
-	struct fparse fp;
-};
+/* Middle bulk: whether c may queue its next packet now. */
+static int
+mid_can_send(const struct mstate *m)
+{
+	size_t next = mid_pkt_len(m->pkts_up);
 
-/* Queue count packets of the pattern stream (middle bulk). */
+	if (next == 0)
+		return 0;
+	return !m->echo || B.inflight_bytes == 0 ||
+	    m->pbytes_up - m->pbytes_down + next <= B.inflight_bytes;
+}
+
+/* Queue up to count packets of the pattern stream (middle bulk). */
 static int
 mid_write_packets(struct bconn *c, struct mstate *m, int count)
 {
-	for (int i = 0; i < count; i++) {
+	uint8_t pad[16];
+
+	for (int i = 0; i < count && mid_can_send(m); i++) {
 		uint64_t pos = m->pkts_up * B.packet;
-		if (mid_send(c, bench_pattern + pos % BENCH_PATTERN_LEN,
-		        B.packet) == -1)
+		size_t len = mid_pkt_len(m->pkts_up);
+		size_t padlen = mid_pad(m->seed, m->pkts_up, pad);
+		if (mid_send(c, bench_pattern + pos % BENCH_PATTERN_LEN, len,
+		        pad, padlen) == -1)
 			return -1;
 		m->pkts_up++;
+		m->pbytes_up += len;
+		m->fbytes_up += len + (padlen & ~(size_t)3);
 	}
 	return 0;
+}
+
+/* Middle download: ask fake_mp --mode source for want bytes in packets
+ * of --packet bytes. */
+static int
+mid_source_request(struct bconn *c, struct mstate *m, uint64_t want)
+{
+	uint8_t req[MID_SRC_REQ_LEN], pad[16];
+	size_t padlen = mid_pad(m->seed, UINT64_MAX, pad);
+
+	memset(req, 0, sizeof(req));
+	memcpy(req, MID_SRC_MAGIC, 8);
+	put_le32(req + 8, (uint32_t)want);
+	put_le32(req + 12, (uint32_t)(want >> 32));
+	put_le32(req + 16, (uint32_t)B.packet);
+	return mid_send(c, req, sizeof(req), pad, padlen);
+}
+
+/* Middle bulk with --bytes-per-conn: whether c has finished. */
+static int
+mid_conn_done(const struct bconn *c, const struct mstate *m, int up, int down)
+{
+	if (up && (mid_pkt_len(m->pkts_up) != 0 || bconn_pending(c)))
+		return 0;
+	return !down || m->pbytes_down >= B.bytes_per_conn;
+}
+
+/* What fake_mp got in RPC_PROXY_REQs since mp0: wait until it has want
+ * bytes or stops growing (the proxy flushes what it holds). */
+static void
+mid_wait_delivered(
+    const struct mpstats *mp0, struct mpstats *mp1, double want, double quiet_s)
+{
+	double prev = -1;
+	uint64_t quiet = bench_now_ns() + (uint64_t)(quiet_s * 1e9);
+
+	for (;;) {
+		usleep(20000);
+		mp_stats(mp1);
+		if (!mp1->ok || mp1->bytes - mp0->bytes >= want)
+			break;
+		if (mp1->bytes != prev)
+			quiet = bench_now_ns() + (uint64_t)(quiet_s * 1e9);
+		else if (bench_now_ns() > quiet)
+			break;
+		prev = mp1->bytes;
+	}
 }
 
 static int
@@ -625,24 +789,27 @@ scen_bulk(void)
 	struct snap s0, s1;
 	struct mpstats mp0, mp1;
 	uint64_t up0 = 0, down0 = 0, up1 = 0, down1 = 0;
-	int started = 0, ep;
+	int started = 0, ep, ndone = 0;
 	/* Middle: packets per write round, about --chunk bytes. */
 	int burst = (int)((B.chunk + B.packet - 1) / B.packet);
+	/* Middle --bytes-per-conn: the run is the whole transfer. */
+	int fixed = B.middle && B.bytes_per_conn > 0;
 
 	if (strcmp(B.mode, "echo") == 0)
 		echo = up = down = 1, t.dc = B.dc_echo;
 	else if (strcmp(B.mode, "upload") == 0)
 		up = 1, t.dc = B.dc_sink;
-	else if (strcmp(B.mode, "download") == 0 && !B.middle)
+	else if (strcmp(B.mode, "download") == 0)
 		down = 1, t.dc = B.dc_source;
 	else
-		die("bulk: --mode echo, upload%s",
-		    B.middle ? " (fake_mp "
-		               "cannot source data)"
-		             : " or download");
+		die("bulk: --mode echo, upload or download");
 	if (rbuf == NULL || cs == NULL || ms == NULL ||
 	    (ep = epoll_create1(0)) == -1)
 		die("out of memory");
+	for (int i = 0; i < n; i++) {
+		ms[i].seed = bench_rand64();
+		ms[i].echo = echo;
+	}
 	find_workers(1);
 	mp_reset();
 	mp_stats(&mp0);
@@ -652,19 +819,33 @@ scen_bulk(void)
 	int dc_io = !down && B.fastdc > 0 &&
 	    bench_proc_io(B.fastdc, &dc_r0, &dc_w) == 0;
 	open_all(ep, cs, n, &t, NULL, 0);
+
+	uint64_t t_start =
+	    bench_now_ns() + (fixed ? 0 : (uint64_t)(B.warmup * 1e9));
+	uint64_t t_end =
+	    fixed ? UINT64_MAX : t_start + (uint64_t)(B.duration * 1e9);
+	if (fixed) {
+		/* The window starts before the first packet. */
+		snap_take(&s0);
+		started = 1;
+	}
 	for (int i = 0; i < n; i++) {
-		cs[i].events = (down ? EPOLLIN : 0) | (up ? EPOLLOUT : 0);
+		if (B.middle && down && !up &&
+		    mid_source_request(&cs[i], &ms[i],
+		        fixed ? B.bytes_per_conn : MID_SRC_ENDLESS) == -1)
+			die("send: %s", strerror(cs[i].err));
+		cs[i].events = (down ? EPOLLIN : 0) |
+		    (up || bconn_pending(&cs[i]) ? EPOLLOUT : 0);
 		ep_set(ep, &cs[i], EPOLL_CTL_MOD);
 	}
-
-	uint64_t t_start = bench_now_ns() + (uint64_t)(B.warmup * 1e9);
-	uint64_t t_end = t_start + (uint64_t)(B.duration * 1e9);
 	/* Sub-windows of 1 s (or a third of a short run). */
-	uint64_t win =
-	    B.duration >= 3 ? 1000000000ull : (uint64_t)(B.duration / 3 * 1e9);
-	uint64_t t_win = 0, wu = 0, wd = 0;
-	struct snap ws;
-	double wins[256];
+	uint64_t win = fixed || B.duration >= 3
+	    ? 1000000000ull
+	    : (uint64_t)(B.duration / 3 * 1e9);
+	uint64_t t_win = fixed ? t_start + win : 0, wu = 0, wd = 0;
+	uint64_t moved = 0, t_moved = bench_now_ns();
+	struct snap ws = s0;
+	double wins[4096];
 	int nwin = 0;
 	for (;;) {
 		uint64_t now = bench_now_ns();
@@ -693,10 +874,31 @@ scen_bulk(void)
 				ws = w, wu = su, wd = sd;
 				t_win = now + win;
 			}
-			if (now >= t_end ||
+			if (fixed && su + sd != moved) {
+				moved = su + sd;
+				t_moved = now;
+			} else if (fixed && now - t_moved > STALL_NS) {
+				for (int i = 0; i < n; i++)
+					if (!ms[i].done)
+						die("stalled: %d of %d "
+						    "connections done; "
+						    "connection %d: %llu "
+						    "packets sent, %llu "
+						    "back",
+						    ndone, n, i,
+						    (unsigned long long)ms[i]
+						        .pkts_up,
+						    (unsigned long long)ms[i]
+						        .pkts_down);
+			}
+			if (now >= t_end || (fixed && ndone == n) ||
 			    (B.bytes > 0 &&
 			        (double)(su - up0 + sd - down0) >= B.bytes)) {
-				snap_take(&s1);
+				/* Fixed upload: the window ends when
+				 * fake_mp has it all (below), so that all
+				 * of the proxy's work is in. */
+				if (!fixed || down)
+					snap_take(&s1);
 				up1 = su, down1 = sd;
 				break;
 			}
@@ -706,6 +908,7 @@ scen_bulk(void)
 			die("epoll_wait: %s", strerror(errno));
 		for (int i = 0; i < k; i++) {
 			struct bconn *c = evs[i].data.ptr;
+			struct mstate *m = &ms[c - cs];
 			uint32_t ev = evs[i].events;
 			if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
 				for (int round = 0; round < 4; round++) {
@@ -720,18 +923,28 @@ scen_bulk(void)
 						die("read: %s: %s", c->why,
 						    strerror(c->err));
 					if (B.middle) {
-						struct mstate *m = &ms[c - cs];
 						if (fparse_feed(&m->fp, rbuf, r,
-						        B.verify
-						            ? fparse_pattern
-						            : fparse_count,
-						        NULL) == -1)
+						        fparse_bulk, m) == -1) {
+							if (m->got_len)
+								die("packet "
+								    "%llu from "
+								    "the proxy "
+								    "has %u "
+								    "bytes, "
+								    "not "
+								    "%u",
+								    (unsigned long long)
+								        m->fp
+								            .packets,
+								    m->got_len,
+								    m->want_len);
 							die("wrong frame or "
 							    "packet from the "
 							    "proxy after %llu "
 							    "packets",
 							    (unsigned long long)
 							        m->fp.packets);
+						}
 						continue;
 					}
 					if (B.verify && !B.t.nocrypt && r > 0 &&
@@ -752,49 +965,75 @@ scen_bulk(void)
 						    strerror(c->err));
 					if (r == 0)
 						break;
-					if ((B.middle ? mid_write_packets(c,
-					                    &ms[c - cs], burst)
+					if (B.middle &&
+					    (!up || !mid_can_send(m)))
+						break;
+					if ((B.middle ? mid_write_packets(
+					                    c, m, burst)
 					              : bconn_write_pattern(
 					                    c, B.chunk)) == -1)
 						die("send: %s",
 						    strerror(c->err));
 				}
 			}
+			if (!B.middle)
+				continue;
+			/* Poll for output only while there is some to
+			 * send: the in-flight limit or the end of the
+			 * stream may hold it back. */
+			uint32_t want = (down ? EPOLLIN : 0) |
+			    (bconn_pending(c) || (up && mid_can_send(m))
+			            ? EPOLLOUT
+			            : 0);
+			if (want != c->events) {
+				c->events = want;
+				ep_set(ep, c, EPOLL_CTL_MOD);
+			}
+			if (fixed && !m->done && mid_conn_done(c, m, up, down))
+				m->done = 1, ndone++;
 		}
 	}
-	uint64_t sent = 0, psent = 0;
+	uint64_t sent = 0, fsent = 0, pgot = 0;
 	for (int i = 0; i < n; i++) {
 		uint64_t unsent = cs[i].olen - cs[i].ooff;
 		sent += cs[i].up - unsent;
 		/* Packets: what went out, less what the socket did not
 		 * take (framing bytes in that rest are few). */
-		psent += ms[i].pkts_up * B.packet - unsent;
-		bconn_close(&cs[i]);
+		fsent += ms[i].fbytes_up - unsent;
+		pgot += ms[i].pbytes_down;
+		if (!fixed)
+			bconn_close(&cs[i]);
 	}
-	close(ep);
 	double delivered = -1;
 	if (B.middle && !down && B.mp_ctl > 0) {
-		/* What fake_mp got in RPC_PROXY_REQs: wait until it stops
-		 * growing (the proxy flushes what it holds). */
-		double prev = -1;
-		uint64_t until = bench_now_ns() + 5000000000ull;
-		for (;;) {
-			usleep(200000);
-			mp_stats(&mp1);
-			if (!mp1.ok || mp1.bytes == prev ||
-			    bench_now_ns() > until)
-				break;
-			prev = mp1.bytes;
-		}
-		if (mp1.ok && mp0.ok && psent > 0) {
-			delivered = (mp1.bytes - mp0.bytes) / (double)psent;
-			if (delivered < 0.99 || delivered > 1.01)
-				note("fake_mp got %.1f%% of the packet bytes "
+		/* What fake_mp got in RPC_PROXY_REQs: the packets and the
+		 * whole words of their padding (A.3.3). With
+		 * --bytes-per-conn the window ends when it has them all. */
+		mid_wait_delivered(&mp0, &mp1, (double)fsent, fixed ? 5 : 0.2);
+		if (fixed)
+			snap_take(&s1);
+		if (mp1.ok && mp0.ok && fsent > 0) {
+			delivered = (mp1.bytes - mp0.bytes) / (double)fsent;
+			if (delivered < 0.99 || delivered > 1.01 ||
+			    (fixed && delivered != 1.0))
+				note("fake_mp got %.4f%% of the packet bytes "
 				     "the proxy accepted",
 				    100 * delivered);
 		}
-	} else
+	} else {
+		if (fixed && !down)
+			snap_take(&s1);
 		mp_stats(&mp1);
+		/* Echo and download: every packet came back and was
+		 * checked (the run ends only then). Timed runs end with
+		 * packets in flight: no figure. */
+		if (B.middle && fixed)
+			delivered = (double)pgot /
+			    ((double)B.bytes_per_conn * (double)n);
+	}
+	for (int i = 0; fixed && i < n; i++)
+		bconn_close(&cs[i]);
+	close(ep);
 	if (dc_io && !B.middle) {
 		/* The proxy still flushes what it holds: wait until
 		 * fastdc's count stops moving. */
@@ -957,12 +1196,13 @@ mid_req_make(struct pconn *p)
 
 /* Collect the answer; check it once complete: the resPQ to our nonce. */
 static int
-fparse_respq(void *arg, const uint8_t *b, size_t len, uint64_t pos, int end)
+fparse_respq(void *arg, const struct fparse *f, const uint8_t *b, size_t len,
+    uint32_t pos, int end)
 {
 	struct pconn *p = arg;
 	static const uint8_t zero[8];
 
-	if (pos + len > sizeof(p->ans))
+	if (f->packets > 0 || pos + len > sizeof(p->ans))
 		return -1;
 	memcpy(p->ans + pos, b, len);
 	if (!end)
@@ -1745,8 +1985,8 @@ scen_latency(void)
 /* ------------------------------------------------------------ prime */
 
 /*
- * One connection with one round trip to the echo DC and one to the sink
- * DC, then close; no result line. In middle mode the worker creates a
+ * One connection with one round trip to each of the echo, sink and
+ * source DCs, then close; no result line. In middle mode the worker creates a
  * DC's link pool (and its min_links links) on the first client of that
  * DC: run-bench primes a fresh daemon so that the scenarios measure
  * clients, not the pools' set-up.
@@ -1758,11 +1998,12 @@ scen_prime(void)
 	struct bench_target t = B.t;
 	struct pconn *p = calloc(1, sizeof(*p));
 	uint8_t *rbuf = malloc(RBUF_LEN);
-	int dcs[2] = { B.dc_echo, B.dc_sink }, ep = epoll_create1(0);
+	int dcs[3] = { B.dc_echo, B.dc_sink, B.dc_source };
+	int ep = epoll_create1(0);
 
 	if (p == NULL || rbuf == NULL || ep == -1)
 		die("out of memory");
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		uint64_t until = bench_now_ns() + 30 * 1000000000ull;
 		int r = 0;
 		t.dc = dcs[i];
@@ -1957,8 +2198,11 @@ table_row(const char *line)
 		double dl = kvd(line, "dc_delivered");
 		char dls[32] = "";
 		if (!isnan(dl) && dl >= 0)
-			snprintf(dls, sizeof(dls), ", %s got %.1f%%",
-			    middle ? "ME" : "DC", 100 * dl);
+			snprintf(dls, sizeof(dls), ", %s got %.2f%%",
+			    strcmp(mode, "upload") != 0 ? "client"
+			        : middle                ? "ME"
+			                                : "DC",
+			    100 * dl);
 		snprintf(note, sizeof(note),
 		    "windows %.2f..%.2f, "
 		    "up %.0f / down %.0f MB/s, worker %.0f%% cpu, "
@@ -2132,14 +2376,26 @@ usage(void)
 	    "      --dc-echo N, --dc-sink N, --dc-source N\n"
 	    "                          DC indexes routed to fastdc's modes (2, "
 	    "3, 4)\n"
-	    "                          (middle: to fake_mp echo and sink, 2 "
-	    "and 3)\n"
+	    "                          (middle: to fake_mp echo, sink and "
+	    "source)\n"
 	    "      --middle            the daemon runs backend middle: send "
 	    "framed\n"
 	    "                          MTProto packets (bulk, handshake, "
 	    "idle)\n"
 	    "      --packet B          middle bulk: packet bytes (default "
 	    "16384)\n"
+	    "      --bytes-per-conn N  middle bulk: each connection sends "
+	    "(echo,\n"
+	    "                          upload) or gets (download) N packet "
+	    "bytes;\n"
+	    "                          the window is the whole transfer "
+	    "(no -t, -w)\n"
+	    "      --inflight-bytes N  middle echo: at most N packet bytes "
+	    "sent\n"
+	    "                          and not yet echoed per connection\n"
+	    "      --pad-max N         middle bulk, secure and tls: 0..N "
+	    "padding\n"
+	    "                          bytes per packet (default 15)\n"
 	    "      --mp PID            fake_mp, for its CPU share\n"
 	    "      --mp-ctl PORT       fake_mp's control port (reset, stats)\n"
 	    "      --algo A            aes: ctr | cbc-enc | cbc-dec | crc32 | "
@@ -2178,7 +2434,10 @@ main(int argc, char **argv)
 		O_MPCTL,
 		O_ALGO,
 		O_USERS,
-		O_COLD
+		O_COLD,
+		O_BPC,
+		O_INFLIGHT_BYTES,
+		O_PAD_MAX
 	};
 	static const struct option opts[] = { { "proxy", required_argument,
 		                                  NULL, 'p' },
@@ -2212,6 +2471,9 @@ main(int argc, char **argv)
 		{ "algo", required_argument, NULL, O_ALGO },
 		{ "users", required_argument, NULL, O_USERS },
 		{ "cold", no_argument, NULL, O_COLD },
+		{ "bytes-per-conn", required_argument, NULL, O_BPC },
+		{ "inflight-bytes", required_argument, NULL, O_INFLIGHT_BYTES },
+		{ "pad-max", required_argument, NULL, O_PAD_MAX },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
 	const char *proxy = "127.0.0.1:443", *secret = NULL;
 	int ch, p;
@@ -2319,6 +2581,15 @@ main(int argc, char **argv)
 		case O_ALGO:
 			B.algo = optarg;
 			break;
+		case O_BPC:
+			B.bytes_per_conn = strtoull(optarg, NULL, 10);
+			break;
+		case O_INFLIGHT_BYTES:
+			B.inflight_bytes = strtoull(optarg, NULL, 10);
+			break;
+		case O_PAD_MAX:
+			B.pad_max = atoi(optarg);
+			break;
 		default:
 			usage();
 		}
@@ -2338,6 +2609,19 @@ main(int argc, char **argv)
 	    B.packet % 8 != 0)
 		die("--packet: %d..%d, a multiple of 8", MID_ENC_MIN,
 		    BENCH_PATTERN_LEN);
+	/* The last packet of --bytes-per-conn must pass A.3.4 as well. */
+	if (B.bytes_per_conn % 8 != 0 ||
+	    (B.bytes_per_conn % B.packet != 0 &&
+	        B.bytes_per_conn % B.packet < MID_ENC_MIN))
+		die("--bytes-per-conn: a multiple of 8 whose remainder by "
+		    "--packet is 0 or at least %d",
+		    MID_ENC_MIN);
+	if ((B.bytes_per_conn > 0 || B.inflight_bytes > 0) && !B.middle)
+		die("--bytes-per-conn, --inflight-bytes: middle mode only");
+	if (B.inflight_bytes > 0 && B.inflight_bytes < B.packet)
+		die("--inflight-bytes: at least --packet");
+	if (B.pad_max < 0 || B.pad_max > MID_BULK_PAD_MAX)
+		die("--pad-max: 0..%d", MID_BULK_PAD_MAX);
 	if (B.middle && B.t.nocrypt)
 		die("--nocrypt: the proxy parses frames in middle mode");
 	signal(SIGPIPE, SIG_IGN);
