@@ -5,9 +5,13 @@
 # tests/bench/README.md for what the numbers mean.
 #
 #   tests/bench/run-bench.sh [--mtprotod PATH] [--quick] [--keep]
-#       [--middle | --all] [--only SCENARIO] [--users "1 100 10000"]
+#       [--middle | --all | --issue12] [--only SCENARIO]
+#       [--users "1 100 10000"]
 #
 # Default: direct mode. --middle: middle-proxy mode only; --all: both.
+# --issue12: middle mode, exactly the rows of issue 12 on its workload
+# (50 connections x 20 MB in 16 KiB packets, 256 KiB in flight; --quick:
+# 2 MB each), then those rows in the issue's layout.
 # --only handshake (or bulk, latency, idle, ...): that scenario alone.
 # --users LIST: only the handshake, per protocol, with each number of
 # users on the listener, warm (clients come back from their address)
@@ -31,6 +35,7 @@ NUSERS=0
 ONLY=
 DIRECT=1
 MIDDLE=0
+ISSUE12=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--mtprotod) MTPROTOD=$2; shift 2 ;;
@@ -41,9 +46,10 @@ while [ $# -gt 0 ]; do
 	--middle) DIRECT=0; MIDDLE=1; shift ;;
 	--direct) DIRECT=1; MIDDLE=0; shift ;;
 	--all) DIRECT=1; MIDDLE=1; shift ;;
+	--issue12) DIRECT=0; MIDDLE=1; ISSUE12=1; shift ;;
 	--users) USERS_LIST=$2; shift 2 ;;
 	-h|--help)
-		sed -n '3,22p' "$0"; exit 0 ;;
+		sed -n '3,26p' "$0"; exit 0 ;;
 	*) echo "run-bench.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -75,6 +81,7 @@ RESULTS=$TMP/results.txt
 FASTDC_PID=
 MP_ECHO_PID=
 MP_SINK_PID=
+MP_SOURCE_PID=
 DAEMON_PID=
 PORT=
 BACKEND=direct
@@ -123,7 +130,7 @@ stop_daemon() {
 cleanup() {
 	trap - EXIT INT TERM HUP
 	stop_daemon
-	for p in $FASTDC_PID $MP_ECHO_PID $MP_SINK_PID; do
+	for p in $FASTDC_PID $MP_ECHO_PID $MP_SINK_PID $MP_SOURCE_PID; do
 		kill -TERM "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
@@ -184,26 +191,34 @@ if [ $MIDDLE = 1 ]; then
 	# Both fake_mp and the dcpool use this as the proxy secret (B.2.1).
 	head -c 128 /dev/urandom > "$TMP/proxy-secret"
 	chmod 644 "$TMP/proxy-secret"
-	# As Telegram's middle proxies: CRC32C when asked (the issue's
-	# workload); MP_CRC32C=0 for plain CRC32, to compare.
-	mpcrc=--crc32c
-	[ "${MP_CRC32C:-1}" = 0 ] && mpcrc=
+	# As Telegram's middle proxies (issue 12's workload): CRC32C when
+	# asked (MP_CRC32C=0: plain CRC32, to compare), and no more reading
+	# from a link while 4 MiB to it are unsent.
+	mpopt="--out-high 4194304 --out-low 4194304"
+	[ "${MP_CRC32C:-1}" = 0 ] || mpopt="$mpopt --crc32c"
 	start_peer fake_mp-echo "$FAKE_MP" --port 0 --control-port 0 \
-	    --secret-file "$TMP/proxy-secret" --mode echo $mpcrc
+	    --secret-file "$TMP/proxy-secret" --mode echo $mpopt
 	MP_ECHO_PID=$PEER_PID
 	set -- $(grep '^READY' "$TMP/fake_mp-echo.out")
 	MP_ECHO_PORT=$2
 	MP_ECHO_CTL=$3
 	start_peer fake_mp-sink "$FAKE_MP" --port 0 --control-port 0 \
-	    --secret-file "$TMP/proxy-secret" --mode sink $mpcrc
+	    --secret-file "$TMP/proxy-secret" --mode sink $mpopt
 	MP_SINK_PID=$PEER_PID
 	set -- $(grep '^READY' "$TMP/fake_mp-sink.out")
 	MP_SINK_PORT=$2
 	MP_SINK_CTL=$3
-	# DC 2 to the echoing middle proxy, DC 3 to the sinking one.
-	printf 'proxy_for 2 127.0.0.1:%s;\nproxy_for 3 127.0.0.1:%s;\n%s\n' \
-	    "$MP_ECHO_PORT" "$MP_SINK_PORT" "default 2;" \
-	    > "$TMP/proxy-multi.conf"
+	start_peer fake_mp-source "$FAKE_MP" --port 0 --control-port 0 \
+	    --secret-file "$TMP/proxy-secret" --mode source $mpopt
+	MP_SOURCE_PID=$PEER_PID
+	set -- $(grep '^READY' "$TMP/fake_mp-source.out")
+	MP_SOURCE_PORT=$2
+	MP_SOURCE_CTL=$3
+	# DC 2 to the echoing middle proxy, DC 3 to the sinking one, DC 4
+	# to the sourcing one.
+	printf 'proxy_for %s 127.0.0.1:%s;\n' 2 "$MP_ECHO_PORT" \
+	    3 "$MP_SINK_PORT" 4 "$MP_SOURCE_PORT" > "$TMP/proxy-multi.conf"
+	echo "default 2;" >> "$TMP/proxy-multi.conf"
 	chmod 644 "$TMP/proxy-multi.conf"
 fi
 
@@ -326,7 +341,7 @@ start_daemon() {
 }
 
 # Middle mode: the worker creates a DC's link pool on that DC's first
-# client; one round trip through DC 2 and DC 3 each, so that no scenario
+# client; one round trip through DC 2, 3 and 4 each, so that no scenario
 # measures the pools' set-up (and idle's growth is per client only).
 prime() {
 	if ! $PIN_LOAD "$MTBENCH" -p "127.0.0.1:$PORT" -s "$SECRET" \
@@ -376,12 +391,22 @@ else
 	CRYPTO="-t 1"
 fi
 PROTOS="classic secure tls"
+# Issue 12's middle-mode workload: 50 connections, each 20 MB in 16 KiB
+# packets, at most 256 KiB in flight (echo), padding 0..15 (dd).
+if [ $QUICK = 1 ]; then
+	MBULK="-c 50 --bytes-per-conn 2000000"
+else
+	MBULK="-c 50 --bytes-per-conn 20000000"
+fi
+MBULK="$MBULK --packet 16384 --inflight-bytes 262144 --pad-max 15"
 
 say "results in $RESULTS"
 # CPU speed of this machine, for scale: the per-byte work of each mode.
-bench $CRYPTO openssl
-bench $CRYPTO aes
-if [ $MIDDLE = 1 ]; then
+if [ $ISSUE12 = 0 ]; then
+	bench $CRYPTO openssl
+	bench $CRYPTO aes
+fi
+if [ $MIDDLE = 1 ] && [ $ISSUE12 = 0 ]; then
 	for a in cbc-enc cbc-dec crc32; do
 		bench $CRYPTO --algo "$a" aes
 	done
@@ -436,10 +461,38 @@ if [ $DIRECT = 1 ]; then
 	stop_daemon
 fi
 
+if [ $MIDDLE = 1 ] && [ $ISSUE12 = 1 ]; then
+	# Issue 12's rows: idle dd on a fresh daemon; handshakes dd and ee,
+	# bulk echo plain / dd / ee, upload dd, download dd on another.
+	BACKEND=middle
+	MP_ECHO="--mp $MP_ECHO_PID --mp-ctl $MP_ECHO_CTL"
+	MP_SINK="--mp $MP_SINK_PID --mp-ctl $MP_SINK_CTL"
+	MP_SOURCE="--mp $MP_SOURCE_PID --mp-ctl $MP_SOURCE_CTL"
+	PEER=$MP_ECHO
+	start_daemon
+	prime
+	bench --middle -P secure $IDLE idle
+	start_daemon
+	prime
+	for p in secure tls; do
+		bench --middle -P "$p" $HS handshake
+	done
+	for p in $PROTOS; do
+		bench --middle -P "$p" -m echo $MBULK bulk
+	done
+	PEER=$MP_SINK
+	bench --middle -P secure -m upload $MBULK bulk
+	PEER=$MP_SOURCE
+	bench --middle -P secure -m download $MBULK bulk
+	stop_daemon
+	MIDDLE=0
+fi
+
 if [ $MIDDLE = 1 ]; then
 	BACKEND=middle
 	MP_ECHO="--mp $MP_ECHO_PID --mp-ctl $MP_ECHO_CTL"
 	MP_SINK="--mp $MP_SINK_PID --mp-ctl $MP_SINK_CTL"
+	MP_SOURCE="--mp $MP_SOURCE_PID --mp-ctl $MP_SOURCE_CTL"
 	PEER=$MP_ECHO
 	for p in $IDLE_PROTOS; do
 		start_daemon
@@ -459,6 +512,10 @@ if [ $MIDDLE = 1 ]; then
 	for p in $PROTOS; do
 		bench --middle -P "$p" -m upload $BULK bulk
 	done
+	PEER=$MP_SOURCE
+	for p in $PROTOS; do
+		bench --middle -P "$p" -m download $BULK bulk
+	done
 	stop_daemon
 fi
 
@@ -467,4 +524,42 @@ if [ -s "$TMP/mtprotod.log" ]; then
 	tail -20 "$TMP/mtprotod.log" >&2
 fi
 "$MTBENCH" table "$RESULTS"
+if [ $ISSUE12 = 1 ]; then
+	# The issue's table: worker CPU per GB and per handshake, worker
+	# memory per idle client.
+	awk '
+	function v(k,   i, n, a) {
+		n = split($0, a, " ")
+		for (i = 1; i <= n; i++)
+			if (index(a[i], k "=") == 1)
+				return substr(a[i], length(k) + 2)
+		return "?"
+	}
+	function g(k) { return k in r ? r[k] : "-" }
+	/^scenario=bulk/ {
+		r["bulk " v("mode") " " v("proto")] = v("cpu_s_per_gb")
+	}
+	/^scenario=handshake/ {
+		r["hs " v("proto")] = v("cpu_us_per_handshake")
+	}
+	/^scenario=idle/ {
+		x = v("pss_bytes_per_idle_conn")
+		r["idle " v("proto")] = x == "?" ? x : sprintf("%.1f", x / 1024)
+	}
+	END {
+		print ""
+		print "| middle mode (issue 12) | mtprotod |"
+		print "|---|---|"
+		printf "| bulk echo, CPU s/GB each way (plain / dd / ee) " \
+		    "| %s / %s / %s |\n", g("bulk echo classic"),
+		    g("bulk echo secure"), g("bulk echo tls")
+		printf "| upload only, CPU s/GB (dd) | %s |\n",
+		    g("bulk upload secure")
+		printf "| download only, CPU s/GB (dd) | %s |\n",
+		    g("bulk download secure")
+		printf "| CPU us per handshake (dd / ee) | %s / %s |\n",
+		    g("hs secure"), g("hs tls")
+		printf "| KiB per idle client (dd) | %s |\n", g("idle secure")
+	}' "$RESULTS"
+fi
 exit $FAILED
