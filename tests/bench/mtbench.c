@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -124,6 +125,16 @@ static struct {
 	 * each load process from its own address as one user. */
 	long users;
 	int cold;
+	/* idle --src A: connection k (of all processes) binds to address
+	 * A + k / per_src; --dc-spread N: connection k asks for DC
+	 * dc_echo + k % N; --hold S: after opening, hold S seconds (the
+	 * daemon's CPU is read meanwhile), then one more round trip on
+	 * every connection. */
+	struct in_addr src;
+	int has_src;
+	int per_src;
+	int dc_spread;
+	double hold;
 } B = {
 	.dc_echo = 2,
 	.dc_sink = 3,
@@ -141,6 +152,8 @@ static struct {
 	.packet = 16384,
 	.pad_max = MID_BULK_PAD_MAX,
 	.algo = "ctr",
+	.per_src = 20000,
+	.dc_spread = 1,
 };
 
 /* The result lines this run printed, for the table at the end. */
@@ -1095,6 +1108,8 @@ struct child_report {
 	double cpu; /* its CPU seconds in the window */
 	uint32_t hist[HIST_N];
 	char first_error[128];
+	/* idle --hold: the round trip after the hold */
+	uint64_t rt_ok, rt_errors, rt_ns;
 };
 
 static void
@@ -1595,12 +1610,64 @@ struct idle_args {
 	int total, nprocs, inflight;
 	int ctl; /* read end: EOF means "close all" */
 	int ctl_w; /* write end, the parent's only */
+	/* --hold: per child, a pipe; a byte on it means "one more round
+	 * trip on every connection now" */
+	int go[MAX_PROCS][2];
 };
+
+/* Child idx's first connection, counted over all children. */
+static int
+idle_first(const struct idle_args *a, int idx)
+{
+	int base = a->total / a->nprocs, extra = a->total % a->nprocs;
+
+	return idx * base + (idx < extra ? idx : extra);
+}
+
+/* The target of connection k (of all children): --src, --dc-spread. */
+static void
+idle_target(struct bench_target *t, int k)
+{
+	*t = B.t;
+	t->dc = (int16_t)(B.dc_echo + k % B.dc_spread);
+	if (B.has_src) {
+		t->has_src = 1;
+		t->src.sin_family = AF_INET;
+		t->src.sin_port = 0;
+		t->src.sin_addr.s_addr =
+		    htonl(ntohl(B.src.s_addr) + (uint32_t)(k / B.per_src));
+	}
+}
+
+/* --hold: send the round trip's frame on an open connection. */
+static int
+idle_rt_start(int ep, struct pconn *p)
+{
+	const uint8_t *b = ping_frame;
+	size_t n = PING_LEN;
+
+	p->got_len = 0;
+	if (B.middle) {
+		/* (after the first answer the stream is at a frame
+		 * boundary) */
+		memset(&p->fp, 0, sizeof(p->fp));
+		mid_req_make(p);
+		b = p->req;
+		n = p->req_len;
+	}
+	if (bconn_write(&p->c, b, n) == -1)
+		return -1;
+	p->c.events = EPOLLIN | (bconn_pending(&p->c) ? EPOLLOUT : 0);
+	ep_set(ep, &p->c, EPOLL_CTL_MOD);
+	return 0;
+}
 
 /*
  * Open this child's share of idle connections, each with a handshake and
  * one echo; report; hold them until the control pipe closes; report how
- * many the proxy closed meanwhile.
+ * many the proxy closed meanwhile. With --hold, a byte on the go pipe
+ * starts one more round trip on every open connection, reported when
+ * all have finished (or after 60 s).
  */
 static void
 idle_child_main(int idx, int wfd, void *arg)
@@ -1608,22 +1675,32 @@ idle_child_main(int idx, int wfd, void *arg)
 	struct idle_args *a = arg;
 	struct epoll_event evs[MAX_EVENTS];
 	int share = a->total / a->nprocs + (idx < a->total % a->nprocs);
+	int first = idle_first(a, idx);
 	struct pconn *ps = calloc(share ? share : 1, sizeof(*ps));
+	struct bench_target *ts = calloc(share ? share : 1, sizeof(*ts));
 	struct child_report *rep = calloc(1, sizeof(*rep));
 	uint8_t *rbuf = malloc(RBUF_LEN);
-	struct bench_target t = B.t;
 	int ep = epoll_create1(0), next = 0, busy = 0, fin = 0;
 	uint64_t until = bench_now_ns() + 120 * 1000000000ull;
+	/* Connections are 0 before and after, 1 open and idle, 2 in the
+	 * round trip after the hold. */
+	static char go_mark;
 
 	child_setup();
 	close(a->ctl_w);
-	if (ps == NULL || rep == NULL || rbuf == NULL || ep == -1)
+	if (B.hold > 0)
+		for (int j = 0; j < a->nprocs; j++) {
+			close(a->go[j][1]);
+			if (j != idx)
+				close(a->go[j][0]);
+		}
+	if (ps == NULL || ts == NULL || rep == NULL || rbuf == NULL || ep == -1)
 		_exit(2);
-	t.dc = B.dc_echo;
 	while (fin < share) {
 		while (busy < a->inflight && next < share) {
-			struct pconn *p = &ps[next++];
-			if (pconn_start(ep, p, &t) == -1) {
+			struct pconn *p = &ps[next];
+			idle_target(&ts[next], first + next);
+			if (pconn_start(ep, p, &ts[next++]) == -1) {
 				report_error(rep, &p->c, "start");
 				fin++;
 				continue;
@@ -1664,25 +1741,100 @@ idle_child_main(int idx, int wfd, void *arg)
 	/* Hold; count connections the proxy drops meanwhile. */
 	struct epoll_event ce = { .events = EPOLLIN, .data.ptr = NULL };
 	epoll_ctl(ep, EPOLL_CTL_ADD, a->ctl, &ce);
+	if (B.hold > 0) {
+		struct epoll_event ge = { .events = EPOLLIN,
+			.data.ptr = &go_mark };
+		epoll_ctl(ep, EPOLL_CTL_ADD, a->go[idx][0], &ge);
+	}
+	int rt_busy = 0, rt_done = 0;
+	uint64_t rt_t0 = 0, errors0 = 0;
 	for (;;) {
-		int k = epoll_wait(ep, evs, MAX_EVENTS, 1000);
+		int k = epoll_wait(ep, evs, MAX_EVENTS, rt_busy ? 100 : 1000);
 		int quit = 0;
+		uint64_t now = bench_now_ns();
 		for (int i = 0; i < k; i++) {
 			struct pconn *p = evs[i].data.ptr;
 			if (p == NULL) {
 				quit = 1;
 				continue;
 			}
-			if (p->active && p->done) {
+			if ((void *)p == &go_mark) {
+				char b;
+				epoll_ctl(
+				    ep, EPOLL_CTL_DEL, a->go[idx][0], NULL);
+				if (read(a->go[idx][0], &b, 1) != 1 || rt_done)
+					continue;
+				rt_t0 = now;
+				errors0 = rep->errors;
+				for (int j = 0; j < share; j++) {
+					p = &ps[j];
+					if (!p->active || p->done != 1)
+						continue;
+					if (idle_rt_start(ep, p) == -1) {
+						report_error(
+						    rep, &p->c, "round trip");
+						bconn_close(&p->c);
+						p->active = p->done = 0;
+						continue;
+					}
+					p->done = 2;
+					rt_busy++;
+				}
+				continue;
+			}
+			if (p->done == 2) {
+				int r = pconn_event(ep, p, evs[i].events, rbuf);
+				if (r == 0)
+					continue;
+				rt_busy--;
+				if (r == -1) {
+					report_error(rep, &p->c, "round trip");
+					bconn_close(&p->c);
+					p->active = p->done = 0;
+					continue;
+				}
+				rep->rt_ok++;
+				p->done = 1;
+				p->c.events = EPOLLIN | EPOLLRDHUP;
+				ep_set(ep, &p->c, EPOLL_CTL_MOD);
+				continue;
+			}
+			if (p->active && p->done == 1) {
 				rep->dropped++;
 				epoll_ctl(ep, EPOLL_CTL_DEL, p->c.fd, NULL);
 				p->done = 0;
 			}
 		}
+		if (rt_busy > 0 && now - rt_t0 > 60 * 1000000000ull) {
+			for (int j = 0; j < share; j++) {
+				struct pconn *p = &ps[j];
+				if (p->done != 2)
+					continue;
+				p->c.why = "no answer in 60 s";
+				p->c.err = 0;
+				report_error(rep, &p->c, "round trip");
+				bconn_close(&p->c);
+				p->active = p->done = 0;
+			}
+			rt_busy = 0;
+		}
+		if (rt_t0 && !rt_done && rt_busy == 0) {
+			rt_done = 1;
+			rep->rt_ns = bench_now_ns() - rt_t0;
+			rep->rt_errors = rep->errors - errors0;
+			rep->errors = errors0;
+			write_full(wfd, rep, sizeof(*rep));
+		}
 		if (quit)
 			break;
 	}
 	write_full(wfd, rep, sizeof(*rep));
+	if (B.hold > 0) {
+		/* RST: no TIME_WAIT left behind by this many sockets. */
+		for (int j = 0; j < share; j++)
+			if (ps[j].active)
+				bconn_abort(&ps[j].c);
+	}
 	/* exit closes every socket at once */
 	_exit(0);
 }
@@ -1711,6 +1863,100 @@ per_conn(long long before, long long after, uint64_t n)
 	return before < 0 || after < 0 ? -1 : (double)(after - before) / n;
 }
 
+/*
+ * --hold: the whole daemon (supervisor and all its children) and the
+ * machine's socket memory, read at each step.
+ */
+struct idle_sys {
+	uint64_t t;
+	int nprocs;
+	long long pss, anon, shmem, file; /* summed over the daemon */
+	double cpu; /* user + system s of the daemon's processes */
+	double wcpu; /* of its workers */
+	long long sockets, tcp_inuse, tcp_tw, tcp_mem; /* sockstat */
+	long long slab, sunreclaim; /* meminfo, bytes */
+};
+
+/* The supervisor and its children (dcpool, workers). */
+static int
+daemon_procs(pid_t *out, int max)
+{
+	char path[64], buf[1024], *p;
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	if (B.daemon <= 0 || (d = opendir("/proc")) == NULL)
+		return 0;
+	out[n++] = B.daemon;
+	while ((de = readdir(d)) != NULL && n < max) {
+		int ppid, pid = atoi(de->d_name);
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = '\0';
+		if ((p = strrchr(buf, ')')) != NULL &&
+		    sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == B.daemon)
+			out[n++] = pid;
+	}
+	closedir(d);
+	return n;
+}
+
+/* "key: value" or "key value" in a /proc file; -1 if absent. */
+static long long
+proc_field(const char *file, const char *line, const char *key)
+{
+	char buf[4096];
+	FILE *f = fopen(file, "r");
+	size_t klen = strlen(key);
+	long long v = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(buf, sizeof(buf), f) != NULL) {
+		if (strncmp(buf, line, strlen(line)) != 0)
+			continue;
+		char *p = strstr(buf + strlen(line), key);
+		while (p != NULL && p[klen] != ' ')
+			p = strstr(p + 1, key);
+		if (p != NULL)
+			v = strtoll(p + klen + 1, NULL, 10);
+		break;
+	}
+	fclose(f);
+	return v;
+}
+
+static void
+idle_sys_read(struct idle_sys *s)
+{
+	pid_t pids[MAX_WORKERS + 8];
+
+	memset(s, 0, sizeof(*s));
+	s->t = bench_now_ns();
+	s->nprocs = daemon_procs(pids, (int)nitems(pids));
+	for (int i = 0; i < s->nprocs; i++) {
+		s->pss += bench_proc_smaps(pids[i], "Pss");
+		s->anon += bench_proc_smaps(pids[i], "Pss_Anon");
+		s->shmem += bench_proc_smaps(pids[i], "Pss_Shmem");
+		s->file += bench_proc_smaps(pids[i], "Pss_File");
+		s->cpu += bench_proc_cpu(pids[i]);
+	}
+	s->wcpu = workers_cpu();
+	s->sockets = proc_field("/proc/net/sockstat", "sockets:", "used");
+	s->tcp_inuse = proc_field("/proc/net/sockstat", "TCP:", "inuse");
+	s->tcp_tw = proc_field("/proc/net/sockstat", "TCP:", "tw");
+	s->tcp_mem = proc_field("/proc/net/sockstat", "TCP:", "mem");
+	s->slab = proc_field("/proc/meminfo", "Slab:", "") * 1024;
+	s->sunreclaim = proc_field("/proc/meminfo", "SUnreclaim:", "") * 1024;
+}
+
 static int
 scen_idle(void)
 {
@@ -1720,28 +1966,39 @@ scen_idle(void)
 	pid_t pids[MAX_PROCS];
 	int fds[MAX_PROCS];
 	struct child_report *rep = calloc(1, sizeof(*rep));
-	uint64_t ok = 0, errors = 0, dropped = 0;
-	struct idle_args a = { total, nprocs, B.inflight ? B.inflight : 32, -1,
-		-1 };
+	uint64_t ok = 0, errors = 0, dropped = 0, rt_ok = 0, rt_errors = 0;
+	uint64_t rt_ns = 0;
+	struct idle_args *a = calloc(1, sizeof(*a));
 	char err[128] = "";
 
-	if (nprocs > MAX_PROCS || rep == NULL)
+	if (nprocs > MAX_PROCS || rep == NULL || a == NULL)
 		die("--procs: at most %d", MAX_PROCS);
+	a->total = total;
+	a->nprocs = nprocs;
+	a->inflight = B.inflight ? B.inflight : 32;
 	find_workers(1);
 	struct mem m0, m1;
 	struct mpstats mp0, mp1;
+	struct idle_sys y0, y1, y2, y3, y4;
 	mp_reset();
 	mp_stats(&mp0);
 	settle_mem(&m0);
 	int fds0 = workers_fds();
+	if (B.hold > 0)
+		idle_sys_read(&y0);
 	if (pipe(ctl) == -1)
 		die("pipe: %s", strerror(errno));
-	a.ctl = ctl[0];
-	a.ctl_w = ctl[1];
+	a->ctl = ctl[0];
+	a->ctl_w = ctl[1];
+	for (int i = 0; B.hold > 0 && i < nprocs; i++)
+		if (pipe(a->go[i]) == -1)
+			die("pipe: %s", strerror(errno));
 	uint64_t t0 = bench_now_ns();
 	double mpc0 = mp_cpu();
-	spawn(nprocs, pids, fds, idle_child_main, &a);
+	spawn(nprocs, pids, fds, idle_child_main, a);
 	close(ctl[0]);
+	for (int i = 0; B.hold > 0 && i < nprocs; i++)
+		close(a->go[i][0]);
 	for (int i = 0; i < nprocs; i++) {
 		if (read_full(fds[i], rep, sizeof(*rep)) == -1)
 			die("a load process died");
@@ -1755,6 +2012,28 @@ scen_idle(void)
 	settle_mem(&m1);
 	int fds1 = workers_fds();
 	mp_stats(&mp1);
+	if (B.hold > 0) {
+		note("%llu connections open after %.1f s; holding %.0f s",
+		    (unsigned long long)ok, open_s, B.hold);
+		idle_sys_read(&y1);
+		bench_sleep_until(y1.t + (uint64_t)(B.hold * 1e9));
+		idle_sys_read(&y2);
+		note("one more round trip on every connection");
+		for (int i = 0; i < nprocs; i++)
+			write_full(a->go[i][1], "g", 1);
+		for (int i = 0; i < nprocs; i++) {
+			if (read_full(fds[i], rep, sizeof(*rep)) == -1)
+				die("a load process died");
+			rt_ok += rep->rt_ok;
+			rt_errors += rep->rt_errors;
+			if (rep->rt_ns > rt_ns)
+				rt_ns = rep->rt_ns;
+			if (err[0] == '\0' && rep->first_error[0])
+				snprintf(
+				    err, sizeof(err), "%s", rep->first_error);
+		}
+		idle_sys_read(&y3);
+	}
 	close(ctl[1]);
 	for (int i = 0; i < nprocs; i++) {
 		if (read_full(fds[i], rep, sizeof(*rep)) == 0)
@@ -1767,6 +2046,46 @@ scen_idle(void)
 	if (ok == 0)
 		die("no idle connection could be opened");
 
+	char hold[1400] = "";
+	if (B.hold > 0) {
+		double hs = ns2s(y2.t - y1.t);
+		double wc = y2.wcpu - y1.wcpu;
+		double rs = ns2s(y3.t - y2.t);
+		/* All closed: what the daemon keeps afterwards. */
+		usleep(2000000);
+		idle_sys_read(&y4);
+		snprintf(hold, sizeof(hold),
+		    " daemon_procs=%d "
+		    "daemon_pss_before=%lld daemon_pss_after=%lld "
+		    "daemon_pss_bytes_per_client=%.0f "
+		    "daemon_pss_anon_bytes_per_client=%.0f "
+		    "daemon_pss_shared_bytes_per_client=%.0f "
+		    "daemon_pss_after_rt=%lld daemon_pss_closed=%lld "
+		    "sockets_before=%lld sockets_after=%lld "
+		    "tcp_inuse_before=%lld tcp_inuse_after=%lld "
+		    "tcp_mem_pages_before=%lld tcp_mem_pages_after=%lld "
+		    "tcp_mem_pages_after_rt=%lld "
+		    "tcp_mem_bytes_per_client=%.0f "
+		    "slab_bytes_per_client=%.0f "
+		    "sunreclaim_bytes_per_client=%.0f "
+		    "hold_s=%.2f worker_cpu_s_hold=%.3f "
+		    "daemon_cpu_s_hold=%.3f worker_cpu_share_hold=%.4f "
+		    "worker_ns_per_client_per_s=%.1f "
+		    "rt_ok=%llu rt_errors=%llu rt_s=%.2f rt_child_s_max=%.2f "
+		    "rt_worker_cpu_s=%.3f rt_worker_us_per_client=%.1f",
+		    y1.nprocs, y0.pss, y1.pss, per_conn(y0.pss, y1.pss, ok),
+		    per_conn(y0.anon, y1.anon, ok),
+		    per_conn(y0.pss - y0.anon, y1.pss - y1.anon, ok), y3.pss,
+		    y4.pss, y0.sockets, y1.sockets, y0.tcp_inuse, y1.tcp_inuse,
+		    y0.tcp_mem, y1.tcp_mem, y3.tcp_mem,
+		    per_conn(y0.tcp_mem * 4096, y1.tcp_mem * 4096, ok),
+		    per_conn(y0.slab, y1.slab, ok),
+		    per_conn(y0.sunreclaim, y1.sunreclaim, ok), hs, wc,
+		    y2.cpu - y1.cpu, wc / hs, wc / hs / ok * 1e9,
+		    (unsigned long long)rt_ok, (unsigned long long)rt_errors,
+		    rs, ns2s(rt_ns), y3.wcpu - y2.wcpu,
+		    rt_ok ? (y3.wcpu - y2.wcpu) / rt_ok * 1e6 : -1.0);
+	}
 	result(" backend=%s proto=%s conns=%llu errors=%llu dropped=%llu "
 	       "procs=%d "
 	       "open_s=%.2f pss_before=%lld pss_after=%lld rss_before=%lld "
@@ -1774,14 +2093,15 @@ scen_idle(void)
 	       "rss_bytes_per_idle_conn=%.0f "
 	       "pss_anon_bytes_per_idle_conn=%.0f "
 	       "pss_shmem_bytes_per_idle_conn=%.0f "
-	       "pss_bytes_per_idle_conn=%.0f%s",
+	       "pss_bytes_per_idle_conn=%.0f%s%s",
 	    backend_name(), bench_proto_name(B.t.proto), (unsigned long long)ok,
 	    (unsigned long long)errors, (unsigned long long)dropped, nprocs,
 	    open_s, m0.pss, m1.pss, m0.rss, m1.rss, (double)(fds1 - fds0) / ok,
 	    per_conn(m0.rss, m1.rss, ok), per_conn(m0.anon, m1.anon, ok),
 	    per_conn(m0.shmem, m1.shmem, ok), per_conn(m0.pss, m1.pss, ok),
-	    mid_fields(open_s, mpc, &mp0, &mp1));
+	    mid_fields(open_s, mpc, &mp0, &mp1), hold);
 	free(rep);
+	free(a);
 	return 0;
 }
 
@@ -2406,7 +2726,18 @@ usage(void)
 	    "                          then BE32(i)); each load process\n"
 	    "                          one user from its own address\n"
 	    "      --cold              with --users: each connection a\n"
-	    "                          random user from a new address\n");
+	    "                          random user from a new address\n"
+	    "      --src ADDR          idle: bind connection k to ADDR + k /\n"
+	    "                          per-src (IPv4; many clients on "
+	    "loopback)\n"
+	    "      --per-src N         idle: connections per source address "
+	    "(20000)\n"
+	    "      --dc-spread N       idle: connection k asks for DC "
+	    "dc-echo + k %% N\n"
+	    "      --hold S            idle: hold S seconds (daemon CPU, "
+	    "memory,\n"
+	    "                          sockstat), then one more round trip "
+	    "on each\n");
 	exit(2);
 }
 
@@ -2437,7 +2768,11 @@ main(int argc, char **argv)
 		O_COLD,
 		O_BPC,
 		O_INFLIGHT_BYTES,
-		O_PAD_MAX
+		O_PAD_MAX,
+		O_SRC,
+		O_PERSRC,
+		O_DCSPREAD,
+		O_HOLD
 	};
 	static const struct option opts[] = { { "proxy", required_argument,
 		                                  NULL, 'p' },
@@ -2474,6 +2809,10 @@ main(int argc, char **argv)
 		{ "bytes-per-conn", required_argument, NULL, O_BPC },
 		{ "inflight-bytes", required_argument, NULL, O_INFLIGHT_BYTES },
 		{ "pad-max", required_argument, NULL, O_PAD_MAX },
+		{ "src", required_argument, NULL, O_SRC },
+		{ "per-src", required_argument, NULL, O_PERSRC },
+		{ "dc-spread", required_argument, NULL, O_DCSPREAD },
+		{ "hold", required_argument, NULL, O_HOLD },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
 	const char *proxy = "127.0.0.1:443", *secret = NULL;
 	int ch, p;
@@ -2590,6 +2929,20 @@ main(int argc, char **argv)
 		case O_PAD_MAX:
 			B.pad_max = atoi(optarg);
 			break;
+		case O_SRC:
+			if (inet_pton(AF_INET, optarg, &B.src) != 1)
+				die("--src: an IPv4 address");
+			B.has_src = 1;
+			break;
+		case O_PERSRC:
+			B.per_src = atoi(optarg);
+			break;
+		case O_DCSPREAD:
+			B.dc_spread = atoi(optarg);
+			break;
+		case O_HOLD:
+			B.hold = atof(optarg);
+			break;
 		default:
 			usage();
 		}
@@ -2622,6 +2975,8 @@ main(int argc, char **argv)
 		die("--inflight-bytes: at least --packet");
 	if (B.pad_max < 0 || B.pad_max > MID_BULK_PAD_MAX)
 		die("--pad-max: 0..%d", MID_BULK_PAD_MAX);
+	if (B.per_src < 1 || B.dc_spread < 1 || B.hold < 0)
+		die("bad --per-src, --dc-spread or --hold");
 	if (B.middle && B.t.nocrypt)
 		die("--nocrypt: the proxy parses frames in middle mode");
 	signal(SIGPIPE, SIG_IGN);
