@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "crypto.h"
+#include "aescbc.h"
 #include "rpc.h"
 #include "util.h"
 
@@ -327,6 +328,8 @@ rpc_link_restore(
 		rpc_link_free(l);
 		return -1;
 	}
+	if (aescbc_available() && (l->ek = malloc(sizeof(*l->ek))) != NULL)
+		aescbc_key_init(l->ek, k->enc_key);
 	l->keys = *k;
 	rpc_decoder_init(&l->rx, k->seq_in, max_total);
 	rpc_link_set_crc32c(l, k->crc32c != 0);
@@ -348,6 +351,11 @@ rpc_link_free(struct rpc_link *l)
 	crypto_stream_free(l->enc);
 	crypto_stream_free(l->dec);
 	l->enc = l->dec = NULL;
+	if (l->ek) {
+		OPENSSL_cleanse(l->ek, sizeof(*l->ek));
+		free(l->ek);
+		l->ek = NULL;
+	}
 	OPENSSL_cleanse(&l->keys, sizeof(l->keys));
 }
 
@@ -359,7 +367,7 @@ rpc_link_set_crc32c(struct rpc_link *l, int on)
 }
 
 size_t
-rpc_link_seal(struct rpc_link *l, uint8_t *frame, size_t cap, size_t len)
+rpc_link_frame(struct rpc_link *l, uint8_t *frame, size_t cap, size_t len)
 {
 	int32_t seq = l->keys.seq_out;
 	size_t n;
@@ -371,12 +379,59 @@ rpc_link_seal(struct rpc_link *l, uint8_t *frame, size_t cap, size_t len)
 	n = rpc_frame_finish(frame, len, seq, l->keys.crc32c && seq >= 0);
 	if (n == 0 || (pad = rpc_frame_pad(frame + n, cap - n, n)) < 0)
 		return 0;
-	n += (size_t)pad;
-	/* A failure here breaks the chain: the caller must drop the link. */
-	if (crypto_stream_apply(l->enc, frame, frame, n) == -1)
-		return 0;
-	memcpy(l->keys.enc_iv, frame + n - RPC_BLOCK, RPC_BLOCK);
 	l->keys.seq_out = (int32_t)((uint32_t)seq + 1);
+	return n + (size_t)pad;
+}
+
+int
+rpc_link_encrypt(struct rpc_link *l, uint8_t *buf, size_t len)
+{
+	struct rpc_link_bytes b = { l, buf, len };
+
+	return rpc_links_encrypt(&b, 1);
+}
+
+int
+rpc_links_encrypt(struct rpc_link_bytes *b, size_t n)
+{
+	struct aescbc_job jobs[64]; /* aescbc_encrypt takes them in turns */
+	size_t nj = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct rpc_link *l = b[i].link;
+		if (b[i].len % RPC_BLOCK != 0)
+			return -1;
+		if (b[i].len == 0)
+			continue;
+		if (l->ek == NULL) {
+			if (crypto_stream_apply(
+			        l->enc, b[i].buf, b[i].buf, b[i].len) == -1)
+				rc = -1;
+			memcpy(l->keys.enc_iv, b[i].buf + b[i].len - RPC_BLOCK,
+			    RPC_BLOCK);
+			continue;
+		}
+		jobs[nj++] = (struct aescbc_job){ l->ek, l->keys.enc_iv,
+			b[i].buf, b[i].len };
+		if (nj == sizeof(jobs) / sizeof(jobs[0])) {
+			aescbc_encrypt(jobs, nj);
+			nj = 0;
+		}
+	}
+	if (nj)
+		aescbc_encrypt(jobs, nj);
+	return rc;
+}
+
+size_t
+rpc_link_seal(struct rpc_link *l, uint8_t *frame, size_t cap, size_t len)
+{
+	size_t n = rpc_link_frame(l, frame, cap, len);
+
+	/* A failure here breaks the chain: the caller must drop the link. */
+	if (n == 0 || rpc_link_encrypt(l, frame, n) == -1)
+		return 0;
 	return n;
 }
 

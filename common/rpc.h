@@ -170,9 +170,14 @@ struct rpc_link_keys {
 };
 
 /* A running link: the two CBC chains and the framing state. */
+struct aescbc_key;
 struct rpc_link {
 	crypto_stream *enc;
 	crypto_stream *dec;
+	/* With AES-NI the sending chain runs here (aescbc.h), from
+	 * keys.enc_iv, so that several links can encrypt side by side;
+	 * else enc does. */
+	struct aescbc_key *ek;
 	struct rpc_link_keys keys; /* IVs and seq_out kept current */
 	struct rpc_decoder rx; /* seq_in and crc32c live here */
 };
@@ -195,6 +200,21 @@ void rpc_link_set_crc32c(struct rpc_link *, int on);
  * the bytes to send, or 0 (len not a multiple of 4, no room, OpenSSL).
  */
 size_t rpc_link_seal(struct rpc_link *, uint8_t *frame, size_t cap, size_t len);
+/* rpc_link_seal in two steps: the frame around the payload at frame + 8
+ * (header, CRC, fillers; seq_out advances), returned length as
+ * rpc_link_seal's, and later, in the order they were framed, the
+ * encryption of the bytes of one or more frames (a multiple of 16). */
+size_t
+rpc_link_frame(struct rpc_link *, uint8_t *frame, size_t cap, size_t len);
+int rpc_link_encrypt(struct rpc_link *, uint8_t *buf, size_t len);
+/* rpc_link_encrypt of several links at once (side by side with AES-NI);
+ * one entry per link. 0, or -1 (OpenSSL: those links are broken). */
+struct rpc_link_bytes {
+	struct rpc_link *link;
+	uint8_t *buf;
+	size_t len;
+};
+int rpc_links_encrypt(struct rpc_link_bytes *, size_t n);
 /* rpc_link_seal of a copy of payload. */
 size_t rpc_link_encode(struct rpc_link *, uint8_t *out, size_t cap,
     const uint8_t *payload, size_t len);
