@@ -153,7 +153,8 @@ client_queue_changed(struct session *s)
  * its stream straight into its output queue and, for fake TLS, cut into
  * records. Pieces under CLIENT_COPY_MAX (frame headers, padding, small
  * answers) are copied first and encrypted together. They go out in one
- * send per client when the link read is done (client_flush_dirty).
+ * send per client at the end of the turn, after every link that had
+ * something was read (client_flush_dirty).
  */
 #define CLIENT_COPY_MAX 256
 static int

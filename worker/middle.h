@@ -63,16 +63,20 @@
 /*
  * A link's output: a chain of chunks, filled at the tail and written
  * from the head with one writev. A frame never straddles two chunks (it
- * is sealed in place), bytes never move, and chunks are recycled through
- * a small per-worker free list, so queueing allocates nothing in the
- * steady state. A drained queue holds no memory.
+ * is framed and encrypted in place), bytes never move, and chunks are
+ * recycled through a small per-worker free list, so queueing allocates
+ * nothing in the steady state. A drained queue holds no memory.
+ *
+ * Frames are encrypted at the end of the event-loop turn, those of every
+ * link at once (rpc_links_encrypt: the CBC chains run side by side), so
+ * a chunk holds sent bytes, then encrypted ones, then framed ones.
  */
 #define WQ_CHUNK    (256 * 1024)
 #define WQ_FREE_MAX 8 /* recycled chunks kept per worker */
 #define WQ_IOV_MAX  64
 struct wchunk {
 	struct wchunk *next;
-	size_t off, len, cap; /* sent, filled, size of data */
+	size_t off, enc, len, cap; /* sent, encrypted, filled, size */
 	uint8_t data[];
 };
 struct wqueue {
@@ -87,7 +91,7 @@ struct mlink {
 	struct mpool *pool;
 	int fd;
 	struct event rev, wev;
-	struct event fev; /* deferred flush: after this turn's reads */
+	TAILQ_ENTRY(mlink) flush_entry; /* on M.flushq */
 	struct event stall; /* reading stopped for LINK_STALL_MS */
 	struct rpc_link rpc;
 	struct sockaddr_storage me;
@@ -106,7 +110,7 @@ struct mlink {
 	unsigned writing : 1;
 	unsigned clients_paused : 1;
 	unsigned held : 1; /* adopted, not read until its clients came */
-	unsigned flush_queued : 1; /* fev is active */
+	unsigned flush_queued : 1; /* on M.flushq */
 	int error; /* errno of a failed write: dies next turn */
 	unsigned closed : 1; /* torn down; the reaper frees it */
 };
@@ -139,6 +143,11 @@ struct middle {
 	struct event tick;
 	struct session_list dirty; /* answers queued, not sent yet */
 	struct mlink_list reap; /* closed links, to be freed */
+	/* Links with frames queued this turn: encrypted together and
+	 * flushed by flush_ev, after every read that was ready. */
+	TAILQ_HEAD(, mlink) flushq;
+	struct event flush_ev;
+	struct event cflush_ev; /* client_flush_dirty(), once per turn */
 	struct event reaper;
 	/* Handing over (reload): the links left with their clients; no
 	 * new links are asked for, new clients wait and move too. */

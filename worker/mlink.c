@@ -63,7 +63,7 @@ chunk_get(size_t need)
 		c->cap = cap;
 	}
 	c->next = NULL;
-	c->off = c->len = 0;
+	c->off = c->enc = c->len = 0;
 	return c;
 }
 
@@ -140,7 +140,8 @@ wq_free(struct wqueue *q)
 	memset(q, 0, sizeof(*q));
 }
 
-/* The pending bytes in one chunk (for a handoff image); NULL if none. */
+/* The pending bytes, all encrypted, in one chunk (for a handoff image);
+ * NULL if none. */
 static const uint8_t *
 wq_linear(struct wqueue *q)
 {
@@ -155,6 +156,7 @@ wq_linear(struct wqueue *q)
 			    x->len - x->off);
 			c->len += x->len - x->off;
 		}
+		c->enc = c->len;
 		size_t pending = q->pending;
 		wq_free(q);
 		q->head = q->tail = c;
@@ -182,7 +184,7 @@ link_want_write(struct mlink *l, int on)
 int
 link_queue_frame(struct mlink *l, uint8_t *frame, size_t cap, size_t len)
 {
-	size_t n = rpc_link_seal(&l->rpc, frame, cap, len);
+	size_t n = rpc_link_frame(&l->rpc, frame, cap, len);
 	if (n == 0)
 		return -1;
 	wq_commit(&l->wq, n);
@@ -226,6 +228,45 @@ link_pause_clients(struct mlink *l, int pause)
 	side_want_read(s, &s->c, !pause && s->over_since_ms == 0);
 }
 
+/*
+ * Encrypt what the links have framed, side by side: each round takes
+ * the first chunk with framed bytes of every link (a link's chunks are
+ * one chain, in order). A link whose encryption fails is marked broken
+ * (its write event closes it).
+ */
+static void
+links_encrypt(struct mlink **ls, size_t n)
+{
+	struct rpc_link_bytes b[64];
+	struct wchunk *c[64];
+
+	for (;;) {
+		size_t nb = 0;
+		for (size_t i = 0; i < n && nb < 64; i++) {
+			struct wchunk *x = ls[i]->wq.head;
+			while (x && x->enc == x->len)
+				x = x->next;
+			if (x == NULL || ls[i]->error || ls[i]->closed)
+				continue;
+			c[nb] = x;
+			b[nb++] = (struct rpc_link_bytes){ &ls[i]->rpc,
+				x->data + x->enc, x->len - x->enc };
+		}
+		if (nb == 0)
+			return;
+		if (rpc_links_encrypt(b, nb) == -1) {
+			for (size_t i = 0; i < n; i++)
+				if (!ls[i]->error && !ls[i]->closed) {
+					ls[i]->error = EIO;
+					event_active(&ls[i]->wev, EV_WRITE, 1);
+				}
+			return;
+		}
+		for (size_t i = 0; i < nb; i++)
+			c[i]->enc = c[i]->len;
+	}
+}
+
 static void
 link_flush(struct mlink *l)
 {
@@ -234,12 +275,13 @@ link_flush(struct mlink *l)
 
 	if (l->error || l->closed)
 		return;
-	while (q->pending > 0) {
+	links_encrypt(&l, 1); /* what was framed since the last turn */
+	while (q->pending > 0 && !l->error) {
 		int n = 0;
 		for (struct wchunk *c = q->head; c && n < WQ_IOV_MAX;
 		     c = c->next) {
 			iov[n].iov_base = c->data + c->off;
-			iov[n++].iov_len = c->len - c->off;
+			iov[n++].iov_len = c->enc - c->off;
 		}
 		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n };
 		ssize_t w = sendmsg(l->fd, &mh, MSG_NOSIGNAL);
@@ -270,15 +312,34 @@ link_flush(struct mlink *l)
 }
 
 static void
-link_flush_cb(evutil_socket_t fd, short what, void *arg)
+cflush_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct mlink *l = arg;
+	client_flush_dirty();
+}
 
-	l->flush_queued = 0;
-	if (!l->writing && !l->error)
-		link_flush(l);
-	if (l->error)
-		link_close(l, link_errno_reason(l->error));
+/* End of a turn: the frames of every link that queued some, encrypted
+ * at once, then each link flushed. */
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mlink *ls[64], *l;
+
+	while (!TAILQ_EMPTY(&M.flushq)) {
+		size_t n = 0;
+		while (n < 64 && (l = TAILQ_FIRST(&M.flushq)) != NULL) {
+			TAILQ_REMOVE(&M.flushq, l, flush_entry);
+			l->flush_queued = 0;
+			ls[n++] = l;
+		}
+		links_encrypt(ls, n);
+		for (size_t i = 0; i < n; i++) {
+			l = ls[i];
+			if (!l->writing && !l->error)
+				link_flush(l);
+			if (l->error)
+				link_close(l, link_errno_reason(l->error));
+		}
+	}
 }
 
 void
@@ -289,12 +350,13 @@ link_kick(struct mlink *l)
 	/* Clients read later in this turn queue no more on a full link. */
 	if (wq_pending(&l->wq) > W.cfg->middle_link_queue_max)
 		link_pause_clients(l, 1);
-	/* Known full: its write event flushes; no send that can only
-	 * say EAGAIN. */
-	if (l->writing || l->flush_queued)
+	if (l->flush_queued)
 		return;
+	/* Even when the socket is known full (its write event sends): the
+	 * frames are encrypted with the other links'. */
 	l->flush_queued = 1;
-	event_active(&l->fev, EV_TIMEOUT, 1);
+	TAILQ_INSERT_TAIL(&M.flushq, l, flush_entry);
+	event_active(&M.flush_ev, EV_TIMEOUT, 1);
 }
 
 static void
@@ -429,7 +491,9 @@ link_read_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		link_dispatch(l, fr.payload, fr.len);
 	}
-	client_flush_dirty();
+	/* The answers go out once per turn, after every link's read. */
+	if (!TAILQ_EMPTY(&M.dirty))
+		event_active(&M.cflush_ev, EV_TIMEOUT, 1);
 	if (l->closed)
 		return;
 	if (pos) {
@@ -495,6 +559,9 @@ mlink_init(void)
 {
 	TAILQ_INIT(&M.reap);
 	evtimer_assign(&M.reaper, W.base, reap_cb, NULL);
+	TAILQ_INIT(&M.flushq);
+	event_assign(&M.flush_ev, W.base, -1, 0, flush_cb, NULL);
+	event_assign(&M.cflush_ev, W.base, -1, 0, cflush_cb, NULL);
 }
 
 struct mlink *
@@ -518,7 +585,6 @@ link_new(struct mpool *p, const struct rpc_link_keys *keys,
 	    &l->rev, W.base, fd, EV_READ | EV_PERSIST, link_read_cb, l);
 	event_assign(
 	    &l->wev, W.base, fd, EV_WRITE | EV_PERSIST, link_write_cb, l);
-	event_assign(&l->fev, W.base, -1, 0, link_flush_cb, l);
 	evtimer_assign(&l->stall, W.base, stall_cb, l);
 	TAILQ_INSERT_HEAD(&p->links, l, entry);
 	p->nlinks++;
@@ -544,8 +610,10 @@ link_close(struct mlink *l, const char *why)
 	l->closed = 1;
 	event_del(&l->rev);
 	event_del(&l->wev);
-	event_del(&l->fev);
-	l->flush_queued = 0;
+	if (l->flush_queued) {
+		TAILQ_REMOVE(&M.flushq, l, flush_entry);
+		l->flush_queued = 0;
+	}
 	evtimer_del(&l->stall);
 	close(l->fd);
 	l->fd = -1;
@@ -586,6 +654,8 @@ link_to_image(struct mlink *l, uint32_t id, struct link_image *li)
 	struct rpc_link_keys keys;
 	uint64_t now = coarse_now_ms();
 
+	/* The framed bytes first: the chain's state goes with them. */
+	links_encrypt(&l, 1);
 	memset(li, 0, sizeof(*li));
 	li->id = id;
 	li->dc = l->pool->dc;
@@ -644,6 +714,7 @@ link_adopt(const struct link_image *li, int fd)
 		}
 		memcpy(b, li->wq, li->wqlen);
 		wq_commit(&l->wq, li->wqlen);
+		l->wq.tail->enc = l->wq.tail->len; /* sent encrypted */
 		link_want_write(l, 1);
 	}
 	l->queued_total = li->queued_total;

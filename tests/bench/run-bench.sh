@@ -17,6 +17,9 @@
 # users on the listener, warm (clients come back from their address)
 # and cold (each from a new address, a random user).
 # MP_CRC32C=0: the fake middle proxies refuse CRC32C (plain CRC32).
+# MIN_LINKS=N: middle.min_links of the daemon (default 1: one link per
+# DC carries every client, so its CBC chain is serial; with more, the
+# worker encrypts the links' chains side by side).
 # Binaries: $MTPROTOD, $MTBENCH, $FASTDC, $FAKE_MP if set, else
 # ./mtprotod, tests/bench/mtbench, tests/bench/fastdc and
 # tests/peers/fake_mp under the current directory (the build tree).
@@ -49,7 +52,7 @@ while [ $# -gt 0 ]; do
 	--issue12) DIRECT=0; MIDDLE=1; ISSUE12=1; shift ;;
 	--users) USERS_LIST=$2; shift 2 ;;
 	-h|--help)
-		sed -n '3,26p' "$0"; exit 0 ;;
+		sed -n '3,29p' "$0"; exit 0 ;;
 	*) echo "run-bench.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -246,7 +249,7 @@ write_config() {
 		tag="ad_tag = \"$AD_TAG\";"
 		tg="proxy_secret_file = \"$TMP/proxy-secret\";
   proxy_config_file = \"$TMP/proxy-multi.conf\";"
-		mid='middle = { min_links = 1; clients_per_link = 300; };'
+		mid="middle = { min_links = ${MIN_LINKS:-1}; clients_per_link = 300; };"
 	else
 		tag=
 		tg="dc = (
