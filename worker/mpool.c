@@ -271,8 +271,13 @@ tick_link(struct mlink *l, uint64_t now)
 	if (now - l->last_rx_ms >= (uint64_t)cfg->middle_ping_interval * 1000 &&
 	    now - l->last_ping_ms >= (uint64_t)cfg->middle_ping_interval * 1000)
 		link_ping(l);
-	/* Clients that stay over their output bound. */
+	/* Clients that stay over their output bound. One that is over has
+	 * more than half its bound queued (client_queue_changed()), so a
+	 * link whose clients have less in all has none: idle links are not
+	 * walked every second. */
 	uint64_t over = (uint64_t)cfg->middle_client_queue_timeout * 1000;
+	if (l->client_bytes <= cfg->middle_client_queue_max / 2)
+		return;
 	TAILQ_FOREACH_SAFE(s, &l->clients, link_entry, sn)
 	{
 		if (s->over_since_ms && now - s->over_since_ms > over) {

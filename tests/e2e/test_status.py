@@ -247,6 +247,15 @@ def test_labelled_series_move():
             k = 'mtprotod_process_open_fds{role="%s"}' % role
             wait_for(lambda: metrics(mport).get(k, 0) > 5, 10,
                      what="%s > 5" % k)
+        # And the workers' figure is their count (read from the size of
+        # /proc/self/fd on newer kernels, else by listing it).
+        k = 'mtprotod_process_open_fds{role="worker"}'
+
+        def fds_match():
+            real = sum(len(os.listdir("/proc/%d/fd" % p))
+                       for p in d.workers_now())
+            return abs(metrics(mport).get(k, 0) - real) <= 2
+        wait_for(fds_match, 10, what="%s = the workers' descriptors" % k)
         # A rolling reload, a failed one, a worker that dies.
         d.signal(signal.SIGHUP)
         d.wait_log("reload complete", 20)
