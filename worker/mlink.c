@@ -113,7 +113,7 @@ static void
 wq_consume(struct wqueue *q, size_t n)
 {
 	q->pending -= n;
-	while (n > 0 || (q->head && q->head->off == q->head->len)) {
+	while (q->head && (n > 0 || q->head->off == q->head->len)) {
 		struct wchunk *c = q->head;
 		size_t left = c->len - c->off;
 		size_t take = n < left ? n : left;

@@ -1979,7 +1979,8 @@ scen_idle(void)
 	find_workers(1);
 	struct mem m0, m1;
 	struct mpstats mp0, mp1;
-	struct idle_sys y0, y1, y2, y3, y4;
+	struct idle_sys y0 = { 0 }, y1 = { 0 }, y2 = { 0 }, y3 = { 0 },
+	                y4 = { 0 };
 	mp_reset();
 	mp_stats(&mp0);
 	settle_mem(&m0);
