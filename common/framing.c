@@ -38,7 +38,8 @@ le24(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
 }
 
-/* Uniform random integer in [0, n), n <= 256. */
+/* Uniform random integer in [0, n), n <= 256 (padding lengths: no
+ * secret, cheap_rand64()). */
 static size_t
 random_below(unsigned n)
 {
@@ -46,7 +47,7 @@ random_below(unsigned n)
 	uint8_t b;
 
 	do
-		random_bytes(&b, 1);
+		b = (uint8_t)(cheap_rand64() >> 56);
 	while (b >= limit);
 	return b % n;
 }

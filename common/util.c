@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,6 +247,65 @@ random_bytes(void *buf, size_t len)
 {
 	if (RAND_bytes(buf, (int)len) != 1)
 		fatalx("RAND_bytes failed");
+}
+
+/*
+ * xoshiro256** (Blackman and Vigna), seeded from random_bytes() at the
+ * first call in each process: a fork child reseeds (pthread_atfork), so
+ * no two workers draw the same numbers.
+ */
+static uint64_t cheap_s[4];
+static int cheap_seeded;
+
+static void
+cheap_forked(void)
+{
+	cheap_seeded = 0;
+}
+
+static uint64_t
+rotl64(uint64_t x, int k)
+{
+	return x << k | x >> (64 - k);
+}
+
+uint64_t
+cheap_rand64(void)
+{
+	static int atfork;
+
+	if (!cheap_seeded) {
+		if (!atfork)
+			atfork = pthread_atfork(NULL, NULL, cheap_forked) == 0;
+		do
+			random_bytes(cheap_s, sizeof(cheap_s));
+		while (
+		    (cheap_s[0] | cheap_s[1] | cheap_s[2] | cheap_s[3]) == 0);
+		cheap_seeded = 1;
+	}
+	uint64_t r = rotl64(cheap_s[1] * 5, 7) * 9;
+	uint64_t t = cheap_s[1] << 17;
+	cheap_s[2] ^= cheap_s[0];
+	cheap_s[3] ^= cheap_s[1];
+	cheap_s[1] ^= cheap_s[2];
+	cheap_s[0] ^= cheap_s[3];
+	cheap_s[2] ^= t;
+	cheap_s[3] = rotl64(cheap_s[3], 45);
+	return r;
+}
+
+void
+cheap_rand_bytes(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		uint64_t r = cheap_rand64();
+		size_t n = len < 8 ? len : 8;
+		memcpy(p, &r, n);
+		p += n;
+		len -= n;
+	}
 }
 
 /*

@@ -4,6 +4,8 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -105,6 +107,33 @@ START_TEST(cidrs)
 }
 END_TEST
 
+/* cheap_rand64(): no two draws alike, and a fork child draws its own
+ * numbers (reseeded), not its parent's next ones. */
+START_TEST(cheap_random)
+{
+	uint64_t a = cheap_rand64(), b = cheap_rand64();
+	uint8_t buf[13] = { 0 }, zero[13] = { 0 };
+	int fds[2];
+
+	ck_assert(a != b);
+	cheap_rand_bytes(buf, sizeof(buf));
+	ck_assert(memcmp(buf, zero, sizeof(buf)) != 0);
+	ck_assert_int_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		uint64_t c = cheap_rand64();
+		_exit(write(fds[1], &c, sizeof(c)) == sizeof(c) ? 0 : 1);
+	}
+	uint64_t mine = cheap_rand64(), child = 0;
+	ck_assert_int_eq(read(fds[0], &child, sizeof(child)), sizeof(child));
+	waitpid(pid, NULL, 0);
+	ck_assert(child != mine);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -113,6 +142,7 @@ main(void)
 	tcase_add_test(tc, hex);
 	tcase_add_test(tc, addresses);
 	tcase_add_test(tc, random_differs);
+	tcase_add_test(tc, cheap_random);
 	tcase_add_test(tc, cidrs);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
