@@ -107,6 +107,20 @@ fe_sub(fe h, const fe f, const fe g)
 	fe_carry(h);
 }
 
+/* The five 128-bit sums of a product, carried into limbs (2^255 = 19). */
+static void
+fe_reduce(fe h, u128 r[5])
+{
+	for (int i = 0; i < 4; i++) {
+		r[i + 1] += (uint64_t)(r[i] >> 51);
+		h[i] = (uint64_t)r[i] & MASK51;
+	}
+	h[4] = (uint64_t)r[4] & MASK51;
+	h[0] += 19 * (uint64_t)(r[4] >> 51);
+	h[1] += h[0] >> 51;
+	h[0] &= MASK51;
+}
+
 static void
 fe_mul(fe h, const fe f, const fe g)
 {
@@ -125,14 +139,7 @@ fe_mul(fe h, const fe f, const fe g)
 	    (u128)f[3] * g[0] + (u128)f[4] * g19[4];
 	r[4] = (u128)f[0] * g[4] + (u128)f[1] * g[3] + (u128)f[2] * g[2] +
 	    (u128)f[3] * g[1] + (u128)f[4] * g[0];
-	for (int i = 0; i < 4; i++) {
-		r[i + 1] += (uint64_t)(r[i] >> 51);
-		h[i] = (uint64_t)r[i] & MASK51;
-	}
-	h[4] = (uint64_t)r[4] & MASK51;
-	h[0] += 19 * (uint64_t)(r[4] >> 51);
-	h[1] += h[0] >> 51;
-	h[0] &= MASK51;
+	fe_reduce(h, r);
 }
 
 /* fe_mul(h, f, f) with the symmetric products once (15 instead of 25). */
@@ -148,14 +155,7 @@ fe_sq(fe h, const fe f)
 	r[2] = (u128)d0 * f[2] + (u128)f[1] * f[1] + (u128)d3 * f4_19;
 	r[3] = (u128)d0 * f[3] + (u128)d1 * f[2] + (u128)f[4] * f4_19;
 	r[4] = (u128)d0 * f[4] + (u128)d1 * f[3] + (u128)f[2] * f[2];
-	for (int i = 0; i < 4; i++) {
-		r[i + 1] += (uint64_t)(r[i] >> 51);
-		h[i] = (uint64_t)r[i] & MASK51;
-	}
-	h[4] = (uint64_t)r[4] & MASK51;
-	h[0] += 19 * (uint64_t)(r[4] >> 51);
-	h[1] += h[0] >> 51;
-	h[0] &= MASK51;
+	fe_reduce(h, r);
 }
 
 static void
