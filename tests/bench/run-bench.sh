@@ -100,35 +100,10 @@ else
 	PIN=0
 fi
 
-say() {
-	echo "== $*" >&2
-}
-
-# The pids of a process's children.
-children() {
-	for d in /proc/[0-9]*; do
-		p=${d#/proc/}
-		pp=$(awk '{ sub(/.*\) /, ""); print $2 }' "$d/stat" 2>/dev/null)
-		[ "$pp" = "$1" ] && echo "$p"
-	done
-}
-
-stop_daemon() {
-	[ -n "$DAEMON_PID" ] || return 0
-	kids=$(children "$DAEMON_PID")
-	kill -TERM "$DAEMON_PID" 2>/dev/null
-	i=0
-	while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 50 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	kill -KILL "$DAEMON_PID" 2>/dev/null
-	for k in $kids; do
-		kill -KILL "$k" 2>/dev/null
-	done
-	wait "$DAEMON_PID" 2>/dev/null
-	DAEMON_PID=
-}
+ME=run-bench.sh
+PEERS=
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 cleanup() {
 	trap - EXIT INT TERM HUP
@@ -145,41 +120,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'FAILED=1; exit 130' INT TERM HUP
-
-# A port outside the ephemeral range that nobody listens on. The daemon
-# uses SO_REUSEPORT, so a port already taken by another daemon would
-# silently be shared: check before and after.
-listeners_on() {
-	ss -ltnH "sport = :$1" 2>/dev/null | wc -l
-}
-
-pick_port() {
-	while :; do
-		p=$(awk 'BEGIN { srand(); print 20000 + int(rand() * 12000) }')
-		[ "$(listeners_on "$p")" = 0 ] && { echo "$p"; return; }
-		sleep 0.01
-	done
-}
-
-# A peer program on CPU 0: waits for its READY line, which is left in
-# $TMP/$name.out. $1 = name, the rest = the command.
-start_peer() {
-	name=$1
-	shift
-	$PIN_LOAD "$@" > "$TMP/$name.out" 2> "$TMP/$name.err" &
-	PEER_PID=$!
-	i=0
-	while ! grep -q '^READY' "$TMP/$name.out" 2>/dev/null; do
-		if ! kill -0 "$PEER_PID" 2>/dev/null || [ $i -ge 50 ]; then
-			echo "run-bench.sh: $name did not start:" >&2
-			cat "$TMP/$name.err" >&2
-			FAILED=1
-			exit 1
-		fi
-		sleep 0.1
-		i=$((i + 1))
-	done
-}
 
 # ---------------------------------------------------------------- peers
 if [ $DIRECT = 1 ]; then

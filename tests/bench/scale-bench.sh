@@ -82,34 +82,10 @@ MTBENCH_PID=
 PEERS=
 FAILED=0
 
-say() {
-	echo "== $*" >&2
-}
-
-children() {
-	for d in /proc/[0-9]*; do
-		p=${d#/proc/}
-		pp=$(awk '{ sub(/.*\) /, ""); print $2 }' "$d/stat" 2>/dev/null)
-		[ "$pp" = "$1" ] && echo "$p"
-	done
-}
-
-stop_daemon() {
-	[ -n "$DAEMON_PID" ] || return 0
-	kids=$(children "$DAEMON_PID")
-	kill -TERM "$DAEMON_PID" 2>/dev/null
-	i=0
-	while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	kill -KILL "$DAEMON_PID" 2>/dev/null
-	for k in $kids; do
-		kill -KILL "$k" 2>/dev/null
-	done
-	wait "$DAEMON_PID" 2>/dev/null
-	DAEMON_PID=
-}
+ME=scale-bench.sh
+PIN_LOAD= # nothing is pinned here
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 stop_peers() {
 	for p in $PEERS; do
@@ -136,39 +112,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'FAILED=1; exit 130' INT TERM HUP
-
-listeners_on() {
-	ss -ltnH "sport = :$1" 2>/dev/null | wc -l
-}
-
-# A free port between 20000 and 32000 (below the ephemeral range), not $1.
-pick_port() {
-	while :; do
-		p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 12000))
-		[ "$p" != "${1:-}" ] && [ "$(listeners_on "$p")" = 0 ] &&
-		    { echo "$p"; return; }
-	done
-}
-
-# A peer: waits for its READY line, left in $TMP/$1.out; PEER_PID.
-start_peer() {
-	name=$1
-	shift
-	"$@" > "$TMP/$name.out" 2> "$TMP/$name.err" &
-	PEER_PID=$!
-	PEERS="$PEERS $PEER_PID"
-	i=0
-	while ! grep -q '^READY' "$TMP/$name.out" 2>/dev/null; do
-		if ! kill -0 "$PEER_PID" 2>/dev/null || [ $i -ge 50 ]; then
-			echo "scale-bench.sh: $name did not start:" >&2
-			cat "$TMP/$name.err" >&2
-			FAILED=1
-			exit 1
-		fi
-		sleep 0.1
-		i=$((i + 1))
-	done
-}
 
 # ceil(a / b)
 ceil_div() {
