@@ -313,6 +313,27 @@ def test_stream_cut_everywhere():
                   "%s: packets at the ME %r" % (proto, c))
 
 
+def test_links_encrypted_side_by_side():
+    # With AES-NI a worker encrypts the CBC chains of all its links in
+    # one pass per turn (common/aescbc.c): 8 clients spread over 4 links
+    # echo 4 MiB each at once, byte for byte; a chain mixed up with
+    # another's would make fake_mp close the link (bad frame).
+    with MSetup(workers=1, middle={"min_links": 4}) as s:
+        expect_ok(tclient(s.port, "secure", "reqpq", conns=1), 1)
+        wait_for(lambda: s.mp.stats()["links"] >= 4, 10, 0.1,
+                 what="4 links")
+        s.mp.reset()
+        r = tclient(s.port, "secure", "echo", conns=8, bytes=4 * MIB,
+                    packet=16384, timeout=60)
+        expect_ok(r, 8)
+        conns = list(s.mp.conns().values())
+        used = {c["link"] for c in conns}
+        check(len(conns) == 8 and len(used) == 4,
+              "8 clients on 4 links: %r" % conns)
+        check(s.mp.stats()["links_total"] == 4,
+              "links were replaced: %r" % s.mp.stats())
+
+
 def test_crc32c_negotiated():
     # We ask every middle proxy for CRC32C; one that takes it gets
     # CRC32C frames from seq 0 (a wrong CRC would end the link), one
