@@ -26,11 +26,8 @@
 uint64_t bench_now_ns(void);
 /* Sleep until the CLOCK_MONOTONIC instant t (ns). */
 void bench_sleep_until(uint64_t t);
-/* A cheap per-process PRNG (not for secrets: session ids, padding). */
-uint64_t bench_rand64(void);
-/* A fresh seed (after fork: children must not share a stream). */
-void bench_rand_seed(void);
-void bench_rand_fill(void *buf, size_t len);
+/* Session ids, padding and nonces: cheap_rand64() and
+ * cheap_rand_bytes() of common/util.h (reseeded in each fork child). */
 
 /*
  * The plaintext stream both ends send and check: byte p of a stream is

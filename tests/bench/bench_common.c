@@ -45,42 +45,6 @@ bench_sleep_until(uint64_t t)
 		;
 }
 
-static uint64_t rng_state;
-
-void
-bench_rand_seed(void)
-{
-	random_bytes(&rng_state, sizeof(rng_state));
-}
-
-/* splitmix64: fast and good enough for ids and padding. */
-uint64_t
-bench_rand64(void)
-{
-	uint64_t z;
-
-	if (rng_state == 0)
-		random_bytes(&rng_state, sizeof(rng_state));
-	z = (rng_state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-void
-bench_rand_fill(void *buf, size_t len)
-{
-	uint8_t *p = buf;
-
-	while (len > 0) {
-		uint64_t r = bench_rand64();
-		size_t n = len < 8 ? len : 8;
-		memcpy(p, &r, n);
-		p += n;
-		len -= n;
-	}
-}
-
 void
 bench_pattern_init(void)
 {
@@ -326,9 +290,9 @@ hello_make(const struct bench_target *t, uint8_t *out, uint8_t crandom[32])
 	}
 	memcpy(out, hello_tmpl.buf, len);
 	if (out[HELLO_SID_OFF - 1] == HELLO_SID_LEN)
-		bench_rand_fill(out + HELLO_SID_OFF, HELLO_SID_LEN);
+		cheap_rand_bytes(out + HELLO_SID_OFF, HELLO_SID_LEN);
 	if (hello_tmpl.key_off) {
-		bench_rand_fill(out + hello_tmpl.key_off, 32);
+		cheap_rand_bytes(out + hello_tmpl.key_off, 32);
 		out[hello_tmpl.key_off + 31] &= 0x7f;
 	}
 	memset(out + TLS_RANDOM_OFF, 0, TLS_RANDOM_LEN);

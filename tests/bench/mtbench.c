@@ -820,7 +820,7 @@ scen_bulk(void)
 	    (ep = epoll_create1(0)) == -1)
 		die("out of memory");
 	for (int i = 0; i < n; i++) {
-		ms[i].seed = bench_rand64();
+		ms[i].seed = cheap_rand64();
 		ms[i].echo = echo;
 	}
 	find_workers(1);
@@ -1116,8 +1116,8 @@ static void
 child_setup(void)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	/* Each child its own PRNG stream (session ids must differ). */
-	bench_rand_seed();
+	/* Each child has its own cheap_rand64() stream (session ids must
+	 * differ): util.c reseeds it after fork. */
 }
 
 static void
@@ -1194,17 +1194,17 @@ static void
 mid_req_make(struct pconn *p)
 {
 	uint8_t *m = p->req + MID_HDR_LEN;
-	size_t padlen = mid_padded() ? 1 + bench_rand64() % MID_PAD_MAX : 0;
+	size_t padlen = mid_padded() ? 1 + cheap_rand64() % MID_PAD_MAX : 0;
 	uint32_t now = (uint32_t)now_unix();
 
 	memset(m, 0, MID_REQ_PQ_LEN);
 	/* msg_id: about the time in the high word, 0 mod 4 (a client's) */
-	put_le32(m + MID_MSG_ID, (uint32_t)bench_rand64() & ~3u);
+	put_le32(m + MID_MSG_ID, (uint32_t)cheap_rand64() & ~3u);
 	put_le32(m + MID_MSG_ID + 4, now);
 	put_le32(m + MID_MSG_LENGTH, MID_REQ_PQ_LEN - MID_MSG_BODY);
 	put_le32(m + MID_MSG_BODY, MID_REQ_PQ_MULTI);
-	bench_rand_fill(m + MID_MSG_NONCE, MID_NONCE_LEN);
-	bench_rand_fill(m + MID_REQ_PQ_LEN, MID_PAD_MAX);
+	cheap_rand_bytes(m + MID_MSG_NONCE, MID_NONCE_LEN);
+	cheap_rand_bytes(m + MID_REQ_PQ_LEN, MID_PAD_MAX);
 	put_le32(p->req, (uint32_t)(MID_REQ_PQ_LEN + padlen));
 	p->req_len = MID_HDR_LEN + MID_REQ_PQ_LEN + padlen;
 }
