@@ -504,10 +504,10 @@ client_packets(struct session *s, const uint8_t *buf, size_t len)
 
 /*
  * Client bytes as they arrived (still encrypted; TLS records already
- * removed), decrypted frame by frame: a whole frame's packet goes
- * straight from the read buffer into its PROXY_REQ. Only a frame cut by
- * the end of a read, or what comes while there is no link, passes
- * through inbuf as plaintext. May close the session.
+ * removed; the client has a link), decrypted frame by frame: a whole
+ * frame's packet goes straight from the read buffer into its PROXY_REQ.
+ * Only a frame cut by the end of a read passes through inbuf as
+ * plaintext. May close the session.
  */
 static int
 client_stream(struct session *s, uint8_t *c, size_t len)
@@ -520,9 +520,9 @@ client_stream(struct session *s, uint8_t *c, size_t len)
 		uint8_t h[4];
 		size_t take = len;
 
-		if (s->inlen || s->link == NULL || len < sizeof(h)) {
+		if (s->inlen || len < sizeof(h)) {
 			/* Complete the partial frame first, no further. */
-			if (s->link && s->inlen) {
+			if (s->inlen) {
 				(void)frame_decode(
 				    kind, s->inbuf, s->inlen, &fi);
 				size_t want = fi.total ? fi.total - s->inlen
