@@ -6,6 +6,7 @@
 
 #include "aescbc.h"
 #include "crypto.h"
+#include "rpc.h"
 #include "util.h"
 
 /*
@@ -105,6 +106,62 @@ START_TEST(test_fips197_c3)
 }
 END_TEST
 
+/*
+ * rpc_links_encrypt(), what the worker calls: three links' chains at
+ * once, with AES-NI (where the CPU has it) and with OpenSSL alone
+ * (MTPROTOD_NO_AESNI), each the same as OpenSSL's CBC, twice in a row.
+ */
+START_TEST(test_links_both_ways)
+{
+	for (int off = 0; off < 2; off++) {
+		struct rpc_link links[3];
+		crypto_stream *ref[3];
+		static uint8_t buf[3][4096], want[3][4096];
+		struct rpc_link_bytes b[3];
+
+		if (off)
+			setenv("MTPROTOD_NO_AESNI", "1", 1);
+		for (int i = 0; i < 3; i++) {
+			struct rpc_link_keys k;
+			memset(&k, 0, sizeof(k));
+			random_bytes(k.enc_key, 32);
+			random_bytes(k.enc_iv, 16);
+			random_bytes(k.dec_key, 32);
+			random_bytes(k.dec_iv, 16);
+			ck_assert_int_eq(
+			    rpc_link_restore(&links[i], &k, 65536), 0);
+			ck_assert(off ? links[i].ek == NULL
+			              : (links[i].ek != NULL) == have_aesni());
+			ref[i] = crypto_cbc_new(k.enc_key, k.enc_iv, 1);
+			ck_assert_ptr_nonnull(ref[i]);
+		}
+		for (int round = 0; round < 2; round++) {
+			for (int i = 0; i < 3; i++) {
+				size_t len = 16 * (size_t)(1 + i * 70 + round);
+				random_bytes(buf[i], len);
+				memcpy(want[i], buf[i], len);
+				ck_assert_int_eq(crypto_stream_apply(ref[i],
+				                     want[i], want[i], len),
+				    0);
+				b[i] = (struct rpc_link_bytes){ &links[i],
+					buf[i], len };
+			}
+			ck_assert_int_eq(rpc_links_encrypt(b, 3), 0);
+			for (int i = 0; i < 3; i++) {
+				ck_assert_mem_eq(buf[i], want[i], b[i].len);
+				ck_assert_mem_eq(links[i].keys.enc_iv,
+				    want[i] + b[i].len - 16, 16);
+			}
+		}
+		for (int i = 0; i < 3; i++) {
+			rpc_link_free(&links[i]);
+			crypto_stream_free(ref[i]);
+		}
+		unsetenv("MTPROTOD_NO_AESNI");
+	}
+}
+END_TEST
+
 START_TEST(test_switch_off)
 {
 	setenv("MTPROTOD_NO_AESNI", "1", 1);
@@ -121,6 +178,7 @@ aescbc_suite(void)
 
 	tcase_add_test(tc, test_lanes_match_openssl);
 	tcase_add_test(tc, test_fips197_c3);
+	tcase_add_test(tc, test_links_both_ways);
 	tcase_add_test(tc, test_switch_off);
 	suite_add_tcase(s, tc);
 	return s;
