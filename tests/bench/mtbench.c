@@ -2356,7 +2356,7 @@ scen_prime(void)
  * The per-byte work of the proxy, as the worker calls it: AES-256-CTR
  * (client streams) and AES-256-CBC (middle-proxy links, spec B.2.5)
  * through common/crypto.c, CRC32 / CRC32C of link frames (B.2.2)
- * through common/rpc.c.
+ * through common/crc.c.
  */
 static int
 scen_aes(void)
@@ -2380,9 +2380,9 @@ scen_aes(void)
 	else if (strcmp(B.algo, "cbc-dec") == 0)
 		s = crypto_cbc_new(key, iv, 0), name = "aes-256-cbc-dec";
 	else if (strcmp(B.algo, "crc32") == 0)
-		crc = 1, name = "crc32", impl = "common/rpc.c";
+		crc = 1, name = "crc32", impl = "common/crc.c";
 	else if (strcmp(B.algo, "crc32c") == 0)
-		crc = 2, name = "crc32c", impl = "common/rpc.c";
+		crc = 2, name = "crc32c", impl = "common/crc.c";
 	else
 		die("--algo: ctr, cbc-enc, cbc-dec, crc32 or crc32c");
 	if ((s == NULL && !crc) || buf == NULL)
