@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "match.h"
+#include "match16.h"
 #include "o2.h"
 #include "tls.h"
 #include "util.h"
@@ -42,6 +43,43 @@ state_load(SHA256_CTX *c, const uint32_t in[8])
 	for (int i = 0; i < 8; i++)
 		c->h[i] = in[i];
 	c->Nl = HMAC_BLOCK * 8;
+}
+
+/* n words, zeroed, each group's rows on whole cache lines. */
+static uint32_t *
+lanes_alloc(size_t n)
+{
+	uint32_t *p = aligned_alloc(64, n * sizeof(uint32_t));
+
+	if (p != NULL)
+		memset(p, 0, n * sizeof(uint32_t));
+	return p;
+}
+
+/* The same keys in match16.h's groups; users past n are zeros. */
+static int
+lanes_init(struct match_keys *k)
+{
+	const size_t L = MATCH16_LANES;
+
+	k->ngroups = (k->n + L - 1) / L;
+	k->o2_lanes = lanes_alloc(k->ngroups * MATCH16_O2_WORDS * L);
+	k->tls_lanes = lanes_alloc(k->ngroups * MATCH16_TLS_WORDS * L);
+	if (k->o2_lanes == NULL || k->tls_lanes == NULL)
+		return -1;
+	for (size_t u = 0; u < k->n; u++) {
+		size_t g = u / L, j = u % L;
+		for (size_t i = 0; i < MATCH16_O2_WORDS; i++)
+			k->o2_lanes[(g * MATCH16_O2_WORDS + i) * L + j] =
+			    (uint32_t)k->secret[u][4 * i] << 24 |
+			    (uint32_t)k->secret[u][4 * i + 1] << 16 |
+			    (uint32_t)k->secret[u][4 * i + 2] << 8 |
+			    k->secret[u][4 * i + 3];
+		for (size_t i = 0; i < MATCH16_TLS_WORDS; i++)
+			k->tls_lanes[(g * MATCH16_TLS_WORDS + i) * L + j] =
+			    k->mid[u][i];
+	}
+	return 0;
 }
 
 int
@@ -76,6 +114,11 @@ match_keys_init(
 	}
 	OPENSSL_cleanse(pad, sizeof(pad));
 	OPENSSL_cleanse(&c, sizeof(c));
+	if (n >= MATCH16_MIN_USERS && match16_available() &&
+	    lanes_init(k) == -1) {
+		match_keys_free(k);
+		return -1;
+	}
 	return 0;
 }
 
@@ -86,8 +129,16 @@ match_keys_free(struct match_keys *k)
 		OPENSSL_cleanse(k->secret, k->n * sizeof(*k->secret));
 	if (k->mid)
 		OPENSSL_cleanse(k->mid, k->n * sizeof(*k->mid));
+	if (k->o2_lanes)
+		OPENSSL_cleanse(k->o2_lanes,
+		    k->ngroups * MATCH16_O2_WORDS * MATCH16_LANES * 4);
+	if (k->tls_lanes)
+		OPENSSL_cleanse(k->tls_lanes,
+		    k->ngroups * MATCH16_TLS_WORDS * MATCH16_LANES * 4);
 	free(k->secret);
 	free(k->mid);
+	free(k->o2_lanes);
+	free(k->tls_lanes);
 	memset(k, 0, sizeof(*k));
 }
 
@@ -136,6 +187,47 @@ hinted(long u, const long *hint, size_t nhint)
 	return 0;
 }
 
+/*
+ * The next candidate of group g from a match16.h scan's lanes m (taken
+ * out of m): a user, not a hint (tried already); SIZE_MAX when no lane
+ * is left. A candidate is only that: the caller tries it in full.
+ */
+static size_t
+next_candidate(const struct match_keys *k, size_t g, unsigned *m,
+    const long *hint, size_t nhint)
+{
+	while (*m != 0) {
+		size_t u = g * MATCH16_LANES + (size_t)__builtin_ctz(*m);
+		*m &= *m - 1;
+		if (u < k->n && !hinted((long)u, hint, nhint))
+			return u;
+	}
+	return SIZE_MAX;
+}
+
+/* match_tls's walk over all users but the hints, 16 at a time. */
+static long
+tls_scan16(const struct match_keys *k, const uint8_t *msg, size_t len,
+    const uint8_t *rnd, const long *hint, size_t nhint, uint32_t *ts)
+{
+	struct match16_tls c;
+	unsigned m = 0;
+	long found = -1;
+
+	if (match16_tls_prepare(&c, msg, len, rnd) == -1)
+		fatal("malloc");
+	for (size_t g = 0; found == -1 &&
+	     (g = match16_tls_scan(&c, k->tls_lanes, g, k->ngroups, &m)) <
+	         k->ngroups;
+	     g++)
+		for (size_t u; found == -1 &&
+		     (u = next_candidate(k, g, &m, hint, nhint)) != SIZE_MAX;)
+			if (tls_try(k, u, msg, len, rnd, ts))
+				found = (long)u;
+	match16_tls_free(&c);
+	return found;
+}
+
 long
 match_tls(const struct match_keys *k, const uint8_t *rec, size_t len,
     const long *hint, size_t nhint, uint32_t *ts)
@@ -158,10 +250,14 @@ match_tls(const struct match_keys *k, const uint8_t *rec, size_t len,
 		    tls_try(
 		        k, (size_t)hint[i], msg, len, rec + TLS_RANDOM_OFF, ts))
 			found = hint[i];
-	for (size_t u = 0; u < k->n && found == -1; u++)
-		if (!hinted((long)u, hint, nhint) &&
-		    tls_try(k, u, msg, len, rec + TLS_RANDOM_OFF, ts))
-			found = (long)u;
+	if (found == -1 && k->tls_lanes != NULL)
+		found = tls_scan16(
+		    k, msg, len, rec + TLS_RANDOM_OFF, hint, nhint, ts);
+	else
+		for (size_t u = 0; u < k->n && found == -1; u++)
+			if (!hinted((long)u, hint, nhint) &&
+			    tls_try(k, u, msg, len, rec + TLS_RANDOM_OFF, ts))
+				found = (long)u;
 	free(msg);
 	return found;
 }
@@ -195,8 +291,8 @@ o2_try(const SHA256_CTX *material, const uint8_t secret[MATCH_SECRET_LEN],
 }
 
 long
-match_o2(const uint8_t wire[64], const uint8_t (*secrets)[MATCH_SECRET_LEN],
-    size_t n, const long *hint, size_t nhint)
+match_o2(const struct match_keys *k, const uint8_t wire[64], const long *hint,
+    size_t nhint)
 {
 	uint8_t ctr[16];
 	unsigned carry = TAG_BLOCK;
@@ -204,7 +300,7 @@ match_o2(const uint8_t wire[64], const uint8_t (*secrets)[MATCH_SECRET_LEN],
 	EVP_CIPHER_CTX *ecb;
 	long found = -1;
 
-	if (n == 0)
+	if (k->n == 0)
 		return -1;
 	if (aes_ecb == NULL &&
 	    (aes_ecb = EVP_CIPHER_fetch(NULL, "AES-256-ECB", NULL)) == NULL)
@@ -222,14 +318,30 @@ match_o2(const uint8_t wire[64], const uint8_t (*secrets)[MATCH_SECRET_LEN],
 	SHA256_Init(&material);
 	SHA256_Update(&material, wire + O2_KEY_OFF, O2_KEY_LEN);
 	for (size_t i = 0; i < nhint && found == -1; i++)
-		if (hint[i] >= 0 && (size_t)hint[i] < n &&
+		if (hint[i] >= 0 && (size_t)hint[i] < k->n &&
 		    !hinted(hint[i], hint, i) &&
-		    o2_try(&material, secrets[hint[i]], ecb, ctr, wire))
+		    o2_try(&material, k->secret[hint[i]], ecb, ctr, wire))
 			found = hint[i];
-	for (size_t u = 0; u < n && found == -1; u++)
-		if (!hinted((long)u, hint, nhint) &&
-		    o2_try(&material, secrets[u], ecb, ctr, wire))
-			found = (long)u;
+	if (found == -1 && k->o2_lanes != NULL) {
+		struct match16_o2 c;
+		unsigned m = 0;
+		match16_o2_prepare(&c, wire);
+		for (size_t g = 0; found == -1 &&
+		     (g = match16_o2_scan(&c, k->o2_lanes, g, k->ngroups, &m)) <
+		         k->ngroups;
+		     g++)
+			for (size_t u; found == -1 &&
+			     (u = next_candidate(k, g, &m, hint, nhint)) !=
+			         SIZE_MAX;)
+				if (o2_try(&material, k->secret[u], ecb, ctr,
+				        wire))
+					found = (long)u;
+	} else {
+		for (size_t u = 0; u < k->n && found == -1; u++)
+			if (!hinted((long)u, hint, nhint) &&
+			    o2_try(&material, k->secret[u], ecb, ctr, wire))
+				found = (long)u;
+	}
 	EVP_CIPHER_CTX_free(ecb);
 	OPENSSL_cleanse(&material, sizeof(material));
 	return found;

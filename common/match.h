@@ -23,11 +23,17 @@ struct match_keys {
 	size_t n;
 	uint8_t (*secret)[MATCH_SECRET_LEN];
 	uint32_t (*mid)[16]; /* per user: inner state, outer state */
+	/* With AVX-512 (match16.h), the same in groups of 16 users, as
+	 * match16.h lays them out; else NULL. */
+	size_t ngroups;
+	uint32_t *o2_lanes;
+	uint32_t *tls_lanes;
 };
 
 /*
- * Keys for n secrets (copied). 0, or -1 when out of memory (k is then
- * empty, and safe to free).
+ * Keys for n secrets (copied), with their lanes for match16.h when this
+ * CPU can run them. 0, or -1 when out of memory (k is then empty, and
+ * safe to free).
  */
 int match_keys_init(
     struct match_keys *k, const uint8_t (*secrets)[MATCH_SECRET_LEN], size_t n);
@@ -47,14 +53,13 @@ long match_tls(const struct match_keys *k, const uint8_t *rec, size_t len,
     const long *hint, size_t nhint, uint32_t *ts);
 
 /*
- * Obfuscated2 (spec A.2.2): the index of a secret that decrypts the
- * 64-byte header to a valid protocol tag (the hints first, then the
+ * Obfuscated2 (spec A.2.2): the index of the key whose secret decrypts
+ * the 64-byte header to a valid protocol tag (the hints first, then the
  * others in order); -1 when none does. o2_accept() with that one secret
  * then sets up the session.
  */
-long
-match_o2(const uint8_t wire[64], const uint8_t (*secrets)[MATCH_SECRET_LEN],
-    size_t n, const long *hint, size_t nhint);
+long match_o2(const struct match_keys *k, const uint8_t wire[64],
+    const long *hint, size_t nhint);
 
 /*
  * per_sni_secrets: a user's key for the name sni, as the Erlang

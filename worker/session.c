@@ -57,16 +57,15 @@
 uint8_t *session_scratch;
 
 /*
- * Per listener: its users' secrets as one array, for the codecs, and the
- * fake-TLS keys ready for matching (match.h): the plain secrets', or with
+ * Per listener: its users' keys ready for matching (match.h), built when
+ * the users are loaded, not per handshake: the plain secrets' (for
+ * obfuscated2, and fake TLS without per_sni_secrets), and with
  * per_sni_secrets each name's derived ones (the same users in the same
- * order), built when the users are loaded, not per handshake.
+ * order).
  */
 #define NAMES_MAX (1 + CONFIG_MAX_TLS_DOMAINS) /* tls_domain, tls_domains */
 struct listener_secrets {
-	uint8_t (*secrets)[16];
-	size_t n;
-	struct match_keys tls; /* per_sni_secrets off */
+	struct match_keys plain;
 	struct match_keys sni[NAMES_MAX]; /* on: [0] tls_domain, [1 + k] */
 	/* The ServerHello shape: the fronted site's once the dcpool has
 	 * learned it, else SS.static_shape. */
@@ -105,49 +104,36 @@ name_of(const struct config_listener *l, size_t j)
 	return j == 0 ? l->tls_domain : l->snis[j - 1].name;
 }
 
-/*
- * (Re)build listener i's copy of its users' secrets and its fake-TLS
- * keys, from its users now.
- */
+/* (Re)build listener i's keys from its users now. */
 static void
 secrets_rebuild(size_t i)
 {
 	const struct config_listener *l = &W.cfg->listeners[i];
 	struct listener_secrets *ls = &SS.ls[i];
 	uint8_t(*sec)[16] = calloc(l->nusers + 1, 16);
+	uint8_t(*d)[16] = calloc(l->nusers + 1, 16);
 
-	if (sec == NULL)
+	if (sec == NULL || d == NULL)
 		fatal("calloc");
 	for (size_t u = 0; u < l->nusers; u++)
 		memcpy(sec[u], l->users[u].secret, 16);
-	if (ls->secrets)
-		explicit_bzero(ls->secrets, ls->n * 16);
-	free(ls->secrets);
-	ls->secrets = sec;
-	ls->n = l->nusers;
-	match_keys_free(&ls->tls);
+	match_keys_free(&ls->plain);
 	for (size_t j = 0; j < NAMES_MAX; j++)
 		match_keys_free(&ls->sni[j]);
-	if (!(l->protocols & PROTO_FAKE_TLS))
-		return;
-	if (!l->per_sni_secrets) {
-		if (match_keys_init(&ls->tls, (const void *)sec, l->nusers) ==
-		    -1)
-			fatal("match_keys_init");
-		return;
-	}
-	uint8_t(*d)[16] = calloc(l->nusers + 1, 16);
-	if (d == NULL)
-		fatal("calloc");
-	for (size_t j = 0; j < 1 + l->nsnis; j++) {
-		for (size_t u = 0; u < l->nusers; u++)
-			match_sni_secret(
-			    sec[u], l->per_sni_salt, name_of(l, j), d[u]);
-		if (match_keys_init(&ls->sni[j], (const void *)d, l->nusers) ==
-		    -1)
-			fatal("match_keys_init");
-	}
+	if (match_keys_init(&ls->plain, (const void *)sec, l->nusers) == -1)
+		fatal("match_keys_init");
+	if ((l->protocols & PROTO_FAKE_TLS) && l->per_sni_secrets)
+		for (size_t j = 0; j < 1 + l->nsnis; j++) {
+			for (size_t u = 0; u < l->nusers; u++)
+				match_sni_secret(sec[u], l->per_sni_salt,
+				    name_of(l, j), d[u]);
+			if (match_keys_init(
+			        &ls->sni[j], (const void *)d, l->nusers) == -1)
+				fatal("match_keys_init");
+		}
+	explicit_bzero(sec, l->nusers * 16);
 	explicit_bzero(d, l->nusers * 16);
+	free(sec);
 	free(d);
 }
 
@@ -160,7 +146,7 @@ tls_keys(
     const struct config_listener *l, const struct listener_secrets *ls, int sni)
 {
 	if (!l->per_sni_secrets)
-		return &ls->tls;
+		return &ls->plain;
 	return sni == -2 ? NULL : &ls->sni[sni + 1];
 }
 
@@ -994,10 +980,11 @@ o2_handshake(struct session *s)
 		    ? s->user
 		    : -1;
 	} else {
-		idx = (int)match_o2(
-		    s->hs, ls->secrets, ls->n, hint, hints_get(s, hint));
+		idx =
+		    (int)match_o2(&ls->plain, s->hs, hint, hints_get(s, hint));
 		if (idx >= 0 &&
-		    o2_accept(s->hs, &ls->secrets[idx], 1, &o2) == -1)
+		    o2_accept(s->hs, (const void *)ls->plain.secret[idx], 1,
+		        &o2) == -1)
 			idx = -1;
 		else if (idx >= 0)
 			hints_put(s, idx);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "keyidx.h"
 #include "match.h"
+#include "match16.h"
 #include "o2.h"
 #include "tls.h"
 #include "util.h"
@@ -119,36 +120,165 @@ START_TEST(test_o2_many_users)
 	static uint8_t secrets[NUSERS][16];
 	uint8_t wire[O2_HEADER_LEN];
 	struct o2_session c, s;
+	struct match_keys k, others;
 	const size_t want[] = { 0, 2, 299 };
 	const uint32_t tags[] = { O2_TAG_ABRIDGED, O2_TAG_INTERMEDIATE,
 		O2_TAG_PADDED };
 
 	for (size_t u = 0; u < NUSERS; u++)
 		user_secret(u, secrets[u]);
+	ck_assert_int_eq(match_keys_init(&k, (const void *)secrets, NUSERS), 0);
 	for (size_t i = 0; i < nitems(want); i++) {
 		ck_assert_int_eq(
 		    o2_connect(wire, tags[i], 2, secrets[want[i]], NULL, &c),
 		    0);
-		ck_assert_int_eq(
-		    match_o2(wire, (const void *)secrets, NUSERS, NULL, 0),
-		    (long)want[i]);
+		ck_assert_int_eq(match_o2(&k, wire, NULL, 0), (long)want[i]);
 		ck_assert_int_eq(
 		    o2_accept(wire, (const void *)secrets, NUSERS, &s),
 		    (int)want[i]);
 		o2_session_free(&s);
 		long h[2] = { 5, (long)want[i] };
-		ck_assert_int_eq(
-		    match_o2(wire, (const void *)secrets, NUSERS, h, 2),
-		    (long)want[i]);
+		ck_assert_int_eq(match_o2(&k, wire, h, 2), (long)want[i]);
 		o2_session_free(&c);
 	}
 	/* Only others' secrets: nobody. */
 	ck_assert_int_eq(
-	    o2_connect(wire, O2_TAG_PADDED, 2, secrets[7], NULL, &c), 0);
+	    match_keys_init(&others, (const void *)(secrets + 8), NUSERS - 8),
+	    0);
 	ck_assert_int_eq(
-	    match_o2(wire, (const void *)(secrets + 8), NUSERS - 8, NULL, 0),
-	    -1);
+	    o2_connect(wire, O2_TAG_PADDED, 2, secrets[7], NULL, &c), 0);
+	ck_assert_int_eq(match_o2(&others, wire, NULL, 0), -1);
 	o2_session_free(&c);
+	match_keys_free(&others);
+	match_keys_free(&k);
+}
+END_TEST
+
+/*
+ * The 16-lane scans (match16.h): every user of 3 groups and a part,
+ * in each lane, found by the scan in its own group and lane, and by
+ * match_o2 and match_tls with and without the lanes; a user with the
+ * same secret as an earlier one is found as that one.
+ */
+#define LANE_USERS (3 * MATCH16_LANES + 5)
+
+static void
+keys_both(struct match_keys *lanes, struct match_keys *plain,
+    const uint8_t (*secrets)[16], size_t n)
+{
+	ck_assert_int_eq(unsetenv("MTPROTOD_NO_AVX512"), 0);
+	ck_assert_int_eq(match_keys_init(lanes, secrets, n), 0);
+	ck_assert_ptr_nonnull(lanes->o2_lanes);
+	ck_assert_ptr_nonnull(lanes->tls_lanes);
+	ck_assert_int_eq(setenv("MTPROTOD_NO_AVX512", "1", 1), 0);
+	ck_assert_int_eq(match16_available(), 0);
+	ck_assert_int_eq(match_keys_init(plain, secrets, n), 0);
+	ck_assert_ptr_null(plain->o2_lanes);
+	ck_assert_int_eq(unsetenv("MTPROTOD_NO_AVX512"), 0);
+}
+
+START_TEST(test_lanes_o2)
+{
+	static uint8_t secrets[LANE_USERS][16];
+	const uint32_t tags[] = { O2_TAG_ABRIDGED, O2_TAG_INTERMEDIATE,
+		O2_TAG_PADDED };
+	uint8_t wire[O2_HEADER_LEN];
+	struct match_keys k, p;
+	struct o2_session c;
+
+	for (size_t u = 0; u < LANE_USERS; u++)
+		user_secret(u, secrets[u]);
+	memcpy(secrets[37], secrets[9], 16); /* 9 comes first */
+	keys_both(&k, &p, (const void *)secrets, LANE_USERS);
+	for (size_t u = 0; u < LANE_USERS; u++) {
+		struct match16_o2 m16;
+		unsigned mask = 0;
+		size_t want = u == 37 ? 9 : u;
+
+		ck_assert_int_eq(
+		    o2_connect(wire, tags[u % 3], 2, secrets[u], NULL, &c), 0);
+		o2_session_free(&c);
+		match16_o2_prepare(&m16, wire);
+		ck_assert_uint_eq(
+		    match16_o2_scan(&m16, k.o2_lanes, 0, k.ngroups, &mask),
+		    want / MATCH16_LANES);
+		ck_assert_uint_eq(mask & 1u << want % MATCH16_LANES,
+		    1u << want % MATCH16_LANES);
+		if (want != 9) /* else the twin's group comes next */
+			ck_assert_uint_eq(
+			    match16_o2_scan(&m16, k.o2_lanes,
+			        want / MATCH16_LANES + 1, k.ngroups, &mask),
+			    k.ngroups);
+		ck_assert_int_eq(match_o2(&k, wire, NULL, 0), (long)want);
+		ck_assert_int_eq(match_o2(&p, wire, NULL, 0), (long)want);
+		/* A wrong hint first, then the scan, which skips it. */
+		long h[2] = { (long)(u + 1) % LANE_USERS, 9 };
+		ck_assert_int_eq(match_o2(&k, wire, h, 1), (long)want);
+		/* A hint of the twin finds the twin. */
+		if (u == 9 || u == 37)
+			ck_assert_int_eq(
+			    match_o2(&k, wire, (long[]){ 37 }, 1), 37);
+	}
+	match_keys_free(&k);
+	match_keys_free(&p);
+}
+END_TEST
+
+START_TEST(test_lanes_tls)
+{
+	static uint8_t secrets[LANE_USERS][16];
+	/* Hello lengths around the padding's edges: the last block has
+	 * room for the length, just not, or none at all. */
+	const size_t lens[] = { 517, 567, 568, 576, 1200 };
+	uint8_t hello[TLS_HELLO_MAX];
+	struct match_keys k, p;
+
+	for (size_t u = 0; u < LANE_USERS; u++)
+		user_secret(u, secrets[u]);
+	memcpy(secrets[50], secrets[20], 16); /* 20 comes first */
+	keys_both(&k, &p, (const void *)secrets, LANE_USERS);
+	for (size_t u = 0; u < LANE_USERS; u++) {
+		size_t len = lens[u % nitems(lens)];
+		size_t want = u == 50 ? 20 : u;
+		uint32_t ts = 0;
+
+		ck_assert_uint_eq(
+		    tls_client_hello_build(hello, sizeof(hello), secrets[u],
+		        "www.example.com", 1700000000u + (uint32_t)u, len),
+		    len);
+		ck_assert_int_eq(
+		    match_tls(&k, hello, len, NULL, 0, &ts), (long)want);
+		ck_assert_uint_eq(ts, 1700000000u + u);
+		ts = 0;
+		ck_assert_int_eq(
+		    match_tls(&p, hello, len, NULL, 0, &ts), (long)want);
+		ck_assert_uint_eq(ts, 1700000000u + u);
+		long h[1] = { (long)(u + 3) % LANE_USERS };
+		ck_assert_int_eq(
+		    match_tls(&k, hello, len, h, 1, &ts), (long)want);
+
+		/* The scan alone: the user's group and lane. */
+		uint8_t msg[TLS_HELLO_MAX];
+		struct match16_tls m16;
+		unsigned mask = 0;
+		memcpy(msg, hello, len);
+		memset(msg + TLS_RANDOM_OFF, 0, TLS_RANDOM_LEN);
+		ck_assert_int_eq(
+		    match16_tls_prepare(&m16, msg, len, hello + TLS_RANDOM_OFF),
+		    0);
+		ck_assert_uint_eq(
+		    match16_tls_scan(&m16, k.tls_lanes, 0, k.ngroups, &mask),
+		    want / MATCH16_LANES);
+		ck_assert_uint_eq(mask & 1u << want % MATCH16_LANES,
+		    1u << want % MATCH16_LANES);
+		match16_tls_free(&m16);
+
+		/* One bit of the hello changed: nobody. */
+		hello[200] ^= 1;
+		ck_assert_int_eq(match_tls(&k, hello, len, NULL, 0, &ts), -1);
+	}
+	match_keys_free(&k);
+	match_keys_free(&p);
 }
 END_TEST
 
@@ -186,6 +316,28 @@ START_TEST(test_keyidx)
 }
 END_TEST
 
+/* As /proc/cpuinfo says, independently of match16.c's own check. */
+static int
+cpu_has_lanes_here(void)
+{
+	char line[8192];
+	int f = 0, bw = 0, vaes = 0;
+	FILE *c = fopen("/proc/cpuinfo", "r");
+
+	if (c == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), c) != NULL)
+		if (strncmp(line, "flags", 5) == 0) {
+			line[strcspn(line, "\n")] = ' ';
+			f = strstr(line, " avx512f ") != NULL;
+			bw = strstr(line, " avx512bw ") != NULL;
+			vaes = strstr(line, " vaes ") != NULL;
+			break;
+		}
+	fclose(c);
+	return f && bw && vaes;
+}
+
 static Suite *
 match_suite(void)
 {
@@ -198,6 +350,18 @@ match_suite(void)
 	tcase_add_test(tc, test_o2_many_users);
 	tcase_add_test(tc, test_keyidx);
 	suite_add_tcase(s, tc);
+	/* The lanes need AVX-512 and VAES; where the CPU has them, they
+	 * must be used (a test that fails, not one that skips). */
+	if (cpu_has_lanes_here()) {
+		TCase *tl = tcase_create("lanes");
+		tcase_set_timeout(tl, 60);
+		tcase_add_test(tl, test_lanes_o2);
+		tcase_add_test(tl, test_lanes_tls);
+		suite_add_tcase(s, tl);
+	} else
+		fprintf(stderr,
+		    "check_match: this CPU has no AVX-512 and "
+		    "VAES: the 16-lane scans are not tested\n");
 	return s;
 }
 
