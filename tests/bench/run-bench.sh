@@ -15,14 +15,16 @@
 # --only handshake (or bulk, latency, idle, ...): that scenario alone.
 # --users LIST: only the handshake, per protocol, with each number of
 # users on the listener, warm (clients come back from their address)
-# and cold (each from a new address, a random user).
+# and cold (each from a new address, a random user); then matchbench's
+# cost of the match alone (tests/bench/matchbench), per user tried.
 # MP_CRC32C=0: the fake middle proxies refuse CRC32C (plain CRC32).
 # MIN_LINKS=N: middle.min_links of the daemon (default 1: one link per
 # DC carries every client, so its CBC chain is serial; with more, the
 # worker encrypts the links' chains side by side).
-# Binaries: $MTPROTOD, $MTBENCH, $FASTDC, $FAKE_MP if set, else
-# ./mtprotod, tests/bench/mtbench, tests/bench/fastdc and
-# tests/peers/fake_mp under the current directory (the build tree).
+# Binaries: $MTPROTOD, $MTBENCH, $FASTDC, $FAKE_MP, $MATCHBENCH if set,
+# else ./mtprotod, tests/bench/mtbench, tests/bench/fastdc,
+# tests/peers/fake_mp and tests/bench/matchbench under the current
+# directory (the build tree).
 # Nothing is built here.
 #
 # The daemon runs with one worker pinned to CPU 1; fastdc or fake_mp and
@@ -60,6 +62,7 @@ done
 MTPROTOD=${MTPROTOD:-./mtprotod}
 MTBENCH=${MTBENCH:-tests/bench/mtbench}
 FASTDC=${FASTDC:-tests/bench/fastdc}
+MATCHBENCH=${MATCHBENCH:-tests/bench/matchbench}
 FAKE_MP=${FAKE_MP:-tests/peers/fake_mp}
 NEED="$MTPROTOD $MTBENCH"
 [ $DIRECT = 1 ] && NEED="$NEED $FASTDC"
@@ -367,6 +370,13 @@ if [ -n "$USERS_LIST" ] && [ $DIRECT = 1 ]; then
 		done
 	done
 	stop_daemon
+	for NUSERS in $USERS_LIST; do
+		[ "$NUSERS" -gt 1 ] || continue
+		say "matchbench $NUSERS"
+		if ! $PIN_LOAD "$MATCHBENCH" "$NUSERS"; then
+			FAILED=1
+		fi
+	done
 	DIRECT=0
 	MIDDLE=0
 fi
