@@ -114,7 +114,7 @@ match_keys_init(
 	}
 	OPENSSL_cleanse(pad, sizeof(pad));
 	OPENSSL_cleanse(&c, sizeof(c));
-	if (n >= MATCH16_MIN_USERS && match16_available() &&
+	if (n >= MATCH16_MIN_USERS && (k->lanes = match16_available()) != 0 &&
 	    lanes_init(k) == -1) {
 		match_keys_free(k);
 		return -1;
@@ -217,8 +217,8 @@ tls_scan16(const struct match_keys *k, const uint8_t *msg, size_t len,
 	if (match16_tls_prepare(&c, msg, len, rnd) == -1)
 		fatal("malloc");
 	for (size_t g = 0; found == -1 &&
-	     (g = match16_tls_scan(&c, k->tls_lanes, g, k->ngroups, &m)) <
-	         k->ngroups;
+	     (g = match16_tls_scan(
+	          &c, k->tls_lanes, g, k->ngroups, k->lanes, &m)) < k->ngroups;
 	     g++)
 		for (size_t u; found == -1 &&
 		     (u = next_candidate(k, g, &m, hint, nhint)) != SIZE_MAX;)
@@ -327,8 +327,8 @@ match_o2(const struct match_keys *k, const uint8_t wire[64], const long *hint,
 		unsigned m = 0;
 		match16_o2_prepare(&c, wire);
 		for (size_t g = 0; found == -1 &&
-		     (g = match16_o2_scan(&c, k->o2_lanes, g, k->ngroups, &m)) <
-		         k->ngroups;
+		     (g = match16_o2_scan(&c, k->o2_lanes, g, k->ngroups,
+		          k->lanes, &m)) < k->ngroups;
 		     g++)
 			for (size_t u; found == -1 &&
 			     (u = next_candidate(k, g, &m, hint, nhint)) !=

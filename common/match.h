@@ -23,8 +23,10 @@ struct match_keys {
 	size_t n;
 	uint8_t (*secret)[MATCH_SECRET_LEN];
 	uint32_t (*mid)[16]; /* per user: inner state, outer state */
-	/* With AVX-512 (match16.h), the same in groups of 16 users, as
-	 * match16.h lays them out; else NULL. */
+	/* Where the CPU can (match16.h), the same in groups of 16 users,
+	 * as match16.h lays them out, scanned lanes at a time; else NULL
+	 * and 0. */
+	int lanes;
 	size_t ngroups;
 	uint32_t *o2_lanes;
 	uint32_t *tls_lanes;

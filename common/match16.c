@@ -1,7 +1,9 @@
 /*
- * Sixteen users at a time (match16.h). SHA-256 is FIPS 180-4's, AES-256
- * FIPS-197's; what is shared by all users is worked out once per
- * handshake in plain C, the rest per group of 16 in AVX-512 registers.
+ * Sixteen (or eight) users at a time (match16.h). SHA-256 is FIPS
+ * 180-4's, AES-256 FIPS-197's; what is shared by all users is worked out
+ * once per handshake in plain C, the rest per group of 16 in AVX-512
+ * registers, or per half group in AVX2 ones. The SHA-256 rounds are
+ * written once, in match16_sha.h, for both.
  */
 #include "autoconf.h"
 
@@ -158,128 +160,109 @@ match16_tls_free(struct match16_tls *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* ------------------------------------------------------------ AVX-512 */
+/* ------------------------------------------------------------ x86-64 */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
 #include <immintrin.h>
 
-#define V16 __attribute__((target("avx512f,avx512bw,vaes")))
-
-typedef __m512i v16;
-
 /*
- * CPUID leaf 7: AVX512F (EBX bit 16), AVX512BW (EBX bit 30), VAES (ECX
- * bit 9); and the OS saving the opmask and all ZMM state (XCR0 bits 1,
- * 2, 5, 6, 7), without which the instructions fault.
+ * 16 with AVX512F, AVX512BW (CPUID leaf 7 EBX bits 16, 30) and VAES
+ * (ECX bit 9), and the OS saving the opmask and ZMM state (XCR0 bits 5,
+ * 6, 7); else 8 with AVX2 (leaf 7 EBX bit 5), AVX and AES-NI (leaf 1
+ * ECX bits 28, 25) and the OS saving YMM state (XCR0 bits 1, 2); else 0.
+ * Without the OS's part the instructions fault.
  */
 static int
-cpu_has_lanes(void)
+cpu_lanes(void)
 {
-	unsigned a, b, c, d, lo, hi;
+	unsigned a, b, c, d, c1, lo, hi;
 
-	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & 1u << 27))
+	if (!__get_cpuid(1, &a, &b, &c1, &d) || !(c1 & 1u << 27))
 		return 0; /* no OSXSAVE: no XGETBV either */
 	__asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-	if ((lo & 0xe6) != 0xe6)
-		return 0;
 	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
 		return 0;
-	return (b & 1u << 16) && (b & 1u << 30) && (c & 1u << 9);
+	if ((lo & 0xe6) == 0xe6 && (b & 1u << 16) && (b & 1u << 30) &&
+	    (c & 1u << 9))
+		return 16;
+	if ((lo & 0x06) == 0x06 && (b & 1u << 5) && (c1 & 1u << 28) &&
+	    (c1 & 1u << 25))
+		return 8;
+	return 0;
 }
 
 int
 match16_available(void)
 {
-	static int has = -1;
+	static int cpu = -1;
 
-	if (has == -1)
-		has = cpu_has_lanes();
-	return has && getenv("MTPROTOD_NO_AVX512") == NULL;
+	if (cpu == -1)
+		cpu = cpu_lanes();
+	if (cpu == 16 && getenv("MTPROTOD_NO_AVX512") == NULL)
+		return 16;
+	if (cpu >= 8 && getenv("MTPROTOD_NO_AVX2") == NULL)
+		return 8;
+	return 0;
 }
 
-#define ADD(a, b)     _mm512_add_epi32(a, b)
-#define XOR3(a, b, c) _mm512_ternarylogic_epi32(a, b, c, 0x96)
-#define ROR(x, n)     _mm512_ror_epi32(x, n)
-#define BIG_S0(a)     XOR3(ROR(a, 2), ROR(a, 13), ROR(a, 22))
-#define BIG_S1(e)     XOR3(ROR(e, 6), ROR(e, 11), ROR(e, 25))
-#define SMALL_S0(x)   XOR3(ROR(x, 7), ROR(x, 18), _mm512_srli_epi32(x, 3))
-#define SMALL_S1(x)   XOR3(ROR(x, 17), ROR(x, 19), _mm512_srli_epi32(x, 10))
-#define CH(e, f, g)   _mm512_ternarylogic_epi32(e, f, g, 0xca)
-#define MAJ(a, b, c)  _mm512_ternarylogic_epi32(a, b, c, 0xe8)
+/* AES-256 round keys 2..14 (FIPS-197 5.2): word 0 is word 0 of the key
+ * two back XOR SubWord(RotWord(word 3 of the last)) ^ Rcon (even) or
+ * SubWord(word 3 of the last) (odd), then each word XOR the one before.
+ * aesenclast on a block of four equal words is SubWord on each, as
+ * ShiftRows moves nothing: so the shuffles copy word 3 (rotated or not)
+ * into all four. Per 128-bit lane, as the shuffles work. */
+#define ROT3_BYTES \
+	13, 14, 15, 12, 13, 14, 15, 12, 13, 14, 15, 12, 13, 14, 15, 12
+#define BC3_BYTES   12, 13, 14, 15, 12, 13, 14, 15, 12, 13, 14, 15, 12, 13, 14, 15
+#define BSWAP_BYTES 3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12
 
-/* One round in sixteen lanes: d and h take their new values (the names
- * of the others move one place from call to call). */
-#define RND(a, b, c, d, e, f, g, h, kw) \
-	do { \
-		v16 t1_ = ADD(ADD(h, BIG_S1(e)), ADD(CH(e, f, g), kw)); \
-		d = ADD(d, t1_); \
-		h = ADD(t1_, ADD(BIG_S0(a), MAJ(a, b, c))); \
-	} while (0)
+/* ---------------- 16 lanes: AVX-512, VAES */
 
-/* Rounds t..t+7, kw(i) giving round i's K + W. */
-#define RND8(s, t, kw) \
-	do { \
-		RND(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], kw(t)); \
-		RND(s[7], s[0], s[1], s[2], s[3], s[4], s[5], s[6], \
-		    kw(t + 1)); \
-		RND(s[6], s[7], s[0], s[1], s[2], s[3], s[4], s[5], \
-		    kw(t + 2)); \
-		RND(s[5], s[6], s[7], s[0], s[1], s[2], s[3], s[4], \
-		    kw(t + 3)); \
-		RND(s[4], s[5], s[6], s[7], s[0], s[1], s[2], s[3], \
-		    kw(t + 4)); \
-		RND(s[3], s[4], s[5], s[6], s[7], s[0], s[1], s[2], \
-		    kw(t + 5)); \
-		RND(s[2], s[3], s[4], s[5], s[6], s[7], s[0], s[1], \
-		    kw(t + 6)); \
-		RND(s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[0], \
-		    kw(t + 7)); \
-	} while (0)
+#define T16 __attribute__((target("avx512f,avx512bw,vaes")))
 
-/* Message word t >= 16 in place in the ring w[16]. */
-#define SCHED(w, t) \
-	(w[(t)&15] = ADD(ADD(w[(t)&15], SMALL_S0(w[((t)-15) & 15])), \
-	     ADD(w[((t)-7) & 15], SMALL_S1(w[((t)-2) & 15]))))
+#define SV               __m512i
+#define SV_LANES         16
+#define SV_FN(n)         n##_16
+#define SV_TARGET        T16
+#define SV_SET1(x)       _mm512_set1_epi32((int)(x))
+#define SV_LOAD(p)       _mm512_loadu_si512(p)
+#define SV_ADD(a, b)     _mm512_add_epi32(a, b)
+#define SV_ROR(x, n)     _mm512_ror_epi32(x, n)
+#define SV_SHR(x, n)     _mm512_srli_epi32(x, n)
+#define SV_XOR3(a, b, c) _mm512_ternarylogic_epi32(a, b, c, 0x96)
+#define SV_CH(e, f, g)   _mm512_ternarylogic_epi32(e, f, g, 0xca)
+#define SV_MAJ(a, b, c)  _mm512_ternarylogic_epi32(a, b, c, 0xe8)
+#define SV_EQ(a, b)      ((unsigned)_mm512_cmpeq_epi32_mask(a, b))
+#include "match16_sha.h"
+#undef SV
+#undef SV_LANES
+#undef SV_FN
+#undef SV_TARGET
+#undef SV_SET1
+#undef SV_LOAD
+#undef SV_ADD
+#undef SV_ROR
+#undef SV_SHR
+#undef SV_XOR3
+#undef SV_CH
+#undef SV_MAJ
+#undef SV_EQ
 
-/* Rounds 16..63 of a block whose words are per lane, in w. */
-static inline __attribute__((always_inline)) V16 void
-rounds_lanes(v16 s[8], v16 w[16], int from)
-{
-#define KW_RING(i)  ADD(w[(i)&15], _mm512_set1_epi32((int)K256[i]))
-#define KW_SCHED(i) ADD(SCHED(w, i), _mm512_set1_epi32((int)K256[i]))
-	if (from == 0)
-		RND8(s, 0, KW_RING);
-	RND8(s, 8, KW_RING);
-	RND8(s, 16, KW_SCHED);
-	RND8(s, 24, KW_SCHED);
-	RND8(s, 32, KW_SCHED);
-	RND8(s, 40, KW_SCHED);
-	RND8(s, 48, KW_SCHED);
-	RND8(s, 56, KW_SCHED);
-#undef KW_RING
-#undef KW_SCHED
-}
-
-/* Load words [first, first + 8) of group g's lanes. */
-static inline __attribute__((always_inline)) V16 void
-load8(v16 s[8], const uint32_t *grp, int first)
-{
-	for (int i = 0; i < 8; i++)
-		s[i] = _mm512_loadu_si512(grp + (first + i) * MATCH16_LANES);
-}
+/* A 128-bit byte pattern in each of the four lanes. */
+#define BYTES4(p) _mm512_broadcast_i32x4(_mm_setr_epi8(p))
 
 /*
  * Within each 128-bit lane, the 4x4 matrix of 32-bit words a[0..3]
  * transposed: out[k] holds, in its lane L, a[0..3] of lane 4 L + k.
  */
-static inline __attribute__((always_inline)) V16 void
-transpose4(v16 out[4], const v16 a[4])
+static inline __attribute__((always_inline)) T16 void
+transpose4_16(__m512i out[4], const __m512i a[4])
 {
-	v16 t0 = _mm512_unpacklo_epi32(a[0], a[1]);
-	v16 t1 = _mm512_unpackhi_epi32(a[0], a[1]);
-	v16 t2 = _mm512_unpacklo_epi32(a[2], a[3]);
-	v16 t3 = _mm512_unpackhi_epi32(a[2], a[3]);
+	__m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]);
+	__m512i t1 = _mm512_unpackhi_epi32(a[0], a[1]);
+	__m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]);
+	__m512i t3 = _mm512_unpackhi_epi32(a[2], a[3]);
 
 	out[0] = _mm512_unpacklo_epi64(t0, t2);
 	out[1] = _mm512_unpackhi_epi64(t0, t2);
@@ -289,69 +272,54 @@ transpose4(v16 out[4], const v16 a[4])
 
 /*
  * AES-256 of the block ctr under the 32-byte keys h[0..7] (SHA-256
- * words, one user per 32-bit lane): the mask of the users whose
- * keystream word at the tag turns the encrypted tag into a valid one.
+ * words, one user per 32-bit lane), four users per register: the mask
+ * of the users whose keystream word at the tag turns the encrypted tag
+ * into a valid one.
  */
-static inline __attribute__((always_inline)) V16 unsigned
-aes_tag16(const v16 h[8], const struct match16_o2 *c)
+static inline __attribute__((always_inline)) T16 unsigned
+aes_tag_16(const __m512i h[8], const struct match16_o2 *c)
 {
-	/* Words to bytes: each SHA-256 word is big-endian in the key. */
-	const v16 bswap = _mm512_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6,
-	    7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
-	    12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14,
-	    15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
-	/* Round key word 3 in each word: rotated (RotWord) or not. */
-	const v16 rot3 = _mm512_set_epi8(12, 15, 14, 13, 12, 15, 14, 13, 12, 15,
-	    14, 13, 12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14,
-	    13, 12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13,
-	    12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13, 12,
-	    15, 14, 13);
-	const v16 bc3 = _mm512_set_epi8(15, 14, 13, 12, 15, 14, 13, 12, 15, 14,
-	    13, 12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13,
-	    12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13, 12,
-	    15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13, 12, 15, 14, 13, 12, 15,
-	    14, 13, 12);
-	const v16 zero = _mm512_setzero_si512();
-	v16 lo[4], hi[4], ka[4], kb[4], s[4], x[4];
-	v16 ctr = _mm512_broadcast_i32x4(_mm_loadu_si128((const void *)c->ctr));
+	const __m512i bswap = BYTES4(BSWAP_BYTES);
+	const __m512i rot3 = BYTES4(ROT3_BYTES), bc3 = BYTES4(BC3_BYTES);
+	const __m512i zero = _mm512_setzero_si512();
+	const __m512i ctr =
+	    _mm512_broadcast_i32x4(_mm_loadu_si128((const void *)c->ctr));
+	__m512i lo[4], hi[4], ka[4], kb[4], s[4];
 	unsigned mask = 0;
 
 	for (int i = 0; i < 4; i++) {
-		x[i] = _mm512_shuffle_epi8(h[i], bswap);
-		lo[i] = _mm512_shuffle_epi8(h[4 + i], bswap);
+		lo[i] = _mm512_shuffle_epi8(h[i], bswap);
+		hi[i] = _mm512_shuffle_epi8(h[4 + i], bswap);
 	}
-	transpose4(ka, x);
-	transpose4(kb, lo);
+	transpose4_16(ka, lo);
+	transpose4_16(kb, hi);
 	for (int k = 0; k < 4; k++)
 		s[k] =
 		    _mm512_aesenc_epi128(_mm512_xor_si512(ctr, ka[k]), kb[k]);
-		/* Round keys 2..14 (FIPS-197 5.2): word 0 is word 0 of two keys
-	 * back XOR SubWord(RotWord(last word)) ^ Rcon (even) or
-	 * SubWord(last word) (odd); aesenclast on a block of four equal
-	 * words is SubWord on each, as ShiftRows moves nothing. */
 #pragma GCC unroll 13
 	for (int r = 2; r <= 14; r++) {
 #pragma GCC unroll 4
 		for (int k = 0; k < 4; k++) {
-			v16 t = (r & 1) == 0
+			__m512i t = (r & 1) == 0
 			    ? _mm512_aesenclast_epi128(
 			          _mm512_shuffle_epi8(kb[k], rot3),
 			          _mm512_set1_epi32(1 << (r / 2 - 1)))
 			    : _mm512_aesenclast_epi128(
 			          _mm512_shuffle_epi8(kb[k], bc3), zero);
-			v16 y = _mm512_xor_si512(
+			__m512i y = _mm512_xor_si512(
 			    ka[k], _mm512_bslli_epi128(ka[k], 4));
-			hi[k] = XOR3(y, _mm512_bslli_epi128(y, 8), t);
+			__m512i n = _mm512_ternarylogic_epi32(
+			    y, _mm512_bslli_epi128(y, 8), t, 0x96);
 			ka[k] = kb[k];
-			kb[k] = hi[k];
-			s[k] = r < 14 ? _mm512_aesenc_epi128(s[k], hi[k])
-			              : _mm512_aesenclast_epi128(s[k], hi[k]);
+			kb[k] = n;
+			s[k] = r < 14 ? _mm512_aesenc_epi128(s[k], n)
+			              : _mm512_aesenclast_epi128(s[k], n);
 		}
 	}
 	/* Keystream word 2 of each block is over the tag (bytes 56..59). */
-	const v16 tag = _mm512_set1_epi32((int)c->tag);
+	const __m512i tag = _mm512_set1_epi32((int)c->tag);
 	for (int k = 0; k < 4; k++) {
-		v16 p = _mm512_xor_si512(s[k], tag);
+		__m512i p = _mm512_xor_si512(s[k], tag);
 		__mmask16 m = _mm512_mask_cmpeq_epi32_mask(0x4444, p,
 		                  _mm512_set1_epi32((int)O2_TAG_ABRIDGED)) |
 		    _mm512_mask_cmpeq_epi32_mask(0x4444, p,
@@ -364,35 +332,20 @@ aes_tag16(const v16 h[8], const struct match16_o2 *c)
 	return mask;
 }
 
-V16 size_t
-match16_o2_scan(const struct match16_o2 *c, const uint32_t *users, size_t from,
+static T16 size_t
+o2_scan_16(const struct match16_o2 *c, const uint32_t *users, size_t from,
     size_t ngroups, unsigned *mask)
 {
-	v16 st[8], w0[8]; /* everyone's state after round 7, words 0..7 */
+	__m512i st[8], w0[8], h[8];
 
 	for (int i = 0; i < 8; i++) {
 		st[i] = _mm512_set1_epi32((int)c->st[i]);
 		w0[i] = _mm512_set1_epi32((int)c->w[i]);
 	}
 	for (size_t g = from; g < ngroups; g++) {
-		const uint32_t *grp =
-		    users + g * MATCH16_O2_WORDS * MATCH16_LANES;
-		v16 s[8], w[16];
-
-		for (int i = 0; i < 8; i++) {
-			s[i] = st[i];
-			w[i] = w0[i];
-		}
-		for (int i = 0; i < MATCH16_O2_WORDS; i++)
-			w[8 + i] = _mm512_loadu_si512(grp + i * MATCH16_LANES);
-		/* Then the padding of a 48-byte message. */
-		w[12] = _mm512_set1_epi32((int)0x80000000u);
-		w[13] = w[14] = _mm512_setzero_si512();
-		w[15] = _mm512_set1_epi32(48 * 8);
-		rounds_lanes(s, w, 8);
-		for (int i = 0; i < 8; i++)
-			s[i] = ADD(s[i], _mm512_set1_epi32((int)IV256[i]));
-		unsigned m = aes_tag16(s, c);
+		o2_key_16(
+		    st, w0, users + g * MATCH16_O2_WORDS * MATCH16_LANES, h);
+		unsigned m = aes_tag_16(h, c);
 		if (m != 0) {
 			*mask = m;
 			return g;
@@ -401,56 +354,202 @@ match16_o2_scan(const struct match16_o2 *c, const uint32_t *users, size_t from,
 	return ngroups;
 }
 
-V16 size_t
-match16_tls_scan(const struct match16_tls *c, const uint32_t *users,
-    size_t from, size_t ngroups, unsigned *mask)
+static T16 size_t
+tls_scan_16(const struct match16_tls *c, const uint32_t *users, size_t from,
+    size_t ngroups, unsigned *mask)
 {
 	for (size_t g = from; g < ngroups; g++) {
-		const uint32_t *grp =
-		    users + g * MATCH16_TLS_WORDS * MATCH16_LANES;
-		v16 s[8], s0[8], w[16];
-
-		/* Inner hash: from the key block's state, the hello's
-		 * blocks, whose words are everyone's. */
-		load8(s, grp, 0);
-		for (size_t b = 0; b < c->nblocks; b++) {
-			const uint32_t *kw = c->kw[b];
-			for (int i = 0; i < 8; i++)
-				s0[i] = s[i];
-#define KW_BCAST(i) _mm512_set1_epi32((int)kw[i])
-			RND8(s, 0, KW_BCAST);
-			RND8(s, 8, KW_BCAST);
-			RND8(s, 16, KW_BCAST);
-			RND8(s, 24, KW_BCAST);
-			RND8(s, 32, KW_BCAST);
-			RND8(s, 40, KW_BCAST);
-			RND8(s, 48, KW_BCAST);
-			RND8(s, 56, KW_BCAST);
-#undef KW_BCAST
-			for (int i = 0; i < 8; i++)
-				s[i] = ADD(s[i], s0[i]);
-		}
-		/* Outer hash: the inner digest, padded, from the opad
-		 * block's state. */
-		for (int i = 0; i < 8; i++)
-			w[i] = s[i];
-		w[8] = _mm512_set1_epi32((int)0x80000000u);
-		for (int i = 9; i < 15; i++)
-			w[i] = _mm512_setzero_si512();
-		w[15] = _mm512_set1_epi32((64 + 32) * 8);
-		load8(s, grp, 8);
-		load8(s0, grp, 8);
-		rounds_lanes(s, w, 0);
-		__mmask16 m = 0xffff;
-		for (int i = 0; i < 7; i++)
-			m &= _mm512_cmpeq_epi32_mask(ADD(s[i], s0[i]),
-			    _mm512_set1_epi32((int)c->want[i]));
+		unsigned m = tls_mask_16(
+		    c, users + g * MATCH16_TLS_WORDS * MATCH16_LANES);
 		if (m != 0) {
 			*mask = m;
 			return g;
 		}
 	}
 	return ngroups;
+}
+
+/* ---------------- 8 lanes: AVX2, AES-NI */
+
+#define T8 __attribute__((target("avx2,aes")))
+
+#define SV           __m256i
+#define SV_LANES     8
+#define SV_FN(n)     n##_8
+#define SV_TARGET    T8
+#define SV_SET1(x)   _mm256_set1_epi32((int)(x))
+#define SV_LOAD(p)   _mm256_loadu_si256((const void *)(p))
+#define SV_ADD(a, b) _mm256_add_epi32(a, b)
+#define SV_ROR(x, n) \
+	_mm256_or_si256(_mm256_srli_epi32(x, n), _mm256_slli_epi32(x, 32 - (n)))
+#define SV_SHR(x, n)     _mm256_srli_epi32(x, n)
+#define SV_XOR3(a, b, c) _mm256_xor_si256(_mm256_xor_si256(a, b), c)
+#define SV_CH(e, f, g) \
+	_mm256_xor_si256(_mm256_and_si256(_mm256_xor_si256(f, g), e), g)
+#define SV_MAJ(a, b, c) \
+	_mm256_or_si256(_mm256_and_si256(a, b), \
+	    _mm256_and_si256(c, _mm256_or_si256(a, b)))
+#define SV_EQ(a, b) \
+	((unsigned)_mm256_movemask_ps( \
+	    _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b))))
+#include "match16_sha.h"
+#undef SV
+#undef SV_LANES
+#undef SV_FN
+#undef SV_TARGET
+#undef SV_SET1
+#undef SV_LOAD
+#undef SV_ADD
+#undef SV_ROR
+#undef SV_SHR
+#undef SV_XOR3
+#undef SV_CH
+#undef SV_MAJ
+#undef SV_EQ
+
+/* As transpose4_16, in the two 128-bit lanes of 256 bits. */
+static inline __attribute__((always_inline)) T8 void
+transpose4_8(__m256i out[4], const __m256i a[4])
+{
+	__m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]);
+	__m256i t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+	__m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]);
+	__m256i t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+
+	out[0] = _mm256_unpacklo_epi64(t0, t2);
+	out[1] = _mm256_unpackhi_epi64(t0, t2);
+	out[2] = _mm256_unpacklo_epi64(t1, t3);
+	out[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* As aes_tag_16 for eight users, with AES-NI one block at a time (four
+ * users side by side). */
+static inline __attribute__((always_inline)) T8 unsigned
+aes_tag_8(const __m256i h[8], const struct match16_o2 *c)
+{
+	const __m256i bswap = _mm256_setr_epi8(BSWAP_BYTES, BSWAP_BYTES);
+	const __m128i rot3 = _mm_setr_epi8(ROT3_BYTES);
+	const __m128i bc3 = _mm_setr_epi8(BC3_BYTES);
+	const __m128i zero = _mm_setzero_si128();
+	const __m128i ctr = _mm_loadu_si128((const void *)c->ctr);
+	const __m128i tag = _mm_set1_epi32((int)c->tag);
+	__m256i lo[4], hi[4], klo[4], khi[4];
+	unsigned mask = 0;
+
+	for (int i = 0; i < 4; i++) {
+		lo[i] = _mm256_shuffle_epi8(h[i], bswap);
+		hi[i] = _mm256_shuffle_epi8(h[4 + i], bswap);
+	}
+	transpose4_8(klo, lo);
+	transpose4_8(khi, hi);
+	for (int half = 0; half < 2; half++) {
+		__m128i ka[4], kb[4], s[4];
+		for (int k = 0; k < 4; k++) {
+			ka[k] = half ? _mm256_extracti128_si256(klo[k], 1)
+			             : _mm256_castsi256_si128(klo[k]);
+			kb[k] = half ? _mm256_extracti128_si256(khi[k], 1)
+			             : _mm256_castsi256_si128(khi[k]);
+			s[k] =
+			    _mm_aesenc_si128(_mm_xor_si128(ctr, ka[k]), kb[k]);
+		}
+#pragma GCC unroll 13
+		for (int r = 2; r <= 14; r++) {
+#pragma GCC unroll 4
+			for (int k = 0; k < 4; k++) {
+				__m128i t = (r & 1) == 0
+				    ? _mm_aesenclast_si128(
+				          _mm_shuffle_epi8(kb[k], rot3),
+				          _mm_set1_epi32(1 << (r / 2 - 1)))
+				    : _mm_aesenclast_si128(
+				          _mm_shuffle_epi8(kb[k], bc3), zero);
+				__m128i y = _mm_xor_si128(
+				    ka[k], _mm_slli_si128(ka[k], 4));
+				__m128i n = _mm_xor_si128(
+				    _mm_xor_si128(y, _mm_slli_si128(y, 8)), t);
+				ka[k] = kb[k];
+				kb[k] = n;
+				s[k] = r < 14 ? _mm_aesenc_si128(s[k], n)
+				              : _mm_aesenclast_si128(s[k], n);
+			}
+		}
+		for (int k = 0; k < 4; k++) {
+			__m128i p = _mm_xor_si128(s[k], tag);
+			__m128i eq = _mm_or_si128(
+			    _mm_or_si128(
+			        _mm_cmpeq_epi32(
+			            p, _mm_set1_epi32((int)O2_TAG_ABRIDGED)),
+			        _mm_cmpeq_epi32(p,
+			            _mm_set1_epi32((int)O2_TAG_INTERMEDIATE))),
+			    _mm_cmpeq_epi32(
+			        p, _mm_set1_epi32((int)O2_TAG_PADDED)));
+			/* Word 2: the tag. This is user 4 half + k. */
+			if (_mm_movemask_ps(_mm_castsi128_ps(eq)) & 4)
+				mask |= 1u << (4 * half + k);
+		}
+	}
+	return mask;
+}
+
+static T8 size_t
+o2_scan_8(const struct match16_o2 *c, const uint32_t *users, size_t from,
+    size_t ngroups, unsigned *mask)
+{
+	__m256i st[8], w0[8], h[8];
+
+	for (int i = 0; i < 8; i++) {
+		st[i] = _mm256_set1_epi32((int)c->st[i]);
+		w0[i] = _mm256_set1_epi32((int)c->w[i]);
+	}
+	for (size_t g = from; g < ngroups; g++) {
+		const uint32_t *grp =
+		    users + g * MATCH16_O2_WORDS * MATCH16_LANES;
+		unsigned m = 0;
+		for (int half = 0; half < 2; half++) {
+			o2_key_8(st, w0, grp + 8 * half, h);
+			m |= aes_tag_8(h, c) << 8 * half;
+		}
+		if (m != 0) {
+			*mask = m;
+			return g;
+		}
+	}
+	return ngroups;
+}
+
+static T8 size_t
+tls_scan_8(const struct match16_tls *c, const uint32_t *users, size_t from,
+    size_t ngroups, unsigned *mask)
+{
+	for (size_t g = from; g < ngroups; g++) {
+		const uint32_t *grp =
+		    users + g * MATCH16_TLS_WORDS * MATCH16_LANES;
+		unsigned m = tls_mask_8(c, grp) | tls_mask_8(c, grp + 8) << 8;
+		if (m != 0) {
+			*mask = m;
+			return g;
+		}
+	}
+	return ngroups;
+}
+
+/* ---------------- either */
+
+size_t
+match16_o2_scan(const struct match16_o2 *c, const uint32_t *users, size_t from,
+    size_t ngroups, int width, unsigned *mask)
+{
+	return width == 16 ? o2_scan_16(c, users, from, ngroups, mask)
+	    : width == 8   ? o2_scan_8(c, users, from, ngroups, mask)
+	                   : ngroups;
+}
+
+size_t
+match16_tls_scan(const struct match16_tls *c, const uint32_t *users,
+    size_t from, size_t ngroups, int width, unsigned *mask)
+{
+	return width == 16 ? tls_scan_16(c, users, from, ngroups, mask)
+	    : width == 8   ? tls_scan_8(c, users, from, ngroups, mask)
+	                   : ngroups;
 }
 
 #else /* not x86-64: one user at a time */
@@ -463,22 +562,24 @@ match16_available(void)
 
 size_t
 match16_o2_scan(const struct match16_o2 *c, const uint32_t *users, size_t from,
-    size_t ngroups, unsigned *mask)
+    size_t ngroups, int width, unsigned *mask)
 {
 	(void)c;
 	(void)users;
 	(void)from;
+	(void)width;
 	(void)mask;
 	return ngroups;
 }
 
 size_t
 match16_tls_scan(const struct match16_tls *c, const uint32_t *users,
-    size_t from, size_t ngroups, unsigned *mask)
+    size_t from, size_t ngroups, int width, unsigned *mask)
 {
 	(void)c;
 	(void)users;
 	(void)from;
+	(void)width;
 	(void)mask;
 	return ngroups;
 }

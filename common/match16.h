@@ -8,7 +8,7 @@
  * ClientHello for fake TLS (spec A.4.3). One SHA-256 stream cannot keep
  * the CPU busy: each round waits for the one before. Sixteen users in
  * the sixteen 32-bit lanes of a 512-bit register run sixteen streams
- * with the instructions of one. Only the users differ: the client's part
+ * with the instructions of one (or eight in 256 bits, with AVX2). Only the users differ: the client's part
  * is shared, so its share of the work is done once per handshake.
  *
  * These functions only filter. A lane they report is checked again by
@@ -30,8 +30,11 @@
 #define MATCH16_MIN_USERS 8
 
 /*
- * 1 if this CPU has AVX-512 (F, BW) and VAES, and MTPROTOD_NO_AVX512
- * is not set in the environment; else callers try one user at a time.
+ * How many users the scans below run side by side on this CPU: 16 with
+ * AVX-512 (F, BW) and VAES, unless MTPROTOD_NO_AVX512 is set in the
+ * environment; else 8 with AVX2 and AES-NI, unless MTPROTOD_NO_AVX2 is
+ * set; else 0, and callers try one user at a time. Either way the users
+ * are laid out and reported in groups of 16.
  */
 int match16_available(void);
 
@@ -58,10 +61,10 @@ void match16_o2_prepare(struct match16_o2 *, const uint8_t wire[64]);
 /*
  * The first group g in [from, ngroups) where a lane's secret decrypts
  * the tag to a valid one, with those lanes' bits in *mask; ngroups when
- * there is none. Only when match16_available().
+ * there is none. width: what match16_available() returned (non-zero).
  */
 size_t match16_o2_scan(const struct match16_o2 *, const uint32_t *users,
-    size_t from, size_t ngroups, unsigned *mask);
+    size_t from, size_t ngroups, int width, unsigned *mask);
 
 /* One ClientHello, ready to be tried. */
 struct match16_tls {
@@ -80,6 +83,6 @@ void match16_tls_free(struct match16_tls *);
 
 /* As match16_o2_scan, for lanes whose HMAC gives the random's 28 bytes. */
 size_t match16_tls_scan(const struct match16_tls *, const uint32_t *users,
-    size_t from, size_t ngroups, unsigned *mask);
+    size_t from, size_t ngroups, int width, unsigned *mask);
 
 #endif

@@ -155,26 +155,38 @@ START_TEST(test_o2_many_users)
 END_TEST
 
 /*
- * The 16-lane scans (match16.h): every user of 3 groups and a part,
- * in each lane, found by the scan in its own group and lane, and by
- * match_o2 and match_tls with and without the lanes; a user with the
- * same secret as an earlier one is found as that one.
+ * The scans (match16.h), at each width this CPU has (a loop test, _i
+ * in widths[]): every user of 3 groups and a part, in each lane, found
+ * by the scan in its own group and lane, and by match_o2 and match_tls
+ * with and without the lanes; a user with the same secret as an earlier
+ * one is found as that one.
  */
 #define LANE_USERS (3 * MATCH16_LANES + 5)
 
+static int widths[2], nwidths;
+
+/* Keys scanned width lanes at a time, and keys tried one at a time. */
 static void
-keys_both(struct match_keys *lanes, struct match_keys *plain,
+keys_both(int width, struct match_keys *lanes, struct match_keys *plain,
     const uint8_t (*secrets)[16], size_t n)
 {
-	ck_assert_int_eq(unsetenv("MTPROTOD_NO_AVX512"), 0);
+	ck_assert_int_eq(unsetenv("MTPROTOD_NO_AVX2"), 0);
+	if (width == 16)
+		ck_assert_int_eq(unsetenv("MTPROTOD_NO_AVX512"), 0);
+	else
+		ck_assert_int_eq(setenv("MTPROTOD_NO_AVX512", "1", 1), 0);
 	ck_assert_int_eq(match_keys_init(lanes, secrets, n), 0);
+	ck_assert_int_eq(lanes->lanes, width);
 	ck_assert_ptr_nonnull(lanes->o2_lanes);
 	ck_assert_ptr_nonnull(lanes->tls_lanes);
 	ck_assert_int_eq(setenv("MTPROTOD_NO_AVX512", "1", 1), 0);
+	ck_assert_int_eq(setenv("MTPROTOD_NO_AVX2", "1", 1), 0);
 	ck_assert_int_eq(match16_available(), 0);
 	ck_assert_int_eq(match_keys_init(plain, secrets, n), 0);
 	ck_assert_ptr_null(plain->o2_lanes);
+	ck_assert_int_eq(plain->lanes, 0);
 	ck_assert_int_eq(unsetenv("MTPROTOD_NO_AVX512"), 0);
+	ck_assert_int_eq(unsetenv("MTPROTOD_NO_AVX2"), 0);
 }
 
 START_TEST(test_lanes_o2)
@@ -189,7 +201,7 @@ START_TEST(test_lanes_o2)
 	for (size_t u = 0; u < LANE_USERS; u++)
 		user_secret(u, secrets[u]);
 	memcpy(secrets[37], secrets[9], 16); /* 9 comes first */
-	keys_both(&k, &p, (const void *)secrets, LANE_USERS);
+	keys_both(widths[_i], &k, &p, (const void *)secrets, LANE_USERS);
 	for (size_t u = 0; u < LANE_USERS; u++) {
 		struct match16_o2 m16;
 		unsigned mask = 0;
@@ -199,15 +211,15 @@ START_TEST(test_lanes_o2)
 		    o2_connect(wire, tags[u % 3], 2, secrets[u], NULL, &c), 0);
 		o2_session_free(&c);
 		match16_o2_prepare(&m16, wire);
-		ck_assert_uint_eq(
-		    match16_o2_scan(&m16, k.o2_lanes, 0, k.ngroups, &mask),
+		ck_assert_uint_eq(match16_o2_scan(&m16, k.o2_lanes, 0,
+		                      k.ngroups, k.lanes, &mask),
 		    want / MATCH16_LANES);
 		ck_assert_uint_eq(mask & 1u << want % MATCH16_LANES,
 		    1u << want % MATCH16_LANES);
 		if (want != 9) /* else the twin's group comes next */
-			ck_assert_uint_eq(
-			    match16_o2_scan(&m16, k.o2_lanes,
-			        want / MATCH16_LANES + 1, k.ngroups, &mask),
+			ck_assert_uint_eq(match16_o2_scan(&m16, k.o2_lanes,
+			                      want / MATCH16_LANES + 1,
+			                      k.ngroups, k.lanes, &mask),
 			    k.ngroups);
 		ck_assert_int_eq(match_o2(&k, wire, NULL, 0), (long)want);
 		ck_assert_int_eq(match_o2(&p, wire, NULL, 0), (long)want);
@@ -236,7 +248,7 @@ START_TEST(test_lanes_tls)
 	for (size_t u = 0; u < LANE_USERS; u++)
 		user_secret(u, secrets[u]);
 	memcpy(secrets[50], secrets[20], 16); /* 20 comes first */
-	keys_both(&k, &p, (const void *)secrets, LANE_USERS);
+	keys_both(widths[_i], &k, &p, (const void *)secrets, LANE_USERS);
 	for (size_t u = 0; u < LANE_USERS; u++) {
 		size_t len = lens[u % nitems(lens)];
 		size_t want = u == 50 ? 20 : u;
@@ -266,8 +278,8 @@ START_TEST(test_lanes_tls)
 		ck_assert_int_eq(
 		    match16_tls_prepare(&m16, msg, len, hello + TLS_RANDOM_OFF),
 		    0);
-		ck_assert_uint_eq(
-		    match16_tls_scan(&m16, k.tls_lanes, 0, k.ngroups, &mask),
+		ck_assert_uint_eq(match16_tls_scan(&m16, k.tls_lanes, 0,
+		                      k.ngroups, k.lanes, &mask),
 		    want / MATCH16_LANES);
 		ck_assert_uint_eq(mask & 1u << want % MATCH16_LANES,
 		    1u << want % MATCH16_LANES);
@@ -316,26 +328,32 @@ START_TEST(test_keyidx)
 }
 END_TEST
 
-/* As /proc/cpuinfo says, independently of match16.c's own check. */
-static int
-cpu_has_lanes_here(void)
+/*
+ * The widths this CPU has, as /proc/cpuinfo says (independently of
+ * match16.c's own check): 16 with avx512f, avx512bw and vaes; 8 with
+ * avx2 and aes.
+ */
+static void
+cpu_widths(void)
 {
 	char line[8192];
-	int f = 0, bw = 0, vaes = 0;
 	FILE *c = fopen("/proc/cpuinfo", "r");
 
+	nwidths = 0;
 	if (c == NULL)
-		return 0;
+		return;
 	while (fgets(line, sizeof(line), c) != NULL)
 		if (strncmp(line, "flags", 5) == 0) {
 			line[strcspn(line, "\n")] = ' ';
-			f = strstr(line, " avx512f ") != NULL;
-			bw = strstr(line, " avx512bw ") != NULL;
-			vaes = strstr(line, " vaes ") != NULL;
+			if (strstr(line, " avx512f ") &&
+			    strstr(line, " avx512bw ") &&
+			    strstr(line, " vaes "))
+				widths[nwidths++] = 16;
+			if (strstr(line, " avx2 ") && strstr(line, " aes "))
+				widths[nwidths++] = 8;
 			break;
 		}
 	fclose(c);
-	return f && bw && vaes;
 }
 
 static Suite *
@@ -350,18 +368,21 @@ match_suite(void)
 	tcase_add_test(tc, test_o2_many_users);
 	tcase_add_test(tc, test_keyidx);
 	suite_add_tcase(s, tc);
-	/* The lanes need AVX-512 and VAES; where the CPU has them, they
-	 * must be used (a test that fails, not one that skips). */
-	if (cpu_has_lanes_here()) {
+	/* Each width the CPU has must be used (a test that fails, not
+	 * one that skips). */
+	cpu_widths();
+	if (nwidths > 0) {
 		TCase *tl = tcase_create("lanes");
 		tcase_set_timeout(tl, 60);
-		tcase_add_test(tl, test_lanes_o2);
-		tcase_add_test(tl, test_lanes_tls);
+		tcase_add_loop_test(tl, test_lanes_o2, 0, nwidths);
+		tcase_add_loop_test(tl, test_lanes_tls, 0, nwidths);
 		suite_add_tcase(s, tl);
-	} else
+	}
+	if (nwidths < 2)
 		fprintf(stderr,
-		    "check_match: this CPU has no AVX-512 and "
-		    "VAES: the 16-lane scans are not tested\n");
+		    "check_match: this CPU has %s: %d of the 2 scan widths "
+		    "are tested\n",
+		    nwidths ? "no AVX-512 with VAES" : "neither", nwidths);
 	return s;
 }
 
