@@ -105,7 +105,7 @@ fi
 
 # Zero reports from clang's analyzer over everything the tree builds.
 step "static analysis (make analyze)"
-if (cd "$OUT/normal" && make analyze >analyze.out 2>&1); then
+if (cd "$OUT/normal" && make -j"$JOBS" analyze >analyze.out 2>&1); then
 	grep 'scan-build:' "$OUT/normal/analyze.out" | tail -2
 	ok "static analysis"
 else
