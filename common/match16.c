@@ -235,19 +235,6 @@ match16_available(void)
 #define SV_MAJ(a, b, c)  _mm512_ternarylogic_epi32(a, b, c, 0xe8)
 #define SV_EQ(a, b)      ((unsigned)_mm512_cmpeq_epi32_mask(a, b))
 #include "match16_sha.h"
-#undef SV
-#undef SV_LANES
-#undef SV_FN
-#undef SV_TARGET
-#undef SV_SET1
-#undef SV_LOAD
-#undef SV_ADD
-#undef SV_ROR
-#undef SV_SHR
-#undef SV_XOR3
-#undef SV_CH
-#undef SV_MAJ
-#undef SV_EQ
 
 /* A 128-bit byte pattern in each of the four lanes. */
 #define BYTES4(p) _mm512_broadcast_i32x4(_mm_setr_epi8(p))
@@ -255,20 +242,19 @@ match16_available(void)
 /*
  * Within each 128-bit lane, the 4x4 matrix of 32-bit words a[0..3]
  * transposed: out[k] holds, in its lane L, a[0..3] of lane 4 L + k.
+ * P: the intrinsics' prefix (_mm512, _mm256).
  */
-static inline __attribute__((always_inline)) T16 void
-transpose4_16(__m512i out[4], const __m512i a[4])
-{
-	__m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]);
-	__m512i t1 = _mm512_unpackhi_epi32(a[0], a[1]);
-	__m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]);
-	__m512i t3 = _mm512_unpackhi_epi32(a[2], a[3]);
-
-	out[0] = _mm512_unpacklo_epi64(t0, t2);
-	out[1] = _mm512_unpackhi_epi64(t0, t2);
-	out[2] = _mm512_unpacklo_epi64(t1, t3);
-	out[3] = _mm512_unpackhi_epi64(t1, t3);
-}
+#define TRANSPOSE4(P, out, a) \
+	do { \
+		__typeof__(a[0]) t0_ = P##_unpacklo_epi32(a[0], a[1]); \
+		__typeof__(a[0]) t1_ = P##_unpackhi_epi32(a[0], a[1]); \
+		__typeof__(a[0]) t2_ = P##_unpacklo_epi32(a[2], a[3]); \
+		__typeof__(a[0]) t3_ = P##_unpackhi_epi32(a[2], a[3]); \
+		out[0] = P##_unpacklo_epi64(t0_, t2_); \
+		out[1] = P##_unpackhi_epi64(t0_, t2_); \
+		out[2] = P##_unpacklo_epi64(t1_, t3_); \
+		out[3] = P##_unpackhi_epi64(t1_, t3_); \
+	} while (0)
 
 /*
  * AES-256 of the block ctr under the 32-byte keys h[0..7] (SHA-256
@@ -291,8 +277,8 @@ aes_tag_16(const __m512i h[8], const struct match16_o2 *c)
 		lo[i] = _mm512_shuffle_epi8(h[i], bswap);
 		hi[i] = _mm512_shuffle_epi8(h[4 + i], bswap);
 	}
-	transpose4_16(ka, lo);
-	transpose4_16(kb, hi);
+	TRANSPOSE4(_mm512, ka, lo);
+	TRANSPOSE4(_mm512, kb, hi);
 	for (int k = 0; k < 4; k++)
 		s[k] =
 		    _mm512_aesenc_epi128(_mm512_xor_si512(ctr, ka[k]), kb[k]);
@@ -393,34 +379,6 @@ tls_scan_16(const struct match16_tls *c, const uint32_t *users, size_t from,
 	((unsigned)_mm256_movemask_ps( \
 	    _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b))))
 #include "match16_sha.h"
-#undef SV
-#undef SV_LANES
-#undef SV_FN
-#undef SV_TARGET
-#undef SV_SET1
-#undef SV_LOAD
-#undef SV_ADD
-#undef SV_ROR
-#undef SV_SHR
-#undef SV_XOR3
-#undef SV_CH
-#undef SV_MAJ
-#undef SV_EQ
-
-/* As transpose4_16, in the two 128-bit lanes of 256 bits. */
-static inline __attribute__((always_inline)) T8 void
-transpose4_8(__m256i out[4], const __m256i a[4])
-{
-	__m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]);
-	__m256i t1 = _mm256_unpackhi_epi32(a[0], a[1]);
-	__m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]);
-	__m256i t3 = _mm256_unpackhi_epi32(a[2], a[3]);
-
-	out[0] = _mm256_unpacklo_epi64(t0, t2);
-	out[1] = _mm256_unpackhi_epi64(t0, t2);
-	out[2] = _mm256_unpacklo_epi64(t1, t3);
-	out[3] = _mm256_unpackhi_epi64(t1, t3);
-}
 
 /* As aes_tag_16 for eight users, with AES-NI one block at a time (four
  * users side by side). */
@@ -440,8 +398,8 @@ aes_tag_8(const __m256i h[8], const struct match16_o2 *c)
 		lo[i] = _mm256_shuffle_epi8(h[i], bswap);
 		hi[i] = _mm256_shuffle_epi8(h[4 + i], bswap);
 	}
-	transpose4_8(klo, lo);
-	transpose4_8(khi, hi);
+	TRANSPOSE4(_mm256, klo, lo); /* lane L: user 4 L + k */
+	TRANSPOSE4(_mm256, khi, hi);
 	for (int half = 0; half < 2; half++) {
 		__m128i ka[4], kb[4], s[4];
 		for (int k = 0; k < 4; k++) {

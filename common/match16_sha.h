@@ -9,7 +9,8 @@
  *   (SV_EQ: the lanes where a == b, as a bit mask)
  * and K256, IV256, struct match16_o2 and struct match16_tls.
  * The lanes read are a group's lanes [0, SV_LANES) from the pointer
- * given: word i of them at p + i * MATCH16_LANES.
+ * given: word i of them at p + i * MATCH16_LANES. It undefines all of
+ * the above (but the structs and tables) at its end, for the next.
  */
 
 #define BIG_S0(a)   SV_XOR3(SV_ROR(a, 2), SV_ROR(a, 13), SV_ROR(a, 22))
@@ -152,3 +153,16 @@ SV_FN(tls_mask)(const struct match16_tls *c, const uint32_t *p)
 #undef SCHED
 #undef KW_RING
 #undef KW_SCHED
+#undef SV
+#undef SV_LANES
+#undef SV_FN
+#undef SV_TARGET
+#undef SV_SET1
+#undef SV_LOAD
+#undef SV_ADD
+#undef SV_ROR
+#undef SV_SHR
+#undef SV_XOR3
+#undef SV_CH
+#undef SV_MAJ
+#undef SV_EQ
