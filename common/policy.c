@@ -25,7 +25,7 @@
 #include "policy.h"
 #include "util.h"
 
-#define POLICY_MAGIC   "MTPPOL01"
+#define POLICY_MAGIC   "MTPPOL02" /* 02: first-contact hints */
 #define TABLE_BITS     20
 #define TABLE_SIZE     (1u << TABLE_BITS)
 #define TABLE_MAX_FILL (TABLE_SIZE / 4 * 3)
@@ -77,6 +77,7 @@ struct policy {
 	struct policy_user *users;
 	struct pip (*ips)[CONFIG_MAX_UNIQUE_IPS];
 	struct pent *tab;
+	uint64_t *hints; /* POLICY_HINTS: tag << 32 | record + 1; 0 free */
 	/* supervisor: record index by name (private, rebuilt on attach) */
 	int32_t *byname;
 	size_t nbyname;
@@ -89,7 +90,8 @@ zone_size(void)
 	    (size_t)POLICY_MAX_USERS * sizeof(struct policy_user) +
 	    (size_t)POLICY_MAX_USERS * sizeof(struct pip) *
 	    CONFIG_MAX_UNIQUE_IPS +
-	    (size_t)TABLE_SIZE * sizeof(struct pent);
+	    (size_t)TABLE_SIZE * sizeof(struct pent) +
+	    (size_t)POLICY_HINTS * sizeof(uint64_t);
 }
 
 static int
@@ -110,6 +112,8 @@ map_zone(struct policy *p, int fd)
 	off += (size_t)POLICY_MAX_USERS * sizeof(struct pip) *
 	    CONFIG_MAX_UNIQUE_IPS;
 	p->tab = (struct pent *)(base + off);
+	off += (size_t)TABLE_SIZE * sizeof(struct pent);
+	p->hints = (uint64_t *)(base + off);
 	return 0;
 }
 
@@ -495,6 +499,48 @@ ip_hash(const struct policy *p, const struct sockaddr *sa)
 	addr_key(&k, sa, K_IP, is_v4(sa) ? 32 : 128, 0);
 	uint64_t h = hash_bytes(p->h->seed ^ 0x1234, &k, sizeof(k));
 	return h ? h : 1;
+}
+
+/* ------------------------------------------------------------ hints */
+
+/*
+ * One word a slot, so that readers never see half an entry: the upper
+ * 32 bits of the key's hash tell keys sharing the slot apart, the lower
+ * hold the record + 1. Relaxed atomics: a lost or stale hint costs the
+ * reader one wrong try, never a wrong user (match.h checks every try).
+ */
+static uint64_t
+hint_hash(const struct policy *p, int scope, const uint8_t key[17])
+{
+	uint8_t k[20] = { 0 };
+
+	k[0] = (uint8_t)scope;
+	k[1] = (uint8_t)(scope >> 8);
+	memcpy(k + 3, key, 17);
+	return hash_bytes(p->h->seed ^ 0x4817, k, sizeof(k));
+}
+
+void
+policy_hint_put(struct policy *p, int scope, const uint8_t key[17], int rec)
+{
+	uint64_t h = hint_hash(p, scope, key);
+
+	if (rec < 0 || rec >= POLICY_MAX_USERS)
+		return;
+	__atomic_store_n(&p->hints[h % POLICY_HINTS],
+	    (h >> 32) << 32 | (uint64_t)(rec + 1), __ATOMIC_RELAXED);
+}
+
+int
+policy_hint_get(const struct policy *p, int scope, const uint8_t key[17])
+{
+	uint64_t h = hint_hash(p, scope, key);
+	uint64_t v =
+	    __atomic_load_n(&p->hints[h % POLICY_HINTS], __ATOMIC_RELAXED);
+
+	if (v == 0 || v >> 32 != h >> 32)
+		return -1;
+	return (int)(uint32_t)v - 1;
 }
 
 /* Under the lock: may addr (hash h) use record idx now? Notes it. */

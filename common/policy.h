@@ -6,6 +6,8 @@
  *   supervisor assigns and keeps for that name over reloads: the quota
  *   used in the current period, bytes each way, the rate limiter's state
  *   and the addresses seen lately (max_unique_ips).
+ * - First-contact hints: the user record each client address (and its
+ *   subnet) last matched, so that any worker tries that user first.
  * - A table of open-connection counts by key: a client address, its
  *   subnet (globally or per listener) or a user. Each count is kept
  *   twice: the total, and the share of the slot (the worker) that holds
@@ -110,6 +112,19 @@ void policy_user_seen(struct policy *, const struct sockaddr *addr,
     const struct config_user *u, int64_t now);
 /* Supervisor: slot's process is gone; take its counts back. */
 void policy_reclaim(struct policy *, int slot);
+
+/*
+ * First-contact hints, shared by the workers: the user record a client
+ * key (an address or its subnet: 17 bytes, see the worker's hint_key)
+ * last matched on a listener (scope: its index), so that the client's
+ * next connection, whichever worker takes it, tries that user first
+ * (match.h). A slot is one word: a newer key evicts an older one.
+ */
+#define POLICY_HINTS (1u << 18) /* 2 MiB, pages touched as used */
+void
+policy_hint_put(struct policy *, int scope, const uint8_t key[17], int rec);
+/* The record, or -1 when the key has none. */
+int policy_hint_get(const struct policy *, int scope, const uint8_t key[17]);
 
 /* What the readers (metrics, /status, the API) show of a user. */
 struct policy_stats {

@@ -20,8 +20,9 @@ _Static_assert(sizeof(struct shm_slot) % 64 == 0, "slot not cache aligned");
  */
 #define SHM_READ_TRIES 100000
 
-#define SHM_MAGIC   0x6d74736d /* "mtsm" */
-#define SHM_VERSION 5 /* 2: 32 words; 3: listener totals; 4: 48; 5: dclinks */
+#define SHM_MAGIC 0x6d74736d /* "mtsm" */
+/* 2: 32 words; 3: listener totals; 4: 48; 5: dclinks; 6: user scans */
+#define SHM_VERSION 6
 
 struct shm_metrics {
 	uint32_t magic, version;

@@ -63,6 +63,7 @@ enum shm_counter {
 	M_CLOSED_EXPIRED,
 	M_CLOSED_DISABLED,
 	M_THROTTLED, /* reads paused by a user's rate */
+	M_HS_USER_SCANS, /* handshakes that tried the users in turn */
 	M_COUNTERS_MONOTONIC, /* --- gauges below --- */
 	M_CURRENT = M_COUNTERS_MONOTONIC, /* open client connections */
 	M_CURRENT_DC, /* open connections to Telegram */

@@ -425,6 +425,13 @@ reasons_out(struct evbuffer *b, const uint64_t *v)
 	    "# TYPE mtprotod_throttled_total counter\n"
 	    "mtprotod_throttled_total %llu\n",
 	    (unsigned long long)v[M_THROTTLED]);
+	evbuffer_add_printf(b,
+	    "# HELP mtprotod_handshake_user_scans_total Handshakes that "
+	    "tried the users in turn: no hint for the client's address, or "
+	    "not the hinted user.\n"
+	    "# TYPE mtprotod_handshake_user_scans_total counter\n"
+	    "mtprotod_handshake_user_scans_total %llu\n",
+	    (unsigned long long)v[M_HS_USER_SCANS]);
 }
 
 struct fptable *

@@ -66,6 +66,8 @@ uint8_t *session_scratch;
 #define NAMES_MAX (1 + CONFIG_MAX_TLS_DOMAINS) /* tls_domain, tls_domains */
 struct listener_secrets {
 	struct match_keys plain;
+	int32_t *byrec; /* user index by policy record (pidx); -1 none */
+	size_t nbyrec;
 	struct match_keys sni[NAMES_MAX]; /* on: [0] tls_domain, [1 + k] */
 	/* The ServerHello shape: the fronted site's once the dcpool has
 	 * learned it, else SS.static_shape. */
@@ -89,6 +91,8 @@ static struct {
 } SS;
 
 static void hs_read_cb(evutil_socket_t, short, void *);
+static const struct listener_secrets *
+secrets_of(const struct config_listener *);
 static void session_timer_cb(evutil_socket_t, short, void *);
 static void hello_send(struct session *, const uint8_t *, size_t);
 static int hs_grow(struct session *, size_t);
@@ -135,6 +139,19 @@ secrets_rebuild(size_t i)
 	explicit_bzero(d, l->nusers * 16);
 	free(sec);
 	free(d);
+	/* The hints name users by record. */
+	free(ls->byrec);
+	ls->nbyrec = 0;
+	for (size_t u = 0; u < l->nusers; u++)
+		if (l->users[u].pidx >= 0 &&
+		    (size_t)l->users[u].pidx >= ls->nbyrec)
+			ls->nbyrec = (size_t)l->users[u].pidx + 1;
+	if ((ls->byrec = malloc((ls->nbyrec + 1) * sizeof(int32_t))) == NULL)
+		fatal("malloc");
+	memset(ls->byrec, 0xff, (ls->nbyrec + 1) * sizeof(int32_t));
+	for (size_t u = 0; u < l->nusers; u++)
+		if (l->users[u].pidx >= 0)
+			ls->byrec[l->users[u].pidx] = (int32_t)u;
 }
 
 /*
@@ -153,25 +170,11 @@ tls_keys(
 /*
  * Hints: which user a client address matched last, and its subnet's
  * (/24, /64), so that a returning client costs one try, not a scan of
- * every user. Per worker, direct-mapped, forgotten on a new user table;
- * a wrong or stale hint only costs one try more.
+ * every user. They live in the policy zone (policy.h), shared by the
+ * workers, as user records, which keep their number over reloads: a
+ * client's next connection is cheap whichever worker takes it. A wrong
+ * or stale hint only costs one try more.
  */
-#define HINT_SLOTS 4096
-struct hint {
-	uint8_t key[17]; /* listener-independent: family, prefix bytes */
-	uint8_t used;
-	uint16_t listener;
-	int32_t user;
-};
-static struct hint hints[HINT_SLOTS];
-static uint64_t hint_seed;
-
-static void
-hints_clear(void)
-{
-	memset(hints, 0, sizeof(hints));
-	random_bytes(&hint_seed, sizeof(hint_seed));
-}
 
 /* The key of peer's address (subnet 0) or of its /24 or /64 (1). */
 static int
@@ -191,31 +194,22 @@ hint_key(const union sockaddr_any *peer, int subnet, uint8_t key[17])
 	return -1;
 }
 
-static struct hint *
-hint_slot(const uint8_t key[17], size_t listener)
-{
-	uint64_t h = hint_seed ^ listener;
-
-	for (int i = 0; i < 17; i++)
-		h = (h ^ key[i]) * 0x100000001b3ull;
-	h ^= h >> 32;
-	return &hints[h % HINT_SLOTS];
-}
-
 /* Up to two users to try first for s's address; their number. */
 static size_t
 hints_get(const struct session *s, long out[2])
 {
-	size_t li = (size_t)(s->l - W.cfg->listeners), n = 0;
+	const struct listener_secrets *ls = secrets_of(s->l);
+	size_t n = 0;
 	uint8_t key[17];
 
+	if (W.a->policy == NULL)
+		return 0;
 	for (int sub = 0; sub < 2; sub++) {
 		if (hint_key(&s->peer, sub, key) == -1)
 			break;
-		const struct hint *h = hint_slot(key, li);
-		if (h->used && h->listener == li &&
-		    memcmp(h->key, key, sizeof(key)) == 0)
-			out[n++] = h->user;
+		int rec = policy_hint_get(W.a->policy, s->l->shm_index, key);
+		if (rec >= 0 && (size_t)rec < ls->nbyrec && ls->byrec[rec] >= 0)
+			out[n++] = ls->byrec[rec];
 	}
 	return n;
 }
@@ -223,18 +217,26 @@ hints_get(const struct session *s, long out[2])
 static void
 hints_put(const struct session *s, long user)
 {
-	size_t li = (size_t)(s->l - W.cfg->listeners);
 	uint8_t key[17];
 
+	if (W.a->policy == NULL || s->l->users[user].pidx < 0)
+		return;
 	for (int sub = 0; sub < 2; sub++) {
 		if (hint_key(&s->peer, sub, key) == -1)
 			break;
-		struct hint *h = hint_slot(key, li);
-		memcpy(h->key, key, sizeof(key));
-		h->used = 1;
-		h->listener = (uint16_t)li;
-		h->user = (int32_t)user;
+		policy_hint_put(
+		    W.a->policy, s->l->shm_index, key, s->l->users[user].pidx);
 	}
+}
+
+/* Count a handshake whose user (idx, -1: none) was not a hint. */
+static void
+hints_count(long idx, const long *hint, size_t nhint)
+{
+	for (size_t i = 0; i < nhint; i++)
+		if (hint[i] == idx)
+			return;
+	shm_add(W.metrics, M_HS_USER_SCANS, 1);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -261,7 +263,6 @@ session_init(void)
 		fatal("malloc");
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		secrets_rebuild(i);
-	hints_clear();
 	SS.dcs = dc_table_new(cfg->dcs, cfg->ndcs, cfg->default_dc);
 	if (SS.dcs == NULL)
 		fatalx("invalid DC table (telegram.dc, telegram.default_dc)");
@@ -599,7 +600,6 @@ session_apply_tables(struct tables *t)
 		}
 		secrets_rebuild(i);
 	}
-	hints_clear(); /* user indices changed */
 	log_info("new tables applied in place; %zu sessions closed", closed);
 }
 
@@ -980,8 +980,9 @@ o2_handshake(struct session *s)
 		    ? s->user
 		    : -1;
 	} else {
-		idx =
-		    (int)match_o2(&ls->plain, s->hs, hint, hints_get(s, hint));
+		size_t nhint = hints_get(s, hint);
+		idx = (int)match_o2(&ls->plain, s->hs, hint, nhint);
+		hints_count(idx, hint, nhint);
 		if (idx >= 0 &&
 		    o2_accept(s->hs, (const void *)ls->plain.secret[idx], 1,
 		        &o2) == -1)
@@ -1187,9 +1188,12 @@ tls_handshake(
 	}
 	const struct match_keys *keys = tls_keys(s->l, ls, sni);
 	long hint[2];
-	if (keys == NULL ||
-	    (idx = (int)match_tls(
-	         keys, rec, len, hint, hints_get(s, hint), &ts)) == -1) {
+	size_t nhint = hints_get(s, hint);
+	idx = keys == NULL ? -1
+	                   : (int)match_tls(keys, rec, len, hint, nhint, &ts);
+	if (keys != NULL)
+		hints_count(idx, hint, nhint);
+	if (idx == -1) {
 		if (sni == -2 && s->l->unknown_sni != SNI_FRONT) {
 			fp_count(&fp, FP_REFUSED);
 			sni_refuse(s, &ch);

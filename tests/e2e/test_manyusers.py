@@ -6,8 +6,8 @@ import signal
 import subprocess
 
 from mtp import (MTPROTOD, SECRET, Daemon, FakeDC, FrontSite, check,
-                 listener_conf, free_port, run_tests, tclient, telegram_conf,
-                 wait_for)
+                 listener_conf, free_port, metrics, run_tests, tclient,
+                 telegram_conf, wait_for)
 
 DOMAIN = "www.example.com"
 OTHER = "b.example.org"
@@ -162,7 +162,46 @@ def test_ten_thousand_users():
         dc.stop()
 
 
+def test_hints_shared_by_workers():
+    """A client's user, once found, is the first tried on its next
+    connection whichever worker takes it: the users are scanned once per
+    address, not once per worker (mtprotod_handshake_user_scans_total)."""
+    dc = FakeDC()
+    port, mport = free_port(), free_port()
+    d = Daemon(workers=2, listeners=[listener_conf(
+        "main", port, ["classic", "secure", "fake_tls"],
+        secrets=[user_secret(i) for i in range(40)], tls_domain=DOMAIN)],
+        extra='backend = "direct";\n' + telegram_conf({2: dc.port}) +
+        'metrics = { address = "127.0.0.1"; port = %d; };\n' % mport)
+    d.port = port
+
+    def scans():
+        return metrics(mport).get("mtprotod_handshake_user_scans_total")
+
+    try:
+        d.start()
+        check(scans() == 0, "scans before any client: %s" % scans())
+        # Twelve connections, one at a time: the kernel spreads them
+        # over both workers (SO_REUSEPORT); all but the first are hinted.
+        for _ in range(12):
+            r = tclient(port, "abridged", "reqpq", secret=user_secret(17),
+                        timeout=10)
+            check(r.ok, "user 17: %s" % r)
+        check(scans() == 1, "user 17, 12 connections: %s scans" % scans())
+        # Another user from the same address: the hint is wrong once
+        # (a scan), then right, over fake TLS as well.
+        for _ in range(6):
+            r = tclient(port, "tls", "reqpq", secret=user_secret(23),
+                        domain=DOMAIN, timeout=10)
+            check(r.ok, "user 23: %s" % r)
+        check(scans() == 2, "then user 23, 6 connections: %s scans"
+              % scans())
+    finally:
+        d.kill_all()
+        dc.stop()
+
+
 if __name__ == "__main__":
     os.chdir(os.path.dirname(os.path.abspath(__file__)))
     run_tests([test_per_sni_secrets, test_per_sni_links_and_config,
-               test_ten_thousand_users])
+               test_ten_thousand_users, test_hints_shared_by_workers])

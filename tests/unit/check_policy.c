@@ -215,6 +215,43 @@ START_TEST(test_across_processes)
 }
 END_TEST
 
+/* First-contact hints: per scope and key, shared with a child process
+ * and an attached view; a later put wins; a bad record is not kept. */
+START_TEST(test_hints)
+{
+	int fd;
+	struct policy *p = policy_create_fd(4, &fd);
+	uint8_t k1[17] = { 4, 192, 0, 2, 7 }, k2[17] = { 3, 192, 0, 2 };
+
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(policy_hint_get(p, 0, k1), -1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		policy_hint_put(p, 0, k1, 42);
+		policy_hint_put(p, 3, k2, 0);
+		_exit(0);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_int_eq(policy_hint_get(p, 0, k1), 42);
+	ck_assert_int_eq(policy_hint_get(p, 3, k2), 0);
+	/* Another listener, another key: nothing. */
+	ck_assert_int_eq(policy_hint_get(p, 1, k1), -1);
+	ck_assert_int_eq(policy_hint_get(p, 0, k2), -1);
+	policy_hint_put(p, 0, k1, 7);
+	ck_assert_int_eq(policy_hint_get(p, 0, k1), 7);
+	policy_hint_put(p, 0, k1, -1);
+	policy_hint_put(p, 0, k1, POLICY_MAX_USERS);
+	ck_assert_int_eq(policy_hint_get(p, 0, k1), 7);
+	struct policy *q = policy_attach(dup(fd));
+	ck_assert_ptr_nonnull(q);
+	ck_assert_int_eq(policy_hint_get(q, 0, k1), 7);
+	policy_destroy(q);
+	policy_destroy(p);
+}
+END_TEST
+
 static int64_t
 t(const char *rfc3339)
 {
@@ -337,6 +374,7 @@ main(void)
 	tcase_add_test(tc, test_users);
 	tcase_add_test(tc, test_many_keys_and_reclaim);
 	tcase_add_test(tc, test_across_processes);
+	tcase_add_test(tc, test_hints);
 	tcase_add_test(tc, test_periods);
 	tcase_add_test(tc, test_quota_and_persistence);
 	tcase_add_test(tc, test_rate);
