@@ -1,15 +1,16 @@
 #!/bin/bash
 #
 # Build every tests/fuzz/fuzz_*.c with libFuzzer, ASan and UBSan, and run
-# each for SECONDS_PER_TARGET seconds (default 30), one after another, on
-# a copy of its seed corpus tests/fuzz/corpus/NAME/.
+# each for SECONDS_PER_TARGET seconds (default 30), FUZZ_JOBS at a time
+# (default: one per CPU), on a copy of its seed corpus
+# tests/fuzz/corpus/NAME/.
 #
 # usage: tests/run-fuzz.sh [SECONDS_PER_TARGET]
 # env:   CC (clang), SRCDIR (the source tree; default: this script's ..),
 #        FUZZ_BUILD (output directory; default $SRCDIR/tests/fuzz/build),
 #        FUZZ_ONLY (run only the target of that name, e.g. "worker"),
 #        FUZZ_SECONDS_<name> (that target's own time, e.g.
-#        FUZZ_SECONDS_worker=60)
+#        FUZZ_SECONDS_worker=60), FUZZ_JOBS (targets side by side)
 #
 # fuzz_worker runs the worker's own code (worker/*.c) with the test peers'
 # client helpers (tests/peers/peer.c); the other targets only common/.
@@ -122,56 +123,92 @@ for src in "$SRCDIR"/worker/*.c "$SRCDIR"/tests/peers/peer.c; do
 	wobjs="$wobjs $obj"
 done
 
-targets=0
-for src in "$SRCDIR"/tests/fuzz/fuzz_*.c; do
-	[ -e "$src" ] || continue
-	name=$(basename "$src" .c)
-	name=${name#fuzz_}
-	[ -z "${FUZZ_ONLY:-}" ] || [ "$FUZZ_ONLY" = "$name" ] || continue
-	targets=$((targets + 1))
-	bin=$FUZZ_BUILD/fuzz_$name
-	log=$FUZZ_BUILD/$name.log
+# One target: build, run on a copy of its seeds, and write its verdict
+# line to $FUZZ_BUILD/NAME.result (exit 1 if it failed).
+fuzz_one() {
+	local name=$1 src=$2
+	local bin=$FUZZ_BUILD/fuzz_$name log=$FUZZ_BUILD/$name.log
+	local result=$FUZZ_BUILD/$name.result
+	local tobjs=$objs
 	: >"$log"
-	tobjs=$objs
 	[ "$name" != worker ] || tobjs="$objs $wobjs"
 	[ "$name" != simage ] || tobjs="$objs $objdir/w_simage.o"
 
 	if [ $libok = 0 ] || ! $CC $cflags -fsanitize=fuzzer,$san "$src" \
 	    $tobjs -o "$bin" $pkg_libs $extra_libs >"$log" 2>&1; then
-		echo "fuzz $name: FAILED (build, see $log)"
-		failed=1
-		continue
+		echo "fuzz $name: FAILED (build, see $log)" >"$result"
+		return 1
 	fi
 
 	# Work on a copy: new inputs must never land in the committed seeds.
-	work=$FUZZ_BUILD/corpus-$name
+	local work=$FUZZ_BUILD/corpus-$name
 	rm -rf "$work"
 	mkdir -p "$work"
 	if [ -d "$SRCDIR/tests/fuzz/corpus/$name" ]; then
 		cp -R "$SRCDIR/tests/fuzz/corpus/$name/." "$work/"
 	fi
-	artifacts=$FUZZ_BUILD/artifacts-$name
+	local artifacts=$FUZZ_BUILD/artifacts-$name
 	rm -rf "$artifacts"
 	mkdir -p "$artifacts"
 
-	t=$secs
-	own=FUZZ_SECONDS_$name
+	local t=$secs own=FUZZ_SECONDS_$name
 	[ -z "${!own:-}" ] || t=${!own}
 	# The outer timeout only catches a fuzzer that ignores its own.
 	timeout -k 10 $((t * 2 + 60)) "$bin" -max_total_time="$t" \
 	    -rss_limit_mb=2048 -timeout=25 -print_final_stats=1 \
 	    -artifact_prefix="$artifacts/" "$work" >>"$log" 2>&1
-	rc=$?
+	local rc=$?
+	local runs
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" |
 	    tail -n 1)
 	if [ $rc -ne 0 ] || [ -z "$runs" ] ||
 	    grep -Eq "$sanitizer_errors" "$log"; then
-		echo "fuzz $name: FAILED (exit $rc, see $log)"
-		grep -E 'ERROR|runtime error|SUMMARY|Test unit written' "$log" |
-		    head -n 5 | sed 's/^/    /'
-		failed=1
+		{
+			echo "fuzz $name: FAILED (exit $rc, see $log)"
+			grep -E 'ERROR|runtime error|SUMMARY|Test unit written' \
+			    "$log" | head -n 5 | sed 's/^/    /'
+		} >"$result"
+		return 1
+	fi
+	echo "fuzz $name: ok ($runs runs)" >"$result"
+}
+
+# FUZZ_JOBS targets side by side (default: one per CPU); each fuzzer is
+# one process, so each still gets a whole CPU for its time. The longest
+# (the worker's) starts first. Verdicts print in name order at the end.
+jobs_max=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+names=()
+for src in "$SRCDIR"/tests/fuzz/fuzz_*.c; do
+	[ -e "$src" ] || continue
+	name=$(basename "$src" .c)
+	name=${name#fuzz_}
+	[ -z "${FUZZ_ONLY:-}" ] || [ "$FUZZ_ONLY" = "$name" ] || continue
+	names+=("$name")
+done
+targets=${#names[@]}
+order=()
+for name in "${names[@]}"; do
+	[ "$name" != worker ] || order=("$name" "${order[@]}")
+	[ "$name" = worker ] || order+=("$name")
+done
+running=0
+for name in "${order[@]}"; do
+	rm -f "$FUZZ_BUILD/$name.result"
+	if [ "$running" -ge "$jobs_max" ]; then
+		wait -n
+		running=$((running - 1))
+	fi
+	fuzz_one "$name" "$SRCDIR/tests/fuzz/fuzz_$name.c" &
+	running=$((running + 1))
+done
+wait
+for name in "${names[@]}"; do
+	if [ -f "$FUZZ_BUILD/$name.result" ]; then
+		cat "$FUZZ_BUILD/$name.result"
+		grep -q ': ok (' "$FUZZ_BUILD/$name.result" || failed=1
 	else
-		echo "fuzz $name: ok ($runs runs)"
+		echo "fuzz $name: FAILED (no verdict)"
+		failed=1
 	fi
 done
 
