@@ -114,10 +114,15 @@ match_keys_init(
 	}
 	OPENSSL_cleanse(pad, sizeof(pad));
 	OPENSSL_cleanse(&c, sizeof(c));
-	if (n >= MATCH16_MIN_USERS && (k->lanes = match16_available()) != 0 &&
-	    lanes_init(k) == -1) {
-		match_keys_free(k);
-		return -1;
+	if (n >= MATCH16_MIN_USERS && (k->lanes = match16_available()) != 0) {
+		if (lanes_init(k) == -1) {
+			match_keys_free(k);
+			return -1;
+		}
+		/* The lanes hold the states now (mid_of). */
+		OPENSSL_cleanse(k->mid, k->n * sizeof(*k->mid));
+		free(k->mid);
+		k->mid = NULL;
 	}
 	return 0;
 }
@@ -144,20 +149,39 @@ match_keys_free(struct match_keys *k)
 
 /* ------------------------------------------------------------ fake TLS */
 
+/* User u's saved states (inner, outer): from the lanes when there are
+ * lanes (mid is then gone), else from mid. */
+static void
+mid_of(const struct match_keys *k, size_t u, uint32_t out[16])
+{
+	if (k->tls_lanes == NULL) {
+		memcpy(out, k->mid[u], 16 * sizeof(uint32_t));
+		return;
+	}
+	for (size_t i = 0; i < MATCH16_TLS_WORDS; i++)
+		out[i] =
+		    k->tls_lanes[((u / MATCH16_LANES) * MATCH16_TLS_WORDS + i) *
+		            MATCH16_LANES +
+		        u % MATCH16_LANES];
+}
+
 /* HMAC-SHA256 of msg with user u's key, from the saved states. */
 static void
 hmac_from_states(const struct match_keys *k, size_t u, const uint8_t *msg,
     size_t len, uint8_t out[32])
 {
+	uint32_t mid[16];
 	SHA256_CTX c;
 
-	state_load(&c, k->mid[u]);
+	mid_of(k, u, mid);
+	state_load(&c, mid);
 	SHA256_Update(&c, msg, len);
 	SHA256_Final(out, &c);
-	state_load(&c, k->mid[u] + 8);
+	state_load(&c, mid + 8);
 	SHA256_Update(&c, out, 32);
 	SHA256_Final(out, &c);
 	OPENSSL_cleanse(&c, sizeof(c));
+	OPENSSL_cleanse(mid, sizeof(mid));
 }
 
 static int
@@ -264,14 +288,11 @@ match_tls(const struct match_keys *k, const uint8_t *rec, size_t len,
 
 /* ------------------------------------------------------------ obfuscated2 */
 
-/* Keystream block 3 covers the encrypted tag (spec A.2.1: bytes 56..59). */
-#define TAG_BLOCK 3
-
 static EVP_CIPHER *aes_ecb;
 
 static int
 o2_try(const SHA256_CTX *material, const uint8_t secret[MATCH_SECRET_LEN],
-    EVP_CIPHER_CTX *ecb, const uint8_t ctr[16], const uint8_t *wire)
+    EVP_CIPHER_CTX *ecb, const struct match16_o2 *hdr)
 {
 	uint8_t key[32], ks[16];
 	SHA256_CTX c = *material;
@@ -280,10 +301,10 @@ o2_try(const SHA256_CTX *material, const uint8_t secret[MATCH_SECRET_LEN],
 	SHA256_Update(&c, secret, MATCH_SECRET_LEN);
 	SHA256_Final(key, &c);
 	if (EVP_EncryptInit_ex2(ecb, NULL, key, NULL, NULL) != 1 ||
-	    EVP_EncryptUpdate(ecb, ks, &outl, ctr, 16) != 1 || outl != 16)
+	    EVP_EncryptUpdate(ecb, ks, &outl, hdr->ctr, 16) != 1 || outl != 16)
 		fatalx("OpenSSL: AES-256-ECB failed");
-	ok = o2_tag_valid(get_le32(ks + (O2_TAG_OFF - TAG_BLOCK * 16)) ^
-	    get_le32(wire + O2_TAG_OFF));
+	ok = o2_tag_valid(
+	    get_le32(ks + (O2_TAG_OFF - MATCH16_TAG_BLOCK * 16)) ^ hdr->tag);
 	OPENSSL_cleanse(key, sizeof(key));
 	OPENSSL_cleanse(ks, sizeof(ks));
 	OPENSSL_cleanse(&c, sizeof(c));
@@ -294,23 +315,18 @@ long
 match_o2(const struct match_keys *k, const uint8_t wire[64], const long *hint,
     size_t nhint)
 {
-	uint8_t ctr[16];
-	unsigned carry = TAG_BLOCK;
+	struct match16_o2 hdr; /* the counter block and tag, for both */
 	SHA256_CTX material;
 	EVP_CIPHER_CTX *ecb;
 	long found = -1;
+	unsigned m = 0;
 
 	if (k->n == 0)
 		return -1;
 	if (aes_ecb == NULL &&
 	    (aes_ecb = EVP_CIPHER_fetch(NULL, "AES-256-ECB", NULL)) == NULL)
 		fatalx("OpenSSL: cannot fetch AES-256-ECB");
-	/* The counter block of keystream block 3 (128-bit big-endian). */
-	for (int i = 15; i >= 0; i--) {
-		carry += wire[O2_KEY_OFF + O2_KEY_LEN + i];
-		ctr[i] = carry & 0xff;
-		carry >>= 8;
-	}
+	match16_o2_prepare(&hdr, wire);
 	if ((ecb = EVP_CIPHER_CTX_new()) == NULL ||
 	    EVP_EncryptInit_ex2(ecb, aes_ecb, NULL, NULL, NULL) != 1)
 		fatalx("OpenSSL: cannot set up AES-256-ECB");
@@ -320,26 +336,22 @@ match_o2(const struct match_keys *k, const uint8_t wire[64], const long *hint,
 	for (size_t i = 0; i < nhint && found == -1; i++)
 		if (hint[i] >= 0 && (size_t)hint[i] < k->n &&
 		    !hinted(hint[i], hint, i) &&
-		    o2_try(&material, k->secret[hint[i]], ecb, ctr, wire))
+		    o2_try(&material, k->secret[hint[i]], ecb, &hdr))
 			found = hint[i];
 	if (found == -1 && k->o2_lanes != NULL) {
-		struct match16_o2 c;
-		unsigned m = 0;
-		match16_o2_prepare(&c, wire);
 		for (size_t g = 0; found == -1 &&
-		     (g = match16_o2_scan(&c, k->o2_lanes, g, k->ngroups,
+		     (g = match16_o2_scan(&hdr, k->o2_lanes, g, k->ngroups,
 		          k->lanes, &m)) < k->ngroups;
 		     g++)
 			for (size_t u; found == -1 &&
 			     (u = next_candidate(k, g, &m, hint, nhint)) !=
 			         SIZE_MAX;)
-				if (o2_try(&material, k->secret[u], ecb, ctr,
-				        wire))
+				if (o2_try(&material, k->secret[u], ecb, &hdr))
 					found = (long)u;
 	} else {
 		for (size_t u = 0; u < k->n && found == -1; u++)
 			if (!hinted((long)u, hint, nhint) &&
-			    o2_try(&material, k->secret[u], ecb, ctr, wire))
+			    o2_try(&material, k->secret[u], ecb, &hdr))
 				found = (long)u;
 	}
 	EVP_CIPHER_CTX_free(ecb);

@@ -22,7 +22,8 @@
 struct match_keys {
 	size_t n;
 	uint8_t (*secret)[MATCH_SECRET_LEN];
-	uint32_t (*mid)[16]; /* per user: inner state, outer state */
+	uint32_t (*mid)[16]; /* per user: inner state, outer state (NULL
+	                      * with the lanes, which hold them) */
 	/* Where the CPU can (match16.h), the same in groups of 16 users,
 	 * as match16.h lays them out, scanned lanes at a time; else NULL
 	 * and 0. */

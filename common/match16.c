@@ -92,13 +92,10 @@ rounds(uint32_t s[8], const uint32_t *w, int n)
 
 /* ------------------------------------------------------------ per handshake */
 
-/* Keystream block 3 covers the encrypted tag (spec A.2.1: bytes 56..59). */
-#define TAG_BLOCK 3
-
 void
 match16_o2_prepare(struct match16_o2 *c, const uint8_t wire[64])
 {
-	unsigned carry = TAG_BLOCK;
+	unsigned carry = MATCH16_TAG_BLOCK;
 	uint32_t w[64];
 
 	/* The key is SHA256(material || secret): one block, whose words

@@ -48,7 +48,11 @@ int match16_available(void);
 #define MATCH16_O2_WORDS  4
 #define MATCH16_TLS_WORDS 16
 
-/* One obfuscated2 header, ready to be tried (no secret in it). */
+/* Keystream block 3 covers the encrypted tag (spec A.2.1: bytes 56..59). */
+#define MATCH16_TAG_BLOCK 3
+
+/* One obfuscated2 header, ready to be tried (no secret in it): also
+ * what match.c's one-user tries use. */
 struct match16_o2 {
 	uint32_t st[8]; /* SHA-256 state after the 8 rounds on the material */
 	uint32_t w[8]; /* those rounds' message words */
